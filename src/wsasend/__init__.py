@@ -1,0 +1,33 @@
+"""wsasend: Winsock's WSASend semantics for asyncio on Linux.
+
+``n = await wsa_send(sock, [header, body, trailer])`` sends the buffers as one gathered
+``sendmsg`` vector, without copying them, and completes like an overlapped WSASend. See the
+README and SPEC sections S1-S8 for the contract.
+"""
+
+from ._api import closesocket, set_max_pending, wsa_send
+from ._buffers import WSABUF, remaining
+from ._errors import WSAError, WSAErrorCode, errno_to_wsa
+from ._overlapped import WSAEvent, WSAOverlapped
+from ._sockutil import MSG_DONTROUTE, MSG_OOB, MSG_PARTIAL, max_message_size
+from ._sync import wsa_send_sync
+
+__all__ = [
+    "MSG_DONTROUTE",
+    "MSG_OOB",
+    "MSG_PARTIAL",
+    "WSABUF",
+    "WSAError",
+    "WSAErrorCode",
+    "WSAEvent",
+    "WSAOverlapped",
+    "closesocket",
+    "errno_to_wsa",
+    "max_message_size",
+    "remaining",
+    "set_max_pending",
+    "wsa_send",
+    "wsa_send_sync",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,507 @@
+"""The per-(loop, socket) send engine: the one place that calls ``sendmsg`` for overlapped sends.
+
+Theory of operation
+-------------------
+Every overlapped send on a socket goes through one :class:`SendEngine`, shared by
+``wsa_send``, ``WSATransport`` and the ``winsock`` facade, so posting order is wire order
+whoever posts (SPEC S5.4). The ordering rules live in the pure :class:`~._queue.SendQueue`;
+this module makes the syscalls and turns the queue's answers into completions.
+
+The hot path is built for coalescing (SPEC S5.4, issue 6):
+
+1. A post on an idle engine tries the kernel at once (S5.1). If every byte goes, the send is
+   complete before ``wsa_send`` returns, and a *batch window* opens: one ``loop.call_soon``
+   (per loop iteration, not per send) that closes it. Sends posted while the window is open
+   are only queued, so that sends posted back to back in one loop iteration go out together
+   in one ``sendmsg`` of up to IOV_MAX buffers.
+2. The queue is flushed when the window closes, when the socket becomes writable (one
+   ``add_writer``, registered only after EAGAIN and removed when the queue drains), or right
+   away when someone awaits a send that is only waiting for the window (``flush_for``), so an
+   ``await wsa_send(...)`` per send never waits a loop iteration for nothing.
+3. Completions are resolved in bulk inside the flush: fields set, events set, futures resolved
+   only for sends somebody awaits (a future is made lazily in ``__await__``), routines
+   scheduled with ``call_soon`` one by one (never nested, never inside ``wsa_send``, S5.3).
+
+Faults (SPEC S6): an error fails the head send with its exact consumed count and every queued
+send with 0, in order. A socket closed behind our back is noticed by a watchdog timer that runs
+only while a writer is registered (an fd closed under ``add_writer`` never becomes writable,
+and uvloop's ``add_writer`` even keeps the descriptor open until it is removed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import socket
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from ._buffers import gather_for_message, normalize
+from ._errors import WSAError, WSAErrorCode
+from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
+from ._queue import SendCompletion, SendQueue
+from ._sockutil import LINUX_SEND_FLAGS, SocketInfo, classify, is_message_socket, max_message_size, translate_flags
+
+__all__ = ["DEFAULT_MAX_PENDING", "SendEngine"]
+
+#: Default bound on outstanding overlapped sends per socket (SPEC S5.6). Arbitrary, but large:
+#: big enough that nobody meets it by accident, small enough to stop a runaway producer.
+DEFAULT_MAX_PENDING = 65536
+
+# How often the watchdog looks for a socket closed behind our back (SPEC S6.1 wants "within one
+# second"; a quarter second leaves room on a loaded machine).
+_WATCHDOG_INTERVAL = 0.25
+
+_EMPTY: list[Any] = []
+
+# Engine states. OPEN accepts posts; DRAINING refuses them (WSAESHUTDOWN) and runs its
+# on-drained callback when the queue empties; CLOSED refuses them and has nothing queued.
+_OPEN = 0
+_DRAINING = 1
+_CLOSED = 2
+
+
+class SendEngine:
+    """Ordered, coalescing overlapped sends for one socket on one loop. Internal.
+
+    Hooks for ``WSATransport``: ``on_complete(ops)`` after every bulk completion,
+    ``on_error(exc)`` after a fatal send error failed the queue.
+    """
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, *, max_pending: int = DEFAULT_MAX_PENDING
+    ) -> None:
+        self.loop = loop
+        self._sockref = weakref.ref(sock)
+        self._info = SocketInfo(sock)
+        self.message_mode = is_message_socket(sock)
+        self._queue: SendQueue[WSAOverlapped] = SendQueue(message_mode=self.message_mode)
+        self.max_pending = max_pending
+        self.cork = False
+        self._state = _OPEN
+        self._writer: socket.socket | None = None  # the socket object registered with add_writer
+        self._batch_open = False
+        self._watchdog: asyncio.TimerHandle | None = None
+        self._thread = threading.get_ident()
+        self._alias: socket.socket | None = None
+        self._alias_fd = -1
+        self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
+        self.on_error: Callable[[WSAError], object] | None = None
+        self._on_drained: Callable[[], object] | None = None
+        self._ever_wrote = False
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    @property
+    def sock(self) -> socket.socket | None:
+        return self._sockref()
+
+    def in_loop_thread(self) -> bool:
+        return threading.get_ident() == self._thread
+
+    def pending_count(self) -> int:
+        return len(self._queue)
+
+    def unsent_bytes(self) -> int:
+        return self._queue.unsent_bytes
+
+    def is_idle(self) -> bool:
+        return not self._queue and self._writer is None
+
+    def accepting(self) -> bool:
+        return self._state == _OPEN
+
+    def _tx(self, sock: socket.socket) -> socket.socket:
+        """The socket object to call sendmsg on: ``sock``, or a timeout-free alias of it.
+
+        A Python socket with a timeout polls before each ``sendmsg`` (and would block the loop
+        for up to that timeout), so for such a socket we send through a second socket object on
+        the same descriptor that has none. The caller's object is never changed (S5.10).
+        """
+        timeout = sock.gettimeout()
+        if timeout is None or timeout == 0.0:
+            return sock
+        fd = sock.fileno()
+        alias = self._alias
+        if alias is None or self._alias_fd != fd:
+            if alias is not None:
+                alias.detach()
+            alias = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
+            if alias.gettimeout() is not None:  # socket.setdefaulttimeout() was used
+                alias.setblocking(False)  # the fd is already O_NONBLOCK: Python's timeouts need it
+            self._alias = alias
+            self._alias_fd = fd
+            weakref.finalize(self, alias.detach)
+        return alias
+
+    # -- posting ------------------------------------------------------------------------------
+
+    def post(
+        self,
+        sock: socket.socket,
+        buffers: object,
+        flags: object = 0,
+        overlapped: WSAOverlapped | None = None,
+        routine: CompletionRoutine | None = None,
+    ) -> WSAOverlapped:
+        """Post one overlapped send (SPEC S5). See :func:`wsasend.wsa_send`."""
+        bufs, nbytes = normalize(buffers)
+        if flags:
+            osflags, more = translate_flags(flags, sock, cork=self.cork)
+        else:
+            osflags, more = 0, False
+        if self._state != _OPEN:
+            raise WSAError(
+                WSAErrorCode.WSAESHUTDOWN if self._state == _DRAINING else WSAErrorCode.WSAENOTSOCK,
+                detail="the socket is shutting down" if self._state == _DRAINING else "the socket is closed",
+            )
+        queue = self._queue
+        if len(queue) >= self.max_pending:
+            raise WSAError(
+                WSAErrorCode.WSAEWOULDBLOCK,
+                detail=f"{len(queue)} overlapped sends outstanding (max_pending={self.max_pending})",
+            )
+        if overlapped is None:
+            ov = WSAOverlapped()
+        else:
+            if type(overlapped) is not WSAOverlapped and not isinstance(overlapped, WSAOverlapped):
+                raise WSAError(
+                    WSAErrorCode.WSAEFAULT,
+                    detail=f"overlapped must be a WSAOverlapped, not {type(overlapped).__name__}",
+                )
+            if overlapped._pending:
+                raise WSAError(WSAErrorCode.WSAEINVAL, detail="this WSAOverlapped is still pending (S5.5)")
+            ov = overlapped
+        if routine is not None and not callable(routine):
+            raise WSAError(WSAErrorCode.WSAEFAULT, detail="completion_routine is not callable")
+        if self.message_mode:
+            return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine)
+        ov._reset_for_post(routine, self)
+        ov._load(bufs, nbytes, osflags)
+        if queue or self._batch_open:
+            queue.submit(ov)
+            if self._writer is None and not self._batch_open:
+                self._open_batch()
+            return ov
+        # Fast path (S5.1): nothing queued and no batch open, so try the kernel at once.
+        if nbytes:
+            try:
+                n = self._tx(sock).sendmsg(bufs, _EMPTY, osflags | LINUX_SEND_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                ov._pending = False
+                raise self._error(sock, exc, 0) from exc
+            if n < nbytes:
+                queue.submit(ov)
+                if n:
+                    queue.bytes_sent(n)
+                self._add_writer(sock)
+                return ov
+        self._complete_immediately(ov, nbytes)
+        return ov
+
+    def _post_message(
+        self,
+        sock: socket.socket,
+        ov: WSAOverlapped,
+        bufs: list[Any],
+        nbytes: int,
+        osflags: int,
+        more: bool,
+        routine: CompletionRoutine | None,
+    ) -> WSAOverlapped:
+        queue = self._queue
+        total = queue.open_message_bytes + nbytes
+        if not more and total > max_message_size(sock):
+            # S4.4: the whole message is refused; its earlier pieces fail with it.
+            pieces = queue.drop_open_message()
+            err = WSAError(WSAErrorCode.WSAEMSGSIZE, detail=f"message of {total} bytes > {max_message_size(sock)}")
+            self._fail_ops([SendCompletion(p, 0) for p in pieces], WSAErrorCode.WSAEMSGSIZE, None)
+            raise err
+        ov._reset_for_post(routine, self)
+        ov._load(bufs, nbytes, osflags, more)
+        if more or queue or self._batch_open:
+            queue.submit(ov)
+            if not more and self._writer is None and not self._batch_open:
+                self._open_batch()
+            return ov
+        try:
+            self._tx(sock).sendmsg(gather_for_message(bufs), _EMPTY, osflags | LINUX_SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            queue.submit(ov)
+            self._add_writer(sock)
+            return ov
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                # S3.3: a stale ICMP port-unreachable on a connected UDP socket; Windows retries.
+                return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine)
+            ov._pending = False
+            raise self._error(sock, exc, 0) from exc
+        self._complete_immediately(ov, nbytes)
+        return ov
+
+    def _complete_immediately(self, ov: WSAOverlapped, n: int) -> None:
+        ov._pending = False
+        ov._completed_immediately = True
+        ov._transferred = n
+        ov._bufs = _EMPTY
+        routine = ov._routine
+        if routine is not None:
+            self.loop.call_soon(routine, 0, n, ov, 0)
+        else:
+            ev = ov._event
+            if ev is not None and type(ev) is WSAEvent:
+                ev.set()
+        if self.on_complete is not None:
+            self.on_complete([ov])
+        self._open_batch()
+
+    def _open_batch(self) -> None:
+        if not self._batch_open:
+            self._batch_open = True
+            self.loop.call_soon(self._close_batch)
+
+    def _close_batch(self) -> None:
+        self._batch_open = False
+        if self._queue and self._writer is None:
+            sock = self._sockref()
+            if sock is None:  # pragma: no cover - the loop's handle keeps it alive
+                self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+                return
+            self._flush(sock)
+
+    def flush_for(self, ov: WSAOverlapped) -> None:
+        """Someone awaits ``ov``: if it only waits for the batch window, flush now."""
+        if self._batch_open and self._writer is None and self._queue and self.in_loop_thread():
+            sock = self._sockref()
+            if sock is not None:
+                self._flush(sock)
+
+    # -- flushing -----------------------------------------------------------------------------
+
+    def _flush(self, sock: socket.socket) -> None:
+        queue = self._queue
+        if self.message_mode:
+            self._flush_messages(sock)
+            return
+        if sock.fileno() < 0 or getattr(sock, "_closed", False):
+            self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+            return
+        tx = self._tx(sock)
+        sendmsg = tx.sendmsg
+        while queue:
+            iov, flags = queue.next_batch()
+            if iov:
+                try:
+                    n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
+                except (BlockingIOError, InterruptedError):
+                    self._add_writer(sock)
+                    return
+                except OSError as exc:
+                    self._fatal(sock, exc)
+                    return
+                done = queue.bytes_sent(n)
+            else:
+                done = queue.bytes_sent(0)
+            if done:
+                self._complete(done)
+        self._drained()
+
+    def _flush_messages(self, sock: socket.socket) -> None:
+        queue = self._queue
+        if sock.fileno() < 0 or getattr(sock, "_closed", False):
+            self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+            return
+        tx = self._tx(sock)
+        while queue.sendable():
+            iov, flags = queue.next_batch()
+            try:
+                n = tx.sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                self._add_writer(sock)
+                return
+            except OSError as exc:
+                if exc.errno == errno.ECONNREFUSED:
+                    continue  # S3.3: stale ICMP; the retry is the next round of this loop
+                if exc.errno == errno.EMSGSIZE:
+                    # The kernel refused this one message (its limit moved under us): fail it
+                    # alone, the socket is fine.
+                    ops = queue.bytes_sent(0)
+                    self._fail_ops([SendCompletion(op, 0) for op in ops], WSAErrorCode.WSAEMSGSIZE, exc)
+                    continue
+                self._fatal(sock, exc)
+                return
+            done = queue.bytes_sent(n)
+            self._complete(done)
+        self._drained()
+
+    def _drained(self) -> None:
+        """Nothing sendable is left: drop the writer, run the on-drained callback."""
+        if self._writer is not None:
+            self._remove_writer()
+        if not self._queue and self._on_drained is not None:
+            callback, self._on_drained = self._on_drained, None
+            callback()
+
+    def _complete(self, done: list[WSAOverlapped]) -> None:
+        """Complete whole sends in bulk, in posting order (SPEC S5.3)."""
+        call_soon = self.loop.call_soon
+        for ov in done:
+            n = ov._nbytes
+            ov._transferred = n
+            ov._pending = False
+            ov._bufs = _EMPTY  # S2: the caller's memory is released as soon as it is sent
+            routine = ov._routine
+            if routine is not None:
+                call_soon(routine, 0, n, ov, 0)
+            else:
+                ev = ov._event
+                if ev is not None and type(ev) is WSAEvent:
+                    ev.set()
+            waiter = ov._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(n)
+            tev = ov._tevent
+            if tev is not None:
+                tev.set()
+        if self.on_complete is not None:
+            self.on_complete(done)
+
+    def _fail_ops(self, comps: list[SendCompletion], code: WSAErrorCode, cause: BaseException | None) -> None:
+        """Complete sends with an error, each with its own consumed count (SPEC S6.4)."""
+        if not comps:
+            return
+        call_soon = self.loop.call_soon
+        done: list[WSAOverlapped] = []
+        for comp in comps:
+            ov = comp.op
+            assert isinstance(ov, WSAOverlapped)
+            exc = WSAError(code, errno=getattr(cause, "errno", None), bytes_sent=comp.bytes_sent)
+            if cause is not None:
+                exc.__cause__ = cause
+            ov._transferred = comp.bytes_sent
+            ov._error = code
+            ov._exc = exc
+            ov._pending = False
+            ov._bufs = _EMPTY
+            routine = ov._routine
+            if routine is not None:
+                call_soon(routine, int(code), comp.bytes_sent, ov, 0)
+            else:
+                ev = ov._event
+                if ev is not None and type(ev) is WSAEvent:
+                    ev.set()
+            waiter = ov._waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_exception(exc)
+            tev = ov._tevent
+            if tev is not None:
+                tev.set()
+            done.append(ov)
+        if self.on_complete is not None:
+            self.on_complete(done)
+
+    def _error(self, sock: socket.socket, exc: OSError, bytes_sent: int) -> WSAError:
+        if exc.errno == errno.EBADF or sock.fileno() < 0:
+            code = WSAErrorCode.WSAENOTSOCK
+        else:
+            code = classify(sock, exc, self._info)
+        err = WSAError(code, errno=exc.errno, bytes_sent=bytes_sent)
+        err.__cause__ = exc
+        return err
+
+    def _fatal(self, sock: socket.socket, exc: OSError) -> None:
+        """A send error: fail the head (with its consumed bytes) and every queued send (S6.3)."""
+        closed = sock.fileno() < 0 or getattr(sock, "_closed", False) or exc.errno == errno.EBADF
+        code = WSAErrorCode.WSA_OPERATION_ABORTED if closed else classify(sock, exc, self._info)
+        self._remove_writer()
+        head_consumed = self._queue.head_consumed
+        comps = self._queue.fail()
+        self._fail_ops(comps, code, exc)
+        if self.on_error is not None:
+            err = WSAError(code, errno=exc.errno, bytes_sent=head_consumed)
+            err.__cause__ = exc
+            self.on_error(err)
+        self._drained()
+
+    # -- writer and watchdog --------------------------------------------------------------------
+
+    def _add_writer(self, sock: socket.socket) -> None:
+        if self._writer is None:
+            self._writer = sock
+            self.loop.add_writer(sock, self._on_writable)
+            if self._watchdog is None:
+                self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
+
+    def _remove_writer(self) -> None:
+        sock = self._writer
+        if sock is not None:
+            self._writer = None
+            # The fd may be gone already (closed behind our back).
+            with contextlib.suppress(OSError, ValueError):
+                self.loop.remove_writer(sock)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+
+    def _on_writable(self) -> None:
+        sock = self._writer
+        if sock is None:
+            return
+        self._flush(sock)
+
+    def _watch(self) -> None:
+        self._watchdog = None
+        sock = self._writer
+        if sock is None:
+            return
+        if sock.fileno() < 0 or getattr(sock, "_closed", False):
+            # S6.1: closed behind our back. uvloop keeps the fd open until the writer goes.
+            self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+            return
+        self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
+
+    # -- cancel, abort, shutdown ---------------------------------------------------------------
+
+    def withdraw(self, ov: WSAOverlapped) -> bool:
+        """S5.7: remove ``ov`` if none of its bytes went out; it completes aborted, 0 bytes."""
+        if not self.in_loop_thread():
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail="cancel() from outside the loop's thread")
+        removed = self._queue.withdraw(ov)
+        if removed is None:
+            return False
+        if not removed:
+            return False
+        self._fail_ops([SendCompletion(op, 0) for op in removed], WSAErrorCode.WSA_OPERATION_ABORTED, None)
+        if not self._queue:
+            self._drained()
+        return True
+
+    def _abort_all(self, code: WSAErrorCode) -> None:
+        self._remove_writer()
+        comps = self._queue.fail()
+        self._fail_ops(comps, code, None)
+
+    def abort(self, code: WSAErrorCode = WSAErrorCode.WSA_OPERATION_ABORTED) -> None:
+        """Fail every pending send with ``code`` (exact counts) and refuse new ones (S6.1)."""
+        self._state = _CLOSED
+        self._on_drained = None
+        self._abort_all(code)
+
+    def drain_then(self, callback: Callable[[], object]) -> None:
+        """Refuse new sends (WSAESHUTDOWN) and call ``callback`` once the queue is empty (S6.2)."""
+        if self._state == _OPEN:
+            self._state = _DRAINING
+        self._on_drained = callback
+        if not self._queue and self._writer is None:
+            self._on_drained = None
+            callback()
+        elif self._writer is None and not self._batch_open:
+            self._open_batch()
+
+    def mark_closed(self) -> None:
+        self._state = _CLOSED

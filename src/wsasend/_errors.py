@@ -1,0 +1,254 @@
+"""Winsock error codes, the one exception class, and the errno -> Winsock table (SPEC S3).
+
+Pure: imports nothing from asyncio, socket or selectors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import errno as _errno
+from collections.abc import Iterator
+
+__all__ = [
+    "ERRNO_TO_WSA",
+    "WSAError",
+    "WSAErrorCode",
+    "errno_to_wsa",
+    "translate_oserror",
+]
+
+
+class WSAErrorCode(enum.IntEnum):
+    """Winsock error codes, with the numbers Winsock gives them (winerror.h / winsock2.h)."""
+
+    #: The socket handle is not valid (ERROR_INVALID_HANDLE).
+    WSA_INVALID_HANDLE = 6
+    #: One or more parameters are not valid (ERROR_INVALID_PARAMETER).
+    WSA_INVALID_PARAMETER = 87
+    #: The overlapped operation was aborted because the socket was closed.
+    WSA_OPERATION_ABORTED = 995
+    #: The overlapped operation has not completed yet.
+    WSA_IO_INCOMPLETE = 996
+    #: The overlapped operation was started and will complete later.
+    WSA_IO_PENDING = 997
+    #: A blocking call was interrupted (here: the socket was closed under it).
+    WSAEINTR = 10004
+    #: The handle is not valid.
+    WSAEBADF = 10009
+    #: Broadcast address without SO_BROADCAST.
+    WSAEACCES = 10013
+    #: A buffer (or out-parameter) is not usable memory.
+    WSAEFAULT = 10014
+    #: Invalid argument, or socket not made with WSA_FLAG_OVERLAPPED.
+    WSAEINVAL = 10022
+    #: Nonblocking socket with nothing consumed, or too many outstanding overlapped sends.
+    WSAEWOULDBLOCK = 10035
+    #: A blocking call is already in progress on the socket.
+    WSAEINPROGRESS = 10036
+    #: The descriptor is not a socket.
+    WSAENOTSOCK = 10038
+    #: The message is larger than the transport's maximum.
+    WSAEMSGSIZE = 10040
+    #: The flag or operation is not supported on this socket.
+    WSAEOPNOTSUPP = 10045
+    #: The network subsystem has failed.
+    WSAENETDOWN = 10050
+    #: The network cannot be reached.
+    WSAENETUNREACH = 10051
+    #: Keep-alive found the connection broken while the operation was in progress.
+    WSAENETRESET = 10052
+    #: The connection was aborted by the local stack (time-out or other failure).
+    WSAECONNABORTED = 10053
+    #: The peer reset the connection.
+    WSAECONNRESET = 10054
+    #: No buffer space is available.
+    WSAENOBUFS = 10055
+    #: The socket is already connected.
+    WSAEISCONN = 10056
+    #: The socket is not connected.
+    WSAENOTCONN = 10057
+    #: The sending direction has been shut down.
+    WSAESHUTDOWN = 10058
+    #: The operation timed out.
+    WSAETIMEDOUT = 10060
+    #: The peer refused the connection.
+    WSAECONNREFUSED = 10061
+    #: The host cannot be reached.
+    WSAEHOSTUNREACH = 10065
+    #: WSAStartup has not been called (or the last WSACleanup has).
+    WSANOTINITIALISED = 10093
+
+
+# The seed's wording, word for word, for the codes its table lists; our own words for the rest.
+_DESCRIPTIONS: dict[WSAErrorCode, str] = {
+    WSAErrorCode.WSANOTINITIALISED: "A successful WSAStartup call must occur before using this function.",
+    WSAErrorCode.WSAENETDOWN: "The network subsystem has failed.",
+    WSAErrorCode.WSAEACCES: "The requested address is a broadcast address, but the appropriate flag was not set.",
+    WSAErrorCode.WSAEINTR: "The socket was closed.",
+    WSAErrorCode.WSAEINPROGRESS: (
+        "A blocking Winsock call is in progress, or the service provider is still processing a callback function."
+    ),
+    WSAErrorCode.WSAEFAULT: (
+        "The lpBuffers, lpNumberOfBytesSent, lpOverlapped, or lpCompletionRoutine argument is not totally "
+        "contained in a valid part of the user address space."
+    ),
+    WSAErrorCode.WSAENETRESET: (
+        "The connection has been broken due to keep-alive activity detecting a failure while the operation "
+        "was in progress."
+    ),
+    WSAErrorCode.WSAENOBUFS: "The Windows Sockets provider reports a buffer deadlock.",
+    WSAErrorCode.WSAENOTCONN: "The socket is not connected.",
+    WSAErrorCode.WSAENOTSOCK: "The descriptor is not a socket.",
+    WSAErrorCode.WSAEOPNOTSUPP: (
+        "MSG_OOB was specified, but the socket is not stream style such as type SOCK_STREAM, out of band (OOB) "
+        "data is not supported in the communication domain associated with this socket, MSG_PARTIAL is not "
+        "supported, or the socket is unidirectional and supports only receive operations."
+    ),
+    WSAErrorCode.WSAESHUTDOWN: (
+        "The socket has been shut down. It is not possible to call WSASend on a socket after shutdown has been "
+        "invoked with how set to SD_SEND or SD_BOTH."
+    ),
+    WSAErrorCode.WSAEWOULDBLOCK: (
+        "For overlapped sockets, there are too many outstanding overlapped I/O requests. For nonoverlapped "
+        "sockets, the socket is marked as nonblocking and the send operation cannot be completed immediately."
+    ),
+    WSAErrorCode.WSAEMSGSIZE: (
+        "The socket is message-oriented, and the message is larger than the maximum supported by the "
+        "underlying transport."
+    ),
+    WSAErrorCode.WSAEINVAL: (
+        "The socket has not been bound with bind (Windows Sockets) or the socket is not created with the "
+        "overlapped flag."
+    ),
+    WSAErrorCode.WSAECONNABORTED: "The virtual circuit was terminated due to a time-out or other failure.",
+    WSAErrorCode.WSAECONNRESET: "The virtual circuit was reset by the remote side.",
+    WSAErrorCode.WSA_IO_PENDING: (
+        "An overlapped operation was successfully initiated and completion will be indicated at a later time."
+    ),
+    WSAErrorCode.WSA_OPERATION_ABORTED: "The overlapped operation has been canceled due to the closure of the socket.",
+    WSAErrorCode.WSA_IO_INCOMPLETE: "The overlapped I/O event object is not in a signaled state.",
+    WSAErrorCode.WSA_INVALID_PARAMETER: "One or more parameters are invalid.",
+    WSAErrorCode.WSA_INVALID_HANDLE: "The specified event object handle is invalid.",
+    WSAErrorCode.WSAEBADF: "The file handle supplied is not valid.",
+    WSAErrorCode.WSAEISCONN: "The socket is already connected.",
+    WSAErrorCode.WSAETIMEDOUT: "The operation timed out.",
+    WSAErrorCode.WSAEHOSTUNREACH: "A socket operation was attempted to an unreachable host.",
+    WSAErrorCode.WSAENETUNREACH: "A socket operation was attempted to an unreachable network.",
+    WSAErrorCode.WSAECONNREFUSED: "The connection was refused by the target machine.",
+}
+
+#: errno -> Winsock, after Wine's direct table in dlls/ws2_32 (SPEC S3.3). EINTR is absent on
+#: purpose: Python retries it (PEP 475) and so do we; it never surfaces as a WSAError.
+ERRNO_TO_WSA: dict[int, WSAErrorCode] = {
+    _errno.EPIPE: WSAErrorCode.WSAECONNRESET,
+    _errno.ECONNRESET: WSAErrorCode.WSAECONNRESET,
+    _errno.EBADF: WSAErrorCode.WSAENOTSOCK,
+    _errno.ENOTSOCK: WSAErrorCode.WSAENOTSOCK,
+    _errno.EDESTADDRREQ: WSAErrorCode.WSAENOTCONN,
+    _errno.ENOTCONN: WSAErrorCode.WSAENOTCONN,
+    _errno.EMSGSIZE: WSAErrorCode.WSAEMSGSIZE,
+    _errno.ENOBUFS: WSAErrorCode.WSAENOBUFS,
+    _errno.ENOMEM: WSAErrorCode.WSAENOBUFS,
+    _errno.ENETRESET: WSAErrorCode.WSAENETRESET,
+    _errno.ENETDOWN: WSAErrorCode.WSAENETDOWN,
+    _errno.ENETUNREACH: WSAErrorCode.WSAENETUNREACH,
+    _errno.EHOSTUNREACH: WSAErrorCode.WSAEHOSTUNREACH,
+    _errno.ECONNABORTED: WSAErrorCode.WSAECONNABORTED,
+    _errno.ECONNREFUSED: WSAErrorCode.WSAECONNREFUSED,
+    _errno.ETIMEDOUT: WSAErrorCode.WSAETIMEDOUT,
+    _errno.EACCES: WSAErrorCode.WSAEACCES,
+    _errno.EPERM: WSAErrorCode.WSAEACCES,
+    _errno.EOPNOTSUPP: WSAErrorCode.WSAEOPNOTSUPP,
+    _errno.EAGAIN: WSAErrorCode.WSAEWOULDBLOCK,
+    _errno.EINPROGRESS: WSAErrorCode.WSAEINPROGRESS,
+    _errno.EALREADY: WSAErrorCode.WSAEINPROGRESS,
+    _errno.EISCONN: WSAErrorCode.WSAEISCONN,
+    _errno.EFAULT: WSAErrorCode.WSAEFAULT,
+    _errno.EINVAL: WSAErrorCode.WSAEINVAL,
+    _errno.ESHUTDOWN: WSAErrorCode.WSAESHUTDOWN,
+}
+
+
+def errno_to_wsa(err: int | None) -> WSAErrorCode:
+    """Map a POSIX errno to its Winsock code (SPEC S3.3).
+
+    Unknown errnos map to WSAEINVAL: the caller still gets a ``WSAError`` whose ``.errno`` keeps
+    the original number, so nothing is lost.
+    """
+    if err is None:
+        return WSAErrorCode.WSAEINVAL
+    return ERRNO_TO_WSA.get(err, WSAErrorCode.WSAEINVAL)
+
+
+class WSAError(OSError):
+    """The one exception of this package (SPEC S3.2).
+
+    A subclass of :class:`OSError`, so ``except OSError`` keeps working. Branch on ``.winerror``.
+
+    Attributes:
+        winerror: the :class:`WSAErrorCode`. (On Linux ``OSError`` ignores its own ``winerror``
+            argument, so we set it ourselves.)
+        errno: the POSIX errno that caused it, or ``None`` when the package decided it without
+            the kernel (bad arguments, aborts).
+        bytes_sent: how many bytes of the failed operation the kernel had consumed before the
+            failure; 0 when none was. This is what Winsock cannot tell you and we can.
+    """
+
+    winerror: WSAErrorCode
+    bytes_sent: int
+
+    def __init__(
+        self,
+        code: WSAErrorCode,
+        *,
+        errno: int | None = None,
+        bytes_sent: int = 0,
+        detail: str | None = None,
+    ) -> None:
+        code = WSAErrorCode(code)
+        message = f"[{code.name} {int(code)}] {_DESCRIPTIONS[code]}"
+        if detail:
+            message = f"{message} ({detail})"
+        super().__init__(errno, message)
+        self.errno = errno
+        self.winerror = code
+        self.bytes_sent = bytes_sent
+        self._message = message
+
+    def __str__(self) -> str:
+        return self._message
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild, (int(self.winerror), self.errno, self.bytes_sent, self._message))
+
+    @classmethod
+    def from_oserror(cls, exc: OSError, *, bytes_sent: int = 0) -> WSAError:
+        """Translate an :class:`OSError` raised by the kernel, chaining it as ``__cause__``."""
+        if isinstance(exc, WSAError):
+            return exc
+        err = cls(errno_to_wsa(exc.errno), errno=exc.errno, bytes_sent=bytes_sent)
+        err.__cause__ = exc
+        return err
+
+    @property
+    def description(self) -> str:
+        """The seed's description of the code."""
+        return _DESCRIPTIONS[self.winerror]
+
+
+def _rebuild(code: int, err: int | None, bytes_sent: int, message: str) -> WSAError:
+    exc = WSAError(WSAErrorCode(code), errno=err, bytes_sent=bytes_sent)
+    exc._message = message
+    return exc
+
+
+@contextlib.contextmanager
+def translate_oserror(*, bytes_sent: int = 0) -> Iterator[None]:
+    """Turn any non-WSAError OSError raised inside into a WSAError chained ``from`` it."""
+    try:
+        yield
+    except WSAError:
+        raise
+    except OSError as exc:
+        raise WSAError.from_oserror(exc, bytes_sent=bytes_sent) from exc

@@ -1,0 +1,367 @@
+"""The pure, ordered send queue: every rule about ordering, partial consumption and completion.
+
+Pure: no asyncio, socket or selectors here. The engine makes the syscall and feeds the count in.
+
+Theory of operation
+-------------------
+A *send* (``PendingSend``) is a captured list of buffers plus its byte total. Sends wait in
+one deque, in posting order. The engine asks :meth:`SendQueue.next_batch` what to hand to one
+``sendmsg``, makes the call, and reports what the kernel took with :meth:`SendQueue.bytes_sent`,
+which pops and returns every send that is now whole, in posting order. On an error,
+:meth:`SendQueue.fail` empties the queue and says, for each send, how many of its bytes the
+kernel had consumed before the failure.
+
+Only the head send can be partly consumed (the kernel takes a stream in order), so the queue
+keeps the head's progress in three numbers (buffer index, offset in that buffer, bytes
+consumed) instead of touching every send on every ``sendmsg``. A running total of unsent bytes
+makes ``unsent_bytes`` O(1). Each send is appended once, popped once, and looked at by
+``next_batch`` only while it sits within the first IOV_MAX buffers of the queue, so the work
+per send is O(1) amortised no matter how long the queue grows.
+
+Stream sockets: a batch runs across sends (that is the coalescing), up to ``iov_max`` buffers,
+and stops where the flags change (MSG_OOB must mark the end of its own ``sendmsg``).
+
+Message sockets: one message is one ``sendmsg``. A message is a run of MSG_PARTIAL pieces ended
+by a send without the flag (SPEC S4.4); the batch is exactly that run, and a message whose
+final piece has not been posted yet is not sendable, so the queue stalls behind it.
+
+Invariants (checked by :meth:`SendQueue.check` in the tests after every step):
+- ``unsent_bytes`` == sum of queued sends' sizes - ``head_consumed``.
+- Completions come out in posting order; a send is returned by ``bytes_sent`` exactly once.
+- ``head_consumed`` > 0 only in stream mode, and only for the head send.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from typing import Generic, TypeVar
+
+import attrs
+
+from ._buffers import IOV_MAX, Buffer, gather_for_message
+
+__all__ = ["PendingSend", "SendCompletion", "SendQueue"]
+
+
+class PendingSend:
+    """One posted send as the queue sees it: captured buffers, byte total, flags.
+
+    :class:`~wsasend.WSAOverlapped` extends this class so that a post allocates one object,
+    not two (the hot path of the benchmarks). The fields are the queue's; user code reads the
+    overlapped's public properties instead.
+    """
+
+    __slots__ = ("_bufs", "_flags", "_more", "_nbytes")
+
+    # Invariant: _nbytes == sum of the byte lengths of _bufs (every buffer is non-empty).
+    _bufs: list[Buffer]
+    _nbytes: int
+    # Flags handed to sendmsg with this send's bytes (OS values, e.g. socket.MSG_OOB).
+    _flags: int
+    # Message sockets: True while this is a MSG_PARTIAL piece of a message not yet ended.
+    _more: bool
+
+    def _load(self, bufs: list[Buffer], nbytes: int, flags: int = 0, more: bool = False) -> None:
+        self._bufs = bufs
+        self._nbytes = nbytes
+        self._flags = flags
+        self._more = more
+
+
+@attrs.frozen
+class SendCompletion:
+    """A send ended by :meth:`SendQueue.fail` or :meth:`SendQueue.withdraw`.
+
+    ``bytes_sent`` is how many of its bytes the kernel consumed before the end (SPEC S6.4).
+    """
+
+    op: PendingSend
+    bytes_sent: int
+
+
+OpT = TypeVar("OpT", bound=PendingSend)
+
+
+class SendQueue(Generic[OpT]):
+    """Posted sends in order, with O(1) accounting (see the module's theory of operation).
+
+    Args:
+        message_mode: True for SOCK_DGRAM/SOCK_SEQPACKET (one send is one message).
+        iov_max: most buffers per batch.
+    """
+
+    def __init__(self, *, message_mode: bool = False, iov_max: int = IOV_MAX) -> None:
+        if iov_max < 2:
+            raise ValueError("iov_max must be at least 2")
+        self.message_mode = message_mode
+        self.iov_max = iov_max
+        self._ops: deque[OpT] = deque()
+        # Invariant: == sum(op._nbytes for op in _ops) - _head_consumed.
+        self._unsent = 0
+        # Stream mode: progress of the head send (buffer index, offset in it, bytes consumed).
+        self._head_buf = 0
+        self._head_off = 0
+        self._head_consumed = 0
+        # Message mode: number of ended messages in the queue, and the bytes of the pieces of the
+        # message still open at the tail (for the WSAEMSGSIZE check of S4.4).
+        self._closed_messages = 0
+        self._open_bytes = 0
+        # Message mode: how many sends the last batch covered (bytes_sent pops that many).
+        self._batch_ops = 0
+
+    # -- inspection ---------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def __bool__(self) -> bool:
+        return bool(self._ops)
+
+    @property
+    def unsent_bytes(self) -> int:
+        """Bytes posted and not yet consumed by the kernel. O(1)."""
+        return self._unsent
+
+    @property
+    def head_consumed(self) -> int:
+        """Bytes of the head send already consumed (0 unless it was partly sent)."""
+        return self._head_consumed
+
+    @property
+    def open_message_bytes(self) -> int:
+        """Message mode: bytes of the MSG_PARTIAL pieces of the message not yet ended."""
+        return self._open_bytes
+
+    def has_open_message(self) -> bool:
+        """Message mode: True while MSG_PARTIAL pieces wait for their final piece."""
+        return bool(self._ops) and self._ops[-1]._more
+
+    def sendable(self) -> bool:
+        """True when :meth:`next_batch` has something for the kernel or a send to complete."""
+        if not self._ops:
+            return False
+        if self.message_mode:
+            return self._closed_messages > 0
+        return True
+
+    def __contains__(self, op: object) -> bool:
+        return op in self._ops
+
+    def is_started(self, op: OpT) -> bool:
+        """True when some of ``op``'s bytes reached the kernel (it can no longer be withdrawn)."""
+        return self._head_consumed > 0 and bool(self._ops) and self._ops[0] is op
+
+    # -- inputs ---------------------------------------------------------------------------------
+
+    def submit(self, op: OpT) -> None:
+        """Append a loaded send at the tail (its ``_load`` was called)."""
+        self._ops.append(op)
+        self._unsent += op._nbytes
+        if self.message_mode:
+            if op._more:
+                self._open_bytes += op._nbytes
+            else:
+                self._open_bytes = 0
+                self._closed_messages += 1
+
+    def next_batch(self) -> tuple[list[Buffer], int]:
+        """The buffers and flags for the next ``sendmsg``, from the head.
+
+        Stream mode: up to ``iov_max`` buffers across sends of equal flags, the head's
+        consumed prefix skipped (as a zero-copy memoryview slice). Message mode: every buffer
+        of the first ended message, gathered to at most ``iov_max`` (S2.3). An empty list with
+        a non-empty queue means "complete the empty sends at the head" (stream) or "nothing is
+        sendable" (message mode, when only an open message is queued).
+        """
+        ops = self._ops
+        if not ops:
+            return [], 0
+        if self.message_mode:
+            return self._message_batch()
+        iov_max = self.iov_max
+        head = ops[0]
+        flags = head._flags
+        bufs = head._bufs
+        if self._head_buf or self._head_off:
+            first = bufs[self._head_buf]
+            view = first if type(first) is memoryview else memoryview(first)
+            iov: list[Buffer] = [view[self._head_off :]]
+            iov.extend(bufs[self._head_buf + 1 : self._head_buf + iov_max])
+        else:
+            iov = bufs[:iov_max] if len(bufs) > iov_max else list(bufs)
+        if len(iov) >= iov_max or len(ops) == 1:
+            return iov, flags
+        # Coalesce the following sends. Scanning stops after iov_max sends so that a run of
+        # empty sends cannot make one batch cost more than O(iov_max).
+        extend = iov.extend
+        for index in range(1, len(ops)):
+            op = ops[index]
+            if op._flags != flags:
+                break
+            room = iov_max - len(iov)
+            obufs = op._bufs
+            if len(obufs) >= room:
+                extend(obufs[:room])
+                break
+            extend(obufs)
+            if index >= iov_max:
+                break
+        return iov, flags
+
+    def _message_batch(self) -> tuple[list[Buffer], int]:
+        if self._closed_messages == 0:
+            self._batch_ops = 0
+            return [], 0
+        ops = self._ops
+        head = ops[0]
+        if not head._more:
+            self._batch_ops = 1
+            bufs = head._bufs
+            if len(bufs) > self.iov_max:
+                bufs = gather_for_message(bufs, self.iov_max)
+            return bufs, head._flags
+        iov: list[Buffer] = []
+        count = 0
+        for op in ops:
+            iov.extend(op._bufs)
+            count += 1
+            if not op._more:
+                break
+        self._batch_ops = count
+        if len(iov) > self.iov_max:
+            iov = gather_for_message(iov, self.iov_max)
+        return iov, ops[count - 1]._flags
+
+    def bytes_sent(self, n: int) -> list[OpT]:
+        """The kernel consumed ``n`` bytes of the last batch: pop and return the whole sends.
+
+        Each returned send is complete with ``op._nbytes`` bytes transferred, in posting order.
+        Sends of zero bytes at the head are completed as soon as they are reached. In message
+        mode the batch's message is complete whatever ``n`` is (a datagram goes whole or not at
+        all), and the empty sends behind it are not touched.
+        """
+        ops = self._ops
+        done: list[OpT] = []
+        if self.message_mode:
+            count = self._batch_ops
+            self._batch_ops = 0
+            if count:
+                self._closed_messages -= 1
+                for _ in range(count):
+                    op = ops.popleft()
+                    self._unsent -= op._nbytes
+                    done.append(op)
+            return done
+        if n < 0 or n > self._unsent:
+            raise ValueError(f"bytes_sent({n}) with {self._unsent} bytes unsent")
+        self._unsent -= n
+        append = done.append
+        popleft = ops.popleft
+        consumed = self._head_consumed
+        while ops:
+            op = ops[0]
+            left = op._nbytes - consumed
+            if n < left:
+                if n:
+                    self._advance_head(op, n)
+                return done
+            n -= left
+            popleft()
+            append(op)
+            consumed = 0
+            if self._head_consumed:
+                self._head_consumed = self._head_buf = self._head_off = 0
+        return done
+
+    def _advance_head(self, op: PendingSend, n: int) -> None:
+        self._head_consumed += n
+        bufs = op._bufs
+        index = self._head_buf
+        off = self._head_off + n
+        size = len(bufs[index])
+        while off >= size:
+            off -= size
+            index += 1
+            size = len(bufs[index])
+        self._head_buf = index
+        self._head_off = off
+
+    def fail(self) -> list[SendCompletion]:
+        """Empty the queue after an error: every send, in order, with its consumed bytes.
+
+        The head send keeps the bytes the kernel took from it; every other send took none.
+        """
+        out = [SendCompletion(op, 0) for op in self._ops]
+        if out and self._head_consumed:
+            out[0] = SendCompletion(out[0].op, self._head_consumed)
+        self._ops.clear()
+        self._unsent = 0
+        self._head_buf = self._head_off = self._head_consumed = 0
+        self._closed_messages = 0
+        self._open_bytes = 0
+        self._batch_ops = 0
+        return out
+
+    def drop_open_message(self) -> list[OpT]:
+        """Message mode: remove and return the pieces of the message still open (S4.4)."""
+        out: list[OpT] = []
+        ops = self._ops
+        while ops and ops[-1]._more:
+            op = ops.pop()
+            self._unsent -= op._nbytes
+            out.append(op)
+        out.reverse()
+        self._open_bytes = 0
+        return out
+
+    def withdraw(self, op: OpT) -> list[OpT] | None:
+        """Remove a send none of whose bytes reached the kernel (SPEC S5.7).
+
+        Returns the sends removed (in message mode, every piece of ``op``'s message goes with
+        it: a message cannot lose a piece), ``[]`` when ``op`` is not queued, and ``None`` when
+        it is partly consumed and must finish so the stream stays whole.
+        """
+        ops = self._ops
+        try:
+            index = ops.index(op)
+        except ValueError:
+            return []
+        if index == 0 and self._head_consumed:
+            return None
+        if not self.message_mode:
+            del ops[index]
+            self._unsent -= op._nbytes
+            return [op]
+        start = index
+        while start > 0 and ops[start - 1]._more:
+            start -= 1
+        end = index
+        while end < len(ops) - 1 and ops[end]._more:
+            end += 1
+        closed = not ops[end]._more
+        removed = [ops[i] for i in range(start, end + 1)]
+        for _ in removed:
+            del ops[start]
+        for r in removed:
+            self._unsent -= r._nbytes
+        if closed:
+            self._closed_messages -= 1
+        else:
+            self._open_bytes = 0
+        return removed
+
+    # -- debugging ----------------------------------------------------------------------------
+
+    def check(self) -> None:
+        """Assert the invariants (slow: for tests and debug runs only)."""
+        total = sum(op._nbytes for op in self._ops)
+        assert self._unsent == total - self._head_consumed, (self._unsent, total, self._head_consumed)
+        if self.message_mode:
+            assert self._head_consumed == 0
+            closed = sum(1 for op in self._ops if not op._more)
+            assert closed == self._closed_messages, (closed, self._closed_messages)
+        elif self._head_consumed:
+            head = self._ops[0]
+            assert 0 < self._head_consumed < head._nbytes
+            prefix = sum(len(b) for b in head._bufs[: self._head_buf]) + self._head_off
+            assert prefix == self._head_consumed

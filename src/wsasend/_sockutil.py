@@ -1,0 +1,205 @@
+"""Socket facts and error classification shared by the nonoverlapped and overlapped paths.
+
+Everything here asks the kernel about a socket, never sends on it.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+import weakref
+
+from ._errors import WSAError, WSAErrorCode, errno_to_wsa
+
+__all__ = [
+    "LINUX_SEND_FLAGS",
+    "MSG_DONTROUTE",
+    "MSG_OOB",
+    "MSG_PARTIAL",
+    "SocketInfo",
+    "classify",
+    "check_socket",
+    "is_message_socket",
+    "mark_shutdown",
+    "max_message_size",
+    "translate_flags",
+]
+
+#: Winsock's flag values (winsock2.h). MSG_OOB and MSG_DONTROUTE happen to equal Linux's.
+MSG_OOB = 0x1
+MSG_DONTROUTE = 0x4
+MSG_PARTIAL = 0x8000
+_KNOWN_FLAGS = MSG_OOB | MSG_DONTROUTE | MSG_PARTIAL
+
+#: Added to every sendmsg we make: never block (the caller's blocking mode stays theirs, S5.10)
+#: and never raise SIGPIPE (Python ignores it by default, an embedding application may not).
+LINUX_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+
+# Largest UDP payloads: 65535 - 8 (UDP header) - 20 (IPv4 header); IPv6's header is not counted
+# in its payload length, so 65535 - 8.
+_UDP4_MAX = 65507
+_UDP6_MAX = 65527
+# A stream socket has no message size; this stands for "unbounded" (Winsock reports 0xFFFFFFFF
+# for SO_MAX_MSG_SIZE of stream sockets, and we go one better than a DWORD).
+_STREAM_MAX = 2**63 - 1
+# Linux's unix_dgram_sendmsg refuses len > sk_sndbuf - 32 (measured: 212960 of 212992 passes).
+_UNIX_DGRAM_OVERHEAD = 32
+
+# Sockets whose sending direction was shut down through this package (S3.3): EPIPE on them is
+# WSAESHUTDOWN, not a reset.
+_SHUT_WR: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+# TCP states from include/net/tcp_states.h, read from the first byte of TCP_INFO.
+_TCP_CLOSE = 7
+_TCP_LOCAL_SHUTDOWN = frozenset({4, 5, 6, 9, 11})  # FIN_WAIT1, FIN_WAIT2, TIME_WAIT, LAST_ACK, CLOSING
+
+
+def is_message_socket(sock: socket.socket) -> bool:
+    """True for SOCK_DGRAM and SOCK_SEQPACKET (one send is one message, S4.3)."""
+    return sock.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
+
+
+def check_socket(sock: object) -> socket.socket:
+    """The socket itself, or WSAENOTSOCK for a closed socket or something that is not one."""
+    if not isinstance(sock, socket.socket):
+        raise WSAError(WSAErrorCode.WSAENOTSOCK, detail=f"{type(sock).__name__} is not a socket")
+    if sock.fileno() < 0 or getattr(sock, "_closed", False):
+        raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
+    return sock
+
+
+def max_message_size(sock: socket.socket) -> int:
+    """The largest message one send may carry: Winsock's ``SO_MAX_MSG_SIZE`` (SPEC S1, S4.3).
+
+    UDP: 65507 over IPv4, 65527 over IPv6. AF_UNIX datagram and seqpacket: what the kernel
+    accepts at the socket's current send buffer (``SO_SNDBUF`` - 32 on Linux). Stream sockets:
+    a very large int (they have no message size).
+
+    Raises:
+        WSAError: WSAENOTSOCK for a closed socket or a non-socket.
+    """
+    check_socket(sock)
+    if not is_message_socket(sock):
+        return _STREAM_MAX
+    if sock.family == socket.AF_INET:
+        return _UDP4_MAX
+    if sock.family == socket.AF_INET6:
+        return _UDP6_MAX
+    sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
+    return max(sndbuf - _UNIX_DGRAM_OVERHEAD, 0)
+
+
+def translate_flags(flags: object, sock: socket.socket, *, cork: bool = False) -> tuple[int, bool]:
+    """Winsock ``dwFlags`` -> ``(Linux sendmsg flags, is a MSG_PARTIAL piece)`` (SPEC S4.1, S4.4).
+
+    Args:
+        cork: the transport option ``partial_messages="cork"``: on a stream socket MSG_PARTIAL
+            becomes Linux MSG_MORE instead of WSAEOPNOTSUPP.
+
+    Raises:
+        WSAError: WSAEINVAL when ``flags`` is not an int; WSAEOPNOTSUPP for an unknown bit,
+            MSG_OOB on a message socket, or MSG_PARTIAL on a stream socket without ``cork``.
+    """
+    if not isinstance(flags, int) or isinstance(flags, bool):
+        raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"flags must be an int, not {type(flags).__name__}")
+    if flags & ~_KNOWN_FLAGS or flags < 0:
+        raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail=f"unsupported flag bits {flags & ~_KNOWN_FLAGS:#x}")
+    message = is_message_socket(sock)
+    out = 0
+    if flags & MSG_OOB:
+        if message:
+            raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="MSG_OOB needs a stream socket")
+        out |= socket.MSG_OOB
+    if flags & MSG_DONTROUTE:
+        out |= socket.MSG_DONTROUTE
+    more = False
+    if flags & MSG_PARTIAL:
+        if message:
+            more = True
+        elif cork:
+            out |= socket.MSG_MORE
+        else:
+            raise WSAError(
+                WSAErrorCode.WSAEOPNOTSUPP,
+                detail="MSG_PARTIAL on a stream socket (use a transport with partial_messages='cork')",
+            )
+    return out, more
+
+
+def mark_shutdown(sock: socket.socket) -> None:
+    """Remember that this package shut the socket's sending direction down (S3.3)."""
+    _SHUT_WR.add(sock)
+
+
+def is_marked_shutdown(sock: socket.socket) -> bool:
+    """True when :func:`mark_shutdown` was called for this socket."""
+    return sock in _SHUT_WR
+
+
+# struct tcp_info (include/uapi/linux/tcp.h): tcpi_state is byte 0, tcpi_segs_out the u32 at 136.
+_TCPI_SEGS_OUT = 136
+
+
+def _tcp_state(sock: socket.socket) -> tuple[int, int] | None:
+    """``(tcpi_state, tcpi_segs_out)``, or None where TCP_INFO cannot be read."""
+    try:
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SEGS_OUT + 4)
+    except OSError:
+        return None
+    segs_out = int.from_bytes(info[_TCPI_SEGS_OUT : _TCPI_SEGS_OUT + 4], "little") if len(info) >= 140 else 1
+    return info[0], segs_out
+
+
+class SocketInfo:
+    """What the error classifier needs to know about a socket, read once per engine."""
+
+    __slots__ = ("family", "is_tcp", "type", "was_connected")
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.family = sock.family
+        self.type = sock.type
+        self.is_tcp = sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+        try:
+            sock.getpeername()
+        except OSError:
+            self.was_connected = False
+        else:
+            self.was_connected = True
+
+
+def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) -> WSAErrorCode:
+    """The Winsock code for an error ``sendmsg`` raised on ``sock`` (SPEC S3.3).
+
+    EPIPE is the hard one: Linux says it after a local shutdown, after a reset, and on a TCP
+    socket that was never connected. We say WSAESHUTDOWN when this package shut the socket down
+    or TCP_INFO shows a local FIN (FIN_WAIT1/2, TIME_WAIT, LAST_ACK, CLOSING), WSAENOTCONN when
+    the socket never had a peer (TCP: it never sent a segment), and WSAECONNRESET otherwise. A shutdown made behind the
+    package's back on a non-TCP socket therefore reads as WSAECONNRESET (documented in README).
+    """
+    err = exc.errno
+    if err == errno.EPIPE:
+        if sock in _SHUT_WR:
+            return WSAErrorCode.WSAESHUTDOWN
+        if info is None:
+            info = SocketInfo(sock)
+        if info.is_tcp:
+            tcp = _tcp_state(sock)
+            if tcp is not None and tcp[0] in _TCP_LOCAL_SHUTDOWN:
+                return WSAErrorCode.WSAESHUTDOWN
+            # A TCP socket that never sent a segment never had a peer: "not connected". One that
+            # did and now sits in CLOSE was reset (getpeername fails after a reset too).
+            if not info.was_connected and (tcp is None or tcp[1] == 0):
+                return WSAErrorCode.WSAENOTCONN
+        elif not info.was_connected:
+            return WSAErrorCode.WSAENOTCONN
+        return WSAErrorCode.WSAECONNRESET
+    if err == errno.EBADF and (sock.fileno() < 0 or getattr(sock, "_closed", False)):
+        return WSAErrorCode.WSAENOTSOCK
+    return errno_to_wsa(err)
+
+
+def error_for(sock: socket.socket, exc: OSError, bytes_sent: int, info: SocketInfo | None = None) -> WSAError:
+    """A :class:`WSAError` for ``exc``, classified for ``sock``, chained to it."""
+    err = WSAError(classify(sock, exc, info), errno=exc.errno, bytes_sent=bytes_sent)
+    err.__cause__ = exc
+    return err

@@ -1,0 +1,230 @@
+"""Nonoverlapped WSASend: ``wsa_send_sync`` (SPEC S4).
+
+Blocking sockets block until every byte is consumed (retrying short writes); nonblocking stream
+sockets report partial consumption; message sockets are all-or-nothing. MSG_PARTIAL pieces on
+message sockets are copied here (the one documented copy, S4.5) and sent as one message by the
+first send without the flag.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import select
+import socket
+import threading
+import time
+import weakref
+
+from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize
+from ._errors import WSAError, WSAErrorCode
+from ._sockutil import (
+    LINUX_SEND_FLAGS,
+    check_socket,
+    error_for,
+    is_message_socket,
+    max_message_size,
+    translate_flags,
+)
+
+__all__ = ["interrupt_blocking_send", "wsa_send_sync"]
+
+# Sockets with a blocking wsa_send_sync in progress (S3.4 WSAEINPROGRESS), and those that
+# closesocket() interrupted under it (WSAEINTR).
+_IN_PROGRESS: weakref.WeakKeyDictionary[socket.socket, threading.Lock] = weakref.WeakKeyDictionary()
+_INTERRUPTED: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+_REGISTRY_LOCK = threading.Lock()
+# MSG_PARTIAL pieces of the message being assembled on each message socket (S4.5).
+_PARTIAL: weakref.WeakKeyDictionary[socket.socket, bytearray] = weakref.WeakKeyDictionary()
+# How often a blocked nonoverlapped send looks again for the overlapped queue to drain. Arbitrary.
+_TURN_POLL = 0.002
+
+
+def _lock_for(sock: socket.socket) -> threading.Lock:
+    with _REGISTRY_LOCK:
+        lock = _IN_PROGRESS.get(sock)
+        if lock is None:
+            lock = _IN_PROGRESS[sock] = threading.Lock()
+        return lock
+
+
+def interrupt_blocking_send(sock: socket.socket) -> None:
+    """Wake a blocking ``wsa_send_sync`` on ``sock`` in another thread (closesocket, S3.4).
+
+    Closing a descriptor does not wake a thread blocked in ``sendmsg`` on Linux; shutting the
+    socket down does, and the woken send then reports WSAEINTR ("The socket was closed").
+    """
+    lock = _IN_PROGRESS.get(sock)
+    if lock is not None and lock.locked():
+        _INTERRUPTED.add(sock)
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
+def _wait_turn(sock: socket.socket, deadline: float | None) -> None:
+    """S4.2: never jump the overlapped queue. Wait (blocking sockets, other threads) or refuse."""
+    from ._api import find_engine
+
+    engine = find_engine(sock)
+    if engine is None or engine.is_idle():
+        return
+    if sock.gettimeout() == 0.0 or engine.in_loop_thread():
+        raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, detail="overlapped sends are pending on this socket")
+    while not engine.is_idle():
+        if deadline is not None and time.monotonic() >= deadline:
+            raise WSAError(WSAErrorCode.WSAETIMEDOUT, detail="timed out waiting for pending overlapped sends")
+        time.sleep(_TURN_POLL)
+
+
+def wsa_send_sync(sock: socket.socket, buffers: object, flags: int = 0) -> int:
+    """Send now, with WSASend's nonoverlapped semantics; return the bytes consumed (SPEC S4).
+
+    - Blocking socket: blocks until every byte is consumed. With a timeout (``settimeout``),
+      the timeout bounds the whole call and running out raises WSAETIMEDOUT whose
+      ``bytes_sent`` says how far it got.
+    - Nonblocking stream socket: one attempt; returns what the kernel took, possibly less than
+      offered (use :func:`remaining` for the rest); WSAEWOULDBLOCK only when it took nothing.
+    - Message socket: one message, all or nothing; WSAEMSGSIZE before any syscall when it is
+      larger than :func:`max_message_size`. With MSG_PARTIAL the buffers are copied and held
+      until a send without the flag sends the whole message; a piece returns its own length.
+
+    Raises:
+        WSAError: with ``bytes_sent`` set to what the kernel consumed before the failure. Codes:
+            WSAEFAULT, WSAEOPNOTSUPP, WSAEMSGSIZE, WSAEWOULDBLOCK, WSAETIMEDOUT, WSAESHUTDOWN,
+            WSAECONNRESET, WSAENOTCONN, WSAENOTSOCK, WSAEACCES, WSAEINTR, WSAEINPROGRESS, and
+            the errno table of S3.3.
+    """
+    check_socket(sock)
+    bufs, nbytes = normalize(buffers)
+    osflags, more = translate_flags(flags, sock)
+    timeout = sock.gettimeout()
+    deadline = None if not timeout else time.monotonic() + timeout
+    lock = _lock_for(sock)
+    if not lock.acquire(blocking=False):
+        raise WSAError(
+            WSAErrorCode.WSAEINPROGRESS, detail="another thread's blocking send is in progress on this socket"
+        )
+    try:
+        _wait_turn(sock, deadline)
+        if is_message_socket(sock):
+            return _send_message(sock, bufs, nbytes, osflags, more, timeout, deadline)
+        return _send_stream(sock, bufs, nbytes, osflags, timeout, deadline)
+    finally:
+        lock.release()
+        _INTERRUPTED.discard(sock)
+
+
+def _fail(sock: socket.socket, exc: OSError, sent: int) -> WSAError:
+    if sock in _INTERRUPTED:
+        err = WSAError(WSAErrorCode.WSAEINTR, errno=exc.errno, bytes_sent=sent)
+        err.__cause__ = exc
+        return err
+    return error_for(sock, exc, sent)
+
+
+def _poll_writable(sock: socket.socket, deadline: float) -> bool:
+    remaining = deadline - time.monotonic()
+    if remaining <= 0:
+        return False
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLOUT)
+    return bool(poller.poll(remaining * 1000.0))
+
+
+def _send_stream(
+    sock: socket.socket, bufs: list[Buffer], nbytes: int, osflags: int, timeout: float | None, deadline: float | None
+) -> int:
+    total = 0
+    index = 0  # first buffer not wholly sent
+    offset = 0  # bytes of bufs[index] already sent
+    nonblocking = timeout == 0.0
+    while total < nbytes:
+        head = bufs[index]
+        iov: list[Buffer] = [memoryview(head)[offset:] if offset else head]
+        iov.extend(bufs[index + 1 : index + IOV_MAX])
+        try:
+            if deadline is not None:
+                if not _poll_writable(sock, deadline):
+                    raise WSAError(WSAErrorCode.WSAETIMEDOUT, errno=errno.ETIMEDOUT, bytes_sent=total)
+                n = sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
+            elif nonblocking:
+                n = sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
+            else:
+                n = sock.sendmsg(iov, [], osflags | socket.MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError) as exc:
+            if nonblocking:
+                if total:
+                    return total
+                raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, errno=exc.errno, bytes_sent=0) from exc
+            continue
+        except WSAError:
+            raise
+        except OSError as exc:
+            raise _fail(sock, exc, total) from exc
+        total += n
+        if nonblocking and n < sum(map(len, iov)):
+            return total  # one attempt (S4.2): the kernel took less than it was offered
+        # Walk the buffers forward by n bytes (each is a bytes or a "B" memoryview: len = bytes).
+        n += offset
+        while index < len(bufs) and n >= len(bufs[index]):
+            n -= len(bufs[index])
+            index += 1
+        offset = n
+    return total
+
+
+def _send_message(
+    sock: socket.socket,
+    bufs: list[Buffer],
+    nbytes: int,
+    osflags: int,
+    more: bool,
+    timeout: float | None,
+    deadline: float | None,
+) -> int:
+    if more:
+        # S4.5: the one copy the package makes; the caller's buffer is only borrowed.
+        pending = _PARTIAL.get(sock)
+        if pending is None:
+            pending = _PARTIAL[sock] = bytearray()
+        for buf in bufs:
+            pending += buf
+        return nbytes
+    pending = _PARTIAL.get(sock)
+    message: list[Buffer] = bufs
+    total = nbytes
+    if pending:
+        message = [memoryview(pending), *bufs]
+        total += len(pending)
+    limit = max_message_size(sock)
+    if total > limit:
+        _PARTIAL.pop(sock, None)
+        raise WSAError(WSAErrorCode.WSAEMSGSIZE, detail=f"message of {total} bytes > {limit}")
+    iov = gather_for_message(message)
+    retried = False
+    while True:
+        try:
+            if deadline is not None:
+                if not _poll_writable(sock, deadline):
+                    raise WSAError(WSAErrorCode.WSAETIMEDOUT, errno=errno.ETIMEDOUT, bytes_sent=0)
+                sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
+            elif timeout == 0.0:
+                sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
+            else:
+                sock.sendmsg(iov, [], osflags | socket.MSG_NOSIGNAL)
+        except (BlockingIOError, InterruptedError) as exc:
+            if timeout == 0.0:
+                raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, errno=exc.errno, bytes_sent=0) from exc
+            continue
+        except WSAError:
+            raise
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED and not retried:
+                retried = True  # S3.3: a stale ICMP port-unreachable; Windows retries once
+                continue
+            if exc.errno == errno.EMSGSIZE:
+                _PARTIAL.pop(sock, None)
+            raise _fail(sock, exc, 0) from exc
+        break
+    _PARTIAL.pop(sock, None)
+    return nbytes

@@ -1,0 +1,33 @@
+"""The public surface matches SPEC S1."""
+
+from __future__ import annotations
+
+import wsasend
+
+DOCUMENTED = {
+    "MSG_DONTROUTE",
+    "MSG_OOB",
+    "MSG_PARTIAL",
+    "WSABUF",
+    "WSAError",
+    "WSAErrorCode",
+    "WSAEvent",
+    "WSAOverlapped",
+    "closesocket",
+    "errno_to_wsa",
+    "max_message_size",
+    "remaining",
+    "set_max_pending",
+    "wsa_send",
+    "wsa_send_sync",
+}
+
+
+def test_all_matches_documented_api() -> None:
+    assert set(wsasend.__all__) >= DOCUMENTED
+    for name in wsasend.__all__:
+        assert getattr(wsasend, name) is not None
+
+
+def test_flag_values_are_winsocks() -> None:
+    assert (wsasend.MSG_OOB, wsasend.MSG_DONTROUTE, wsasend.MSG_PARTIAL) == (0x1, 0x4, 0x8000)
