@@ -22,6 +22,7 @@ _ENGINES: dict[int, SendEngine] = {}
 # Per-socket bound set through set_max_pending before an engine exists.
 _MAX_PENDING: dict[int, int] = {}
 _LOCK = threading.Lock()
+_get_running_loop = asyncio.get_running_loop
 
 
 def _forget(key: int, engine: SendEngine) -> None:
@@ -117,10 +118,14 @@ def wsa_send(
             outstanding sends, S5.6), WSAEINVAL (the overlapped is still pending, S5.5).
         RuntimeError: when no event loop is running in this thread.
     """
-    loop = asyncio.get_running_loop()
+    loop = _get_running_loop()
+    # id(sock) cannot name a dead socket here: the registry entry is dropped by a weakref
+    # callback when the socket dies, before its id can be reused.
     engine = _ENGINES.get(id(sock))
-    if engine is None or engine.loop is not loop or engine._sockref() is not sock:
+    if engine is None or engine.loop is not loop:
         engine = engine_for(sock, loop)
+    if engine.hot and not flags and overlapped is None and completion_routine is None and type(buffers) is list:
+        return engine.post_list(sock, buffers)
     return engine.post(sock, buffers, flags, overlapped, completion_routine)
 
 

@@ -56,6 +56,8 @@ DEFAULT_MAX_PENDING = 65536
 _WATCHDOG_INTERVAL = 0.25
 
 _EMPTY: list[Any] = []
+# Makes a WSAOverlapped without running __init__ (post_list sets every field itself).
+_new_overlapped = object.__new__
 
 # Engine states. OPEN accepts posts; DRAINING refuses them (WSAESHUTDOWN) and runs its
 # on-drained callback when the queue empties; CLOSED refuses them and has nothing queued.
@@ -79,6 +81,11 @@ class SendEngine:
         self._info = SocketInfo(sock)
         self.message_mode = is_message_socket(sock)
         self._queue: SendQueue[WSAOverlapped] = SendQueue(message_mode=self.message_mode)
+        # The queue's deque, read (never changed) here for C-speed emptiness tests on the hot path.
+        self._ops = self._queue._ops
+        # True while post_list() may take a stream send without the general checks: a stream
+        # socket whose engine is open. Kept in sync by _set_state().
+        self.hot = not self.message_mode
         self.max_pending = max_pending
         self.cork = False
         self._state = _OPEN
@@ -242,6 +249,59 @@ class SendEngine:
             ov._pending = False
             raise self._error(sock, exc, 0) from exc
         self._complete_immediately(ov, nbytes)
+        return ov
+
+    def post_list(self, sock: socket.socket, buffers: list[Any]) -> WSAOverlapped:
+        """``post(sock, buffers)`` for the commonest call: a list, no flags, overlapped or routine.
+
+        Only used while ``self.hot``. Falls back to :meth:`post` for anything that is not a
+        list of ``bytes`` or that meets a limit, so every rule of ``post`` still holds; what it
+        saves is the calls and checks that cannot fail for such a send (measured: about half
+        the per-send cost of posting back to back).
+        """
+        total = 0
+        for buf in buffers:
+            if type(buf) is not bytes:
+                return self.post(sock, buffers)
+            total += len(buf)
+        ops = self._ops
+        if len(ops) >= self.max_pending:
+            return self.post(sock, buffers)
+        ov = _new_overlapped(WSAOverlapped)
+        ov._bufs = buffers.copy()  # S2.1: the list is captured now; the bytes are not copied
+        ov._nbytes = total
+        ov._flags = 0
+        ov._more = False
+        ov._pending = True
+        ov._completed_immediately = False
+        ov._transferred = 0
+        ov._error = 0
+        ov._exc = None
+        ov._routine = None
+        ov._waiter = None
+        ov._tevent = None
+        ov._event = None
+        ov._engine = self
+        if ops or self._batch_open:
+            self._queue.submit(ov)
+            if self._writer is None and not self._batch_open:
+                self._open_batch()
+            return ov
+        if total:
+            try:
+                n = self._tx(sock).sendmsg(ov._bufs, _EMPTY, LINUX_SEND_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as exc:
+                ov._pending = False
+                raise self._error(sock, exc, 0) from exc
+            if n < total:
+                self._queue.submit(ov)
+                if n:
+                    self._queue.bytes_sent(n)
+                self._add_writer(sock)
+                return ov
+        self._complete_immediately(ov, total)
         return ov
 
     def _complete_immediately(self, ov: WSAOverlapped, n: int) -> None:
@@ -486,16 +546,20 @@ class SendEngine:
         comps = self._queue.fail()
         self._fail_ops(comps, code, None)
 
+    def _set_state(self, state: int) -> None:
+        self._state = state
+        self.hot = state == _OPEN and not self.message_mode
+
     def abort(self, code: WSAErrorCode = WSAErrorCode.WSA_OPERATION_ABORTED) -> None:
         """Fail every pending send with ``code`` (exact counts) and refuse new ones (S6.1)."""
-        self._state = _CLOSED
+        self._set_state(_CLOSED)
         self._on_drained = None
         self._abort_all(code)
 
     def drain_then(self, callback: Callable[[], object]) -> None:
         """Refuse new sends (WSAESHUTDOWN) and call ``callback`` once the queue is empty (S6.2)."""
         if self._state == _OPEN:
-            self._state = _DRAINING
+            self._set_state(_DRAINING)
         self._on_drained = callback
         if not self._queue and self._writer is None:
             self._on_drained = None
@@ -504,4 +568,4 @@ class SendEngine:
             self._open_batch()
 
     def mark_closed(self) -> None:
-        self._state = _CLOSED
+        self._set_state(_CLOSED)

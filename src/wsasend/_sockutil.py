@@ -33,7 +33,13 @@ _KNOWN_FLAGS = MSG_OOB | MSG_DONTROUTE | MSG_PARTIAL
 
 #: Added to every sendmsg we make: never block (the caller's blocking mode stays theirs, S5.10)
 #: and never raise SIGPIPE (Python ignores it by default, an embedding application may not).
-LINUX_SEND_FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+LINUX_SEND_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+# Linux's values as plain ints: or-ing socket.MsgFlag members runs IntFlag.__or__ in Python,
+# which showed up in the hot path's profile.
+_LINUX_OOB = int(socket.MSG_OOB)
+_LINUX_DONTROUTE = int(socket.MSG_DONTROUTE)
+_LINUX_MORE = int(socket.MSG_MORE)
+LINUX_NOSIGNAL = int(socket.MSG_NOSIGNAL)
 
 # Largest UDP payloads: 65535 - 8 (UDP header) - 20 (IPv4 header); IPv6's header is not counted
 # in its payload length, so 65535 - 8.
@@ -109,15 +115,15 @@ def translate_flags(flags: object, sock: socket.socket, *, cork: bool = False) -
     if flags & MSG_OOB:
         if message:
             raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="MSG_OOB needs a stream socket")
-        out |= socket.MSG_OOB
+        out |= _LINUX_OOB
     if flags & MSG_DONTROUTE:
-        out |= socket.MSG_DONTROUTE
+        out |= _LINUX_DONTROUTE
     more = False
     if flags & MSG_PARTIAL:
         if message:
             more = True
         elif cork:
-            out |= socket.MSG_MORE
+            out |= _LINUX_MORE
         else:
             raise WSAError(
                 WSAErrorCode.WSAEOPNOTSUPP,

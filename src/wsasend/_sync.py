@@ -19,6 +19,7 @@ import weakref
 from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize
 from ._errors import WSAError, WSAErrorCode
 from ._sockutil import (
+    LINUX_NOSIGNAL,
     LINUX_SEND_FLAGS,
     check_socket,
     error_for,
@@ -150,7 +151,7 @@ def _send_stream(
             elif nonblocking:
                 n = sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
             else:
-                n = sock.sendmsg(iov, [], osflags | socket.MSG_NOSIGNAL)
+                n = sock.sendmsg(iov, [], osflags | LINUX_NOSIGNAL)
         except (BlockingIOError, InterruptedError) as exc:
             if nonblocking:
                 if total:
@@ -211,7 +212,7 @@ def _send_message(
             elif timeout == 0.0:
                 sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
             else:
-                sock.sendmsg(iov, [], osflags | socket.MSG_NOSIGNAL)
+                sock.sendmsg(iov, [], osflags | LINUX_NOSIGNAL)
         except (BlockingIOError, InterruptedError) as exc:
             if timeout == 0.0:
                 raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, errno=exc.errno, bytes_sent=0) from exc
