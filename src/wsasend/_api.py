@@ -21,7 +21,9 @@ __all__ = ["closesocket", "engine_for", "find_engine", "set_max_pending", "wsa_s
 _ENGINES: dict[int, SendEngine] = {}
 # Per-socket bound set through set_max_pending before an engine exists.
 _MAX_PENDING: dict[int, int] = {}
-_LOCK = threading.Lock()
+# Reentrant on purpose: engine_for allocates while holding it, the garbage collector may run
+# there, and a collected socket's finalizer (_forget) takes it again in the same thread.
+_LOCK = threading.RLock()
 _get_running_loop = asyncio.get_running_loop
 
 

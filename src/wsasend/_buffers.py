@@ -56,7 +56,7 @@ class WSABUF:
 def _view(obj: object, index: int) -> memoryview:
     try:
         view = memoryview(obj)  # type: ignore[arg-type]
-    except TypeError:
+    except (TypeError, ValueError):  # ValueError: a released memoryview has no memory left
         raise WSAError(
             WSAErrorCode.WSAEFAULT, detail=f"buffer {index} is not bytes-like: {type(obj).__name__}"
         ) from None
@@ -126,6 +126,8 @@ def _is_bytes_like(obj: object) -> bool:
         memoryview(obj)  # type: ignore[arg-type]
     except TypeError:
         return False
+    except ValueError:  # a released memoryview: a buffer, but unusable (WSAEFAULT in _view)
+        return True
     return True
 
 

@@ -33,13 +33,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import os
 import socket
 import threading
 import weakref
 from collections.abc import Callable
 from typing import Any
 
-from ._buffers import gather_for_message, normalize
+from ._buffers import IOV_MAX, gather_for_message, normalize
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
 from ._queue import SendCompletion, SendQueue
@@ -132,6 +133,8 @@ class SendEngine:
         if timeout is None or timeout == 0.0:
             return sock
         fd = sock.fileno()
+        if fd < 0:  # closed behind our back: sendmsg on it fails EBADF, which post() reports (S5.2)
+            return sock
         alias = self._alias
         if alias is None or self._alias_fd != fd:
             if alias is not None:
@@ -165,6 +168,11 @@ class SendEngine:
                 WSAErrorCode.WSAESHUTDOWN if self._state == _DRAINING else WSAErrorCode.WSAENOTSOCK,
                 detail="the socket is shutting down" if self._state == _DRAINING else "the socket is closed",
             )
+        if sock.fileno() < 0 or getattr(sock, "_closed", False):
+            # S5.2: closed behind our back (plain sock.close(); under uvloop's add_writer the fd
+            # stays open, only _closed tells). Earlier sends may still sit in the queue until
+            # the watchdog aborts them; this one must fail at the call, not join them.
+            raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
         queue = self._queue
         if len(queue) >= self.max_pending:
             raise WSAError(
@@ -196,11 +204,14 @@ class SendEngine:
         # Fast path (S5.1): nothing queued and no batch open, so try the kernel at once.
         if nbytes:
             try:
-                n = self._tx(sock).sendmsg(bufs, _EMPTY, osflags | LINUX_SEND_FLAGS)
+                # S2.3: at most IOV_MAX buffers per sendmsg (more is EMSGSIZE); the writer sends the rest.
+                iov = bufs if len(bufs) <= IOV_MAX else bufs[:IOV_MAX]
+                n = self._tx(sock).sendmsg(iov, _EMPTY, osflags | LINUX_SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:
                 ov._pending = False
+                ov._engine = None  # S5.2: it never started; its event must not read as set later
                 raise self._error(sock, exc, 0) from exc
             if n < nbytes:
                 queue.submit(ov)
@@ -247,6 +258,7 @@ class SendEngine:
                 # S3.3: a stale ICMP port-unreachable on a connected UDP socket; Windows retries.
                 return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine)
             ov._pending = False
+            ov._engine = None  # S5.2: it never started; its event must not read as set later
             raise self._error(sock, exc, 0) from exc
         self._complete_immediately(ov, nbytes)
         return ov
@@ -283,17 +295,22 @@ class SendEngine:
         ov._event = None
         ov._engine = self
         if ops or self._batch_open:
+            if getattr(sock, "_closed", False) or sock.fileno() < 0:  # closed: post() raises (S5.2)
+                return self.post(sock, buffers)
             self._queue.submit(ov)
             if self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
         if total:
+            bufs = ov._bufs
             try:
-                n = self._tx(sock).sendmsg(ov._bufs, _EMPTY, LINUX_SEND_FLAGS)
+                # S2.3: at most IOV_MAX buffers per sendmsg; the writer sends the rest.
+                n = self._tx(sock).sendmsg(bufs if len(bufs) <= IOV_MAX else bufs[:IOV_MAX], _EMPTY, LINUX_SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:
                 ov._pending = False
+                ov._engine = None  # S5.2: it never started; its event must not read as set later
                 raise self._error(sock, exc, 0) from exc
             if n < total:
                 self._queue.submit(ov)
@@ -301,6 +318,8 @@ class SendEngine:
                     self._queue.bytes_sent(n)
                 self._add_writer(sock)
                 return ov
+        elif getattr(sock, "_closed", False) or sock.fileno() < 0:  # no syscall tells: post() raises (S5.2)
+            return self.post(sock, buffers)
         self._complete_immediately(ov, total)
         return ov
 
@@ -435,6 +454,9 @@ class SendEngine:
         """Complete sends with an error, each with its own consumed count (SPEC S6.4)."""
         if not comps:
             return
+        # A closed loop (closesocket after asyncio.run returned) can run nothing any more: the
+        # sends still get their status, count and event, but no routine or future callback.
+        live = not self.loop.is_closed()
         call_soon = self.loop.call_soon
         done: list[WSAOverlapped] = []
         for comp in comps:
@@ -450,13 +472,14 @@ class SendEngine:
             ov._bufs = _EMPTY
             routine = ov._routine
             if routine is not None:
-                call_soon(routine, int(code), comp.bytes_sent, ov, 0)
+                if live:
+                    call_soon(routine, int(code), comp.bytes_sent, ov, 0)
             else:
                 ev = ov._event
                 if ev is not None and type(ev) is WSAEvent:
                     ev.set()
             waiter = ov._waiter
-            if waiter is not None and not waiter.done():
+            if live and waiter is not None and not waiter.done():
                 waiter.set_exception(exc)
             tev = ov._tevent
             if tev is not None:
@@ -493,7 +516,14 @@ class SendEngine:
     def _add_writer(self, sock: socket.socket) -> None:
         if self._writer is None:
             self._writer = sock
+            # uvloop's add_writer (libuv's uv_poll_init) sets O_NONBLOCK on the descriptor. We
+            # never need it (every sendmsg says MSG_DONTWAIT), and a blocking socket must stay
+            # blocking for its other users (S5.10), so its mode is put back at once.
+            fd = sock.fileno()
+            blocking = sock.gettimeout() is None and os.get_blocking(fd)
             self.loop.add_writer(sock, self._on_writable)
+            if blocking and not os.get_blocking(fd):
+                os.set_blocking(fd, True)
             if self._watchdog is None:
                 self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
 
@@ -501,9 +531,11 @@ class SendEngine:
         sock = self._writer
         if sock is not None:
             self._writer = None
-            # The fd may be gone already (closed behind our back).
-            with contextlib.suppress(OSError, ValueError):
-                self.loop.remove_writer(sock)
+            # The fd may be gone already (closed behind our back); a closed loop has no
+            # registrations left to remove.
+            if not self.loop.is_closed():
+                with contextlib.suppress(OSError, ValueError):
+                    self.loop.remove_writer(sock)
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
@@ -557,9 +589,16 @@ class SendEngine:
         self._abort_all(code)
 
     def drain_then(self, callback: Callable[[], object]) -> None:
-        """Refuse new sends (WSAESHUTDOWN) and call ``callback`` once the queue is empty (S6.2)."""
+        """Refuse new sends (WSAESHUTDOWN) and call ``callback`` once the queue is empty (S6.2).
+
+        An unfinished MSG_PARTIAL message (S4.4) can never be ended once new sends are refused,
+        so its pieces fail now with WSA_OPERATION_ABORTED rather than hold the drain forever.
+        """
         if self._state == _OPEN:
             self._set_state(_DRAINING)
+        if self.message_mode and self._queue.has_open_message():
+            pieces = self._queue.drop_open_message()
+            self._fail_ops([SendCompletion(p, 0) for p in pieces], WSAErrorCode.WSA_OPERATION_ABORTED, None)
         self._on_drained = callback
         if not self._queue and self._writer is None:
             self._on_drained = None

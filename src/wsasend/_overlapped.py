@@ -196,7 +196,9 @@ class WSAOverlapped(PendingSend):
         ev = self._event
         if ev is None:
             ev = self._event = WSAEvent()
-            if not self._pending and self._routine is None and (self._completed_immediately or self._error):
+            # Made after the send completed (immediately, later, or with an error): it must read
+            # as set, as it would have been had it existed then. A never-posted one stays reset.
+            if not self._pending and self._routine is None and self._engine is not None:
                 ev.set()
         if not isinstance(ev, WSAEvent):
             raise WSAError(WSAErrorCode.WSA_INVALID_HANDLE, detail="hEvent holds a non-event context value")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import errno
 import socket
+import sys
 import weakref
 
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
@@ -50,6 +51,11 @@ _UDP6_MAX = 65527
 _STREAM_MAX = 2**63 - 1
 # Linux's unix_dgram_sendmsg refuses len > sk_sndbuf - 32 (measured: 212960 of 212992 passes).
 _UNIX_DGRAM_OVERHEAD = 32
+# ... and, whatever the send buffer, cannot allocate a datagram larger than one kmalloc'd linear
+# part (KMALLOC_MAX_SIZE, 4 MiB, less 320 for skb_shared_info) plus MAX_SKB_FRAGS (17) pages:
+# beyond that it fails ENOBUFS, not EMSGSIZE. Measured on 6.18 x86-64 with SO_SNDBUF at 8 MiB:
+# 4263616 passes, 4263617 is ENOBUFS. Kernels built with more frags or larger pages take more.
+_UNIX_DGRAM_ALLOC_MAX = 4 * 1024 * 1024 - 320 + 17 * 4096
 
 # Sockets whose sending direction was shut down through this package (S3.3): EPIPE on them is
 # WSAESHUTDOWN, not a reset.
@@ -71,6 +77,10 @@ def check_socket(sock: object) -> socket.socket:
         raise WSAError(WSAErrorCode.WSAENOTSOCK, detail=f"{type(sock).__name__} is not a socket")
     if sock.fileno() < 0 or getattr(sock, "_closed", False):
         raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
+    ssl = sys.modules.get("ssl")  # only if someone imported it: never import ssl for this check
+    if ssl is not None and isinstance(sock, ssl.SSLSocket):
+        # Raw bytes would corrupt its TLS stream, and SSLSocket.sendmsg raises NotImplementedError.
+        raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="an ssl.SSLSocket: send through TLS, not WSASend")
     return sock
 
 
@@ -78,7 +88,8 @@ def max_message_size(sock: socket.socket) -> int:
     """The largest message one send may carry: Winsock's ``SO_MAX_MSG_SIZE`` (SPEC S1, S4.3).
 
     UDP: 65507 over IPv4, 65527 over IPv6. AF_UNIX datagram and seqpacket: what the kernel
-    accepts at the socket's current send buffer (``SO_SNDBUF`` - 32 on Linux). Stream sockets:
+    accepts at the socket's current send buffer (``SO_SNDBUF`` - 32 on Linux, and never more
+    than the 4263616 bytes one datagram can be allocated with). Stream sockets:
     a very large int (they have no message size).
 
     Raises:
@@ -92,7 +103,7 @@ def max_message_size(sock: socket.socket) -> int:
     if sock.family == socket.AF_INET6:
         return _UDP6_MAX
     sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
-    return max(sndbuf - _UNIX_DGRAM_OVERHEAD, 0)
+    return max(min(sndbuf - _UNIX_DGRAM_OVERHEAD, _UNIX_DGRAM_ALLOC_MAX), 0)
 
 
 def translate_flags(flags: object, sock: socket.socket, *, cork: bool = False) -> tuple[int, bool]:
