@@ -247,19 +247,24 @@ class SendEngine:
             if not more and self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
-        try:
-            self._tx(sock).sendmsg(gather_for_message(bufs), _EMPTY, osflags | LINUX_SEND_FLAGS)
-        except (BlockingIOError, InterruptedError):
-            queue.submit(ov)
-            self._add_writer(sock)
-            return ov
-        except OSError as exc:
-            if exc.errno == errno.ECONNREFUSED:
-                # S3.3: a stale ICMP port-unreachable on a connected UDP socket; Windows retries.
-                return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine)
-            ov._pending = False
-            ov._engine = None  # S5.2: it never started; its event must not read as set later
-            raise self._error(sock, exc, 0) from exc
+        iov = gather_for_message(bufs)
+        tx = self._tx(sock)
+        for attempt in range(2):
+            try:
+                tx.sendmsg(iov, _EMPTY, osflags | LINUX_SEND_FLAGS)
+            except (BlockingIOError, InterruptedError):
+                queue.submit(ov)
+                self._add_writer(sock)
+                return ov
+            except OSError as exc:
+                if exc.errno == errno.ECONNREFUSED and attempt == 0:
+                    # S3.3: a stale ICMP port-unreachable on a connected UDP socket consumed the
+                    # error; Windows retries once, and so do we.
+                    continue
+                ov._pending = False
+                ov._engine = None  # S5.2: it never started; its event must not read as set later
+                raise self._error(sock, exc, 0) from exc
+            break
         self._complete_immediately(ov, nbytes)
         return ov
 
@@ -396,6 +401,7 @@ class SendEngine:
             self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
             return
         tx = self._tx(sock)
+        retried = False
         while queue.sendable():
             iov, flags = queue.next_batch()
             try:
@@ -404,16 +410,20 @@ class SendEngine:
                 self._add_writer(sock)
                 return
             except OSError as exc:
-                if exc.errno == errno.ECONNREFUSED:
-                    continue  # S3.3: stale ICMP; the retry is the next round of this loop
-                if exc.errno == errno.EMSGSIZE:
-                    # The kernel refused this one message (its limit moved under us): fail it
-                    # alone, the socket is fine.
+                if exc.errno == errno.ECONNREFUSED and not retried:
+                    retried = True  # S3.3: a stale ICMP error; Windows retries the send once
+                    continue
+                if exc.errno in (errno.EMSGSIZE, errno.ECONNREFUSED):
+                    # The kernel refused this one message (its size limit moved under us, or
+                    # the peer's port is still unreachable): fail it alone, the socket is fine.
+                    retried = False
+                    code = WSAErrorCode.WSAEMSGSIZE if exc.errno == errno.EMSGSIZE else WSAErrorCode.WSAECONNREFUSED
                     ops = queue.bytes_sent(0)
-                    self._fail_ops([SendCompletion(op, 0) for op in ops], WSAErrorCode.WSAEMSGSIZE, exc)
+                    self._fail_ops([SendCompletion(op, 0) for op in ops], code, exc)
                     continue
                 self._fatal(sock, exc)
                 return
+            retried = False
             done = queue.bytes_sent(n)
             self._complete(done)
         self._drained()

@@ -53,7 +53,8 @@ class PendingSend:
 
     __slots__ = ("_bufs", "_flags", "_more", "_nbytes")
 
-    # Invariant: _nbytes == sum of the byte lengths of _bufs (every buffer is non-empty).
+    # Invariant: _nbytes == sum of the byte lengths of _bufs. Empty buffers may appear (the
+    # engine's post_list keeps them rather than pay a test per buffer); they carry nothing.
     _bufs: list[Buffer]
     _nbytes: int
     # Flags handed to sendmsg with this send's bytes (OS values, e.g. socket.MSG_OOB).
