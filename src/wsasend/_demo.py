@@ -78,12 +78,14 @@ async def _overlapped_part() -> None:
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     b.setblocking(False)
     posted: list[str] = []
+    completed: list[str] = []
 
     async def producer(name: str, count: int) -> None:
         for i in range(count):
             tag = f"{name}{i};"
             posted.append(tag)
-            wsa_send(a, [tag.encode(), bytes(20_000)])  # posted now, in this order
+            # Posted now, in this order; the routine records the completion order.
+            wsa_send(a, [tag.encode(), bytes(20_000)], completion_routine=lambda *args, tag=tag: completed.append(tag))
             await asyncio.sleep(0)
 
     async def reader(total: int) -> bytes:
@@ -99,7 +101,10 @@ async def _overlapped_part() -> None:
     tags = [chunk.split(b";")[0].decode() + ";" for chunk in data.split(b"\0" * 20_000) if chunk]
     print(f"posted: {' '.join(posted)}")
     print(f"wire:   {' '.join(tags)}")
-    assert tags == posted
+    while len(completed) < len(posted):
+        await asyncio.sleep(0)
+    print(f"completion routines ran in order: {' '.join(completed)}")
+    assert tags == posted and completed == posted
 
     _title("6. A completion routine, called through the loop, with the exact count")
     calls: list[tuple[int, int]] = []
