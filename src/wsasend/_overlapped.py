@@ -267,10 +267,14 @@ class WSAOverlapped(PendingSend):
         return self._engine.withdraw(self)
 
     def __await__(self) -> Generator[Any, None, int]:
+        engine = self._engine
         if self._pending:
-            engine = self._engine
             if engine is not None:
                 engine.flush_for(self)
+        elif engine is not None:
+            # Awaiting a send that is already complete: the caller sends one at a time, so its
+            # next send should try the kernel at once rather than wait for a batch (S5.1).
+            engine.end_window()
         if not self._pending:
             if self._exc is not None:
                 raise self._exc
