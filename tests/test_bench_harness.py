@@ -1,0 +1,203 @@
+"""The benchmark harness of issue 6 runs, and its verify run really checks the bytes.
+
+No timing assertions (issue 6, Acceptance): the machine is shared and noisy. These tests run
+the whole matrix on a tiny workload and check that every case verified its byte stream (CRC32
+and count, taken by the receiver process), and that a sender which corrupts, adds or drops
+data is caught.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import run as bench_run
+from benchmarks.harness import Receiver, Run, Sender, run_case
+from benchmarks.senders import all_senders, has_transport
+from benchmarks.workloads import Workload, payload_for, quick_matrix, scaled
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _run_json(tmp_path: Path, name: str, *args: str) -> dict[str, Any]:
+    out = tmp_path / name
+    code = bench_run.main([*args, "--rounds", "1", "--quiet", "--json", str(out)])
+    data: dict[str, Any] = json.loads(out.read_text())
+    data["exit_code"] = code
+    return data
+
+
+def test_bench_tiny_matrix_verifies_every_case(tmp_path: Path) -> None:
+    tcp = _run_json(tmp_path, "tcp.json", "--workloads", "W1,W2,W3,W4,S", "--max-sends", "150")
+    # UDP: few enough datagrams to fit a default 208 KiB receive buffer, so that a loaded
+    # machine without root (no SO_RCVBUFFORCE) cannot drop any.
+    udp = _run_json(tmp_path, "udp.json", "--workloads", "U", "--max-sends", "40")
+    cases = tcp["cases"] + udp["cases"]
+    data = tcp
+    by_group: dict[str, set[str]] = {}
+    for case in cases:
+        by_group.setdefault(case["group"], set()).add(case["case"])
+        verify = case["verify"]
+        assert verify["ok"], (case["case"], case["workload"]["key"], verify["problem"])
+        assert [r["ok"] for r in case["rounds"]] == [True], case["case"]
+    assert tcp["exit_code"] == udp["exit_code"] == 0
+    # Every sender of issue 6 ran on every workload it applies to, on both loops.
+    ours = {"wsa-posted", "wsa-await"} | ({"wsatransport"} if has_transport() else set())
+    stream = {"writelines", "streamwriter", "sock_sendall", *ours}
+    for key in ("W1", "W2", "W3", "W4"):
+        expected = {"raw-sendmsg[raw]", "raw-sendmsg-64[raw]"} | {
+            f"{s}[{lp}]" for s in stream for lp in ("asyncio", "uvloop")
+        }
+        assert by_group[key] == expected
+    dgram = {"sendto", "sock_sendall", *ours}
+    assert by_group["U"] == {"raw-sendmsg[raw]"} | {f"{s}[{lp}]" for s in dgram for lp in ("asyncio", "uvloop")}
+    stall = {"writelines", "wsa-posted"} | ({"wsatransport"} if has_transport() else set())
+    assert by_group["S"] == {f"{s}[{lp}]" for s in stall for lp in ("asyncio", "uvloop")}
+    # The syscall count works: a blocking sendmsg of 128 bytes per send is one syscall per send.
+    raw_w3 = next(c for c in cases if c["group"] == "W3" and c["case"] == "raw-sendmsg[raw]")
+    assert raw_w3["verify"]["syscalls"] == raw_w3["workload"]["sends"]
+    # uvloop's transport writes through libuv: counted through /proc/self/io, so never zero.
+    uv_w4 = next(c for c in cases if c["group"] == "W4" and c["case"] == "writelines[uvloop]")
+    assert uv_w4["verify"]["syscalls"] >= 1
+    assert {t["target"] for t in data["targets"]}  # the targets section was computed
+
+
+def _swap_first_two(ctx: Run) -> None:
+    """A broken raw sender: sends 1 and 0 change places (same bytes, same count)."""
+    sock = ctx.sock
+    sends = list(ctx.sends())
+    sends[0], sends[1] = sends[1], sends[0]
+    ctx.start()
+    for bufs in sends:
+        sock.sendall(b"".join(bufs))
+    ctx.ack_sync()
+
+
+def _one_byte_too_many(ctx: Run) -> None:
+    sock = ctx.sock
+    ctx.start()
+    for bufs in ctx.sends():
+        sock.sendall(b"".join(bufs))
+    ctx.ack_sync()
+    sock.sendall(b"!")
+
+
+def _drop_last_datagram(ctx: Run) -> None:
+    sock = ctx.sock
+    sends = list(ctx.sends())[:-1]
+    ctx.start()
+    for bufs in sends:
+        sock.sendmsg(bufs)
+    ctx.ack_sync()
+
+
+W = Workload("T", "test 4x32 B", 4, 32, 300)
+
+
+def test_bench_verify_catches_reordered_sends() -> None:
+    broken = Sender("swap", "broken", None, frozenset({"stream"}), _swap_first_two)
+    with Receiver() as rx:
+        verified = run_case(rx, W, broken, verify=True)
+        timed = run_case(rx, W, broken, verify=False)
+    assert not verified.ok
+    assert "CRC32" in verified.problem
+    assert str(payload_for(4, 32).expected_crc(300)) in verified.problem
+    # A timed run checks the count only: it cannot see a swap, which is why verify runs exist.
+    assert timed.ok
+
+
+def test_bench_verify_catches_extra_bytes() -> None:
+    broken = Sender("extra", "broken", None, frozenset({"stream"}), _one_byte_too_many)
+    with Receiver() as rx:
+        result = run_case(rx, W, broken, verify=True)
+    assert not result.ok
+    assert "1 bytes more than sent" in result.problem
+
+
+def test_bench_verify_catches_a_lost_datagram() -> None:
+    udp = Workload("TU", "test UDP", 2, 100, 50, kind="dgram")
+    broken = Sender("drop", "broken", None, frozenset({"dgram"}), _drop_last_datagram)
+    with Receiver() as rx:
+        result = run_case(rx, udp, broken, verify=True)
+        # The receiver is still usable afterwards: a correct sender verifies.
+        raw = next(s for s in all_senders() if s.case_id == "raw-sendmsg[raw]")
+        good = run_case(rx, udp, raw, verify=True)
+    assert not result.ok
+    assert "dropped 1 of 50 datagrams" in result.problem
+    assert good.ok, good.problem
+
+
+def test_bench_failing_sender_is_reported_and_receiver_restarted() -> None:
+    def explode(ctx: Run) -> None:
+        ctx.start()
+        ctx.sock.sendall(b"x" * 10)
+        raise RuntimeError("boom")
+
+    broken = Sender("boom", "broken", None, frozenset({"stream"}), explode)
+    raw = next(s for s in all_senders() if s.case_id == "raw-sendmsg[raw]")
+    with Receiver() as rx:
+        result = run_case(rx, W, broken, verify=True)
+        after = run_case(rx, W, raw, verify=True)
+    assert not result.ok
+    assert "RuntimeError: boom" in result.problem
+    assert after.ok, after.problem
+
+
+def test_bench_plot_without_matplotlib_fails_clearly(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # makes `import matplotlib` raise ImportError
+    code = bench_run.main(["--plot", "out.png", "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--plot needs matplotlib" in err
+    assert "wsasend[plot]" in err
+
+
+def test_bench_plot_draws_a_chart(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    code = bench_run.main(["--workloads", "W4,S", "--max-sends", "100", "--rounds", "1", "--quiet", "--plot", str(png)])
+    assert code == 0
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_bench_python_m_wsasend_bench_forwards_to_the_harness() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "wsasend",
+            "bench",
+            "--workloads",
+            "W3",
+            "--senders",
+            "wsa-posted,raw-sendmsg",
+            "--max-sends",
+            "100",
+            "--rounds",
+            "1",
+            "--quiet",
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "### W3 4x32 B: 100 sends" in proc.stdout
+    assert "| wsa_send posted back to back, await every 64th | uvloop |" in proc.stdout
+
+
+def test_bench_scaled_matrix_keeps_its_shape() -> None:
+    for w in quick_matrix():
+        s = scaled(w, 150)
+        assert (s.nbufs, s.bufsize, s.kind) == (w.nbufs, w.bufsize, w.kind)
+        assert 0 < s.sends <= 150
+        if s.kind == "stall":
+            assert s.sends % s.depth == 0
