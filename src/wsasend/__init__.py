@@ -9,8 +9,10 @@ from ._api import closesocket, set_max_pending, wsa_send
 from ._buffers import WSABUF, remaining
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
 from ._overlapped import WSAEvent, WSAOverlapped
+from ._server import WSAServer, create_server, start_server
 from ._sockutil import MSG_DONTROUTE, MSG_OOB, MSG_PARTIAL, max_message_size
 from ._sync import wsa_send_sync
+from ._transport import WSAProtocol, WSATransport, connect_accepted_socket, create_connection, open_connection
 
 __all__ = [
     "MSG_DONTROUTE",
@@ -21,11 +23,19 @@ __all__ = [
     "WSAErrorCode",
     "WSAEvent",
     "WSAOverlapped",
+    "WSAProtocol",
+    "WSAServer",
+    "WSATransport",
     "closesocket",
+    "connect_accepted_socket",
+    "create_connection",
+    "create_server",
     "errno_to_wsa",
     "max_message_size",
+    "open_connection",
     "remaining",
     "set_max_pending",
+    "start_server",
     "wsa_send",
     "wsa_send_sync",
 ]

@@ -1,0 +1,329 @@
+"""WSAServer, create_server and start_server: listening sockets that hand out WSATransports (SPEC S7.3).
+
+The accept side mirrors CPython's ``BaseSelectorEventLoop._accept_connection`` and
+``base_events.Server`` through the public loop API only: one ``loop.add_reader`` per listening
+socket, up to ``backlog`` ``accept()`` calls per wake-up, and a one-second pause (asyncio's
+``ACCEPT_RETRY_DELAY``) when the process runs out of descriptors or memory. ``wait_closed``
+has the semantics of Python 3.12.1+: it returns once the server is closed AND every connection
+it accepted has seen ``connection_lost`` (3.11's returns at once after ``close()``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import itertools
+import socket
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from ._transport import STREAM_LIMIT, PartialMessages, WSATransport
+
+__all__ = ["WSAServer", "create_server", "start_server"]
+
+#: Seconds to wait before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM (asyncio's
+#: constants.ACCEPT_RETRY_DELAY).
+ACCEPT_RETRY_DELAY = 1.0
+
+_OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
+_LISTEN_KINDS = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+
+
+class WSAServer(asyncio.AbstractServer):
+    """A listening server whose connections are :class:`WSATransport`\\ s (``asyncio.Server``'s API).
+
+    Usable as an async context manager (``close()`` and ``wait_closed()`` on exit), with
+    ``serve_forever()``, ``start_serving()``, ``is_serving()``, ``sockets``, ``close()``,
+    ``wait_closed()``, and Python 3.13's ``close_clients()`` / ``abort_clients()``.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sockets: list[socket.socket],
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        backlog: int,
+        transport_options: dict[str, Any],
+    ) -> None:
+        self._loop = loop
+        # Invariant: None once close() was called; the listening sockets are closed then.
+        self._sockets: list[socket.socket] | None = sockets
+        self._active_count = 0
+        self._clients: weakref.WeakSet[WSATransport] = weakref.WeakSet()
+        # Invariant: None once the server is closed and its last connection is gone.
+        self._waiters: list[asyncio.Future[None]] | None = []
+        self._protocol_factory = protocol_factory
+        self._backlog = backlog
+        self._options = transport_options
+        self._serving = False
+        self._serving_forever_fut: asyncio.Future[None] | None = None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} sockets={self.sockets!r} connections={self._active_count}>"
+
+    # -- connections ------------------------------------------------------------------------------
+
+    def _attach(self, transport: WSATransport) -> None:
+        self._active_count += 1
+        self._clients.add(transport)
+
+    def _detach(self, transport: WSATransport) -> None:
+        self._active_count -= 1
+        self._clients.discard(transport)
+        if self._active_count == 0 and self._sockets is None:
+            self._wakeup()
+
+    def _wakeup(self) -> None:
+        waiters, self._waiters = self._waiters, None
+        for waiter in waiters or ():
+            if not waiter.done():
+                waiter.set_result(None)
+
+    # -- serving -------------------------------------------------------------------------------------
+
+    def _start_serving(self) -> None:
+        if self._serving or self._sockets is None:
+            return
+        self._serving = True
+        for sock in self._sockets:
+            sock.listen(self._backlog)
+            self._loop.add_reader(sock, self._accept_ready, sock)
+
+    def _accept_ready(self, sock: socket.socket) -> None:
+        for _ in range(self._backlog):
+            if self._sockets is None:
+                return
+            try:
+                conn, addr = sock.accept()
+            except (BlockingIOError, InterruptedError, ConnectionAbortedError):
+                return  # the accept queue is empty (or the client gave up first)
+            except OSError as exc:
+                self._loop.call_exception_handler(
+                    {"message": "socket.accept() failed", "exception": exc, "socket": sock, "server": self}
+                )
+                if exc.errno in _OUT_OF_RESOURCES:
+                    # Linux keeps reporting the socket readable: stop listening for a while.
+                    self._loop.remove_reader(sock)
+                    self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting, sock)
+                return
+            self._accept_connection(conn, addr)
+
+    def _resume_accepting(self, sock: socket.socket) -> None:
+        if self._sockets is not None and sock in self._sockets:
+            self._loop.add_reader(sock, self._accept_ready, sock)
+
+    def _accept_connection(self, conn: socket.socket, addr: Any) -> None:
+        try:
+            protocol = self._protocol_factory()
+            extra = {"peername": addr} if addr else None
+            WSATransport(conn, protocol, loop=self._loop, extra=extra, _server=self, **self._options)
+        except (SystemExit, KeyboardInterrupt):
+            conn.close()
+            raise
+        except BaseException as exc:
+            conn.close()
+            self._loop.call_exception_handler(
+                {"message": "Error on transport creation for incoming connection", "exception": exc, "server": self}
+            )
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return self._serving
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        """The listening sockets (empty once closed). The sockets themselves, not asyncio's wrappers."""
+        if self._sockets is None:
+            return ()
+        return tuple(self._sockets)
+
+    async def start_serving(self) -> None:
+        """Start accepting (``create_server(start_serving=False)`` leaves that to you)."""
+        self._start_serving()
+        await asyncio.sleep(0)
+
+    async def serve_forever(self) -> None:
+        """Accept until cancelled or closed; on cancellation close and wait for the connections.
+
+        Raises:
+            RuntimeError: the server is closed, or another ``serve_forever`` is running.
+        """
+        if self._serving_forever_fut is not None:
+            raise RuntimeError(f"server {self!r} is already being awaited on serve_forever()")
+        if self._sockets is None:
+            raise RuntimeError(f"server {self!r} is closed")
+        self._start_serving()
+        self._serving_forever_fut = self._loop.create_future()
+        try:
+            await self._serving_forever_fut
+        except asyncio.CancelledError:
+            try:
+                self.close()
+                await self.wait_closed()
+            finally:
+                raise
+        finally:
+            self._serving_forever_fut = None
+
+    def close(self) -> None:
+        """Stop listening and close the listening sockets; open connections stay open."""
+        sockets, self._sockets = self._sockets, None
+        if sockets is None:
+            return
+        for sock in sockets:
+            if self._serving:
+                self._loop.remove_reader(sock)
+            sock.close()
+        self._serving = False
+        fut = self._serving_forever_fut
+        if fut is not None and not fut.done():
+            fut.cancel()
+            self._serving_forever_fut = None
+        if self._active_count == 0:
+            self._wakeup()
+
+    def close_clients(self) -> None:
+        """``close()`` every open connection (graceful: their queued sends go out first)."""
+        for transport in list(self._clients):
+            transport.close()
+
+    def abort_clients(self) -> None:
+        """``abort()`` every open connection (pending sends fail WSA_OPERATION_ABORTED)."""
+        for transport in list(self._clients):
+            transport.abort()
+
+    async def wait_closed(self) -> None:
+        """Wait until the server is closed and every connection it accepted is lost."""
+        waiters = self._waiters
+        if waiters is None:
+            return
+        waiter: asyncio.Future[None] = self._loop.create_future()
+        waiters.append(waiter)
+        await waiter
+
+
+async def _server_infos(
+    loop: asyncio.AbstractEventLoop, host: str | None, port: int | str | None, family: int, flags: int
+) -> list[tuple[Any, ...]]:
+    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, flags=flags)
+    if not infos:
+        raise OSError(f"getaddrinfo({host!r}) returned empty list")
+    return list(infos)
+
+
+async def create_server(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str | Sequence[str] | None = None,
+    port: int | str | None = None,
+    *,
+    family: int = socket.AF_UNSPEC,
+    flags: int = socket.AI_PASSIVE,
+    sock: socket.socket | None = None,
+    backlog: int = 100,
+    ssl: None = None,
+    reuse_address: bool | None = None,
+    reuse_port: bool | None = None,
+    start_serving: bool = True,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> WSAServer:
+    """Listen on ``host``/``port`` (or ``sock``); every accepted connection gets a WSATransport (S7.3).
+
+    ``loop.create_server`` for this package, with its arguments that make sense here:
+    ``host`` (a name, a list of names, ``None``/``""`` for every interface), ``port``,
+    ``family``, ``flags``, ``sock`` (a bound stream or seqpacket socket, e.g. AF_UNIX),
+    ``backlog``, ``reuse_address`` (default on), ``reuse_port``, ``start_serving``; plus the
+    transports' options ``max_pending_sends`` and ``partial_messages``.
+
+    Returns:
+        A :class:`WSAServer`, already accepting unless ``start_serving=False``.
+
+    Raises:
+        OSError: what ``loop.create_server`` raises (a bind error names the address).
+        ValueError: both or neither of host/port and ``sock``; ``ssl`` given; a ``sock`` that
+            cannot listen.
+    """
+    if ssl is not None:
+        raise ValueError("wsasend transports do not do TLS")
+    if partial_messages not in ("reject", "cork"):
+        raise ValueError(f"partial_messages must be 'reject' or 'cork', not {partial_messages!r}")
+    loop = asyncio.get_running_loop()
+    if host is not None or port is not None:
+        if sock is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+        if reuse_address is None:
+            reuse_address = True  # asyncio's default on POSIX
+        hosts: Iterable[str | None]
+        if host == "":
+            hosts = [None]
+        elif isinstance(host, str) or host is None:
+            hosts = [host]
+        else:
+            hosts = host
+        found = await asyncio.gather(*(_server_infos(loop, h, port, family, flags) for h in hosts))
+        infos = set(itertools.chain.from_iterable(found))
+        sockets: list[socket.socket] = []
+        completed = False
+        try:
+            for af, socktype, proto, _, sa in infos:
+                try:
+                    lsock = socket.socket(af, socktype, proto)
+                except OSError:
+                    continue  # a family/type/protocol this host lacks, as asyncio assumes
+                sockets.append(lsock)
+                if reuse_address:
+                    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if af == socket.AF_INET6:
+                    # One socket per family, as asyncio binds them: "::" must not take IPv4 too.
+                    lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                try:
+                    lsock.bind(sa)
+                except OSError as err:
+                    strerror = (err.strerror or "").lower()
+                    raise OSError(err.errno, f"error while attempting to bind on address {sa!r}: {strerror}") from None
+            completed = True
+        finally:
+            if not completed:
+                for lsock in sockets:
+                    lsock.close()
+    else:
+        if sock is None:
+            raise ValueError("Neither host/port nor sock were specified")
+        if sock.type not in _LISTEN_KINDS:
+            raise ValueError(f"A stream or seqpacket socket was expected, got {sock!r}")
+        sockets = [sock]
+    for lsock in sockets:
+        lsock.setblocking(False)
+    options: dict[str, Any] = {"max_pending_sends": max_pending_sends, "partial_messages": partial_messages}
+    server = WSAServer(loop, sockets, protocol_factory, backlog, options)
+    if start_serving:
+        server._start_serving()
+        await asyncio.sleep(0)
+    return server
+
+
+async def start_server(
+    client_connected_cb: Callable[[asyncio.StreamReader, asyncio.StreamWriter], Any],
+    host: str | Sequence[str] | None = None,
+    port: int | str | None = None,
+    *,
+    limit: int = STREAM_LIMIT,
+    **kwds: Any,
+) -> WSAServer:
+    """``asyncio.start_server`` over WSATransports: ``client_connected_cb(reader, writer)`` per client.
+
+    The callback may be a coroutine function (it then runs as a task), as with asyncio. Other
+    keyword arguments go to :func:`create_server`.
+    """
+    loop = asyncio.get_running_loop()
+
+    def factory() -> asyncio.StreamReaderProtocol:
+        reader = asyncio.StreamReader(limit=limit, loop=loop)
+        return asyncio.StreamReaderProtocol(reader, client_connected_cb, loop=loop)
+
+    return await create_server(factory, host, port, **kwds)

@@ -1,0 +1,1123 @@
+"""WSATransport and WSAProtocol: asyncio's Transport/Protocol pair over the send engine (SPEC S7).
+
+Theory of operation
+-------------------
+A :class:`WSATransport` owns one connected socket and adds nothing to the send path: every
+``write``, ``writelines`` and ``send`` is one ``SendEngine.post`` on the socket's engine, the
+very call ``wsa_send`` makes, so the three are ordered among themselves and with any
+``wsa_send`` on the same socket (SPEC S5.4), zero-copy (S2.1), and coalesced by the engine.
+The transport only
+
+- listens to the engine: ``on_complete`` (completed sends, in posting order) feeds
+  ``send_completed`` and the resume side of flow control; ``on_error`` (a fatal send error that
+  already failed every queued send with exact counts) ends the connection;
+- asks the engine to drain: ``drain_then`` refuses new sends at once (WSAESHUTDOWN) and calls
+  back when the queue is empty, which is when ``write_eof`` shuts the sending side down and
+  ``close`` reports ``connection_lost`` (S6.2); ``abort`` is ``engine.abort()`` (S6.1);
+- reads, with ``loop.add_reader`` and ``recv`` / ``recv_into`` (``asyncio.BufferedProtocol``).
+
+Lifecycle: one ``(state, event) -> state`` table, :data:`TRANSITIONS` (STYLE rule 2). The
+transport's methods look up their event; a pair that maps a state to itself is a no-op (a
+second ``close()``, ``write_eof()`` after ``close()``...). A pair missing from the table is a
+bug in this module: it is reported to the loop's exception handler and the transport fails.
+
+Callbacks follow asyncio's contract (``Lib/asyncio/selector_events.py``): ``connection_made``,
+then data/EOF, then ``connection_lost`` exactly once, all through ``loop.call_soon``;
+``pause_writing`` is the one synchronous callback, called inside the ``write`` that crossed the
+high-water mark. ``send_completed`` and ``resume_writing`` are scheduled with ``call_soon`` from
+the engine's flush, after the completion routines the flush scheduled (S5.3, S7.2), so a
+protocol is never re-entered from inside one of its own calls into the transport.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno
+import logging
+import socket
+import warnings
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Literal
+
+from ._api import engine_for, set_max_pending
+from ._buffers import normalize
+from ._engine import SendEngine
+from ._errors import WSAError, WSAErrorCode
+from ._overlapped import CompletionRoutine, WSAOverlapped
+from ._sockutil import check_socket, is_message_socket, mark_shutdown
+
+__all__ = [
+    "TRANSITIONS",
+    "TransportEvent",
+    "TransportState",
+    "WSAProtocol",
+    "WSATransport",
+    "connect_accepted_socket",
+    "create_connection",
+    "make_transport",
+    "open_connection",
+]
+
+logger = logging.getLogger("wsasend")
+
+#: Bytes asked of one ``recv`` on a stream socket: asyncio's ``_SelectorTransport.max_size``.
+MAX_READ = 256 * 1024
+#: asyncio's default high-water mark (``transports._FlowControlMixin``); low defaults to high // 4.
+DEFAULT_HIGH_WATER = 64 * 1024
+# asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES: after this many writes on a lost
+# connection, say so in the log (the writes themselves are dropped, as asyncio drops them).
+_LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
+# asyncio's streams._DEFAULT_LIMIT (64 KiB), for open_connection / start_server.
+STREAM_LIMIT = 2**16
+
+PartialMessages = Literal["reject", "cork"]
+
+
+# -- the lifecycle table (pure) -----------------------------------------------------------------
+
+
+class TransportState(enum.Enum):
+    """Where a :class:`WSATransport` is in its life. Reading is tracked apart (see ``_ReadState``)."""
+
+    #: Sending and receiving.
+    OPEN = enum.auto()
+    #: ``write_eof()`` was called: new sends fail WSAESHUTDOWN, queued ones drain, then SHUT_WR.
+    EOF_PENDING = enum.auto()
+    #: The sending direction is shut down; receiving goes on.
+    WRITE_SHUT = enum.auto()
+    #: ``close()`` was called: queued sends drain, then ``connection_lost(None)``.
+    CLOSING = enum.auto()
+    #: ``connection_lost`` is scheduled (drained close, ``abort()``, or a fatal error).
+    LOST = enum.auto()
+    #: ``connection_lost`` was called and the socket is closed. Terminal.
+    CLOSED = enum.auto()
+
+
+class TransportEvent(enum.Enum):
+    """What can happen to a transport: four public calls/faults and two internal steps."""
+
+    WRITE_EOF = enum.auto()
+    CLOSE = enum.auto()
+    ABORT = enum.auto()
+    #: A send or receive error, or a protocol callback that raised.
+    FATAL = enum.auto()
+    #: The engine's queue drained after ``drain_then`` (internal).
+    DRAINED = enum.auto()
+    #: ``connection_lost`` ran (internal).
+    LOST_CALLED = enum.auto()
+
+
+_S = TransportState
+_E = TransportEvent
+
+#: ``(state, event) -> state``. A pair that maps a state to itself is a no-op (asyncio ignores
+#: a second ``close()``, a ``write_eof()`` after ``close()``, an ``abort()`` after the connection
+#: was lost...). Every public event is defined in every state; the internal ones only where they
+#: can happen, so a missing pair means this module has a bug.
+TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
+    (_S.OPEN, _E.WRITE_EOF): _S.EOF_PENDING,
+    (_S.OPEN, _E.CLOSE): _S.CLOSING,
+    (_S.OPEN, _E.ABORT): _S.LOST,
+    (_S.OPEN, _E.FATAL): _S.LOST,
+    (_S.EOF_PENDING, _E.WRITE_EOF): _S.EOF_PENDING,
+    (_S.EOF_PENDING, _E.CLOSE): _S.CLOSING,
+    (_S.EOF_PENDING, _E.ABORT): _S.LOST,
+    (_S.EOF_PENDING, _E.FATAL): _S.LOST,
+    (_S.EOF_PENDING, _E.DRAINED): _S.WRITE_SHUT,
+    (_S.WRITE_SHUT, _E.WRITE_EOF): _S.WRITE_SHUT,
+    (_S.WRITE_SHUT, _E.CLOSE): _S.CLOSING,
+    (_S.WRITE_SHUT, _E.ABORT): _S.LOST,
+    (_S.WRITE_SHUT, _E.FATAL): _S.LOST,
+    (_S.CLOSING, _E.WRITE_EOF): _S.CLOSING,
+    (_S.CLOSING, _E.CLOSE): _S.CLOSING,
+    (_S.CLOSING, _E.ABORT): _S.LOST,
+    (_S.CLOSING, _E.FATAL): _S.LOST,
+    (_S.CLOSING, _E.DRAINED): _S.LOST,
+    (_S.LOST, _E.WRITE_EOF): _S.LOST,
+    (_S.LOST, _E.CLOSE): _S.LOST,
+    (_S.LOST, _E.ABORT): _S.LOST,
+    (_S.LOST, _E.FATAL): _S.LOST,
+    (_S.LOST, _E.LOST_CALLED): _S.CLOSED,
+    (_S.CLOSED, _E.WRITE_EOF): _S.CLOSED,
+    (_S.CLOSED, _E.CLOSE): _S.CLOSED,
+    (_S.CLOSED, _E.ABORT): _S.CLOSED,
+    (_S.CLOSED, _E.FATAL): _S.CLOSED,
+}
+
+# States in which the transport still reads (asyncio stops reading at close()).
+_READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
+
+
+class _ReadState(enum.Enum):
+    ACTIVE = enum.auto()  # reading, or will read once connection_made has run
+    PAUSED = enum.auto()  # pause_reading()
+    EOF = enum.auto()  # the peer's EOF was delivered; nothing more to read
+
+
+# -- the protocol ---------------------------------------------------------------------------------
+
+
+class WSAProtocol(asyncio.Protocol):
+    """An :class:`asyncio.Protocol` that is told of every completed send (SPEC S7.2).
+
+    Any protocol with a ``send_completed`` method gets the calls; subclassing this class is only
+    a convenience (and its no-op default costs nothing: the transport skips it).
+    """
+
+    def send_completed(self, overlapped: WSAOverlapped) -> None:
+        """Called once per completed send of the transport, in posting order.
+
+        Every ``send``, ``write`` and ``writelines`` that posted bytes completes exactly once,
+        successfully (``overlapped.error == 0``, ``transferred`` == its size) or not (its
+        ``WSAError`` in ``overlapped.exception``, ``transferred`` = the bytes the kernel took).
+        It runs through ``loop.call_soon``, after the send's completion routine (S5.3), and
+        before ``connection_lost``. The overlapped is the one ``send()`` returned; ``write()``
+        makes its own. An exception raised here goes to the loop's exception handler.
+        """
+
+
+_BASE_SEND_COMPLETED = WSAProtocol.send_completed
+
+
+def _wants_completions(protocol: object) -> bool:
+    if getattr(type(protocol), "send_completed", None) is _BASE_SEND_COMPLETED:
+        return False
+    return callable(getattr(protocol, "send_completed", None))
+
+
+def _fatal_for_connection(exc: WSAError) -> bool:
+    """True when a send that could not start (S5.2) says the connection itself is gone.
+
+    The kernel said it (``errno`` is set), and it is not a message too large for the kernel,
+    which fails that message alone. The engine's flush treats the same errors as fatal.
+    """
+    return exc.errno is not None and exc.errno != errno.EMSGSIZE
+
+
+# -- the transport ----------------------------------------------------------------------------------
+
+
+class WSATransport(asyncio.Transport):
+    """An :class:`asyncio.Transport` whose sends are overlapped WSASends (SPEC S7.1).
+
+    Made by :func:`create_connection`, :func:`connect_accepted_socket` and the servers of
+    :func:`create_server`; construct one yourself only around a connected socket you own, inside
+    a running loop. The transport takes the socket over (it makes it nonblocking, as asyncio does)
+    and closes it when ``connection_lost`` has run.
+
+    Args:
+        sock: a connected socket of a kind of S5.10: TCP over IPv4/IPv6, AF_UNIX stream,
+            connected UDP, AF_UNIX datagram, SOCK_SEQPACKET.
+        protocol: an ``asyncio.Protocol`` or ``asyncio.BufferedProtocol``; with a
+            ``send_completed`` method (see :class:`WSAProtocol`) it is told of every completed send.
+        loop: the loop; the running one by default.
+        max_pending_sends: the bound on outstanding sends of S5.6 (default 65536, or what
+            ``set_max_pending`` set for the socket). Past it every ``send``/``write`` raises
+            WSAEWOULDBLOCK.
+        partial_messages: ``"reject"`` (MSG_PARTIAL on a stream socket is WSAEOPNOTSUPP) or
+            ``"cork"`` (it becomes Linux MSG_MORE, S4.4). Message sockets always assemble pieces.
+        extra: more ``get_extra_info`` entries (a ``peername`` here wins over the socket's).
+
+    Raises:
+        WSAError: WSAENOTSOCK for a closed socket or a non-socket; WSAENOTCONN for a socket with
+            no peer; WSAEINVAL for a bad ``max_pending_sends``; WSAEINPROGRESS when the socket
+            still has sends pending on another loop.
+        ValueError: for a bad ``partial_messages``.
+        RuntimeError: when the socket already has a live transport.
+    """
+
+    # Class defaults so that __del__ and __repr__ work even if __init__ failed half-way.
+    _sock: socket.socket | None = None
+    _sock_fd = -1
+    _state = TransportState.CLOSED
+    _engine: SendEngine | None = None
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        protocol: asyncio.BaseProtocol,
+        *,
+        loop: asyncio.AbstractEventLoop | None = None,
+        max_pending_sends: int | None = None,
+        partial_messages: PartialMessages = "reject",
+        extra: Mapping[str, Any] | None = None,
+        _waiter: asyncio.Future[None] | None = None,
+        _server: Any = None,
+    ) -> None:
+        if partial_messages not in ("reject", "cork"):
+            raise ValueError(f"partial_messages must be 'reject' or 'cork', not {partial_messages!r}")
+        check_socket(sock)
+        if loop is None:
+            loop = asyncio.get_running_loop()
+        engine = engine_for(sock, loop)
+        if engine.on_complete is not None or engine.on_error is not None:
+            raise RuntimeError(f"socket {sock!r} is already used by a transport")
+        try:
+            peername = sock.getpeername()
+        except OSError as exc:
+            raise WSAError(
+                WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="a transport needs a connected socket"
+            ) from exc
+        if max_pending_sends is not None:
+            set_max_pending(sock, max_pending_sends)
+        # The transport owns the socket from here on, as asyncio's transports do.
+        sock.setblocking(False)
+        if sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6):
+            # asyncio's _set_nodelay: small writes go out without waiting for an ACK. MSG_MORE
+            # (partial_messages="cork") still holds bytes back where the caller asks for it.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        info: dict[str, Any] = dict(extra) if extra else {}
+        info["socket"] = sock
+        info["sockname"] = sock.getsockname()
+        info.setdefault("peername", peername)
+        super().__init__(info)
+
+        self._loop = loop
+        self._sock = sock
+        self._sock_fd = sock.fileno()
+        self._engine = engine
+        self._message_mode = is_message_socket(sock)
+        self._is_dgram = sock.type == socket.SOCK_DGRAM
+        if self._message_mode:
+            # One recv is one message, and a message cut short is lost: ask for the most it can be.
+            rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
+            self._max_read = max(MAX_READ, rcvbuf)
+        else:
+            self._max_read = MAX_READ
+        self._partial_messages: PartialMessages = partial_messages
+        if partial_messages == "cork":
+            engine.cork = True
+
+        # Invariant: _state only changes through _step() (the TRANSITIONS table).
+        self._state = TransportState.OPEN
+        # The exception connection_lost gets (None after close()/abort()); set when LOST.
+        self._lost_exc: BaseException | None = None
+        self._conn_lost_writes = 0
+        # Reading. Invariant: _reader_registered == the loop has our reader for the socket.
+        self._read_state = _ReadState.ACTIVE
+        self._read_started = False
+        self._reader_registered = False
+        # Flow control, as asyncio's _FlowControlMixin. Invariant: high >= low >= 0.
+        self._high_water = DEFAULT_HIGH_WATER
+        self._low_water = DEFAULT_HIGH_WATER // 4
+        self._protocol_paused = False
+        self._resume_scheduled = False
+
+        self._protocol: asyncio.BaseProtocol = protocol
+        self._protocol_connected = False
+        self._buffered = False
+        self._completions_wanted = False
+        self.set_protocol(protocol)
+
+        # The engine keeps only a weak reference to us, so an unclosed transport can still be
+        # collected (and warn) while the engine lives on in the registry.
+        ref = weakref.ref(self)
+
+        def on_complete(ops: list[WSAOverlapped]) -> None:
+            transport = ref()
+            if transport is not None:
+                transport._on_sends_completed(ops)
+
+        def on_error(exc: WSAError) -> None:
+            transport = ref()
+            if transport is not None:
+                transport._fatal_error(exc, "Fatal write error on WSATransport")
+
+        engine.on_complete = on_complete
+        engine.on_error = on_error
+
+        self._server = _server
+        if _server is not None:
+            _server._attach(self)
+
+        loop.call_soon(self._connection_made)
+        # Read only once connection_made has run (asyncio's order).
+        loop.call_soon(self._start_reading)
+        if _waiter is not None:
+            loop.call_soon(_set_result_unless_cancelled, _waiter)
+
+    # -- introspection --------------------------------------------------------------------------
+
+    def __repr__(self) -> str:
+        info = [type(self).__name__, f"fd={self._sock_fd}", f"state={self._state.name}"]
+        if self._state in _READABLE:
+            if self._reader_registered:
+                info.append("read=polling")
+            elif getattr(self, "_read_state", None) is _ReadState.EOF:
+                info.append("read=eof")
+            else:
+                info.append("read=paused" if getattr(self, "_read_state", None) is _ReadState.PAUSED else "read=idle")
+        engine = self._engine
+        if engine is not None and self._state is not TransportState.CLOSED:
+            info.append(f"sends={engine.pending_count()} bufsize={engine.unsent_bytes()}")
+        return "<{}>".format(" ".join(info))
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        sock = self._sock
+        if sock is not None:
+            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            # Only the descriptor: the loop may be closed or in another thread. If sends were
+            # still pending, the engine's watchdog fails them (S6.1).
+            sock.close()
+
+    def get_protocol(self) -> asyncio.BaseProtocol:
+        return self._protocol
+
+    def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+        """Switch protocols; reading and ``send_completed`` go to the new one from now on."""
+        self._protocol = protocol
+        self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        self._completions_wanted = _wants_completions(protocol)
+        self._protocol_connected = True
+
+    def is_closing(self) -> bool:
+        """True once ``close()`` or ``abort()`` was called or the connection was lost."""
+        return self._state in (TransportState.CLOSING, TransportState.LOST, TransportState.CLOSED)
+
+    @property
+    def state(self) -> TransportState:
+        """The lifecycle state (see :data:`TRANSITIONS`)."""
+        return self._state
+
+    def _step(self, event: TransportEvent) -> bool:
+        """Apply ``event``: True when the state changed (the caller acts), False for a no-op."""
+        old = self._state
+        new = TRANSITIONS.get((old, event))
+        if new is None:
+            # A bug in this module. FATAL is defined in every state, so this cannot recurse.
+            err = RuntimeError(f"WSATransport: no transition for {old.name} on {event.name}")
+            self._fatal_error(err, "WSATransport internal error")
+            return False
+        self._state = new
+        return new is not old
+
+    # -- sending -----------------------------------------------------------------------------------
+
+    def _refusal(self) -> WSAError:
+        """The error for a send that the transport's state refuses (S5.2, S6.2, S6.3)."""
+        exc = self._lost_exc
+        if exc is None:
+            # "You closed it" (STYLE rule 6): close(), abort() or write_eof().
+            return WSAError(WSAErrorCode.WSAESHUTDOWN, detail=f"the transport is {self._state.name.lower()}")
+        code = exc.winerror if isinstance(exc, WSAError) else WSAErrorCode.WSAECONNABORTED
+        return WSAError(code, detail="the connection was lost")
+
+    def send(
+        self,
+        buffers: object,
+        flags: int = 0,
+        *,
+        overlapped: WSAOverlapped | None = None,
+        completion_routine: CompletionRoutine | None = None,
+    ) -> WSAOverlapped:
+        """Post an overlapped send on the transport's socket (SPEC S5, S7.1): ``wsa_send`` for it.
+
+        Ordered with ``write``/``writelines`` and every other send on the socket; zero-copy
+        (leave the buffers alone until it completes). ``n = await transport.send(bufs)`` gives
+        the bytes consumed. The protocol's ``send_completed`` is told when it completes.
+
+        Returns:
+            The :class:`WSAOverlapped` (``completed_immediately`` or ``pending``).
+
+        Raises:
+            WSAError: for a send that could not start (S5.2); nothing was sent, no completion
+                follows. WSAESHUTDOWN after ``write_eof()``, ``close()`` or ``abort()``; the
+                connection's error after it was lost (WSAECONNRESET...); WSAEWOULDBLOCK past
+                ``max_pending_sends``; WSAEFAULT, WSAEOPNOTSUPP, WSAEMSGSIZE, WSAEINVAL as for
+                ``wsa_send``. When the kernel reports the connection gone, the transport also
+                ends with ``connection_lost`` of that error.
+        """
+        if self._state is not TransportState.OPEN:
+            raise self._refusal()
+        engine = self._engine
+        assert engine is not None and self._sock is not None
+        try:
+            # The very dispatch of wsa_send: the engine's fast path for a plain list, else post().
+            if engine.hot and not flags and overlapped is None and completion_routine is None and type(buffers) is list:
+                ov = engine.post_list(self._sock, buffers)
+            else:
+                ov = engine.post(self._sock, buffers, flags, overlapped, completion_routine)
+        except WSAError as exc:
+            if _fatal_for_connection(exc):
+                self._fatal_error(exc, "Fatal write error on WSATransport")
+            raise
+        if engine.unsent_bytes() > self._high_water:
+            self._maybe_pause_protocol()
+        return ov
+
+    def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
+        """Queue ``data`` (any C-contiguous bytes-like object) behind earlier sends; zero-copy.
+
+        Unlike asyncio, the bytes are not copied: do not modify a mutable buffer until it is sent
+        (``get_write_buffer_size()`` back to 0, or the protocol's ``send_completed``).
+
+        Raises:
+            TypeError: ``data`` is not bytes-like.
+            WSAError: WSAESHUTDOWN after ``write_eof()``, ``close()`` or ``abort()`` (asyncio
+                raises RuntimeError after ``write_eof()``); WSAEWOULDBLOCK past
+                ``max_pending_sends``; WSAEMSGSIZE for a message too large on a message socket.
+                After the connection was lost to an error, writes are dropped as asyncio drops
+                them: the protocol hears of it through ``connection_lost``.
+        """
+        if type(data) is not bytes:
+            try:
+                view = memoryview(data)
+            except TypeError:
+                raise TypeError(f"data argument must be a bytes-like object, not {type(data).__name__!r}") from None
+            if not view.c_contiguous:
+                raise TypeError("data argument must be a C-contiguous bytes-like object")
+            empty = not view.nbytes
+        else:
+            empty = not data
+        self._post_write(data, empty)
+
+    def writelines(self, list_of_data: Iterable[bytes | bytearray | memoryview[Any]]) -> None:
+        """Queue the buffers as ONE gathered send (one message on a message socket); zero-copy.
+
+        Raises:
+            TypeError: an item is not C-contiguous bytes-like.
+            WSAError: as :meth:`write`.
+        """
+        try:
+            bufs, total = normalize(list(list_of_data))
+        except WSAError as exc:
+            raise TypeError(f"writelines() takes bytes-like objects: {exc}") from exc
+        self._post_write(bufs, not total)
+
+    def _post_write(self, data: object, empty: bool) -> None:
+        if self._state is not TransportState.OPEN:
+            if self._lost_exc is not None:
+                # asyncio drops writes on a lost connection and logs once they pile up.
+                self._conn_lost_writes += 1
+                if self._conn_lost_writes == _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
+                    logger.warning("%r: write() after the connection was lost: %s", self, self._lost_exc)
+                return
+            raise self._refusal()
+        if empty:
+            return
+        engine = self._engine
+        assert engine is not None and self._sock is not None
+        try:
+            if engine.hot and type(data) is bytes:
+                engine.post_list(self._sock, [data])
+            else:
+                engine.post(self._sock, data, 0, None, None)
+        except WSAError as exc:
+            if _fatal_for_connection(exc):
+                # asyncio's write(): the error goes to connection_lost, not to the caller.
+                self._fatal_error(exc, "Fatal write error on WSATransport")
+                return
+            raise
+        if engine.unsent_bytes() > self._high_water:
+            self._maybe_pause_protocol()
+
+    def can_write_eof(self) -> bool:
+        """True for stream and SOCK_SEQPACKET sockets; a datagram socket has no EOF to send."""
+        return not self._is_dgram
+
+    def write_eof(self) -> None:
+        """Shut the sending direction down once every queued send has gone (SPEC S6.2).
+
+        New sends fail WSAESHUTDOWN at once; the ``shutdown(SHUT_WR)`` itself happens after the
+        queue drains, so the peer reads every byte before its EOF. Reading goes on.
+
+        Raises:
+            NotImplementedError: on a datagram socket (``can_write_eof()`` is False).
+        """
+        if self._is_dgram:
+            raise NotImplementedError("a datagram socket cannot send an EOF")
+        if not self._step(TransportEvent.WRITE_EOF):
+            return
+        assert self._engine is not None
+        self._engine.drain_then(self._eof_drained)
+
+    def _eof_drained(self) -> None:
+        if self._state is not TransportState.EOF_PENDING or not self._step(TransportEvent.DRAINED):
+            return
+        sock = self._sock
+        assert sock is not None
+        try:
+            sock.shutdown(socket.SHUT_WR)
+        except OSError as exc:
+            self._fatal_error(WSAError.from_oserror(exc), "shutdown(SHUT_WR) failed")
+            return
+        # S3.3: from now on EPIPE on this socket is our shutdown, not a reset.
+        mark_shutdown(sock)
+
+    # -- flow control (asyncio's _FlowControlMixin, to the letter) ---------------------------------------
+
+    def get_write_buffer_size(self) -> int:
+        """Bytes posted and not yet consumed by the kernel. O(1)."""
+        engine = self._engine
+        return engine.unsent_bytes() if engine is not None else 0
+
+    def get_write_buffer_limits(self) -> tuple[int, int]:
+        return (self._low_water, self._high_water)
+
+    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+        """asyncio's water marks: pause when the buffer is above ``high``, resume at ``low`` or below.
+
+        ``high`` defaults to 64 KiB (or ``4 * low``), ``low`` to ``high // 4``; ``high=0`` forces
+        ``low=0`` and pauses whenever the buffer is non-empty.
+
+        Raises:
+            ValueError: unless ``high >= low >= 0``.
+        """
+        if high is None:
+            high = DEFAULT_HIGH_WATER if low is None else 4 * low
+        if low is None:
+            low = high // 4
+        if not high >= low >= 0:
+            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
+        self._high_water = high
+        self._low_water = low
+        self._maybe_pause_protocol()
+
+    def _maybe_pause_protocol(self) -> None:
+        if self.get_write_buffer_size() <= self._high_water:
+            return
+        if not self._protocol_paused:
+            self._protocol_paused = True
+            try:
+                self._protocol.pause_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler(
+                    {
+                        "message": "protocol.pause_writing() failed",
+                        "exception": exc,
+                        "transport": self,
+                        "protocol": self._protocol,
+                    }
+                )
+
+    def _maybe_resume_protocol(self) -> None:
+        self._resume_scheduled = False
+        if self._state in (TransportState.LOST, TransportState.CLOSED):
+            return
+        if self._protocol_paused and self.get_write_buffer_size() <= self._low_water:
+            self._protocol_paused = False
+            try:
+                self._protocol.resume_writing()
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._loop.call_exception_handler(
+                    {
+                        "message": "protocol.resume_writing() failed",
+                        "exception": exc,
+                        "transport": self,
+                        "protocol": self._protocol,
+                    }
+                )
+
+    # -- completions (engine hooks) ----------------------------------------------------------------
+
+    def _on_sends_completed(self, ops: list[WSAOverlapped]) -> None:
+        """Engine hook, inside its flush: schedule ``send_completed`` and the resume check."""
+        if self._state is TransportState.CLOSED:
+            return
+        call_soon = self._loop.call_soon
+        if self._completions_wanted:
+            # Scheduled after the routines this flush scheduled (S5.3 then S7.2); one handle per
+            # batch keeps that order across the several sendmsg calls of one flush.
+            call_soon(self._deliver_completions, ops)
+        if self._protocol_paused and not self._resume_scheduled:
+            self._resume_scheduled = True
+            call_soon(self._maybe_resume_protocol)
+
+    def _deliver_completions(self, ops: list[WSAOverlapped]) -> None:
+        if self._state is TransportState.CLOSED:
+            return
+        callback = getattr(self._protocol, "send_completed", None)
+        if callback is None:
+            return
+        for ov in ops:
+            try:
+                callback(ov)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                # Like a completion routine's failure: reported, and the stream goes on.
+                self._loop.call_exception_handler(
+                    {
+                        "message": "protocol.send_completed() failed",
+                        "exception": exc,
+                        "transport": self,
+                        "protocol": self._protocol,
+                    }
+                )
+
+    # -- reading -------------------------------------------------------------------------------------
+
+    def is_reading(self) -> bool:
+        """True while the transport delivers received data (not paused, closing or at EOF)."""
+        return self._state in _READABLE and self._read_state is _ReadState.ACTIVE
+
+    def pause_reading(self) -> None:
+        """Stop delivering received data until :meth:`resume_reading`. No-op when not reading."""
+        if not self.is_reading():
+            return
+        self._read_state = _ReadState.PAUSED
+        self._update_reader()
+
+    def resume_reading(self) -> None:
+        """Deliver received data again after :meth:`pause_reading`. No-op when not paused."""
+        if self._state not in _READABLE or self._read_state is not _ReadState.PAUSED:
+            return
+        self._read_state = _ReadState.ACTIVE
+        self._update_reader()
+
+    def _start_reading(self) -> None:
+        self._read_started = True
+        self._update_reader()
+
+    def _update_reader(self) -> None:
+        """Make the loop's reader registration match what the state wants."""
+        want = self._read_started and self._read_state is _ReadState.ACTIVE and self._state in _READABLE
+        if want == self._reader_registered:
+            return
+        sock = self._sock
+        if sock is None:  # pragma: no cover - the state is CLOSED then and want is False
+            return
+        if want:
+            self._loop.add_reader(sock, self._read_ready)
+            self._reader_registered = True
+        else:
+            self._reader_registered = False
+            self._loop.remove_reader(sock)
+
+    def _read_ready(self) -> None:
+        if not self._reader_registered:
+            return  # a late callback after pause/close
+        if self._buffered:
+            self._read_buffered()
+        else:
+            self._read_data()
+
+    def _read_data(self) -> None:
+        sock = self._sock
+        assert sock is not None
+        try:
+            if self._message_mode:
+                data, _, msg_flags, _ = sock.recvmsg(self._max_read)
+                if msg_flags & socket.MSG_TRUNC:
+                    self._truncated()
+                    return
+            else:
+                data = sock.recv(self._max_read)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._read_error(exc)
+            return
+        if not data:
+            if self._is_dgram:
+                return  # an empty datagram: data_received never gets empty data
+            self._on_eof()
+            return
+        try:
+            self._protocol.data_received(data)  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+
+    def _read_buffered(self) -> None:
+        protocol = self._protocol
+        assert isinstance(protocol, asyncio.BufferedProtocol)
+        sock = self._sock
+        assert sock is not None
+        try:
+            buf = protocol.get_buffer(-1)
+            if not len(buf):  # type: ignore[arg-type]
+                raise RuntimeError("get_buffer() returned an empty buffer")
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() call failed.")
+            return
+        try:
+            if self._message_mode:
+                nbytes, _, msg_flags, _ = sock.recvmsg_into([buf])
+                if msg_flags & socket.MSG_TRUNC:
+                    self._truncated()
+                    return
+            else:
+                nbytes = sock.recv_into(buf)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._read_error(exc)
+            return
+        if not nbytes:
+            if self._is_dgram:
+                return
+            self._on_eof()
+            return
+        try:
+            protocol.buffer_updated(nbytes)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def _truncated(self) -> None:
+        # A message longer than the receive buffer lost its tail: say so rather than deliver it.
+        self._fatal_error(
+            WSAError(WSAErrorCode.WSAEMSGSIZE, detail="a received message was larger than the receive buffer"),
+            "Fatal read error on WSATransport",
+        )
+
+    def _read_error(self, exc: BaseException) -> None:
+        if isinstance(exc, OSError):
+            if self._is_dgram and exc.errno == errno.ECONNREFUSED:
+                return  # S3.3: an ICMP port-unreachable from an earlier datagram; the socket is fine
+            exc = WSAError.from_oserror(exc)
+        self._fatal_error(exc, "Fatal read error on WSATransport")
+
+    def _on_eof(self) -> None:
+        self._read_state = _ReadState.EOF
+        self._update_reader()
+        try:
+            keep_open = self._protocol.eof_received()  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.eof_received() call failed.")
+            return
+        if not keep_open:
+            self.close()
+
+    # -- closing ---------------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Stop reading, let every queued send go out, then ``connection_lost(None)`` (S6.2).
+
+        New sends fail WSAESHUTDOWN at once. A send error while draining ends the connection
+        with ``connection_lost`` of that error instead.
+        """
+        if not self._step(TransportEvent.CLOSE):
+            return
+        self._update_reader()
+        assert self._engine is not None
+        self._engine.drain_then(self._close_drained)
+
+    def _close_drained(self) -> None:
+        if self._state is not TransportState.CLOSING or not self._step(TransportEvent.DRAINED):
+            return
+        self._loop.call_soon(self._call_connection_lost, None)
+
+    def abort(self) -> None:
+        """Close now: pending sends complete with WSA_OPERATION_ABORTED and their exact
+        ``transferred`` (S6.1), then ``connection_lost(None)``."""
+        if not self._step(TransportEvent.ABORT):
+            return
+        self._force_close(None, WSAErrorCode.WSA_OPERATION_ABORTED)
+
+    def _fatal_error(self, exc: BaseException, message: str) -> None:
+        """End the connection with ``exc`` (asyncio's ``_fatal_error``): pending sends fail
+        (with exc's code for a WSAError, else WSA_OPERATION_ABORTED), then ``connection_lost(exc)``.
+        """
+        if not self._step(TransportEvent.FATAL):
+            return
+        if not isinstance(exc, OSError):
+            # A protocol callback raised (or this module has a bug): that is worth a report.
+            # Socket errors are the peer's doing and go to connection_lost only, as in asyncio.
+            self._loop.call_exception_handler(
+                {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
+            )
+        elif self._loop.get_debug():
+            logger.debug("%r: %s", self, message, exc_info=True)
+        code = exc.winerror if isinstance(exc, WSAError) else WSAErrorCode.WSA_OPERATION_ABORTED
+        self._force_close(exc, code)
+
+    def _force_close(self, exc: BaseException | None, code: WSAErrorCode) -> None:
+        # The state is LOST already (ABORT or FATAL).
+        self._lost_exc = exc
+        self._update_reader()
+        assert self._engine is not None
+        # Every pending send completes now, in order, with exact counts; their send_completed
+        # calls are scheduled by this very call, so they run before connection_lost.
+        self._engine.abort(code)
+        self._loop.call_soon(self._call_connection_lost, exc)
+
+    def _call_connection_lost(self, exc: BaseException | None) -> None:
+        try:
+            if self._protocol_connected:
+                # asyncio hands over whatever ended the connection, BaseException included.
+                self._protocol.connection_lost(exc)  # type: ignore[arg-type]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as cb_exc:
+            self._loop.call_exception_handler(
+                {
+                    "message": "protocol.connection_lost() failed",
+                    "exception": cb_exc,
+                    "transport": self,
+                    "protocol": self._protocol,
+                }
+            )
+        finally:
+            self._step(TransportEvent.LOST_CALLED)
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        """Drop every loop registration for the socket, then close it (S6.1: the peer sees it)."""
+        sock, self._sock = self._sock, None
+        if self._reader_registered and sock is not None:
+            self._reader_registered = False
+            self._loop.remove_reader(sock)
+        engine = self._engine
+        if engine is not None:
+            engine.abort()  # nothing is queued by now; this removes the writer and its watchdog
+            engine.on_complete = None
+            engine.on_error = None
+        if sock is not None:
+            sock.close()
+        server, self._server = self._server, None
+        if server is not None:
+            server._detach(self)
+
+    def _connection_made(self) -> None:
+        if self._state is TransportState.CLOSED:  # pragma: no cover - closed before the loop ran
+            return
+        try:
+            self._protocol.connection_made(self)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
+
+
+def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled():
+        fut.set_result(None)
+
+
+# -- making connections --------------------------------------------------------------------------
+
+
+_SOCKET_KINDS = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
+
+
+async def make_transport(
+    sock: socket.socket,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    *,
+    loop: asyncio.AbstractEventLoop,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+    extra: Mapping[str, Any] | None = None,
+    close_on_error: bool = False,
+) -> tuple[WSATransport, asyncio.BaseProtocol]:
+    """Wrap a connected socket; return once ``connection_made`` has run (asyncio's order).
+
+    ``close_on_error``: the socket is ours (we connected it), so close it if no transport could
+    be made; once one exists, the transport closes it.
+    """
+    try:
+        protocol = protocol_factory()
+        waiter: asyncio.Future[None] = loop.create_future()
+        transport = WSATransport(
+            sock,
+            protocol,
+            loop=loop,
+            max_pending_sends=max_pending_sends,
+            partial_messages=partial_messages,
+            extra=extra,
+            _waiter=waiter,
+        )
+    except BaseException:
+        if close_on_error:
+            sock.close()
+        raise
+    try:
+        await waiter
+    except BaseException:
+        transport.close()
+        raise
+    return transport, protocol
+
+
+def _check_kind(sock: object) -> socket.socket:
+    sock = check_socket(sock)
+    if sock.type not in _SOCKET_KINDS:
+        raise ValueError(f"a stream, datagram or seqpacket socket was expected, got {sock!r}")
+    return sock
+
+
+async def connect_accepted_socket(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    sock: socket.socket,
+    *,
+    ssl: None = None,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> tuple[WSATransport, asyncio.BaseProtocol]:
+    """Wrap an already connected socket in a :class:`WSATransport` (SPEC S7.3).
+
+    ``loop.connect_accepted_socket`` for this package: a socket from ``accept()``, or any
+    connected socket of S5.10 (TCP, AF_UNIX stream, connected UDP, AF_UNIX datagram,
+    SOCK_SEQPACKET). The transport takes the socket over.
+
+    Returns:
+        ``(transport, protocol)``, after ``protocol.connection_made(transport)`` ran.
+
+    Raises:
+        ValueError: ``ssl`` was given (no TLS here), or the socket is of another type.
+        WSAError: WSAENOTSOCK (closed socket), WSAENOTCONN (no peer).
+    """
+    if ssl is not None:
+        raise ValueError("wsasend transports do not do TLS")
+    loop = asyncio.get_running_loop()
+    return await make_transport(
+        _check_kind(sock),
+        protocol_factory,
+        loop=loop,
+        max_pending_sends=max_pending_sends,
+        partial_messages=partial_messages,
+    )
+
+
+async def _connect_sock(
+    loop: asyncio.AbstractEventLoop,
+    exceptions: list[OSError],
+    addr_info: tuple[Any, ...],
+    local_addr_infos: list[tuple[Any, ...]] | None,
+) -> socket.socket:
+    """One connection attempt (asyncio's ``BaseEventLoop._connect_sock``, without happy eyeballs)."""
+    family, type_, proto, _, address = addr_info
+    sock = None
+    try:
+        sock = socket.socket(family=family, type=type_, proto=proto)
+        sock.setblocking(False)
+        if local_addr_infos is not None:
+            bind_errors: list[OSError] = []
+            for lfamily, _, _, _, laddr in local_addr_infos:
+                if lfamily != family:
+                    continue
+                try:
+                    sock.bind(laddr)
+                    break
+                except OSError as exc:
+                    msg = f"error while attempting to bind on address {laddr!r}: {(exc.strerror or '').lower()}"
+                    bind_errors.append(OSError(exc.errno, msg))
+            else:
+                if bind_errors:
+                    raise bind_errors.pop()
+                raise OSError(f"no matching local address with family={family} found")
+        await loop.sock_connect(sock, address)
+        return sock
+    except OSError as exc:
+        exceptions.append(exc)
+        if sock is not None:
+            sock.close()
+        raise
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+
+
+async def create_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    host: str | None = None,
+    port: int | str | None = None,
+    *,
+    ssl: None = None,
+    family: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+    sock: socket.socket | None = None,
+    local_addr: tuple[str, int] | None = None,
+    all_errors: bool = False,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> tuple[WSATransport, asyncio.BaseProtocol]:
+    """Open a TCP connection (or wrap ``sock``) with a :class:`WSATransport` (SPEC S7.3).
+
+    ``loop.create_connection`` for this package, with the same arguments where they make sense:
+    ``host``/``port`` resolved with ``loop.getaddrinfo`` and tried in order (no happy eyeballs),
+    ``family``/``proto``/``flags``, ``local_addr``, ``all_errors``; or ``sock``, a connected
+    socket of any kind of S5.10 (TCP, AF_UNIX stream, connected UDP, AF_UNIX datagram,
+    SOCK_SEQPACKET). Plus the transport's options ``max_pending_sends`` and ``partial_messages``.
+
+    Returns:
+        ``(transport, protocol)``, after ``protocol.connection_made(transport)`` ran.
+
+    Raises:
+        OSError: what ``loop.create_connection`` raises when connecting fails
+            (``ConnectionRefusedError``, ``socket.gaierror``...; several different errors make
+            one ``OSError``, or an ``ExceptionGroup`` with ``all_errors=True``).
+        ValueError: both or neither of host/port and ``sock``; ``ssl`` given.
+        WSAError: for a ``sock`` that is closed (WSAENOTSOCK) or not connected (WSAENOTCONN).
+    """
+    if ssl is not None:
+        raise ValueError("wsasend transports do not do TLS")
+    loop = asyncio.get_running_loop()
+    options: dict[str, Any] = {"max_pending_sends": max_pending_sends, "partial_messages": partial_messages}
+    if host is not None or port is not None:
+        if sock is not None:
+            raise ValueError("host/port and sock can not be specified at the same time")
+        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags)
+        if not infos:
+            raise OSError("getaddrinfo() returned empty list")
+        laddr_infos = None
+        if local_addr is not None:
+            laddr_infos = await loop.getaddrinfo(
+                *local_addr, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
+            )
+            if not laddr_infos:
+                raise OSError("getaddrinfo() returned empty list")
+        exceptions: list[OSError] = []
+        for info in infos:
+            try:
+                sock = await _connect_sock(loop, exceptions, info, laddr_infos)
+                break
+            except OSError:
+                continue
+        if sock is None:
+            try:
+                if all_errors:
+                    raise ExceptionGroup("create_connection failed", exceptions)
+                if len(exceptions) == 1:
+                    raise exceptions[0]
+                model = str(exceptions[0])
+                if all(str(exc) == model for exc in exceptions):
+                    raise exceptions[0]
+                raise OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in exceptions)))
+            finally:
+                exceptions = []
+        return await make_transport(sock, protocol_factory, loop=loop, close_on_error=True, **options)
+    if sock is None:
+        raise ValueError("host and port was not specified and no sock specified")
+    return await make_transport(_check_kind(sock), protocol_factory, loop=loop, **options)
+
+
+async def open_connection(
+    host: str | None = None,
+    port: int | str | None = None,
+    *,
+    limit: int = STREAM_LIMIT,
+    **kwds: Any,
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """``asyncio.open_connection`` over a :class:`WSATransport`: a ``(reader, writer)`` pair.
+
+    ``writer.write`` + ``await writer.drain()`` work unchanged; ``writer.transport`` is the
+    :class:`WSATransport` (so ``writer.transport.send(...)`` is there too). Other keyword
+    arguments go to :func:`create_connection`.
+    """
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader(limit=limit, loop=loop)
+    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+    transport, _ = await create_connection(lambda: protocol, host, port, **kwds)
+    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+    return reader, writer

@@ -1,0 +1,204 @@
+# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
+"""Write flow control exactly as asyncio defines it (SPEC S7.1; asyncio's _FlowControlMixin).
+
+pause_writing when the buffer goes strictly above ``high`` (synchronously, inside the write),
+resume_writing once it is at or below ``low``; ``high=0`` pauses whenever anything is queued.
+
+The exact edges are driven with SOCK_SEQPACKET and MSG_PARTIAL: a piece of an unfinished
+message stays queued (S4.4) while a finished message before it goes out, so the buffer size
+lands on a chosen byte count with real sockets and no timing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import pytest
+
+import wsasend
+from tests.helpers import pattern
+from wsasend import MSG_PARTIAL
+
+from .util import GUARD, Recorder, drain_peer, until, wrap
+
+
+def _seqpacket() -> tuple[socket.socket, socket.socket]:
+    return socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+
+
+async def test_WSATransport_limits_defaults_and_validation() -> None:
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours)
+        assert transport.get_write_buffer_limits() == (16384, 65536)
+        transport.set_write_buffer_limits(high=1000)
+        assert transport.get_write_buffer_limits() == (250, 1000)
+        transport.set_write_buffer_limits(low=100)
+        assert transport.get_write_buffer_limits() == (100, 400)
+        transport.set_write_buffer_limits(high=0)
+        assert transport.get_write_buffer_limits() == (0, 0)
+        transport.set_write_buffer_limits()
+        assert transport.get_write_buffer_limits() == (16384, 65536)
+        for high, low in ((10, 11), (-1, None), (None, -4), (5, -1)):
+            with pytest.raises(ValueError):
+                transport.set_write_buffer_limits(high=high, low=low)
+        assert transport.get_write_buffer_limits() == (16384, 65536)
+        transport.close()
+        await proto.wait_lost()
+
+
+async def test_WSATransport_pause_strictly_above_high() -> None:
+    ours, peer = _seqpacket()
+    with peer:
+        transport, proto = await wrap(ours)
+        transport.set_write_buffer_limits(high=100, low=0)
+        transport.send(b"a" * 60, MSG_PARTIAL)
+        transport.send(b"b" * 40, MSG_PARTIAL)
+        assert transport.get_write_buffer_size() == 100
+        assert proto.pause_sizes == []  # at high exactly: not paused
+        transport.send(b"c", MSG_PARTIAL)
+        assert proto.pause_sizes == [101]  # one byte above: paused, inside the call
+        transport.send(b"d" * 50, MSG_PARTIAL)
+        assert proto.pause_sizes == [101]  # once
+        transport.send(b"end")  # the message is whole now and goes out
+        await until(lambda: bool(proto.resume_sizes))
+        assert proto.resume_sizes == [0]
+        peer.setblocking(False)
+        record = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(peer, 1000), GUARD)
+        assert record == b"a" * 60 + b"b" * 40 + b"c" + b"d" * 50 + b"end"
+        transport.close()
+        await proto.wait_lost()
+        proto.check()
+
+
+@pytest.mark.parametrize("low", [100, 99])
+async def test_WSATransport_resume_at_or_below_low(low: int) -> None:
+    ours, peer = _seqpacket()
+    with peer:
+        transport, proto = await wrap(ours)
+        transport.set_write_buffer_limits(high=150, low=low)
+        transport.send(b"m" * 80, MSG_PARTIAL)
+        transport.send(b"m" * 20)  # message 1 (100 bytes), queued behind the open batch window
+        transport.send(b"p" * 100, MSG_PARTIAL)  # message 2 stays open: never sendable
+        assert proto.pause_sizes == [200]
+        # Message 1 goes out; message 2's piece stays: the buffer is at exactly 100 bytes.
+        await until(lambda: len(proto.completed) == 2)
+        for _ in range(5):
+            await asyncio.sleep(0)
+        assert transport.get_write_buffer_size() == 100
+        if low == 100:
+            assert proto.resume_sizes == [100]  # at low: resumed
+        else:
+            assert proto.resume_sizes == []  # one byte above low: still paused
+            transport.send(b"!")
+            await until(lambda: bool(proto.resume_sizes))
+            assert proto.resume_sizes == [0]
+        transport.close()
+        await proto.wait_lost()
+        proto.check()
+
+
+async def test_WSATransport_high_zero_pauses_whenever_queued() -> None:
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours)
+        transport.set_write_buffer_limits(high=0)
+        assert transport.get_write_buffer_limits() == (0, 0)
+        transport.write(b"first")  # sent at once: nothing queued, no pause
+        assert transport.get_write_buffer_size() == 0 and proto.pause_sizes == []
+        transport.write(b"second")  # queued in the batch window: the buffer is non-empty
+        assert proto.pause_sizes == [6]
+        await until(lambda: bool(proto.resume_sizes))
+        assert proto.resume_sizes == [0]  # low is 0: resumed only once empty
+        transport.close()
+        assert await drain_peer(peer) == b"firstsecond"
+        await proto.wait_lost()
+        proto.check()
+
+
+async def test_WSATransport_lowering_high_pauses_at_once() -> None:
+    ours, peer = _seqpacket()
+    with peer:
+        transport, proto = await wrap(ours)
+        transport.send(b"x" * 500, MSG_PARTIAL)
+        assert proto.pause_sizes == []
+        transport.set_write_buffer_limits(high=499)
+        assert proto.pause_sizes == [500]  # asyncio calls _maybe_pause_protocol() right there
+        transport.abort()
+        await proto.wait_lost()
+        assert proto.resume_sizes == []  # no resume_writing once the connection is lost
+        proto.check()
+
+
+async def test_WSATransport_pause_resume_stream_balance() -> None:
+    # A producer that obeys pause/resume on a slow peer: pauses and resumes alternate, every
+    # pause happened above high, every resume at or below low, and the bytes arrive whole.
+    ours, peer = socket.socketpair()
+    with peer:
+        resumed = asyncio.Event()
+        resumed.set()
+
+        class Producer(Recorder):
+            def pause_writing(self) -> None:
+                super().pause_writing()
+                resumed.clear()
+
+            def resume_writing(self) -> None:
+                super().resume_writing()
+                resumed.set()
+
+        transport, proto = await wrap(ours, Producer)
+        transport.set_write_buffer_limits(high=200_000, low=50_000)
+        payload = pattern(8 << 20)
+        reader = asyncio.ensure_future(drain_peer(peer, bufsize=64 * 1024))
+        for i in range(0, len(payload), 100_000):
+            await asyncio.wait_for(resumed.wait(), GUARD)
+            transport.write(payload[i : i + 100_000])
+        transport.close()
+        assert await reader == payload
+        await proto.wait_lost()
+        assert proto.pause_sizes and all(size > 200_000 for size in proto.pause_sizes)
+        assert all(size <= 50_000 for size in proto.resume_sizes)
+        flow = [k for k in proto.kinds() if k in ("pause", "resume")]
+        assert flow == ["pause", "resume"] * len(proto.resume_sizes) + ["pause"] * (len(flow) % 2)
+        proto.check()
+
+
+async def test_WSATransport_pause_writing_raising(loop_errors: list[dict[str, Any]]) -> None:
+    class Broken(Recorder):
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            raise ValueError("pause failed")
+
+    ours, peer = _seqpacket()
+    with peer:
+        transport, proto = await wrap(ours, Broken)
+        transport.set_write_buffer_limits(high=10)
+        transport.send(b"x" * 11, MSG_PARTIAL)  # the error goes to the handler, not to us
+        assert [str(c["exception"]) for c in loop_errors] == ["pause failed"]
+        assert loop_errors[0]["message"] == "protocol.pause_writing() failed"
+        assert not transport.is_closing()
+        transport.close()
+        await proto.wait_lost()
+
+
+async def test_WSATransport_stream_writer_drain() -> None:
+    # asyncio's StreamWriter.drain() waits on exactly this flow control.
+    ours, peer = socket.socketpair()
+    with peer:
+        loop = asyncio.get_running_loop()
+        reader = asyncio.StreamReader(loop=loop)
+        protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
+        transport, _ = await wsasend.connect_accepted_socket(lambda: protocol, ours)
+        writer = asyncio.StreamWriter(transport, protocol, reader, loop)
+        payload = pattern(4 << 20)
+        sink = asyncio.ensure_future(drain_peer(peer))
+        for i in range(0, len(payload), 256 * 1024):
+            writer.write(payload[i : i + 256 * 1024])
+            await asyncio.wait_for(writer.drain(), GUARD)
+            assert transport.get_write_buffer_size() <= transport.get_write_buffer_limits()[1]
+        writer.close()
+        await asyncio.wait_for(writer.wait_closed(), GUARD)
+        assert await sink == payload

@@ -1,0 +1,257 @@
+# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
+"""create_server / WSAServer and create_connection's arguments (SPEC S7.3), on both loops."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+import tempfile
+from typing import Any
+
+import pytest
+
+import wsasend
+from tests.helpers import read_exactly
+from wsasend import MSG_PARTIAL, WSAError, WSAErrorCode, WSAServer, WSATransport
+
+from .util import GUARD, Recorder, drain_peer, until
+
+
+class Accepted(Recorder):
+    """Server-side Recorder that registers itself, so the test can reach each connection."""
+
+    registry: list[Accepted]
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)
+        self.registry.append(self)
+
+
+def _factory() -> tuple[list[Accepted], Any]:
+    registry: list[Accepted] = []
+
+    def make() -> Accepted:
+        proto = Accepted()
+        proto.registry = registry
+        return proto
+
+    return registry, make
+
+
+async def _client(port: int, family: int = socket.AF_INET) -> socket.socket:
+    host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    await asyncio.wait_for(asyncio.get_running_loop().sock_connect(sock, (host, port)), GUARD)
+    return sock
+
+
+async def test_WSAServer_context_manager_accepts_transports() -> None:
+    registry, factory = _factory()
+    async with await wsasend.create_server(factory, "127.0.0.1", 0) as server:
+        assert isinstance(server, WSAServer) and server.is_serving()
+        assert server.get_loop() is asyncio.get_running_loop()
+        (listener,) = server.sockets
+        port = listener.getsockname()[1]
+        assert f"{port}" in repr(server)
+        clients = [await _client(port) for _ in range(3)]
+        await until(lambda: len(registry) == 3)
+        by_peer = {proto.transport.get_extra_info("peername"): proto for proto in registry if proto.transport}
+        for client in clients:
+            proto = by_peer[client.getsockname()]
+            assert isinstance(proto.transport, WSATransport)
+            proto.transport.write(b"hi " + str(client.getsockname()[1]).encode())
+            client.shutdown(socket.SHUT_WR)  # the server's transport sees EOF and closes
+            assert await drain_peer(client) == b"hi " + str(client.getsockname()[1]).encode()
+            client.close()
+        for proto in registry:
+            assert await proto.wait_lost() is None
+            proto.check()
+    # __aexit__ closed the server and waited for its connections.
+    assert server.sockets == () and not server.is_serving() and listener.fileno() == -1
+
+
+async def test_WSAServer_serve_forever_and_wait_closed() -> None:
+    registry, factory = _factory()
+    server = await wsasend.create_server(factory, "127.0.0.1", 0, start_serving=False)
+    assert not server.is_serving()
+    port = server.sockets[0].getsockname()[1]
+    task = asyncio.ensure_future(server.serve_forever())
+    await asyncio.sleep(0)
+    assert server.is_serving()
+    with pytest.raises(RuntimeError, match="already being awaited"):
+        await server.serve_forever()
+    client = await _client(port)
+    await until(lambda: len(registry) == 1)
+    task.cancel()
+    # serve_forever closes the server, then waits for the open connection (Python 3.12 semantics).
+    await until(lambda: not server.sockets)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not task.done()
+    registry[0].transport.close()  # type: ignore[union-attr]
+    with pytest.raises(asyncio.CancelledError):
+        await asyncio.wait_for(task, GUARD)
+    await asyncio.wait_for(server.wait_closed(), GUARD)  # returns at once now
+    with pytest.raises(RuntimeError, match="closed"):
+        await server.serve_forever()
+    client.close()
+
+
+async def test_WSAServer_start_serving_later() -> None:
+    registry, factory = _factory()
+    server = await wsasend.create_server(factory, "127.0.0.1", 0, start_serving=False)
+    port = server.sockets[0].getsockname()[1]
+    probe = socket.socket()
+    probe.setblocking(False)
+    with pytest.raises(ConnectionRefusedError):  # bound, not listening yet (asyncio's behaviour)
+        await asyncio.get_running_loop().sock_connect(probe, ("127.0.0.1", port))
+    probe.close()
+    await server.start_serving()
+    assert server.is_serving()
+    client = await _client(port)
+    await until(lambda: len(registry) == 1)
+    server.close_clients()
+    assert await drain_peer(client) == b""
+    client.close()
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), GUARD)
+
+
+async def test_WSAServer_abort_clients_fails_pending_sends() -> None:
+    registry, factory = _factory()
+    server = await wsasend.create_server(factory, "127.0.0.1", 0)
+    client = await _client(server.sockets[0].getsockname()[1])
+    await until(lambda: len(registry) == 1)
+    transport = registry[0].transport
+    assert transport is not None
+    ov = transport.send(b"z" * (32 << 20))  # far more than the socket buffers hold
+    assert ov.pending
+    server.close()
+    waiter = asyncio.ensure_future(server.wait_closed())
+    await asyncio.sleep(0)
+    assert not waiter.done()  # a connection is still open
+    server.abort_clients()
+    with pytest.raises(WSAError) as info:
+        await asyncio.wait_for(ov, GUARD)
+    assert info.value.winerror == WSAErrorCode.WSA_OPERATION_ABORTED
+    assert 0 < ov.transferred < ov.nbytes
+    await asyncio.wait_for(waiter, GUARD)
+    received = await drain_peer(client)
+    assert len(received) == ov.transferred  # exact, S6.1
+    client.close()
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_STREAM, socket.SOCK_SEQPACKET])
+async def test_WSAServer_unix_sock(kind: int) -> None:
+    registry, factory = _factory()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "server.sock")
+        listener = socket.socket(socket.AF_UNIX, kind)
+        listener.bind(path)
+        server = await wsasend.create_server(factory, sock=listener, max_pending_sends=7, partial_messages="cork")
+        client = socket.socket(socket.AF_UNIX, kind)
+        client.connect(path)
+        await until(lambda: len(registry) == 1)
+        transport = registry[0].transport
+        assert transport is not None
+        assert wsasend._api.find_engine(transport.get_extra_info("socket")).max_pending == 7  # type: ignore[union-attr]
+        # MSG_PARTIAL: pieces of one record (seqpacket), or corked bytes (stream, "cork").
+        ovs = [transport.send(b"one ", MSG_PARTIAL), transport.send(b"record")]
+        assert [await ov for ov in ovs] == [4, 6]
+        client.setblocking(False)
+        loop = asyncio.get_running_loop()
+        first = await asyncio.wait_for(loop.sock_recv(client, 100), GUARD)
+        if kind == socket.SOCK_STREAM:
+            first += await read_exactly(client, 10 - len(first))
+        assert first == b"one record"
+        client.send(b"ping")
+        await registry[0].wait_data(4)
+        client.close()
+        assert await registry[0].wait_lost() is None
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), GUARD)
+        assert listener.fileno() == -1
+
+
+async def test_WSAServer_protocol_factory_error(loop_errors: list[dict[str, Any]]) -> None:
+    def factory() -> asyncio.Protocol:
+        raise LookupError("no protocol today")
+
+    server = await wsasend.create_server(factory, "127.0.0.1", 0)
+    client = await _client(server.sockets[0].getsockname()[1])
+    assert await drain_peer(client) == b""  # the connection was closed
+    client.close()
+    assert [str(c["exception"]) for c in loop_errors] == ["no protocol today"]
+    assert loop_errors[0]["message"] == "Error on transport creation for incoming connection"
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), GUARD)
+
+
+async def test_create_server_hosts_and_errors() -> None:
+    server = await wsasend.create_server(Recorder, ["127.0.0.1", "::1"], 0)
+    assert sorted(s.family for s in server.sockets) == [socket.AF_INET, socket.AF_INET6]
+    taken = server.sockets[0].getsockname()
+    with pytest.raises(OSError) as info:
+        await wsasend.create_server(Recorder, taken[0], taken[1])
+    assert info.value.errno == errno.EADDRINUSE and "error while attempting to bind" in str(info.value)
+    server.close()
+    await server.wait_closed()
+    with socket.socket() as sock:
+        with pytest.raises(ValueError):
+            await wsasend.create_server(Recorder, "127.0.0.1", 0, sock=sock)
+        with pytest.raises(ValueError):
+            await wsasend.create_server(Recorder, "127.0.0.1", 0, ssl=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        await wsasend.create_server(Recorder)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, pytest.raises(ValueError):
+        await wsasend.create_server(Recorder, sock=udp)
+
+
+async def test_create_connection_arguments() -> None:
+    registry, factory = _factory()
+    server = await wsasend.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    transport, proto = await wsasend.create_connection(Recorder, "127.0.0.1", port, local_addr=("127.0.0.1", 0))
+    assert isinstance(transport, WSATransport) and isinstance(proto, Recorder)
+    assert transport.get_extra_info("peername") == ("127.0.0.1", port)
+    assert transport.get_extra_info("sockname")[0] == "127.0.0.1"
+    sock = transport.get_extra_info("socket")
+    assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 1  # as asyncio sets it
+    assert sock.gettimeout() == 0.0  # the transport owns the socket: nonblocking, as in asyncio
+    transport.close()
+    await proto.wait_lost()
+    # A refused connection raises what loop.create_connection raises.
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        closed_port = free.getsockname()[1]
+    with pytest.raises(ConnectionRefusedError):
+        await wsasend.create_connection(Recorder, "127.0.0.1", closed_port)
+    with pytest.raises(ExceptionGroup) as group:
+        await wsasend.create_connection(Recorder, "127.0.0.1", closed_port, all_errors=True)
+    assert all(isinstance(e, ConnectionRefusedError) for e in group.value.exceptions)
+    with socket.socket() as sock, pytest.raises(ValueError):
+        await wsasend.create_connection(Recorder, "127.0.0.1", port, sock=sock)
+    with pytest.raises(ValueError):
+        await wsasend.create_connection(Recorder)
+    with pytest.raises(ValueError):
+        await wsasend.create_connection(Recorder, "127.0.0.1", port, ssl=True)  # type: ignore[arg-type]
+    # A protocol factory that fails leaves no socket behind (ours are closed).
+    with pytest.raises(ZeroDivisionError):
+        await wsasend.create_connection(lambda: 1 // 0, "127.0.0.1", port)  # type: ignore[arg-type,return-value]
+    await until(lambda: len(registry) == 2)
+    for accepted in registry[1:]:
+        assert await accepted.wait_lost() is None  # it saw our close
+    server.close_clients()
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), GUARD)
+
+
+async def test_connect_accepted_socket_validation() -> None:
+    with socket.socket() as sock, pytest.raises(ValueError):
+        await wsasend.connect_accepted_socket(Recorder, sock, ssl=True)  # type: ignore[arg-type]
+    with pytest.raises(WSAError) as info:
+        await wsasend.connect_accepted_socket(Recorder, "not a socket")  # type: ignore[arg-type]
+    assert info.value.winerror == WSAErrorCode.WSAENOTSOCK
