@@ -43,7 +43,7 @@ from typing import Any
 from ._buffers import IOV_MAX, gather_for_message, normalize
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
-from ._queue import SendCompletion, SendQueue
+from ._queue import BATCH_BYTES, SendCompletion, SendQueue
 from ._sockutil import LINUX_SEND_FLAGS, SocketInfo, classify, is_message_socket, max_message_size, translate_flags
 
 __all__ = ["DEFAULT_MAX_PENDING", "SendEngine"]
@@ -57,6 +57,8 @@ DEFAULT_MAX_PENDING = 65536
 _WATCHDOG_INTERVAL = 0.25
 
 _EMPTY: list[Any] = []
+# Smallest byte cap of an adaptive batch (see _flush). Arbitrary: a 64 KiB socket buffer's worth.
+_MIN_BATCH_CAP = 64 * 1024
 # Makes a WSAOverlapped without running __init__ (post_list sets every field itself).
 _new_overlapped = object.__new__
 
@@ -102,6 +104,9 @@ class SendEngine:
         self._sockref = weakref.ref(sock)
         self._info = SocketInfo(sock)
         self.message_mode = is_message_socket(sock)
+        self._udp_max = (
+            max_message_size(sock) if self.message_mode and sock.family in (socket.AF_INET, socket.AF_INET6) else 0
+        )
         self._queue: SendQueue[WSAOverlapped] = SendQueue(message_mode=self.message_mode)
         # The queue's deque, read (never changed) here for C-speed emptiness tests on the hot path.
         self._ops = self._queue._ops
@@ -117,6 +122,9 @@ class SendEngine:
         # reopening the window in the same iteration costs nothing.
         self._batch_open = False
         self._batch_scheduled = False
+        # Most bytes the next stream batch gathers (halved to what the kernel takes, doubled
+        # back while it takes everything; see _flush).
+        self._batch_cap = BATCH_BYTES
         self._watchdog: asyncio.TimerHandle | None = None
         self._thread = threading.get_ident()
         self._alias: socket.socket | None = None
@@ -259,10 +267,13 @@ class SendEngine:
     ) -> WSAOverlapped:
         queue = self._queue
         total = queue.open_message_bytes + nbytes
-        if not more and total > max_message_size(sock):
+        # UDP's limit is a constant, read once; AF_UNIX's follows SO_SNDBUF, so it is read per
+        # message (issue 6 profile: the per-post lookup was a third of a datagram post's cost).
+        limit = self._udp_max or max_message_size(sock)
+        if not more and total > limit:
             # S4.4: the whole message is refused; its earlier pieces fail with it.
             pieces = queue.drop_open_message()
-            err = WSAError(WSAErrorCode.WSAEMSGSIZE, detail=f"message of {total} bytes > {max_message_size(sock)}")
+            err = WSAError(WSAErrorCode.WSAEMSGSIZE, detail=f"message of {total} bytes > {limit}")
             self._fail_ops([SendCompletion(p, 0) for p in pieces], WSAErrorCode.WSAEMSGSIZE, None)
             raise err
         ov._reset_for_post(routine, self)
@@ -422,7 +433,7 @@ class SendEngine:
         tx = self._tx(sock)
         sendmsg = tx.sendmsg
         while queue:
-            iov, flags = queue.next_batch()
+            iov, flags = queue.next_batch(self._batch_cap)
             if iov:
                 try:
                     n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
@@ -432,6 +443,13 @@ class SendEngine:
                 except OSError as exc:
                     self._fatal(sock, exc)
                     return
+                # Size the next batch by what the kernel takes: gathering far more than the
+                # socket buffer has room for only redoes the gathering on every writable event
+                # (issue 6: per-send cost grew with queue depth until batches were capped).
+                if n < queue.last_batch_bytes:
+                    self._batch_cap = n * 2 if n > _MIN_BATCH_CAP else _MIN_BATCH_CAP
+                elif self._batch_cap < BATCH_BYTES:
+                    self._batch_cap *= 2
                 done = queue.bytes_sent(n)
             else:
                 done = queue.bytes_sent(0)
