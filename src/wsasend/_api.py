@@ -7,7 +7,7 @@ import socket
 import threading
 import weakref
 
-from ._engine import DEFAULT_MAX_PENDING, SendEngine
+from ._engine import DEFAULT_MAX_PENDING, ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket
@@ -126,7 +126,7 @@ def wsa_send(
     engine = _ENGINES.get(id(sock))
     if engine is None or engine.loop is not loop:
         engine = engine_for(sock, loop)
-    if engine.hot and not flags and overlapped is None and completion_routine is None and type(buffers) is list:
+    if engine.hot and flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
         return engine.post_list(sock, buffers)
     return engine.post(sock, buffers, flags, overlapped, completion_routine)
 

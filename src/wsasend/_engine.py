@@ -46,7 +46,7 @@ from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
 from ._queue import BATCH_BYTES, SendCompletion, SendQueue
 from ._sockutil import LINUX_SEND_FLAGS, SocketInfo, classify, is_message_socket, max_message_size, translate_flags
 
-__all__ = ["DEFAULT_MAX_PENDING", "SendEngine"]
+__all__ = ["DEFAULT_MAX_PENDING", "ZERO", "SendEngine"]
 
 #: Default bound on outstanding overlapped sends per socket (SPEC S5.6). Arbitrary, but large:
 #: big enough that nobody meets it by accident, small enough to stop a runaway producer.
@@ -57,6 +57,10 @@ DEFAULT_MAX_PENDING = 65536
 _WATCHDOG_INTERVAL = 0.25
 
 _EMPTY: list[Any] = []
+# flags == 0 as a plain int: "flags is ZERO" is the hot path's one-op test for it (CPython keeps
+# one 0 object; any other zero, such as an IntFlag or a False, takes the general path, which is
+# right for them too).
+ZERO = 0
 # Smallest byte cap of an adaptive batch (see _flush). Arbitrary: a 64 KiB socket buffer's worth.
 _MIN_BATCH_CAP = 64 * 1024
 # Makes a WSAOverlapped without running __init__ (post_list sets every field itself).
@@ -192,7 +196,7 @@ class SendEngine:
     ) -> WSAOverlapped:
         """Post one overlapped send (SPEC S5). See :func:`wsasend.wsa_send`."""
         bufs, nbytes = normalize(buffers)
-        if flags:
+        if flags or type(flags) is not int:  # None, False, 0.0: WSAEINVAL like any non-int (S4.1)
             osflags, more = translate_flags(flags, sock, cork=self.cork)
         else:
             osflags, more = 0, False

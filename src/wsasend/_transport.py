@@ -43,7 +43,7 @@ from typing import Any, Literal
 
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
-from ._engine import SendEngine
+from ._engine import ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket, is_message_socket, mark_shutdown
@@ -435,7 +435,13 @@ class WSATransport(asyncio.Transport):
         assert engine is not None and self._sock is not None
         try:
             # The very dispatch of wsa_send: the engine's fast path for a plain list, else post().
-            if engine.hot and not flags and overlapped is None and completion_routine is None and type(buffers) is list:
+            if (
+                engine.hot
+                and flags is ZERO
+                and overlapped is None
+                and completion_routine is None
+                and type(buffers) is list
+            ):
                 ov = engine.post_list(self._sock, buffers)
             else:
                 ov = engine.post(self._sock, buffers, flags, overlapped, completion_routine)
