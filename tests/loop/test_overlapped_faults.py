@@ -394,7 +394,12 @@ async def test_peer_reset_fails_head_and_queued_with_WSAECONNRESET_exact_counts(
         assert ov_head.pending
         ov_second = wsa_send(a, second)
         ov_third = wsa_send(a, [third, b"", third])
-        assert sum(a.accepted) > 0  # the head is partly consumed
+        # The head gets partly consumed: at once as a rule, or by the writer when a loaded
+        # kernel refused the very first sendmsg (EAGAIN, seen once in a full run).
+        async with asyncio.timeout(GUARD):
+            while sum(a.accepted) == 0:
+                await asyncio.sleep(0.01)
+        assert ov_head.pending
         # A reset: SO_LINGER with a zero timeout makes close() send RST instead of FIN.
         b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         b.close()
