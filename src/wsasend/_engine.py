@@ -67,16 +67,17 @@ _MIN_BATCH_CAP = 64 * 1024
 _new_overlapped = object.__new__
 
 
-def _pending_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int) -> WSAOverlapped:
-    """A pending stream send with no flags, routine or event, every field set once."""
+def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
+    """A stream send with no flags, routine or event, every field set once: pending, or (with
+    ``done``) completed immediately with every byte transferred and its buffers released."""
     ov = _new_overlapped(WSAOverlapped)
-    ov._bufs = bufs
+    ov._bufs = _EMPTY if done else bufs
     ov._nbytes = nbytes
     ov._flags = 0
     ov._more = False
-    ov._pending = True
-    ov._completed_immediately = False
-    ov._transferred = 0
+    ov._pending = not done
+    ov._completed_immediately = done
+    ov._transferred = nbytes if done else 0
     ov._error = 0
     ov._exc = None
     ov._routine = None
@@ -282,7 +283,9 @@ class SendEngine:
             raise err
         ov._reset_for_post(routine, self)
         ov._load(bufs, nbytes, osflags, more)
-        if more or queue or self._batch_open:
+        # No batch window for messages: each is its own sendmsg anyway, so queueing one behind
+        # a window would only add work (issue 6: datagrams posted back to back ran at 0.5x raw).
+        if more or queue:
             queue.submit(ov)
             if not more and self._writer is None and not self._batch_open:
                 self._open_batch()
@@ -327,7 +330,7 @@ class SendEngine:
             if len(ops) >= self.max_pending or getattr(sock, "_closed", False):
                 return self.post(sock, buffers)  # it raises: S5.6 bound, or closed (S5.2)
             # S2.1: the list is captured now; the bytes are not copied.
-            ov = _pending_overlapped(self, buffers.copy(), total)
+            ov = _stream_overlapped(self, buffers.copy(), total, False)
             self._queue.submit(ov)
             if self._writer is None and not self._batch_open:
                 self._open_batch()
@@ -344,7 +347,7 @@ class SendEngine:
             except OSError as exc:
                 raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
             if n < total:
-                ov = _pending_overlapped(self, buffers.copy(), total)
+                ov = _stream_overlapped(self, buffers.copy(), total, False)
                 self._queue.submit(ov)
                 if n:
                     self._queue.bytes_sent(n)
@@ -353,21 +356,7 @@ class SendEngine:
         elif getattr(sock, "_closed", False):  # no syscall tells: post() raises (S5.2)
             return self.post(sock, buffers)
         # Completed immediately (S5.1): no routine, no event, nothing to wake.
-        ov = _new_overlapped(WSAOverlapped)
-        ov._bufs = _EMPTY
-        ov._nbytes = total
-        ov._flags = 0
-        ov._more = False
-        ov._pending = False
-        ov._completed_immediately = True
-        ov._transferred = total
-        ov._error = 0
-        ov._exc = None
-        ov._routine = None
-        ov._waiter = None
-        ov._tevent = None
-        ov._event = None
-        ov._engine = self
+        ov = _stream_overlapped(self, buffers, total, True)
         if self.on_complete is not None:
             self.on_complete([ov])
         self._batch_open = True
@@ -390,7 +379,8 @@ class SendEngine:
                 ev.set()
         if self.on_complete is not None:
             self.on_complete([ov])
-        self._open_batch()
+        if not self.message_mode:
+            self._open_batch()
 
     def _open_batch(self) -> None:
         self._batch_open = True
