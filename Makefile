@@ -4,7 +4,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 CONSTRAINTS := ci/constraints.txt
-# Where `make test-all` looks for more interpreters (pyenv here); absent ones are skipped.
+# Where `make test-all` looks for more interpreters (pyenv's versions, then PATH; a pyenv shim
+# that cannot run is passed over); absent ones are skipped.
 EXTRA_PYTHONS ?= python3.12 python3.13
 
 .PHONY: demo test lint bench bench-full test-all clean
@@ -35,7 +36,10 @@ bench-full: $(VENV)/.installed
 # The suite on every extra interpreter that is installed, each in its own virtualenv.
 test-all: test
 	@set -e; for py in $(EXTRA_PYTHONS); do \
-	  exe=$$(command -v $$py || ls /root/.pyenv/versions/*/bin/$$py 2>/dev/null | head -n1 || true); \
+	  exe=""; \
+	  for cand in $$(ls $${PYENV_ROOT:-$$HOME/.pyenv}/versions/*/bin/$$py 2>/dev/null) $$(command -v $$py || true); do \
+	    if $$cand -c 'import sys' >/dev/null 2>&1; then exe=$$cand; break; fi; \
+	  done; \
 	  if [ -z "$$exe" ]; then echo "== $$py not installed: skipped"; continue; fi; \
 	  echo "== $$py ($$exe)"; \
 	  $(MAKE) --no-print-directory test PYTHON=$$exe VENV=.venv-$$py; \
