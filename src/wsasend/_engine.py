@@ -137,7 +137,6 @@ class SendEngine:
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
         self.on_error: Callable[[WSAError], object] | None = None
         self._on_drained: Callable[[], object] | None = None
-        self._ever_wrote = False
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -671,6 +670,3 @@ class SendEngine:
             callback()
         elif self._writer is None and not self._batch_open:
             self._open_batch()
-
-    def mark_closed(self) -> None:
-        self._set_state(_CLOSED)

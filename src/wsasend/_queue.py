@@ -155,9 +155,6 @@ class SendQueue(Generic[OpT]):
             return self._closed_messages > 0
         return True
 
-    def __contains__(self, op: object) -> bool:
-        return op in self._ops
-
     def is_started(self, op: OpT) -> bool:
         """True when some of ``op``'s bytes reached the kernel (it can no longer be withdrawn)."""
         return self._head_consumed > 0 and bool(self._ops) and self._ops[0] is op
