@@ -25,9 +25,9 @@ from wsasend import WSAErrorCode, closesocket
 from ._support import FdLedger, LedgerSocket, PeerProcess, check_exact, settle
 from .test_faults import BUF, GUARD, Stream, _finish, _until
 
-# Addresses of the veth pair: an arbitrary private /30 that nothing else here uses.
-HOST_ADDR = "10.213.77.1"
-PEER_ADDR = "10.213.77.2"
+# The veth pair's /30 lies in 10.213.0.0/16, an arbitrary private block that nothing else here
+# uses; each test process takes its own /30 (from its pid), so two runs side by side (a developer
+# and CI on one machine) never share an address.
 # TCP_USER_TIMEOUT for the permanent cut: how long the kernel keeps retransmitting before it
 # gives up with ETIMEDOUT (without it a cut link leaves the sends pending for ~15 minutes, which
 # is TCP's promise, not a hang of ours). Arbitrary: short enough for CI, long enough to be real.
@@ -46,6 +46,10 @@ class Link:
         self.ns = f"wsasend-r7-{tag}"
         self.host_if = f"wr7h{tag}"
         self.peer_if = f"wr7p{tag}"
+        block = os.getpid() % 16384  # 16384 /30 blocks in a /16
+        base = f"10.213.{block // 64}."
+        self.host_addr = base + str((block % 64) * 4 + 1)
+        self.peer_addr = base + str((block % 64) * 4 + 2)
 
     def create(self) -> str | None:
         """Make it; returns the reason when this machine refuses (then nothing is left behind)."""
@@ -59,8 +63,8 @@ class Link:
         try:
             _ip("link", "add", self.host_if, "type", "veth", "peer", "name", self.peer_if)
             _ip("link", "set", self.peer_if, "netns", self.ns)
-            _ip("addr", "add", f"{HOST_ADDR}/30", "dev", self.host_if)
-            _ip("-n", self.ns, "addr", "add", f"{PEER_ADDR}/30", "dev", self.peer_if)
+            _ip("addr", "add", f"{self.host_addr}/30", "dev", self.host_if)
+            _ip("-n", self.ns, "addr", "add", f"{self.peer_addr}/30", "dev", self.peer_if)
             _ip("link", "set", self.host_if, "up")
             _ip("-n", self.ns, "link", "set", self.peer_if, "up")
             _ip("-n", self.ns, "link", "set", "lo", "up")
@@ -102,17 +106,17 @@ def link() -> Iterator[Link]:
         link.destroy()
 
 
-async def _connect(peer: PeerProcess) -> LedgerSocket:
+async def _connect(link: Link, peer: PeerProcess) -> LedgerSocket:
     raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUF)
     raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, USER_TIMEOUT_MS)
     raw.setblocking(False)
-    await asyncio.wait_for(asyncio.get_running_loop().sock_connect(raw, (PEER_ADDR, peer.port)), GUARD)
+    await asyncio.wait_for(asyncio.get_running_loop().sock_connect(raw, (link.peer_addr, peer.port)), GUARD)
     return LedgerSocket.wrap(raw)
 
 
 def _netns_sink(link: Link) -> PeerProcess:
-    return PeerProcess("sink", "--host", PEER_ADDR, "--rcvbuf", str(BUF), "--timeout", "120", netns=link.ns)
+    return PeerProcess("sink", "--host", link.peer_addr, "--rcvbuf", str(BUF), "--timeout", "120", netns=link.ns)
 
 
 async def test_netns_link_cut_then_restored(link: Link) -> None:
@@ -121,7 +125,7 @@ async def test_netns_link_cut_then_restored(link: Link) -> None:
     loop = asyncio.get_running_loop()
     peer = _netns_sink(link)
     try:
-        stream = Stream(await _connect(peer))
+        stream = Stream(await _connect(link, peer))
         # TCP_USER_TIMEOUT would end a long cut; this one is shorter, so turn it off again.
         stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 0)
         stream.post_many(800)  # ~3 MB
@@ -155,7 +159,7 @@ async def test_netns_link_cut_for_good(link: Link) -> None:
     loop = asyncio.get_running_loop()
     peer = _netns_sink(link)
     try:
-        stream = Stream(await _connect(peer))
+        stream = Stream(await _connect(link, peer))
         stream.post_many(800)
         got = await peer.command("read 500000", GUARD)
         assert got["ok"]
@@ -189,7 +193,7 @@ async def test_netns_netem_delay_and_loss(link: Link) -> None:
     loop = asyncio.get_running_loop()
     peer = _netns_sink(link)
     try:
-        stream = Stream(await _connect(peer))
+        stream = Stream(await _connect(link, peer))
         stream.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, 0)
         peer.send("drain")
         stream.post_many(500)
