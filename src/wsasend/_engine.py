@@ -44,7 +44,15 @@ from ._buffers import IOV_MAX, gather_for_message, normalize
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
 from ._queue import BATCH_BYTES, SendCompletion, SendQueue
-from ._sockutil import LINUX_SEND_FLAGS, SocketInfo, classify, is_message_socket, max_message_size, translate_flags
+from ._sockutil import (
+    LINUX_OOB,
+    LINUX_SEND_FLAGS,
+    SocketInfo,
+    classify,
+    is_message_socket,
+    max_message_size,
+    translate_flags,
+)
 
 __all__ = ["DEFAULT_MAX_PENDING", "ZERO", "SendEngine"]
 
@@ -112,7 +120,7 @@ class SendEngine:
         self._udp_max = (
             max_message_size(sock) if self.message_mode and sock.family in (socket.AF_INET, socket.AF_INET6) else 0
         )
-        self._queue: SendQueue[WSAOverlapped] = SendQueue(message_mode=self.message_mode)
+        self._queue: SendQueue[WSAOverlapped] = SendQueue(message_mode=self.message_mode, solo_flags=LINUX_OOB)
         # The queue's deque, read (never changed) here for C-speed emptiness tests on the hot path.
         self._ops = self._queue._ops
         # True while post_list() may take a stream send without the general checks: a stream
@@ -241,9 +249,12 @@ class SendEngine:
         # Fast path (S5.1): nothing queued and no batch open, so try the kernel at once.
         if nbytes:
             try:
-                # S2.3: at most IOV_MAX buffers per sendmsg (more is EMSGSIZE); the writer sends the rest.
-                iov = bufs if len(bufs) <= IOV_MAX else bufs[:IOV_MAX]
-                n = self._tx(sock).sendmsg(iov, _EMPTY, osflags | LINUX_SEND_FLAGS)
+                # S2.3: at most IOV_MAX buffers per sendmsg (more is EMSGSIZE); the writer sends the
+                # rest, and only the sendmsg with the last byte carries MSG_OOB (its urgent mark).
+                if len(bufs) <= IOV_MAX:
+                    n = self._tx(sock).sendmsg(bufs, _EMPTY, osflags | LINUX_SEND_FLAGS)
+                else:
+                    n = self._tx(sock).sendmsg(bufs[:IOV_MAX], _EMPTY, (osflags & ~LINUX_OOB) | LINUX_SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:
@@ -427,6 +438,8 @@ class SendEngine:
         sendmsg = tx.sendmsg
         while queue:
             iov, flags = queue.next_batch(self._batch_cap)
+            if flags & LINUX_OOB and not queue.last_batch_ends_op:
+                flags &= ~LINUX_OOB  # the urgent mark goes with the send's last byte only
             if iov:
                 try:
                     n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)

@@ -97,10 +97,16 @@ class SendQueue(Generic[OpT]):
         iov_max: most buffers per batch.
     """
 
-    def __init__(self, *, message_mode: bool = False, iov_max: int = IOV_MAX) -> None:
+    def __init__(self, *, message_mode: bool = False, iov_max: int = IOV_MAX, solo_flags: int = 0) -> None:
         if iov_max < 2:
             raise ValueError("iov_max must be at least 2")
         self.message_mode = message_mode
+        # Flags whose sends are never coalesced with another (the engine passes MSG_OOB: the
+        # urgent mark belongs at the end of that one send, not of a batch).
+        self.solo_flags = solo_flags
+        # Whether the last batch reached the end of its last send; only kept up to date for
+        # solo batches (the engine drops MSG_OOB from a batch that does not end its send).
+        self.last_batch_ends_op = True
         self.iov_max = iov_max
         self._ops: deque[OpT] = deque()
         # Invariant: == sum(op._nbytes for op in _ops) - _head_consumed.
@@ -198,6 +204,10 @@ class SendQueue(Generic[OpT]):
         else:
             iov = bufs[:iov_max] if len(bufs) > iov_max else list(bufs)
         size = head._nbytes - self._head_consumed
+        if flags & self.solo_flags:
+            self.last_batch_bytes = size
+            self.last_batch_ends_op = self._head_buf + iov_max >= len(bufs)
+            return iov, flags
         if len(iov) >= iov_max or len(ops) == 1 or size >= max_bytes:
             self.last_batch_bytes = size
             return iov, flags

@@ -37,7 +37,7 @@ _KNOWN_FLAGS = MSG_OOB | MSG_DONTROUTE | MSG_PARTIAL
 LINUX_SEND_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 # Linux's values as plain ints: or-ing socket.MsgFlag members runs IntFlag.__or__ in Python,
 # which showed up in the hot path's profile.
-_LINUX_OOB = int(socket.MSG_OOB)
+LINUX_OOB = int(socket.MSG_OOB)
 _LINUX_DONTROUTE = int(socket.MSG_DONTROUTE)
 _LINUX_MORE = int(socket.MSG_MORE)
 LINUX_NOSIGNAL = int(socket.MSG_NOSIGNAL)
@@ -126,7 +126,7 @@ def translate_flags(flags: object, sock: socket.socket, *, cork: bool = False) -
     if flags & MSG_OOB:
         if message:
             raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="MSG_OOB needs a stream socket")
-        out |= _LINUX_OOB
+        out |= LINUX_OOB
     if flags & MSG_DONTROUTE:
         out |= _LINUX_DONTROUTE
     more = False

@@ -20,6 +20,7 @@ from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize
 from ._errors import WSAError, WSAErrorCode
 from ._sockutil import (
     LINUX_NOSIGNAL,
+    LINUX_OOB,
     LINUX_SEND_FLAGS,
     check_socket,
     error_for,
@@ -143,15 +144,17 @@ def _send_stream(
         head = bufs[index]
         iov: list[Buffer] = [memoryview(head)[offset:] if offset else head]
         iov.extend(bufs[index + 1 : index + IOV_MAX])
+        # MSG_OOB's urgent mark belongs with the last byte: only the sendmsg that reaches it.
+        flags = osflags if index + IOV_MAX >= len(bufs) else osflags & ~LINUX_OOB
         try:
             if deadline is not None:
                 if not _poll_writable(sock, deadline):
                     raise WSAError(WSAErrorCode.WSAETIMEDOUT, errno=errno.ETIMEDOUT, bytes_sent=total)
-                n = sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
+                n = sock.sendmsg(iov, [], flags | LINUX_SEND_FLAGS)
             elif nonblocking:
-                n = sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
+                n = sock.sendmsg(iov, [], flags | LINUX_SEND_FLAGS)
             else:
-                n = sock.sendmsg(iov, [], osflags | LINUX_NOSIGNAL)
+                n = sock.sendmsg(iov, [], flags | LINUX_NOSIGNAL)
         except (BlockingIOError, InterruptedError) as exc:
             if nonblocking:
                 if total:

@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """Buffer normalisation, WSABUF, remaining() and gathering (SPEC S2).
 
 Zero-copy is checked by identity and by shared memory: a write into the caller's object after

@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """Winsock error codes, the one exception class and the errno table (SPEC S3).
 
 The seed's error table is copied below word for word: each row must be a ``WSAErrorCode`` with

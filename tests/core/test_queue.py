@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """The pure send queue against a reference model (SPEC S2.3, S2.4, S4.4, S5.4, S5.7, S6.4).
 
 No event loop and no socket anywhere: the "kernel" here is a number the test picks, and

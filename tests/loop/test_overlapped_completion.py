@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """Overlapped completion on both loops: immediate vs pending, routines, events, reuse (SPEC S5.1-S5.9).
 
 Every test here runs twice, on the default asyncio loop and on uvloop (tests/conftest.py), and

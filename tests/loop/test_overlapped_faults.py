@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """Cancel, close and faults on both loops (SPEC S5.2, S5.7, S6.1, S6.3, S6.4).
 
 The exact-count tests compare the ``transferred`` of every send with what the kernel really

@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """Overlapped sends on every socket kind of SPEC S5.10, with flags (S4.1, S4.4) and odd buffers (S2).
 
 Both loops. Stream kinds check the byte stream; message kinds check message boundaries. The

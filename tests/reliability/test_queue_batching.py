@@ -20,7 +20,7 @@ def _op(bufs: list[bytes | memoryview]) -> PendingSend:
     return op
 
 
-def test_SendQueue_batch_of_large_sends_stops_at_the_byte_cap() -> None:  # noqa: N802
+def test_SendQueue_batch_of_large_sends_stops_at_the_byte_cap() -> None:
     queue: SendQueue[PendingSend] = SendQueue()
     big = memoryview(bytearray(MIB))
     for _ in range(2000):
@@ -36,7 +36,7 @@ def test_SendQueue_batch_of_large_sends_stops_at_the_byte_cap() -> None:  # noqa
     queue.check()
 
 
-def test_SendQueue_small_sends_still_coalesce_to_iov_max() -> None:  # noqa: N802
+def test_SendQueue_small_sends_still_coalesce_to_iov_max() -> None:
     queue: SendQueue[PendingSend] = SendQueue()
     for i in range(3000):
         queue.submit(_op([bytes([i & 0xFF]) * 10]))
@@ -44,7 +44,7 @@ def test_SendQueue_small_sends_still_coalesce_to_iov_max() -> None:  # noqa: N80
     assert len(iov) == IOV_MAX  # S5.4: small sends go out together, up to IOV_MAX buffers
 
 
-def test_SendQueue_head_alone_is_not_cut_by_the_cap() -> None:  # noqa: N802
+def test_SendQueue_head_alone_is_not_cut_by_the_cap() -> None:
     queue: SendQueue[PendingSend] = SendQueue()
     queue.submit(_op([bytes(3 * BATCH_BYTES)]))
     queue.submit(_op([b"tail"]))

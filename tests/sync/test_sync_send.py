@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<function>_<behaviour>, STYLE.md)
 """``wsa_send_sync``: WSASend's nonoverlapped semantics on real sockets of every kind (SPEC S4, S3).
 
 Every socket kind of S5.10: TCP over IPv4 and IPv6, AF_UNIX stream, datagram and seqpacket, and

@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """WSATransport's asyncio contract on both loops (SPEC S6, S7; issue 4's acceptance points).
 
 Callback grammar, write after close, write_eof deferral, close vs abort, peer reset,

@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """Write flow control exactly as asyncio defines it (SPEC S7.1; asyncio's _FlowControlMixin).
 
 pause_writing when the buffer goes strictly above ``high`` (synchronously, inside the write),

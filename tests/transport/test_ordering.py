@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """Issue 3's ordering and byte-exactness test, through WSATransport (SPEC S5.4, S6.4, S7.1-S7.2).
 
 Several tasks post over 500 sends of mixed shapes (0 to 40 buffers, 0 B to 70 KB) through

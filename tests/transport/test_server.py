@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """create_server / WSAServer and create_connection's arguments (SPEC S7.3), on both loops."""
 
 from __future__ import annotations

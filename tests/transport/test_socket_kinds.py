@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """WSATransport over every socket kind of SPEC S5.10, through ``sock=`` (S7.3), on both loops."""
 
 from __future__ import annotations

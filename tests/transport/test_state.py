@@ -1,4 +1,3 @@
-# ruff: noqa: N802  (test names are test_<Class>_<behaviour>, STYLE.md)
 """The transport's lifecycle table (STYLE rule 2), and the call grammar under random sequences.
 
 The table tests need no loop: every pair is checked, then Hypothesis walks random sequences.
