@@ -311,6 +311,7 @@ class WSAOverlapped(PendingSend):
         self._routine = routine
         self._engine = engine
         self._waiter = None
+        self._tevent = None  # a set one from the last use would let wait() return while pending
         ev = self._event
         if routine is None and isinstance(ev, WSAEvent):
             ev.reset()

@@ -616,3 +616,32 @@ async def test_engine_is_per_loop_a_busy_socket_refuses_another_loop() -> None:
     finally:
         a.close()
         b.close()
+
+
+async def test_WSAOverlapped_reused_after_a_thread_waited_waits_again() -> None:
+    """S5.5/S5.8: a reused overlapped's wait() must not return on the previous use's signal."""
+    a, b = socket.socketpair()
+    try:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+        loop = asyncio.get_running_loop()
+        big = bytes(4_000_000)
+        ov = wsa_send(a, big)
+        assert ov.pending
+        # A thread waits while it is pending (so its wake-up signal exists), then it completes.
+        waiter = loop.run_in_executor(None, ov.wait, 30.0)
+        async with asyncio.timeout(30):
+            assert len(await read_exactly(b, len(big))) == len(big)
+            assert await waiter
+        # Reuse: nothing reads now, so the send stays pending and a short wait times out.
+        wsa_send(a, big, overlapped=ov)
+        assert ov.pending
+        assert await loop.run_in_executor(None, ov.wait, 0.2) is False
+        assert ov.pending
+        reader = asyncio.ensure_future(read_exactly(b, len(big)))
+        async with asyncio.timeout(30):
+            assert await loop.run_in_executor(None, ov.wait, 30.0)
+            assert len(await reader) == len(big)
+        assert ov.transferred == len(big)
+    finally:
+        a.close()
+        b.close()
