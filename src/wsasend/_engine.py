@@ -54,7 +54,7 @@ from ._sockutil import (
     translate_flags,
 )
 
-__all__ = ["DEFAULT_MAX_PENDING", "ZERO", "SendEngine"]
+__all__ = ["DEFAULT_MAX_PENDING", "ZERO", "SendEngine", "stream_overlapped"]
 
 #: Default bound on outstanding overlapped sends per socket (SPEC S5.6). Arbitrary, but large:
 #: big enough that nobody meets it by accident, small enough to stop a runaway producer.
@@ -75,7 +75,7 @@ _MIN_BATCH_CAP = 64 * 1024
 _new_overlapped = object.__new__
 
 
-def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
+def stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
     """A stream send with no flags, routine or event, every field set once: pending, or (with
     ``done``) completed immediately with every byte transferred and its buffers released."""
     ov = _new_overlapped(WSAOverlapped)
@@ -340,7 +340,7 @@ class SendEngine:
             if len(ops) >= self.max_pending or getattr(sock, "_closed", False):
                 return self.post(sock, buffers)  # it raises: S5.6 bound, or closed (S5.2)
             # S2.1: the list is captured now; the bytes are not copied.
-            ov = _stream_overlapped(self, buffers.copy(), total, False)
+            ov = stream_overlapped(self, buffers.copy(), total, False)
             self._queue.submit(ov)
             if self._writer is None and not self._batch_open:
                 self._open_batch()
@@ -357,7 +357,7 @@ class SendEngine:
             except OSError as exc:
                 raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
             if n < total:
-                ov = _stream_overlapped(self, buffers.copy(), total, False)
+                ov = stream_overlapped(self, buffers.copy(), total, False)
                 self._queue.submit(ov)
                 if n:
                     self._queue.bytes_sent(n)
@@ -366,7 +366,7 @@ class SendEngine:
         elif getattr(sock, "_closed", False):  # no syscall tells: post() raises (S5.2)
             return self.post(sock, buffers)
         # Completed immediately (S5.1): no routine, no event, nothing to wake.
-        ov = _stream_overlapped(self, buffers, total, True)
+        ov = stream_overlapped(self, buffers, total, True)
         if self.on_complete is not None:
             self.on_complete([ov])
         self._batch_open = True
