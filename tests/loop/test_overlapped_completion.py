@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import fill_socket, pattern, read_exactly
+from tests.helpers import fill_socket, pattern, read_exactly, udp_pair
 from wsasend import (
     MSG_PARTIAL,
     WSAError,
@@ -645,3 +645,34 @@ async def test_WSAOverlapped_reused_after_a_thread_waited_waits_again() -> None:
     finally:
         a.close()
         b.close()
+
+
+async def test_awaiting_a_complete_send_closes_the_batch_window() -> None:
+    """S5.1 and the batch window: back to back, the second send waits for the window; after an
+    await of a complete send it tries the kernel at once; datagram sockets have no window."""
+    a, b = socket.socketpair()
+    try:
+        first, second = wsa_send(a, [b"1"]), wsa_send(a, [b"2"])
+        assert first.completed_immediately and second.pending  # queued behind the window
+        assert await second == 1  # flushed at once by the await, still in this iteration
+        third = wsa_send(a, [b"3"])
+        assert third.pending  # the window is still open: `second` was not complete when awaited
+        assert await third == 1
+        await third  # awaiting a send that is already complete closes the window...
+        fourth = wsa_send(a, [b"4"])
+        assert fourth.completed_immediately  # ...so the next send tries the kernel at once
+        assert await fourth == 1
+        fifth = wsa_send(a, [b"5"])
+        assert fifth.completed_immediately  # and awaiting the complete `fourth` kept it closed
+        assert b.recv(10) == b"12345"
+    finally:
+        a.close()
+        b.close()
+    tx, rx = udp_pair()
+    try:
+        sends = [wsa_send(tx, [b"d", bytes([i])]) for i in range(3)]
+        assert all(ov.completed_immediately for ov in sends)  # no window for messages
+        assert [rx.recv(10) for _ in sends] == [b"d\x00", b"d\x01", b"d\x02"]
+    finally:
+        tx.close()
+        rx.close()
