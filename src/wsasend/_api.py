@@ -7,7 +7,7 @@ import socket
 import threading
 import weakref
 
-from ._engine import DEFAULT_MAX_PENDING, ZERO, SendEngine, stream_overlapped
+from ._engine import DEFAULT_MAX_PENDING, ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket
@@ -127,22 +127,6 @@ def wsa_send(
     if engine is None or engine.loop is not loop:
         engine = engine_for(sock, loop)
     if engine.hot and flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
-        # The busiest path of the package, sends posted back to back while the batch window is
-        # open: SendEngine.post_list's queued branch written out here, which saves a call
-        # (measured ~10% of a post). Anything else, or any doubt, goes to post_list.
-        ops = engine._ops
-        if (ops or engine._batch_open) and len(ops) < engine.max_pending and not sock._closed:  # type: ignore[attr-defined]
-            total = 0
-            for buf in buffers:
-                if type(buf) is not bytes:
-                    break
-                total += len(buf)
-            else:
-                ov = stream_overlapped(engine, buffers.copy(), total, False)  # S2.1: captured, not copied
-                engine._queue.submit(ov)
-                if engine._writer is None and not engine._batch_open:
-                    engine._open_batch()
-                return ov
         return engine.post_list(sock, buffers)
     return engine.post(sock, buffers, flags, overlapped, completion_routine)
 

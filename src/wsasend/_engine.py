@@ -49,12 +49,13 @@ from ._sockutil import (
     LINUX_SEND_FLAGS,
     SocketInfo,
     classify,
+    is_closed,
     is_message_socket,
     max_message_size,
     translate_flags,
 )
 
-__all__ = ["DEFAULT_MAX_PENDING", "ZERO", "SendEngine", "stream_overlapped"]
+__all__ = ["DEFAULT_MAX_PENDING", "ZERO", "SendEngine"]
 
 #: Default bound on outstanding overlapped sends per socket (SPEC S5.6). Arbitrary, but large:
 #: big enough that nobody meets it by accident, small enough to stop a runaway producer.
@@ -75,7 +76,7 @@ _MIN_BATCH_CAP = 64 * 1024
 _new_overlapped = object.__new__
 
 
-def stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
+def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
     """A stream send with no flags, routine or event, every field set once: pending, or (with
     ``done``) completed immediately with every byte transferred and its buffers released."""
     ov = _new_overlapped(WSAOverlapped)
@@ -213,10 +214,9 @@ class SendEngine:
                 WSAErrorCode.WSAESHUTDOWN if self._state == _DRAINING else WSAErrorCode.WSAENOTSOCK,
                 detail="the socket is shutting down" if self._state == _DRAINING else "the socket is closed",
             )
-        if sock.fileno() < 0 or getattr(sock, "_closed", False):
-            # S5.2: closed behind our back (plain sock.close(); under uvloop's add_writer the fd
-            # stays open, only _closed tells). Earlier sends may still sit in the queue until
-            # the watchdog aborts them; this one must fail at the call, not join them.
+        if is_closed(sock):
+            # S5.2: closed behind our back (plain sock.close()). Earlier sends may still sit in
+            # the queue until the watchdog aborts them; this one must fail at the call.
             raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
         queue = self._queue
         if len(queue) >= self.max_pending:
@@ -337,10 +337,11 @@ class SendEngine:
             total += len(buf)
         ops = self._ops
         if ops or self._batch_open:
+            # (_closed alone: close() and detach() both set it, and this is the hot path.)
             if len(ops) >= self.max_pending or getattr(sock, "_closed", False):
                 return self.post(sock, buffers)  # it raises: S5.6 bound, or closed (S5.2)
             # S2.1: the list is captured now; the bytes are not copied.
-            ov = stream_overlapped(self, buffers.copy(), total, False)
+            ov = _stream_overlapped(self, buffers.copy(), total, False)
             self._queue.submit(ov)
             if self._writer is None and not self._batch_open:
                 self._open_batch()
@@ -357,22 +358,19 @@ class SendEngine:
             except OSError as exc:
                 raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
             if n < total:
-                ov = stream_overlapped(self, buffers.copy(), total, False)
+                ov = _stream_overlapped(self, buffers.copy(), total, False)
                 self._queue.submit(ov)
                 if n:
                     self._queue.bytes_sent(n)
                 self._add_writer(sock)
                 return ov
-        elif getattr(sock, "_closed", False):  # no syscall tells: post() raises (S5.2)
+        elif is_closed(sock):  # no syscall tells: post() raises (S5.2)
             return self.post(sock, buffers)
         # Completed immediately (S5.1): no routine, no event, nothing to wake.
-        ov = stream_overlapped(self, buffers, total, True)
+        ov = _stream_overlapped(self, buffers, total, True)
         if self.on_complete is not None:
             self.on_complete([ov])
-        self._batch_open = True
-        if not self._batch_scheduled:
-            self._batch_scheduled = True
-            self.loop.call_soon(self._close_batch)
+        self._open_batch()
         return ov
 
     def _complete_immediately(self, ov: WSAOverlapped, n: int) -> None:
@@ -380,13 +378,7 @@ class SendEngine:
         ov._completed_immediately = True
         ov._transferred = n
         ov._bufs = _EMPTY
-        routine = ov._routine
-        if routine is not None:
-            self.loop.call_soon(routine, 0, n, ov, 0)
-        else:
-            ev = ov._event
-            if ev is not None and type(ev) is WSAEvent:
-                ev.set()
+        self._signal(ov, 0, n, None, True)
         if self.on_complete is not None:
             self.on_complete([ov])
         if not self.message_mode:
@@ -431,7 +423,7 @@ class SendEngine:
         if self.message_mode:
             self._flush_messages(sock)
             return
-        if sock.fileno() < 0 or getattr(sock, "_closed", False):
+        if is_closed(sock):
             self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
             return
         tx = self._tx(sock)
@@ -465,7 +457,7 @@ class SendEngine:
 
     def _flush_messages(self, sock: socket.socket) -> None:
         queue = self._queue
-        if sock.fileno() < 0 or getattr(sock, "_closed", False):
+        if is_closed(sock):
             self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
             return
         tx = self._tx(sock)
@@ -535,7 +527,6 @@ class SendEngine:
         # A closed loop (closesocket after asyncio.run returned) can run nothing any more: the
         # sends still get their status, count and event, but no routine or future callback.
         live = not self.loop.is_closed()
-        call_soon = self.loop.call_soon
         done: list[WSAOverlapped] = []
         for comp in comps:
             ov = comp.op
@@ -548,26 +539,37 @@ class SendEngine:
             ov._exc = exc
             ov._pending = False
             ov._bufs = _EMPTY
-            routine = ov._routine
-            if routine is not None:
-                if live:
-                    call_soon(routine, int(code), comp.bytes_sent, ov, 0)
-            else:
-                ev = ov._event
-                if ev is not None and type(ev) is WSAEvent:
-                    ev.set()
-            waiter = ov._waiter
-            if live and waiter is not None and not waiter.done():
-                waiter.set_exception(exc)
-            tev = ov._tevent
-            if tev is not None:
-                tev.set()
+            self._signal(ov, int(code), comp.bytes_sent, exc, live)
             done.append(ov)
         if self.on_complete is not None:
             self.on_complete(done)
 
+    def _signal(self, ov: WSAOverlapped, error: int, n: int, exc: WSAError | None, live: bool) -> None:
+        """Tell of one finished send (S5.3): its routine, else its event; its awaiter; a thread.
+
+        The bulk success path (_complete) does the same inline for speed; keep them in step.
+        ``live`` is False once the loop is closed: nothing can be scheduled on it any more.
+        """
+        routine = ov._routine
+        if routine is not None:
+            if live:
+                self.loop.call_soon(routine, error, n, ov, 0)
+        else:
+            ev = ov._event
+            if ev is not None and type(ev) is WSAEvent:
+                ev.set()
+        waiter = ov._waiter
+        if live and waiter is not None and not waiter.done():
+            if exc is None:
+                waiter.set_result(n)
+            else:
+                waiter.set_exception(exc)
+        tev = ov._tevent
+        if tev is not None:
+            tev.set()
+
     def _error(self, sock: socket.socket, exc: OSError, bytes_sent: int) -> WSAError:
-        if exc.errno == errno.EBADF or sock.fileno() < 0:
+        if exc.errno == errno.EBADF or is_closed(sock):
             code = WSAErrorCode.WSAENOTSOCK
         else:
             code = classify(sock, exc, self._info)
@@ -577,7 +579,7 @@ class SendEngine:
 
     def _fatal(self, sock: socket.socket, exc: OSError) -> None:
         """A send error: fail the head (with its consumed bytes) and every queued send (S6.3)."""
-        closed = sock.fileno() < 0 or getattr(sock, "_closed", False) or exc.errno == errno.EBADF
+        closed = is_closed(sock) or exc.errno == errno.EBADF
         code = WSAErrorCode.WSA_OPERATION_ABORTED if closed else classify(sock, exc, self._info)
         self._remove_writer()
         head_consumed = self._queue.head_consumed
@@ -629,7 +631,7 @@ class SendEngine:
         sock = self._writer
         if sock is None:
             return
-        if sock.fileno() < 0 or getattr(sock, "_closed", False):
+        if is_closed(sock):
             # S6.1: closed behind our back. uvloop keeps the fd open until the writer goes.
             self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
             return

@@ -20,6 +20,7 @@ __all__ = [
     "SocketInfo",
     "classify",
     "check_socket",
+    "is_closed",
     "is_message_socket",
     "mark_shutdown",
     "max_message_size",
@@ -71,11 +72,20 @@ def is_message_socket(sock: socket.socket) -> bool:
     return sock.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
 
 
+def is_closed(sock: socket.socket) -> bool:
+    """True once the socket object was closed or detached.
+
+    ``fileno()`` alone is not enough: while uvloop's ``add_writer`` holds the socket, ``close()``
+    only sets ``_closed`` and the descriptor stays open until the writer is removed.
+    """
+    return sock.fileno() < 0 or getattr(sock, "_closed", False)
+
+
 def check_socket(sock: object) -> socket.socket:
     """The socket itself, or WSAENOTSOCK for a closed socket or something that is not one."""
     if not isinstance(sock, socket.socket):
         raise WSAError(WSAErrorCode.WSAENOTSOCK, detail=f"{type(sock).__name__} is not a socket")
-    if sock.fileno() < 0 or getattr(sock, "_closed", False):
+    if is_closed(sock):
         raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
     ssl = sys.modules.get("ssl")  # only if someone imported it: never import ssl for this check
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
@@ -210,7 +220,7 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
         elif not info.was_connected:
             return WSAErrorCode.WSAENOTCONN
         return WSAErrorCode.WSAECONNRESET
-    if err == errno.EBADF and (sock.fileno() < 0 or getattr(sock, "_closed", False)):
+    if err == errno.EBADF and is_closed(sock):
         return WSAErrorCode.WSAENOTSOCK
     return errno_to_wsa(err)
 
