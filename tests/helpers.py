@@ -68,6 +68,17 @@ async def read_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(out)
 
 
+def recv_to_eof(sock: socket.socket, guard: float = 30.0) -> bytes:
+    """Everything readable until the peer's close (blocking; ``guard`` seconds as a hang guard)."""
+    sock.settimeout(guard)
+    out = bytearray()
+    while True:
+        chunk = sock.recv(1 << 20)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
 def every_split(total: int) -> Iterator[int]:
     """Every byte count a kernel could consume of ``total`` bytes: 0..total."""
     return iter(range(total + 1))

@@ -28,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SMALL_BUF, fill_socket, pattern, read_exactly, tcp_pair, udp_pair
+from tests.helpers import SMALL_BUF, fill_socket, pattern, read_exactly, recv_to_eof, tcp_pair, udp_pair
 from wsasend import (
     MSG_DONTROUTE,
     MSG_OOB,
@@ -96,13 +96,7 @@ KIND_ADDRESSING = {
 
 def read_to_eof(rx: socket.socket) -> bytes:
     """Everything the peer can read until the sender's close (blocking, with a hang guard)."""
-    rx.settimeout(GUARD)
-    out = bytearray()
-    while True:
-        chunk = rx.recv(1 << 20)
-        if not chunk:
-            return bytes(out)
-        out += chunk
+    return recv_to_eof(rx, GUARD)
 
 
 def nothing_waiting(rx: socket.socket) -> bool:

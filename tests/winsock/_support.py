@@ -7,7 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from tests.helpers import fill_socket
+from tests.helpers import fill_socket, recv_to_eof
 from wsasend import winsock
 
 #: Hang guard only (seconds): nothing here should need more than a fraction of it.
@@ -30,13 +30,7 @@ def recv_exactly(sock: socket.socket, n: int) -> bytes:
 
 def recv_all(sock: socket.socket) -> bytes:
     """Read until end-of-stream (blocking, with the hang guard)."""
-    sock.settimeout(GUARD)
-    out = bytearray()
-    while True:
-        chunk = sock.recv(1 << 20)
-        if not chunk:
-            return bytes(out)
-        out += chunk
+    return recv_to_eof(sock, GUARD)
 
 
 def recv_available(sock: socket.socket) -> bytes:
