@@ -212,7 +212,7 @@ class SendQueue(Generic[OpT]):
             self.last_batch_bytes = size
             return iov, flags
         # Coalesce the following sends. Scanning stops after iov_max sends so that a run of
-        # empty sends cannot make one batch cost more than O(iov_max), and at BATCH_BYTES.
+        # empty sends cannot make one batch cost more than O(iov_max), and at max_bytes.
         extend = iov.extend
         for index in range(1, len(ops)):
             op = ops[index]
