@@ -3,35 +3,60 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import sys
 import threading
 import weakref
+from collections.abc import AsyncGenerator
 
-from ._engine import DEFAULT_MAX_PENDING, ZERO, SendEngine
+from ._engine import (
+    OWNERSHIP,
+    ZERO,
+    SendEngine,
+    SocketSlot,
+    abandon,
+    notify_locked,
+)
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket
 
-__all__ = ["closesocket", "engine_for", "find_engine", "set_max_pending", "wsa_send"]
+__all__ = ["closesocket", "engine_for", "find_engine", "set_max_pending", "slot_for", "wsa_send"]
 
-# One engine per socket, keyed by id(sock). The entry is removed by a weakref callback when
-# the socket object dies (before its id can be reused), so the registry never keeps a socket
-# alive. An engine belongs to one loop; a socket that moves to another loop gets a new engine
-# once the old one is idle (S5.10).
+# The current engine of each socket, keyed by id(sock): the hot path's one dict lookup. An
+# engine belongs to one loop; a socket that moves to another loop gets a new engine, which
+# replaces the old one here (the old one is dropped unless something else holds it, S5.10).
 _ENGINES: dict[int, SendEngine] = {}
-# Per-socket bound set through set_max_pending before an engine exists.
-_MAX_PENDING: dict[int, int] = {}
-# Reentrant on purpose: engine_for allocates while holding it, the garbage collector may run
-# there, and a collected socket's finalizer (_forget) takes it again in the same thread.
-_LOCK = threading.RLock()
+# Each socket's registry slot: its owner (S5.11), current engine and send bound. One
+# weakref.finalize per socket (made with the slot) drops both entries when the socket dies,
+# before its id can be reused, so the registry never keeps a socket alive, and it holds no
+# engine or loop: only the latest engine, in the slot, is kept (issue 10 items 13, 15).
+_SLOTS: dict[int, SocketSlot] = {}
+# Loops whose end (shutdown_asyncgens) we watch, each with its watcher async generator (S5.12).
+_WATCHED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = weakref.WeakKeyDictionary()
 _get_running_loop = asyncio.get_running_loop
+# The registry lock (reentrant: see slot_for), also the lock of every ownership change (S5.11).
+_LOCK = OWNERSHIP.lock
 
 
-def _forget(key: int, engine: SendEngine) -> None:
+def _forget(key: int) -> None:
     with _LOCK:
-        if _ENGINES.get(key) is engine:
-            del _ENGINES[key]
-        _MAX_PENDING.pop(key, None)
+        _ENGINES.pop(key, None)
+        _SLOTS.pop(key, None)
+
+
+def slot_for(sock: socket.socket) -> SocketSlot:
+    """The registry slot of ``sock``, made (with its one finalizer) on first use. Internal."""
+    key = id(sock)
+    with _LOCK:
+        slot = _SLOTS.get(key)
+        if slot is None:
+            slot = _SLOTS[key] = SocketSlot()
+            # The reentrant lock matters here: the collector may run while we allocate, and a
+            # collected socket's finalizer (_forget) takes the lock again in this thread.
+            weakref.finalize(sock, _forget, key)
+        return slot
 
 
 def find_engine(sock: socket.socket) -> SendEngine | None:
@@ -47,24 +72,135 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> SendEngi
 
     Raises:
         WSAError: WSAENOTSOCK for a closed socket or a non-socket; WSAEINPROGRESS when the
-            socket still has sends pending on another loop.
+            socket still has sends pending on another (open) loop.
     """
     key = id(sock)
     engine = _ENGINES.get(key)
     if engine is not None and engine.loop is loop and engine._sockref() is sock:
         return engine
     check_socket(sock)
+    slot = slot_for(sock)
     with _LOCK:
         engine = _ENGINES.get(key)
         if engine is not None and engine._sockref() is sock:
             if engine.loop is loop:
                 return engine
-            if not engine.is_idle():
+            # A first answer for the common case; the real test is the claim at the first send.
+            if not engine.loop.is_closed() and (engine._ops or engine._writer is not None):
                 raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
-        engine = SendEngine(loop, sock, max_pending=_MAX_PENDING.get(key, DEFAULT_MAX_PENDING))
-        _ENGINES[key] = engine
-        weakref.finalize(sock, _forget, key, engine)
-        return engine
+        engine = SendEngine(loop, sock, max_pending=slot.max_pending, slot=slot)
+        _ENGINES[key] = slot.engine = engine
+    _watch_loop(loop)
+    return engine
+
+
+async def _loop_watcher(loopref: weakref.ReferenceType[asyncio.AbstractEventLoop]) -> AsyncGenerator[None, None]:
+    """Yields once, then waits for the loop's ``shutdown_asyncgens`` to close it (S5.12)."""
+    closed_by_loop = True
+    try:
+        yield
+    except GeneratorExit:
+        pass
+    except BaseException:  # pragma: no cover - nobody throws anything else into it
+        closed_by_loop = False
+        raise
+    finally:
+        loop = loopref()
+        if closed_by_loop and loop is not None:
+            _loop_ending(loop)
+
+
+def _no_finalizer(agen: AsyncGenerator[None, None]) -> None:
+    """Asyncgen finalizer of the watchers: one dropped with its loop has nothing to do."""
+
+
+def _watch_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Have ``loop``'s ``shutdown_asyncgens`` tell us it is ending (S5.12; docs/overlapped.md).
+
+    asyncio.run, asyncio.Runner and uvloop.run call ``loop.shutdown_asyncgens()`` before they
+    close the loop; it closes every async generator first iterated on the loop (the loop's
+    ``firstiter`` hook records them). So a watcher generator, started here in the loop's
+    thread, is closed then, still on the running loop, and aborts the loop's pending sends.
+    Its finalizer is a no-op of ours, not the loop's, so a watcher dropped with its loop does
+    not schedule anything on a closed loop. Loops closed without ``shutdown_asyncgens`` are
+    caught at the socket's next claim instead (``take_from`` sees the closed loop).
+    """
+    if loop in _WATCHED:
+        return
+    try:
+        if _get_running_loop() is not loop:
+            return  # the loop's hooks are only installed in its own thread while it runs
+    except RuntimeError:
+        return
+    hooks = sys.get_asyncgen_hooks()
+    if hooks.firstiter is None:
+        return
+    agen = _loop_watcher(weakref.ref(loop))
+    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=_no_finalizer)
+    try:
+        agen.asend(None).send(None)
+    except StopIteration:
+        pass
+    finally:
+        sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=hooks.finalizer)
+    _WATCHED[loop] = agen
+
+
+def _loop_ending(loop: asyncio.AbstractEventLoop) -> None:
+    """``loop`` is ending: abort its engines' pending sends, free their sockets (S5.12)."""
+    dead: list[SendEngine] = []
+    with _LOCK:
+        for key, slot in list(_SLOTS.items()):
+            engines: list[SendEngine] = []
+            if slot.owner is not None and slot.owner.loop is loop:
+                engines.append(slot.owner)
+                slot.owner._owned = False
+                slot.owner = None
+            for engine in slot.waiting:
+                if engine.loop is loop:
+                    engines.append(engine)
+            slot.waiting = [e for e in slot.waiting if e.loop is not loop]
+            current = slot.engine
+            if current is not None and current.loop is loop:
+                if current not in engines:
+                    engines.append(current)
+                slot.engine = None  # S5.12 / issue 10 item 15: nothing keeps the loop alive
+                if _ENGINES.get(key) is current:
+                    del _ENGINES[key]
+            if engines:
+                dead.extend(e for e in engines if e._ops or e._writer is not None)
+                notify_locked(slot, [])
+    abandon(dead)
+
+
+def _reset_after_fork() -> None:
+    """In a forked child: no inherited engine or owner (S5.12, issue 10 item 10).
+
+    Registered with ``os.register_at_fork(after_in_child=...)`` at import; the sockets keep
+    their slots (and their one finalizer each), emptied, so an inherited socket is usable from
+    a fresh loop in the child.
+    """
+    global _LOCK
+    OWNERSHIP.reset()
+    _LOCK = OWNERSHIP.lock
+    for slot in _SLOTS.values():
+        for engine in (slot.owner, slot.engine, *slot.waiting):
+            if engine is not None:
+                engine._owned = False
+                engine._sending = False
+        slot.owner = None
+        slot.engine = None
+        slot.sync_owner = 0
+        slot.waiting = []
+    _ENGINES.clear()
+    _WATCHED.clear()
+    from ._sync import _reset_after_fork as reset_sync
+
+    reset_sync()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 def set_max_pending(sock: socket.socket, max_pending: int) -> None:
@@ -76,12 +212,10 @@ def set_max_pending(sock: socket.socket, max_pending: int) -> None:
     check_socket(sock)
     if not isinstance(max_pending, int) or max_pending < 1:
         raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"max_pending must be a positive int, not {max_pending!r}")
-    _MAX_PENDING[id(sock)] = max_pending
+    slot_for(sock).max_pending = max_pending
     engine = find_engine(sock)
     if engine is not None:
         engine.max_pending = max_pending
-    else:
-        weakref.finalize(sock, _MAX_PENDING.pop, id(sock), None)
 
 
 def wsa_send(
@@ -121,8 +255,8 @@ def wsa_send(
         RuntimeError: when no event loop is running in this thread.
     """
     loop = _get_running_loop()
-    # id(sock) cannot name a dead socket here: the registry entry is dropped by a weakref
-    # callback when the socket dies, before its id can be reused.
+    # id(sock) cannot name a dead socket here: the registry entry is dropped by the socket's
+    # finalizer when it dies, before its id can be reused.
     engine = _ENGINES.get(id(sock))
     if engine is None or engine.loop is not loop:
         engine = engine_for(sock, loop)

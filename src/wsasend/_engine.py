@@ -26,6 +26,38 @@ Faults (SPEC S6): an error fails the head send with its exact consumed count and
 send with 0, in order. A socket closed behind our back is noticed by a watchdog timer that runs
 only while a writer is registered (an fd closed under ``add_writer`` never becomes writable,
 and uvloop's ``add_writer`` even keeps the descriptor open until it is removed).
+
+Ownership (SPEC S5.11, S5.12)
+-----------------------------
+One socket, one owner at a time. Each socket has a :class:`SocketSlot` in the registry
+(``_api``) whose owner is one of:
+
+- FREE: nobody; the next claimant takes it.
+- ENGINE(e): engine ``e`` (one loop). Only an owning engine calls ``sendmsg`` on the socket:
+  its fast paths run between ``_sending = True`` and ``_sending = False`` and test ``_owned``
+  in between, and its flushes test ``_owned`` first.
+- SYNC(thread): a blocking ``wsa_send_sync`` in progress in that thread.
+
+Every change of owner happens under ``OWNERSHIP.lock``. Who may move it:
+
+- FREE -> ENGINE(e): ``e`` itself, in its loop's thread (``_claim``), at its first send, or
+  when woken because the owner let go (``_retry_claim``).
+- FREE -> SYNC(t): ``wsa_send_sync`` in thread ``t``; SYNC(t) -> FREE: the same call, when it
+  returns, waking every waiter (threads on ``OWNERSHIP.changed``; engines through
+  ``call_soon_threadsafe``). Overlapped sends posted meanwhile are queued, pending (S4.2).
+- ENGINE(e) -> FREE or -> another claimant: the claimant (any thread), only when ``e`` is
+  provably not about to send: ``take_from`` clears ``e._owned`` and then looks at
+  ``e._sending``, ``e``'s queue and writer; if any is set it puts ``_owned`` back and the
+  claimant gets WSAEINPROGRESS (another loop, S5.10), WSAEWOULDBLOCK (a nonblocking or
+  in-loop sync send, S4.2), or waits (a blocking sync send in another thread: it sets
+  ``_release_wanted`` and ``e`` lets go in its own thread when it next becomes idle,
+  ``_release_if_idle``). Under the GIL this store-then-load handshake (``e`` stores
+  ``_sending`` then loads ``_owned``; the claimant stores ``_owned`` then loads ``_sending``)
+  means one of the two always sees the other, with no lock on the owner's per-send path.
+- ENGINE(e) -> FREE when ``e``'s loop is closed: by whoever next claims the socket, or by the
+  loop's ``shutdown_asyncgens`` (``asyncio.run``, ``asyncio.Runner``, ``uvloop.run``): ``e``'s
+  pending sends are aborted (WSA_OPERATION_ABORTED, exact counts) with a ResourceWarning.
+- Everything -> FREE in a forked child (``_api._reset_after_fork``).
 """
 
 from __future__ import annotations
@@ -36,6 +68,7 @@ import errno
 import os
 import socket
 import threading
+import warnings
 import weakref
 from collections.abc import Callable
 from typing import Any
@@ -97,6 +130,105 @@ def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: b
     return ov
 
 
+def check_connected(sock: socket.socket) -> None:
+    """S2.4: a zero-byte stream send is WSAENOTCONN on a listening or unconnected socket.
+
+    Only zero-byte sends need it (every other send meets the kernel's own check), so the
+    ``getpeername`` syscall stays off the hot path.
+    """
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="the socket is not connected") from exc
+        if exc.errno == errno.EBADF:
+            raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=exc.errno, detail="the socket is closed") from exc
+        raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail=str(exc)) from exc
+
+
+class SocketSlot:
+    """The registry's entry for one socket: its current engine and its owner (SPEC S5.11).
+
+    Internal; every field is read and written under ``OWNERSHIP.lock``. ``owner`` is the
+    engine that owns the socket (ENGINE), ``sync_owner`` the thread ident of a blocking
+    ``wsa_send_sync`` that does (SYNC); both empty is FREE. ``waiting`` holds engines with
+    sends queued that wait for the socket.
+    """
+
+    def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
+        self.engine: SendEngine | None = None
+        self.owner: SendEngine | None = None
+        self.sync_owner = 0
+        self.waiting: list[SendEngine] = []
+        self.max_pending = max_pending
+
+
+class Ownership:
+    """The registry's lock and the condition that wakes threads waiting for a socket."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+
+    def reset(self) -> None:
+        """In a forked child: fresh primitives (another thread may have held them at fork)."""
+        self.lock = threading.RLock()
+        self.changed = threading.Condition(self.lock)
+
+
+OWNERSHIP = Ownership()
+
+
+def take_from(owner: SendEngine, dead: list[SendEngine]) -> bool:
+    """Under ``OWNERSHIP.lock``: revoke ``owner``'s ownership if it is provably idle (S5.11).
+
+    True when the socket is FREE now. An owner whose loop is closed can never send again: it is
+    dropped, and if it had sends pending it is appended to ``dead`` (to :func:`abandon` once the
+    lock is released).
+    """
+    slot = owner._slot
+    if owner.loop.is_closed():
+        owner._owned = False
+        slot.owner = None
+        if owner._ops or owner._writer is not None:
+            dead.append(owner)
+        return True
+    owner._owned = False  # store, then load _sending: see the theory of operation
+    if owner._sending or owner._ops or owner._writer is not None:
+        owner._owned = True
+        return False
+    slot.owner = None
+    return True
+
+
+def notify_locked(slot: SocketSlot, dead: list[SendEngine]) -> None:
+    """Under ``OWNERSHIP.lock``: the owner let go; wake waiting threads and engines."""
+    OWNERSHIP.changed.notify_all()
+    for engine in slot.waiting:
+        try:
+            engine.loop.call_soon_threadsafe(engine._retry_claim)
+        except RuntimeError:  # its loop is closed: its sends can never go
+            dead.append(engine)
+    for engine in dead:
+        if engine in slot.waiting:
+            slot.waiting.remove(engine)
+
+
+def abandon(engines: list[SendEngine]) -> None:
+    """Abort the pending sends of engines whose loop ended (S5.12), with a ResourceWarning."""
+    for engine in engines:
+        count = len(engine._queue)
+        if not count:
+            continue
+        sock = engine._sockref()
+        engine._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+        warnings.warn(
+            f"event loop ended with {count} overlapped send(s) pending on {sock!r}: aborted (S5.12)",
+            ResourceWarning,
+            stacklevel=2,
+        )
+
+
 # Engine states. OPEN accepts posts; DRAINING refuses them (WSAESHUTDOWN) and runs its
 # on-drained callback when the queue empties; CLOSED refuses them and has nothing queued.
 _OPEN = 0
@@ -112,9 +244,21 @@ class SendEngine:
     """
 
     def __init__(
-        self, loop: asyncio.AbstractEventLoop, sock: socket.socket, *, max_pending: int = DEFAULT_MAX_PENDING
+        self,
+        loop: asyncio.AbstractEventLoop,
+        sock: socket.socket,
+        *,
+        max_pending: int = DEFAULT_MAX_PENDING,
+        slot: SocketSlot | None = None,
     ) -> None:
         self.loop = loop
+        # Ownership (S5.11, see the theory of operation): the socket's registry slot; whether
+        # this engine owns the socket; True while a fast path may be about to call sendmsg;
+        # and whether a waiting thread asked this engine to let go once idle.
+        self._slot = slot if slot is not None else SocketSlot(max_pending)
+        self._owned = False
+        self._sending = False
+        self._release_wanted = False
         self._sockref = weakref.ref(sock)
         self._info = SocketInfo(sock)
         self.message_mode = is_message_socket(sock)
@@ -140,7 +284,7 @@ class SendEngine:
         # back while it takes everything; see _flush).
         self._batch_cap = BATCH_BYTES
         self._watchdog: asyncio.TimerHandle | None = None
-        self._thread = threading.get_ident()
+        self._owner_thread = threading.get_ident()
         self._alias: socket.socket | None = None
         self._alias_fd = -1
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
@@ -154,7 +298,7 @@ class SendEngine:
         return self._sockref()
 
     def in_loop_thread(self) -> bool:
-        return threading.get_ident() == self._thread
+        return threading.get_ident() == self._owner_thread
 
     def pending_count(self) -> int:
         return len(self._queue)
@@ -167,6 +311,63 @@ class SendEngine:
 
     def accepting(self) -> bool:
         return self._state == _OPEN
+
+    # -- ownership (S5.11; see the theory of operation) ---------------------------------------
+
+    def _claim(self, queued: bool) -> bool:
+        """In the loop's thread: make this engine the socket's owner; True when it is.
+
+        False when a sync send owns the socket, or (``queued``: this engine already accepted
+        sends that must go out) another engine is busy with it: this engine then waits, and is
+        woken by ``_retry_claim`` when the owner lets go.
+
+        Raises:
+            WSAError: WSAEINPROGRESS when another loop's engine is busy with the socket and
+                nothing is queued here (S5.10).
+        """
+        dead: list[SendEngine] = []
+        with OWNERSHIP.lock:
+            if self._owned:
+                return True
+            slot = self._slot
+            owner = slot.owner
+            owned = slot.sync_owner == 0 and (owner is None or owner is self or take_from(owner, dead))
+            if owned:
+                slot.owner = self
+                self._owned = True
+                if self in slot.waiting:
+                    slot.waiting.remove(self)
+            elif slot.sync_owner == 0 and not queued:
+                raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
+            else:
+                if owner is not None and slot.sync_owner == 0:
+                    owner._release_wanted = True
+                if self not in slot.waiting:
+                    slot.waiting.append(self)
+        abandon(dead)
+        return owned
+
+    def _retry_claim(self) -> None:
+        """The owner let go (called soon on this loop): claim the socket and send what waits."""
+        if self._owned or not self._ops or self.loop.is_closed():
+            return
+        if self._claim(True) and self._writer is None:
+            sock = self._sockref()
+            if sock is not None:
+                self._flush(sock)
+
+    def _release_if_idle(self) -> None:
+        """In the loop's thread: let the socket go if a waiter asked and nothing is pending."""
+        if self._release_wanted and self._owned and not self._ops and self._writer is None and not self._sending:
+            dead: list[SendEngine] = []
+            with OWNERSHIP.lock:
+                self._owned = False
+                self._release_wanted = False
+                slot = self._slot
+                if slot.owner is self:
+                    slot.owner = None
+                notify_locked(slot, dead)
+            abandon(dead)
 
     def _tx(self, sock: socket.socket) -> socket.socket:
         """The socket object to call sendmsg on: ``sock``, or a timeout-free alias of it.
@@ -204,6 +405,22 @@ class SendEngine:
         routine: CompletionRoutine | None = None,
     ) -> WSAOverlapped:
         """Post one overlapped send (SPEC S5). See :func:`wsasend.wsa_send`."""
+        # S5.11: while _sending is set, nobody takes the socket from this engine (it may be
+        # about to call sendmsg); its fast paths test _owned after setting it.
+        self._sending = True
+        try:
+            return self._post(sock, buffers, flags, overlapped, routine)
+        finally:
+            self._sending = False
+
+    def _post(
+        self,
+        sock: socket.socket,
+        buffers: object,
+        flags: object,
+        overlapped: WSAOverlapped | None,
+        routine: CompletionRoutine | None,
+    ) -> WSAOverlapped:
         bufs, nbytes = normalize(buffers)
         if flags or type(flags) is not int:  # None, False, 0.0: WSAEINVAL like any non-int (S4.1)
             osflags, more = translate_flags(flags, sock, cork=self.cork)
@@ -218,6 +435,8 @@ class SendEngine:
             # S5.2: closed behind our back (plain sock.close()). Earlier sends may still sit in
             # the queue until the watchdog aborts them; this one must fail at the call.
             raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
+        if not nbytes and not self.message_mode:
+            check_connected(sock)  # S2.4: a zero-byte send checks the socket's state too
         queue = self._queue
         if len(queue) >= self.max_pending:
             raise WSAError(
@@ -239,6 +458,12 @@ class SendEngine:
             raise WSAError(WSAErrorCode.WSAEFAULT, detail="completion_routine is not callable")
         if self.message_mode:
             return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine)
+        if not (queue or self._batch_open or self._owned or self._claim(False)):
+            # S4.2: a blocking sync send owns the socket; this send waits behind it, pending.
+            ov._reset_for_post(routine, self)
+            ov._load(bufs, nbytes, osflags)
+            queue.submit(ov)
+            return ov
         ov._reset_for_post(routine, self)
         ov._load(bufs, nbytes, osflags)
         if queue or self._batch_open:
@@ -291,13 +516,15 @@ class SendEngine:
             err = WSAError(WSAErrorCode.WSAEMSGSIZE, detail=f"message of {total} bytes > {limit}")
             self._fail_ops([SendCompletion(p, 0) for p in pieces], WSAErrorCode.WSAEMSGSIZE, None)
             raise err
+        # Not owned: a blocking sync send owns the socket; this one waits behind it (S4.2).
+        waits = not (more or queue or self._owned or self._claim(False))
         ov._reset_for_post(routine, self)
         ov._load(bufs, nbytes, osflags, more)
         # No batch window for messages: each is its own sendmsg anyway, so queueing one behind
         # a window would only add work (issue 6: datagrams posted back to back ran at 0.5x raw).
-        if more or queue:
+        if more or queue or waits:
             queue.submit(ov)
-            if not more and self._writer is None and not self._batch_open:
+            if not more and not waits and self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
         iov = gather_for_message(bufs)
@@ -335,6 +562,8 @@ class SendEngine:
             if type(buf) is not bytes:
                 return self.post(sock, buffers)
             total += len(buf)
+        if not total:
+            return self.post(sock, buffers)  # S2.4: post() checks a zero-byte send's socket state
         ops = self._ops
         if ops or self._batch_open:
             # (_closed alone: close() and detach() both set it, and this is the hot path.)
@@ -347,6 +576,12 @@ class SendEngine:
                 self._open_batch()
             return ov
         if total:
+            # S5.11: set _sending, then test _owned (see the theory of operation); cleared only
+            # once a partly sent op is in the queue, so nobody takes the socket in between.
+            self._sending = True
+            if not self._owned:
+                self._sending = False
+                return self.post(sock, buffers)  # claims the socket, or waits, or raises
             tx = self._tx(sock) if sock.gettimeout() else sock
             try:
                 # S2.3: at most IOV_MAX buffers per sendmsg; the writer sends the rest. (A plain
@@ -356,6 +591,7 @@ class SendEngine:
             except (BlockingIOError, InterruptedError):
                 n = 0
             except OSError as exc:
+                self._sending = False
                 raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
             if n < total:
                 ov = _stream_overlapped(self, buffers.copy(), total, False)
@@ -363,9 +599,9 @@ class SendEngine:
                 if n:
                     self._queue.bytes_sent(n)
                 self._add_writer(sock)
+                self._sending = False
                 return ov
-        elif is_closed(sock):  # no syscall tells: post() raises (S5.2)
-            return self.post(sock, buffers)
+            self._sending = False
         # Completed immediately (S5.1): no routine, no event, nothing to wake.
         ov = _stream_overlapped(self, buffers, total, True)
         if self.on_complete is not None:
@@ -408,6 +644,8 @@ class SendEngine:
                 self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
                 return
             self._flush(sock)
+        if self._release_wanted:
+            self._release_if_idle()
 
     def flush_for(self, ov: WSAOverlapped) -> None:
         """Someone awaits ``ov``: if it only waits for the batch window, flush now."""
@@ -419,6 +657,8 @@ class SendEngine:
     # -- flushing -----------------------------------------------------------------------------
 
     def _flush(self, sock: socket.socket) -> None:
+        if not (self._owned or self._claim(True)):
+            return  # S5.11: waiting for the socket's owner to let go; _retry_claim flushes
         queue = self._queue
         if self.message_mode:
             self._flush_messages(sock)
@@ -495,6 +735,8 @@ class SendEngine:
         if not self._queue and self._on_drained is not None:
             callback, self._on_drained = self._on_drained, None
             callback()
+        if self._release_wanted:
+            self._release_if_idle()
 
     def _complete(self, done: list[WSAOverlapped]) -> None:
         """Complete whole sends in bulk, in posting order (SPEC S5.3)."""
@@ -657,6 +899,8 @@ class SendEngine:
         self._remove_writer()
         comps = self._queue.fail()
         self._fail_ops(comps, code, None)
+        if self._release_wanted and not self.loop.is_closed() and self.in_loop_thread():
+            self._release_if_idle()
 
     def _set_state(self, state: int) -> None:
         self._state = state

@@ -17,6 +17,7 @@ import time
 import weakref
 
 from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize
+from ._engine import OWNERSHIP, SendEngine, SocketSlot, abandon, check_connected, notify_locked, take_from
 from ._errors import WSAError, WSAErrorCode
 from ._sockutil import (
     LINUX_NOSIGNAL,
@@ -38,8 +39,6 @@ _INTERRUPTED: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 _REGISTRY_LOCK = threading.Lock()
 # MSG_PARTIAL pieces of the message being assembled on each message socket (S4.5).
 _PARTIAL: weakref.WeakKeyDictionary[socket.socket, bytearray] = weakref.WeakKeyDictionary()
-# How often a blocked nonoverlapped send looks again for the overlapped queue to drain. Arbitrary.
-_TURN_POLL = 0.002
 
 
 def _lock_for(sock: socket.socket) -> threading.Lock:
@@ -63,19 +62,56 @@ def interrupt_blocking_send(sock: socket.socket) -> None:
             sock.shutdown(socket.SHUT_RDWR)
 
 
-def _wait_turn(sock: socket.socket, deadline: float | None) -> None:
-    """S4.2: never jump the overlapped queue. Wait (blocking sockets, other threads) or refuse."""
-    from ._api import find_engine
+def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
+    """Make this thread's send the socket's owner (SYNC, S5.11); never jump the queue (S4.2).
 
-    engine = find_engine(sock)
-    if engine is None or engine.is_idle():
-        return
-    if sock.gettimeout() == 0.0 or engine.in_loop_thread():
-        raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, detail="overlapped sends are pending on this socket")
-    while not engine.is_idle():
-        if deadline is not None and time.monotonic() >= deadline:
-            raise WSAError(WSAErrorCode.WSAETIMEDOUT, detail="timed out waiting for pending overlapped sends")
-        time.sleep(_TURN_POLL)
+    An owning engine that is idle lets go at once. One with sends pending makes this call
+    refuse (WSAEWOULDBLOCK: nonblocking socket, or the loop's own thread, which must never
+    block) or wait until the engine has sent them and lets go (the engine wakes us through
+    ``OWNERSHIP.changed``; no polling). Engines whose sends wait for the socket go first.
+    """
+    from ._api import slot_for
+
+    slot = slot_for(sock)
+    nonblocking = sock.gettimeout() == 0.0
+    dead: list[SendEngine] = []
+    try:
+        with OWNERSHIP.lock:
+            while True:
+                owner = slot.owner
+                if not slot.waiting and (owner is None or take_from(owner, dead)):
+                    slot.sync_owner = threading.get_ident()
+                    return slot
+                busy = owner if owner is not None else slot.waiting[0]
+                if nonblocking or busy.in_loop_thread():
+                    raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, detail="overlapped sends are pending on this socket")
+                if owner is not None:
+                    owner._release_wanted = True
+                    with contextlib.suppress(RuntimeError):  # closed: the next take_from drops it
+                        owner.loop.call_soon_threadsafe(owner._release_if_idle)
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    raise WSAError(WSAErrorCode.WSAETIMEDOUT, detail="timed out waiting for pending overlapped sends")
+                OWNERSHIP.changed.wait(remaining)
+    finally:
+        abandon(dead)
+
+
+def _release(slot: SocketSlot) -> None:
+    """SYNC -> FREE: wake the threads and engines waiting for the socket (S5.11)."""
+    dead: list[SendEngine] = []
+    with OWNERSHIP.lock:
+        slot.sync_owner = 0
+        notify_locked(slot, dead)
+    abandon(dead)
+
+
+def _reset_after_fork() -> None:
+    """In a forked child (called by ``_api._reset_after_fork``): no send is in progress there."""
+    global _IN_PROGRESS, _REGISTRY_LOCK
+    _IN_PROGRESS = weakref.WeakKeyDictionary()
+    _REGISTRY_LOCK = threading.Lock()
+    _INTERRUPTED.clear()
 
 
 def wsa_send_sync(sock: socket.socket, buffers: object, flags: int = 0) -> int:
@@ -107,10 +143,15 @@ def wsa_send_sync(sock: socket.socket, buffers: object, flags: int = 0) -> int:
             WSAErrorCode.WSAEINPROGRESS, detail="another thread's blocking send is in progress on this socket"
         )
     try:
-        _wait_turn(sock, deadline)
-        if is_message_socket(sock):
-            return _send_message(sock, bufs, nbytes, osflags, more, timeout, deadline)
-        return _send_stream(sock, bufs, nbytes, osflags, timeout, deadline)
+        slot = _claim(sock, deadline)
+        try:
+            if is_message_socket(sock):
+                return _send_message(sock, bufs, nbytes, osflags, more, timeout, deadline)
+            if not nbytes:
+                check_connected(sock)  # S2.4: a zero-byte send checks the socket's state too
+            return _send_stream(sock, bufs, nbytes, osflags, timeout, deadline)
+        finally:
+            _release(slot)
     finally:
         lock.release()
         _INTERRUPTED.discard(sock)
