@@ -15,7 +15,7 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import LOOP_FACTORIES
-from wsasend import WSAError, WSAErrorCode, wsa_send, wsa_send_sync, winsock
+from wsasend import WSAError, WSAErrorCode, winsock, wsa_send, wsa_send_sync
 
 from ._frames import FrameReader, frame
 
