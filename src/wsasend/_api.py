@@ -265,6 +265,27 @@ def wsa_send(
     return engine.post(sock, buffers, flags, overlapped, completion_routine)
 
 
+def _abort_on_its_loop(engine: SendEngine) -> None:
+    """``engine.abort()`` in the thread of the engine's loop (engines are not thread-safe)."""
+    if engine.in_loop_thread() or engine.loop.is_closed() or not engine.loop.is_running():
+        engine.abort()
+        return
+    done = threading.Event()
+
+    def _abort() -> None:
+        try:
+            engine.abort()
+        finally:
+            done.set()
+
+    try:
+        engine.loop.call_soon_threadsafe(_abort)
+    except RuntimeError:  # closed in the meantime: nothing runs it any more
+        engine.abort()
+        return
+    done.wait(5.0)
+
+
 def closesocket(sock: socket.socket) -> None:
     """Abort the socket's pending sends and close it (SPEC S6.1; Winsock's closesocket).
 
@@ -277,22 +298,17 @@ def closesocket(sock: socket.socket) -> None:
         WSAError: WSAENOTSOCK when the socket is already closed or is not a socket.
     """
     check_socket(sock)
-    engine = find_engine(sock)
-    if engine is not None:
-        if engine.in_loop_thread() or engine.loop.is_closed() or not engine.loop.is_running():
-            engine.abort()
-        else:
-            done = threading.Event()
-
-            def _abort() -> None:
-                try:
-                    engine.abort()
-                finally:
-                    done.set()
-
-            engine.loop.call_soon_threadsafe(_abort)
-            done.wait(5.0)
+    engines: list[SendEngine] = []
+    with _LOCK:
+        slot = _SLOTS.get(id(sock))
+        for engine in (find_engine(sock), slot.owner if slot else None, *(slot.waiting if slot else ())):
+            if engine is not None and engine not in engines:
+                engines.append(engine)
+    for engine in engines:  # the current engine, and the socket's owner if another (S5.11)
+        _abort_on_its_loop(engine)
     from ._sync import interrupt_blocking_send
 
     interrupt_blocking_send(sock)
     sock.close()
+    with _LOCK:  # a wsa_send_sync waiting for the socket (S4.2) wakes and sees it closed
+        OWNERSHIP.changed.notify_all()

@@ -78,6 +78,8 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
     try:
         with OWNERSHIP.lock:
             while True:
+                if sock in _INTERRUPTED or sock.fileno() < 0:  # closesocket() while we waited (S6.1)
+                    raise WSAError(WSAErrorCode.WSAEINTR, detail="the socket was closed", bytes_sent=0)
                 owner = slot.owner
                 if not slot.waiting and (owner is None or take_from(owner, dead)):
                     slot.sync_owner = threading.get_ident()
