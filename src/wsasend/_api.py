@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-import sys
 import threading
 import weakref
 from collections.abc import AsyncGenerator
@@ -19,6 +18,7 @@ from ._engine import (
     notify_locked,
 )
 from ._errors import WSAError, WSAErrorCode
+from ._loopwatch import watch
 from ._overlapped import CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket
 
@@ -94,56 +94,17 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> SendEngi
     return engine
 
 
-async def _loop_watcher(loopref: weakref.ReferenceType[asyncio.AbstractEventLoop]) -> AsyncGenerator[None, None]:
-    """Yields once, then waits for the loop's ``shutdown_asyncgens`` to close it (S5.12)."""
-    closed_by_loop = True
-    try:
-        yield
-    except GeneratorExit:
-        pass
-    except BaseException:  # pragma: no cover - nobody throws anything else into it
-        closed_by_loop = False
-        raise
-    finally:
-        loop = loopref()
-        if closed_by_loop and loop is not None:
-            _loop_ending(loop)
-
-
-def _no_finalizer(agen: AsyncGenerator[None, None]) -> None:
-    """Asyncgen finalizer of the watchers: one dropped with its loop has nothing to do."""
-
-
 def _watch_loop(loop: asyncio.AbstractEventLoop) -> None:
-    """Have ``loop``'s ``shutdown_asyncgens`` tell us it is ending (S5.12; docs/overlapped.md).
+    """Have ``loop``'s ``shutdown_asyncgens`` abort its pending sends (S5.12; docs/overlapped.md).
 
-    asyncio.run, asyncio.Runner and uvloop.run call ``loop.shutdown_asyncgens()`` before they
-    close the loop; it closes every async generator first iterated on the loop (the loop's
-    ``firstiter`` hook records them). So a watcher generator, started here in the loop's
-    thread, is closed then, still on the running loop, and aborts the loop's pending sends.
-    Its finalizer is a no-op of ours, not the loop's, so a watcher dropped with its loop does
-    not schedule anything on a closed loop. Loops closed without ``shutdown_asyncgens`` are
-    caught at the socket's next claim instead (``take_from`` sees the closed loop).
+    Loops closed without ``shutdown_asyncgens`` are caught at the socket's next claim instead
+    (``take_from`` sees the closed loop).
     """
     if loop in _WATCHED:
         return
-    try:
-        if _get_running_loop() is not loop:
-            return  # the loop's hooks are only installed in its own thread while it runs
-    except RuntimeError:
-        return
-    hooks = sys.get_asyncgen_hooks()
-    if hooks.firstiter is None:
-        return
-    agen = _loop_watcher(weakref.ref(loop))
-    sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=_no_finalizer)
-    try:
-        agen.asend(None).send(None)
-    except StopIteration:
-        pass
-    finally:
-        sys.set_asyncgen_hooks(firstiter=hooks.firstiter, finalizer=hooks.finalizer)
-    _WATCHED[loop] = agen
+    watcher = watch(loop, _loop_ending)
+    if watcher is not None:
+        _WATCHED[loop] = watcher
 
 
 def _loop_ending(loop: asyncio.AbstractEventLoop) -> None:
