@@ -130,7 +130,7 @@ def _loop_ending(loop: asyncio.AbstractEventLoop) -> None:
                     del _ENGINES[key]
             if engines:
                 dead.extend(e for e in engines if e._ops or e._writer is not None)
-                notify_locked(slot, [])
+                notify_locked(slot, dead)
     abandon(dead)
 
 
