@@ -82,9 +82,15 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> SendEngi
     slot = slot_for(sock)
     with _LOCK:
         engine = _ENGINES.get(key)
+        if engine is not None and engine._sockref() is sock and engine.loop is loop:
+            return engine
+        # This loop's engine may still own the socket (or wait for it) after another loop's
+        # engine became the current one: it is this loop's engine again, with its queue.
+        for known in (slot.owner, *slot.waiting):
+            if known is not None and known.loop is loop and known._sockref() is sock:
+                _ENGINES[key] = slot.engine = known
+                return known
         if engine is not None and engine._sockref() is sock:
-            if engine.loop is loop:
-                return engine
             # A first answer for the common case; the real test is the claim at the first send.
             if not engine.loop.is_closed() and (engine._ops or engine._writer is not None):
                 raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
