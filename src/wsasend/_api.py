@@ -90,10 +90,15 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> SendEngi
             if known is not None and known.loop is loop and known._sockref() is sock:
                 _ENGINES[key] = slot.engine = known
                 return known
-        if engine is not None and engine._sockref() is sock:
-            # A first answer for the common case; the real test is the claim at the first send.
-            if not engine.loop.is_closed() and (engine._ops or engine._writer is not None):
-                raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
+        # Another loop's current engine with sends pending: a first answer for the common
+        # case; the real test is the claim at the first send (S5.11).
+        if (
+            engine is not None
+            and engine._sockref() is sock
+            and not engine.loop.is_closed()
+            and (engine._ops or engine._writer is not None)
+        ):
+            raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
         engine = SendEngine(loop, sock, max_pending=slot.max_pending, slot=slot)
         _ENGINES[key] = slot.engine = engine
     _watch_loop(loop)
