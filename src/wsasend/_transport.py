@@ -486,10 +486,12 @@ class WSATransport(asyncio.Transport):
             TypeError: an item is not C-contiguous bytes-like.
             WSAError: as :meth:`write`.
         """
+        items = list(list_of_data)
         try:
-            bufs, total = normalize(list(list_of_data))
+            bufs, total = normalize(items)
         except WSAError as exc:
-            raise TypeError(f"writelines() takes bytes-like objects: {exc}") from exc
+            # In asyncio's own words (its write() says the same), with ours as the cause (S3.2).
+            raise TypeError(_bad_data_message(items)) from exc
         self._post_write(bufs, not total)
 
     def _post_write(self, data: object, empty: bool) -> None:
@@ -901,6 +903,18 @@ class WSATransport(asyncio.Transport):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
+
+
+def _bad_data_message(items: list[Any]) -> str:
+    """asyncio's TypeError message for the first item of ``items`` that is not a usable buffer."""
+    for item in items:
+        try:
+            view = memoryview(item)
+        except (TypeError, ValueError):
+            return f"data argument must be a bytes-like object, not {type(item).__name__!r}"
+        if not view.c_contiguous:
+            return "data argument must be a C-contiguous bytes-like object"
+    return "data argument must be bytes-like objects"
 
 
 def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:
