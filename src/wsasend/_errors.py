@@ -225,6 +225,7 @@ class WSAError(OSError):
 
     winerror: WSAErrorCode
     bytes_sent: int
+    _message: str
 
     def __new__(
         cls,
@@ -238,10 +239,7 @@ class WSAError(OSError):
     ) -> WSAError:
         code = WSAErrorCode(code)
         if cls is WSAError:
-            if type_error and code in _TYPE_ERROR_CODES:
-                cls = _WSATypeError
-            else:
-                cls = _BUILTIN_CLASSES.get(code, WSAError)
+            cls = _WSATypeError if type_error and code in _TYPE_ERROR_CODES else _BUILTIN_CLASSES.get(code, WSAError)
         message = f"[{code.name} {int(code)}] {reason if reason else _DESCRIPTIONS[code]}"
         if detail:
             message = f"{message} ({detail})"
