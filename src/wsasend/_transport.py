@@ -45,7 +45,7 @@ from ._api import engine_for, set_max_pending
 from ._buffers import normalize
 from ._engine import ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
-from ._overlapped import CompletionRoutine, WSAOverlapped
+from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket, is_message_socket, mark_shutdown
 
 __all__ = [
@@ -166,15 +166,21 @@ class WSAProtocol(asyncio.Protocol):
     a convenience (and its no-op default costs nothing: the transport skips it).
     """
 
-    def send_completed(self, overlapped: WSAOverlapped) -> None:
+    def send_completed(self, overlapped: CompletedSend) -> None:
         """Called once per completed send of the transport, in posting order.
 
         Every ``send``, ``write`` and ``writelines`` that posted bytes completes exactly once,
         successfully (``overlapped.error == 0``, ``transferred`` == its size) or not (its
         ``WSAError`` in ``overlapped.exception``, ``transferred`` = the bytes the kernel took).
         It runs through ``loop.call_soon``, after the send's completion routine (S5.3), and
-        before ``connection_lost``. The overlapped is the one ``send()`` returned; ``write()``
-        makes its own. An exception raised here goes to the loop's exception handler.
+        before ``connection_lost``. An exception raised here goes to the loop's exception handler.
+
+        ``overlapped`` is a :class:`CompletedSend`: that send's ``error``, ``transferred``,
+        ``exception``, ``nbytes`` (and ``pending`` False, ``result()``), frozen when it completed.
+        The object the send was posted with is ``overlapped.overlapped`` (the one ``send()``
+        returned; ``write()`` makes its own). It is a snapshot because the overlapped itself may
+        be posting another send by now: a routine that reposts with the same overlapped (the
+        classic Winsock pattern), or a task that awaited it and reused it, runs before this call.
         """
 
 
@@ -631,13 +637,15 @@ class WSATransport(asyncio.Transport):
         call_soon = self._loop.call_soon
         if self._completions_wanted:
             # Scheduled after the routines this flush scheduled (S5.3 then S7.2); one handle per
-            # batch keeps that order across the several sendmsg calls of one flush.
-            call_soon(self._deliver_completions, ops)
+            # batch keeps that order across the several sendmsg calls of one flush. The state is
+            # read NOW, while it is this send's: by the time the handle runs, a routine (or the
+            # task that awaited it) may have posted the same overlapped again (issue 10 item 11).
+            call_soon(self._deliver_completions, [CompletedSend(ov) for ov in ops])
         if self._protocol_paused and not self._resume_scheduled:
             self._resume_scheduled = True
             call_soon(self._maybe_resume_protocol)
 
-    def _deliver_completions(self, ops: list[WSAOverlapped]) -> None:
+    def _deliver_completions(self, ops: list[CompletedSend]) -> None:
         if self._state is TransportState.CLOSED:
             return
         callback = getattr(self._protocol, "send_completed", None)

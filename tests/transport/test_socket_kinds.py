@@ -118,7 +118,7 @@ async def test_WSATransport_seqpacket_partial_message_is_one_record() -> None:
         record = await asyncio.wait_for(asyncio.get_running_loop().sock_recv(peer, 65536), GUARD)
         assert record == b"part1-part2-end"
         await until(lambda: len(proto.completed) == 3)
-        assert proto.completed == [first, second, final]
+        assert proto.completed_overlapped() == [first, second, final]
         transport.close()
         await proto.wait_lost()
         proto.check()
@@ -147,7 +147,7 @@ async def test_WSATransport_unfinished_partial_message_fails_on_close(how: str) 
         if how == "write_eof":
             transport.close()
         assert await proto.wait_lost() is None
-        assert proto.completed == [done, piece]
+        assert proto.completed_overlapped() == [done, piece]
         proto.check()
 
 
@@ -196,7 +196,7 @@ async def test_WSATransport_max_pending_sends() -> None:
         transport.close()
         assert await drain_peer(peer) == big[: 3 << 20]
         await proto.wait_lost()
-        assert proto.completed == ovs
+        assert proto.completed_overlapped() == ovs
     ours, peer = socket.socketpair()
     with peer, ours, pytest.raises(WSAError) as info:
         await wrap(ours, max_pending_sends=0)
