@@ -230,7 +230,7 @@ def test_wsa_send_without_a_running_loop_says_what_to_do() -> None:
         for where in ("main", "thread"):
             caught: list[BaseException] = []
 
-            def call() -> None:
+            def call(caught: list[BaseException] = caught) -> None:
                 try:
                     wsa_send(a, [b"x"])
                 except BaseException as exc:
