@@ -125,7 +125,11 @@ class WSAOverlapped(PendingSend):
     """One overlapped send: awaitable, with status, byte count and event (SPEC S5; WSAOVERLAPPED).
 
     ``wsa_send`` makes one for you, or takes yours through ``overlapped=`` (reusable once it
-    completed, S5.5). ``await ov`` gives the bytes consumed or raises the :class:`WSAError`.
+    completed, S5.5). ``await ov`` gives the bytes consumed or raises the :class:`WSAError`,
+    from any loop: awaited on a loop other than the one that completes the send (a send posted
+    through ``wsasend.winsock.WSASend`` runs on the provider's loop), it is woken through that
+    loop's ``call_soon_threadsafe``. Cancelling such a foreign await stops the waiting only: the
+    send can be withdrawn (S5.7) only in its own loop's thread.
 
     Args:
         event: the ``hEvent`` to signal on completion: a :class:`WSAEvent`, or with a completion
