@@ -6,6 +6,7 @@ import wsasend
 
 # SPEC S1, plus the stream helpers and the server class of issue 4.
 DOCUMENTED = {
+    "CompletedSend",
     "MSG_DONTROUTE",
     "MSG_OOB",
     "MSG_PARTIAL",

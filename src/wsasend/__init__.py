@@ -8,13 +8,14 @@ README and SPEC sections S1-S8 for the contract.
 from ._api import closesocket, set_max_pending, wsa_send
 from ._buffers import WSABUF, remaining
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
-from ._overlapped import WSAEvent, WSAOverlapped
+from ._overlapped import CompletedSend, WSAEvent, WSAOverlapped
 from ._server import WSAServer, create_server, start_server
 from ._sockutil import MSG_DONTROUTE, MSG_OOB, MSG_PARTIAL, max_message_size
 from ._sync import wsa_send_sync
 from ._transport import WSAProtocol, WSATransport, connect_accepted_socket, create_connection, open_connection
 
 __all__ = [
+    "CompletedSend",
     "MSG_DONTROUTE",
     "MSG_OOB",
     "MSG_PARTIAL",

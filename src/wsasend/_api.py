@@ -190,6 +190,16 @@ def set_max_pending(sock: socket.socket, max_pending: int) -> None:
         engine.max_pending = max_pending
 
 
+# What to do instead, for a wsa_send called where no loop runs (issue 12 section 4).
+_NO_LOOP = (
+    "wsa_send() needs a running event loop in this thread: call it from a coroutine or callback of "
+    "the loop that owns the socket. From another thread, post it to that loop with "
+    "loop.call_soon_threadsafe(wsa_send, sock, buffers) (or asyncio.run_coroutine_threadsafe), "
+    "send blocking with wsa_send_sync(sock, buffers), or use the C-shaped facade "
+    "wsasend.winsock.WSASend, which runs its own loop"
+)
+
+
 def wsa_send(
     sock: socket.socket,
     buffers: object,
@@ -224,9 +234,13 @@ def wsa_send(
             completion follows. WSAEFAULT (bad buffer), WSAEOPNOTSUPP (flags), WSAEMSGSIZE,
             WSAESHUTDOWN, WSAENOTCONN, WSAENOTSOCK, WSAECONNRESET, WSAEWOULDBLOCK (too many
             outstanding sends, S5.6), WSAEINVAL (the overlapped is still pending, S5.5).
-        RuntimeError: when no event loop is running in this thread.
+        RuntimeError: when no event loop is running in this thread; the message says what to
+            use instead (``loop.call_soon_threadsafe``, ``wsa_send_sync``, the winsock facade).
     """
-    loop = _get_running_loop()
+    try:
+        loop = _get_running_loop()
+    except RuntimeError:
+        raise RuntimeError(_NO_LOOP) from None
     # id(sock) cannot name a dead socket here: the registry entry is dropped by the socket's
     # finalizer when it dies, before its id can be reused.
     engine = _ENGINES.get(id(sock))

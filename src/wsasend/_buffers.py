@@ -56,10 +56,15 @@ class WSABUF:
 def _view(obj: object, index: int) -> memoryview:
     try:
         view = memoryview(obj)  # type: ignore[arg-type]
-    except (TypeError, ValueError):  # ValueError: a released memoryview has no memory left
+    except TypeError:
+        # S3.2: a wrong Python type is also a TypeError, with the real reason first.
         raise WSAError(
-            WSAErrorCode.WSAEFAULT, detail=f"buffer {index} is not bytes-like: {type(obj).__name__}"
+            WSAErrorCode.WSAEFAULT,
+            reason=f"buffer {index} must be a bytes-like object, not {type(obj).__name__!r}",
+            type_error=True,
         ) from None
+    except ValueError:  # a released memoryview has no memory left
+        raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"buffer {index} is a released memoryview") from None
     if not view.c_contiguous:
         raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"buffer {index} is not C-contiguous")
     if view.format != "B" or view.ndim != 1:
@@ -71,7 +76,11 @@ def _one(obj: object, index: int) -> memoryview:
     if type(obj) is WSABUF:
         length = obj.len
         if not isinstance(length, int) or isinstance(length, bool):
-            raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"WSABUF {index}: len is not an int")
+            raise WSAError(
+                WSAErrorCode.WSAEFAULT,
+                reason=f"WSABUF {index}: len must be an int, not {type(length).__name__!r}",
+                type_error=True,
+            )
         view = _view(obj.buf, index)
         if length < 0 or length > view.nbytes:
             raise WSAError(
@@ -103,7 +112,9 @@ def normalize(buffers: object) -> tuple[list[Buffer], int]:
             buffers = (buffers,)
         elif isinstance(buffers, (str, dict, set, frozenset)) or not isinstance(buffers, Iterable):
             raise WSAError(
-                WSAErrorCode.WSAEFAULT, detail=f"buffers must be bytes-like or a sequence of them, not {kind.__name__}"
+                WSAErrorCode.WSAEFAULT,
+                reason=f"buffers must be a bytes-like object or a sequence of them, not {kind.__name__!r}",
+                type_error=True,
             )
     append = out.append
     items: Iterable[object] = buffers  # type: ignore[assignment]

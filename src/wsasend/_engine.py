@@ -801,7 +801,9 @@ class SendEngine:
             if ev is not None and type(ev) is WSAEvent:
                 ev.set()
         waiter = ov._waiter
-        if live and waiter is not None and not waiter.done():
+        # A closed loop can resolve no future of its own; awaiters on other loops (_Waiters, whose
+        # get_loop() is None) are still woken, through their own loops (issue 10 item 16).
+        if waiter is not None and (live or waiter.get_loop() is not self.loop) and not waiter.done():
             if exc is None:
                 waiter.set_result(n)
             else:

@@ -185,6 +185,34 @@ class WSAError(OSError):
     """The one exception of this package (SPEC S3.2).
 
     A subclass of :class:`OSError`, so ``except OSError`` keeps working. Branch on ``.winerror``.
+    Each instance is also an instance of the builtin exception that asyncio code already
+    catches for its cause, so ``except ConnectionResetError`` catches a WSAECONNRESET:
+
+    ========================================= =========================
+    ``.winerror``                             also an instance of
+    ========================================= =========================
+    WSAECONNRESET                             ConnectionResetError
+    WSAECONNABORTED, WSA_OPERATION_ABORTED    ConnectionAbortedError
+    WSAESHUTDOWN                              BrokenPipeError
+    WSAETIMEDOUT                              TimeoutError
+    WSAEWOULDBLOCK                            BlockingIOError
+    WSAEINTR                                  InterruptedError
+    WSAECONNREFUSED                           ConnectionRefusedError
+    WSAEFAULT/WSAEINVAL with ``type_error``   TypeError
+    ========================================= =========================
+
+    ``WSAError(code, ...)`` picks the subclass itself (one small private class per row, each a
+    subclass of ``WSAError`` and of the builtin), so ``type(err) is WSAError`` holds only for the
+    other codes: test with ``isinstance(err, WSAError)``.
+
+    Args:
+        code: the :class:`WSAErrorCode` (an int with a Winsock number is accepted).
+        errno: the POSIX errno behind it, if the kernel gave one.
+        bytes_sent: bytes of the failed operation the kernel consumed before the failure.
+        detail: more about this occurrence, added after the seed's description in parentheses.
+        reason: the real reason, said instead of the seed's description where that does not
+            fit (``.description`` still gives the seed's text).
+        type_error: the argument had the wrong Python type: the error is also a ``TypeError``.
 
     Attributes:
         winerror: the :class:`WSAErrorCode`. (On Linux ``OSError`` ignores its own ``winerror``
@@ -197,6 +225,32 @@ class WSAError(OSError):
 
     winerror: WSAErrorCode
     bytes_sent: int
+    _message: str
+
+    def __new__(
+        cls,
+        code: WSAErrorCode,
+        *,
+        errno: int | None = None,
+        bytes_sent: int = 0,
+        detail: str | None = None,
+        reason: str | None = None,
+        type_error: bool = False,
+    ) -> WSAError:
+        code = WSAErrorCode(code)
+        if cls is WSAError:
+            cls = _WSATypeError if type_error and code in _TYPE_ERROR_CODES else _BUILTIN_CLASSES.get(code, WSAError)
+        message = f"[{code.name} {int(code)}] {reason if reason else _DESCRIPTIONS[code]}"
+        if detail:
+            message = f"{message} ({detail})"
+        # OSError.__new__ sets args/errno/strerror from (errno, message); it maps an errno to a
+        # builtin subclass only when called for OSError itself, never for us.
+        self = super().__new__(cls, errno, message)
+        self.errno = errno
+        self.winerror = code
+        self.bytes_sent = bytes_sent
+        self._message = message
+        return self
 
     def __init__(
         self,
@@ -205,22 +259,27 @@ class WSAError(OSError):
         errno: int | None = None,
         bytes_sent: int = 0,
         detail: str | None = None,
+        reason: str | None = None,
+        type_error: bool = False,
     ) -> None:
-        code = WSAErrorCode(code)
-        message = f"[{code.name} {int(code)}] {_DESCRIPTIONS[code]}"
-        if detail:
-            message = f"{message} ({detail})"
-        super().__init__(errno, message)
-        self.errno = errno
-        self.winerror = code
-        self.bytes_sent = bytes_sent
-        self._message = message
+        # Everything was set by __new__ (OSError.__init__ does nothing once __new__ is ours).
+        pass
 
     def __str__(self) -> str:
         return self._message
 
+    def __repr__(self) -> str:
+        # OSError's repr shows args, whose first item is the errno (often None): show the code.
+        parts = [f"WSAErrorCode.{self.winerror.name}"]
+        if self.errno is not None:
+            parts.append(f"errno={self.errno}")
+        if self.bytes_sent:
+            parts.append(f"bytes_sent={self.bytes_sent}")
+        parts.append(f"message={self._message!r}")
+        return f"WSAError({', '.join(parts)})"
+
     def __reduce__(self) -> tuple[object, ...]:
-        return (_rebuild, (int(self.winerror), self.errno, self.bytes_sent, self._message))
+        return (_rebuild, (int(self.winerror), self.errno, self.bytes_sent, self._message, isinstance(self, TypeError)))
 
     @classmethod
     def from_oserror(cls, exc: OSError, *, bytes_sent: int = 0) -> WSAError:
@@ -237,9 +296,62 @@ class WSAError(OSError):
         return _DESCRIPTIONS[self.winerror]
 
 
-def _rebuild(code: int, err: int | None, bytes_sent: int, message: str) -> WSAError:
-    exc = WSAError(WSAErrorCode(code), errno=err, bytes_sent=bytes_sent)
+# One private subclass per builtin class of S3.2, chosen by WSAError.__new__. Each is a WSAError
+# first (so ``.winerror`` and the message are ours) and the builtin second (so ``except
+# ConnectionResetError`` and asyncio's own checks catch it). Module-level, so they pickle.
+class _WSAConnectionResetError(WSAError, ConnectionResetError):
+    pass
+
+
+class _WSAConnectionAbortedError(WSAError, ConnectionAbortedError):
+    pass
+
+
+class _WSABrokenPipeError(WSAError, BrokenPipeError):
+    pass
+
+
+class _WSATimeoutError(WSAError, TimeoutError):
+    pass
+
+
+class _WSABlockingIOError(WSAError, BlockingIOError):
+    pass
+
+
+class _WSAInterruptedError(WSAError, InterruptedError):
+    pass
+
+
+class _WSAConnectionRefusedError(WSAError, ConnectionRefusedError):
+    pass
+
+
+class _WSATypeError(WSAError, TypeError):
+    pass
+
+
+#: Winsock code -> the class of S3.2 that is also the builtin asyncio code catches for it.
+_BUILTIN_CLASSES: dict[WSAErrorCode, type[WSAError]] = {
+    WSAErrorCode.WSAECONNRESET: _WSAConnectionResetError,
+    WSAErrorCode.WSAECONNABORTED: _WSAConnectionAbortedError,
+    WSAErrorCode.WSA_OPERATION_ABORTED: _WSAConnectionAbortedError,
+    WSAErrorCode.WSAESHUTDOWN: _WSABrokenPipeError,
+    WSAErrorCode.WSAETIMEDOUT: _WSATimeoutError,
+    WSAErrorCode.WSAEWOULDBLOCK: _WSABlockingIOError,
+    WSAErrorCode.WSAEINTR: _WSAInterruptedError,
+    WSAErrorCode.WSAECONNREFUSED: _WSAConnectionRefusedError,
+}
+# The codes a wrong-typed argument raises (S2.2 buffers, S4.1 flags): with ``type_error`` they
+# are also a TypeError.
+_TYPE_ERROR_CODES = frozenset({WSAErrorCode.WSAEFAULT, WSAErrorCode.WSAEINVAL})
+
+
+def _rebuild(code: int, err: int | None, bytes_sent: int, message: str, type_error: bool = False) -> WSAError:
+    exc = WSAError(WSAErrorCode(code), errno=err, bytes_sent=bytes_sent, type_error=type_error)
     exc._message = message
+    exc.args = (err, message)
+    exc.strerror = message
     return exc
 
 

@@ -17,7 +17,7 @@ from ._queue import PendingSend
 if TYPE_CHECKING:
     from ._engine import SendEngine
 
-__all__ = ["CompletionRoutine", "WSAEvent", "WSAOverlapped"]
+__all__ = ["CompletedSend", "CompletionRoutine", "WSAEvent", "WSAOverlapped"]
 
 #: ``completion_routine(error, transferred, overlapped, flags)`` (SPEC S5.3).
 CompletionRoutine = Callable[[int, int, "WSAOverlapped", int], object]
@@ -42,7 +42,9 @@ class WSAEvent:
     def __init__(self, initial_state: bool = False) -> None:
         self._flag = threading.Event()
         self._lock = threading.Lock()
-        self._async_waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[bool]]] = []
+        # Futures of wait_async() callers -> their loop. Invariant: a future is here only while
+        # its wait_async() is suspended; set() takes them all, a cancelled wait removes its own.
+        self._async_waiters: dict[asyncio.Future[bool], asyncio.AbstractEventLoop] = {}
         # Callables run (in the setting thread) on every set(); WSAWaitForMultipleEvents uses this.
         self._listeners: list[Callable[[], object]] = []
         if initial_state:
@@ -52,11 +54,11 @@ class WSAEvent:
         """Signal the event (WSASetEvent). Thread-safe."""
         self._flag.set()
         with self._lock:
-            waiters, self._async_waiters = self._async_waiters, []
+            waiters, self._async_waiters = self._async_waiters, {}
             listeners = list(self._listeners)
         if waiters:
             here = _running_loop()
-            for loop, fut in waiters:
+            for fut, loop in waiters.items():
                 if loop is here:
                     _wake(fut)
                 else:
@@ -91,13 +93,16 @@ class WSAEvent:
         with self._lock:
             if self._flag.is_set():
                 return True
-            self._async_waiters.append((loop, fut))
+            self._async_waiters[fut] = loop
         try:
             return await fut
         finally:
-            if not fut.done():
-                with self._lock, contextlib.suppress(ValueError):
-                    self._async_waiters.remove((loop, fut))
+            # Cancelled (wait_for timed out...): fut is done then, cancelled by its task, and
+            # must leave the list, or polling with a time-out grows it without bound (issue 10
+            # item 14). A woken one was taken by set() already.
+            if fut.cancelled() or not fut.done():
+                with self._lock:
+                    self._async_waiters.pop(fut, None)
 
     def _add_listener(self, listener: Callable[[], object]) -> None:
         with self._lock:
@@ -120,7 +125,11 @@ class WSAOverlapped(PendingSend):
     """One overlapped send: awaitable, with status, byte count and event (SPEC S5; WSAOVERLAPPED).
 
     ``wsa_send`` makes one for you, or takes yours through ``overlapped=`` (reusable once it
-    completed, S5.5). ``await ov`` gives the bytes consumed or raises the :class:`WSAError`.
+    completed, S5.5). ``await ov`` gives the bytes consumed or raises the :class:`WSAError`,
+    from any loop: awaited on a loop other than the one that completes the send (a send posted
+    through ``wsasend.winsock.WSASend`` runs on the provider's loop), it is woken through that
+    loop's ``call_soon_threadsafe``. Cancelling such a foreign await stops the waiting only: the
+    send can be withdrawn (S5.7) only in its own loop's thread.
 
     Args:
         event: the ``hEvent`` to signal on completion: a :class:`WSAEvent`, or with a completion
@@ -153,7 +162,9 @@ class WSAOverlapped(PendingSend):
         self._error: int = 0
         self._exc: WSAError | None = None
         self._routine: CompletionRoutine | None = None
-        self._waiter: asyncio.Future[int] | None = None
+        # The engine loop's future of whoever awaits this send, or _Waiters when a loop in another
+        # thread awaits it too (issue 10 item 16). The engine calls done/set_result/set_exception.
+        self._waiter: asyncio.Future[int] | _Waiters | None = None
         self._tevent: threading.Event | None = None
         self._engine: SendEngine | None = None
         self._nbytes = 0
@@ -246,7 +257,13 @@ class WSAOverlapped(PendingSend):
             return True
         engine = self._engine
         if engine is not None and engine.in_loop_thread():
-            raise WSAError(WSAErrorCode.WSAEINVAL, detail="wait() in the loop's own thread would block it; await it")
+            raise WSAError(
+                WSAErrorCode.WSAEINVAL,
+                reason=(
+                    "wait() was called in the thread of the loop that completes this send, and would "
+                    "block that loop forever: await the overlapped (or its event's wait_async()) instead"
+                ),
+            )
         tev = self._tevent
         if tev is None:
             tev = self._tevent = threading.Event()
@@ -261,10 +278,23 @@ class WSAOverlapped(PendingSend):
             True when it was withdrawn (it completes with WSA_OPERATION_ABORTED, 0 bytes);
             False when it already completed, or is partly consumed and will finish (cutting it
             short would corrupt the stream).
+
+        Raises:
+            WSAError: WSAEINVAL when called outside the thread of the loop the send was posted on
+                (the queue belongs to that loop).
         """
-        if not self._pending or self._engine is None:
+        engine = self._engine
+        if not self._pending or engine is None:
             return False
-        return self._engine.withdraw(self)
+        if not engine.in_loop_thread():
+            raise WSAError(
+                WSAErrorCode.WSAEINVAL,
+                reason=(
+                    "cancel() was called outside the thread of the loop the send was posted on: call it "
+                    "there (loop.call_soon_threadsafe(ov.cancel)), or use winsock.closesocket to abort"
+                ),
+            )
+        return engine.withdraw(self)
 
     def __await__(self) -> Generator[Any, None, int]:
         engine = self._engine
@@ -279,10 +309,20 @@ class WSAOverlapped(PendingSend):
             if self._exc is not None:
                 raise self._exc
             return self._transferred
-        assert self._engine is not None
-        fut = self._waiter
-        if fut is None or fut.cancelled():
-            fut = self._waiter = self._engine.loop.create_future()
+        assert engine is not None
+        loop = asyncio.get_running_loop()
+        if loop is not engine.loop:
+            # Awaited from another loop than the one that completes the send (a facade post runs
+            # on the provider's loop): complete through call_soon_threadsafe (issue 10 item 16).
+            return (yield from self._await_from(loop, engine))
+        waiter = self._waiter
+        fut: asyncio.Future[int]
+        if isinstance(waiter, _Waiters):
+            fut = waiter.add(loop)
+        elif waiter is None or waiter.cancelled():
+            fut = self._waiter = loop.create_future()
+        else:
+            fut = waiter
         try:
             return (yield from fut)
         except asyncio.CancelledError:
@@ -290,6 +330,29 @@ class WSAOverlapped(PendingSend):
             if self._pending:
                 self.cancel()
             raise
+
+    def _await_from(self, loop: asyncio.AbstractEventLoop, engine: SendEngine) -> Generator[Any, None, int]:
+        """Wait on ``loop`` for a send that ``engine.loop`` (in another thread) completes."""
+        old = self._waiter
+        if isinstance(old, _Waiters):
+            waiters = old
+        else:
+            waiters = _Waiters()
+            if old is not None and not old.done():
+                waiters.futures.append(old)  # keep the engine loop's own awaiter
+        fut = waiters.add(loop)
+        # Publish, then look again: the engine marks the send done before it reads _waiter, so
+        # either it sees our waiters or we see the send done (the GIL orders the two).
+        self._waiter = waiters
+        if not self._pending:
+            _resolve(fut, self._transferred, self._exc)
+        try:
+            return (yield from fut)
+        finally:
+            # Done or cancelled, it leaves the list: polling with a time-out must not grow it.
+            # (A cancelled await does not withdraw the send: the queue belongs to the other
+            # loop's thread. Call ``loop.call_soon_threadsafe(ov.cancel)`` for that.)
+            waiters.discard(fut)
 
     def __repr__(self) -> str:
         if self._pending:
@@ -315,3 +378,142 @@ class WSAOverlapped(PendingSend):
         ev = self._event
         if routine is None and isinstance(ev, WSAEvent):
             ev.reset()
+
+
+def _resolve(fut: asyncio.Future[int], transferred: int, exc: BaseException | None) -> None:
+    if not fut.done():
+        if exc is None:
+            fut.set_result(transferred)
+        else:
+            fut.set_exception(exc)
+
+
+class _Waiters:
+    """Futures of several loops awaiting one overlapped, woken thread-safely (issue 10 item 16).
+
+    Stands in ``WSAOverlapped._waiter`` for an asyncio future once a loop other than the
+    engine's awaits the send: the engine calls the same ``done``/``set_result``/``set_exception``
+    on it, and each future is resolved in its own loop through ``call_soon_threadsafe``. The
+    engine's own loop's future, when awaited alone, never meets this class (no extra cost).
+    """
+
+    __slots__ = ("futures",)
+
+    def __init__(self) -> None:
+        self.futures: list[asyncio.Future[int]] = []
+
+    def add(self, loop: asyncio.AbstractEventLoop) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = loop.create_future()
+        self.futures.append(fut)
+        return fut
+
+    def discard(self, fut: asyncio.Future[int]) -> None:
+        with contextlib.suppress(ValueError):
+            self.futures.remove(fut)
+
+    def get_loop(self) -> None:
+        """No one loop: the engine must wake these even after its own loop closed."""
+        return None
+
+    def done(self) -> bool:
+        return False
+
+    def set_result(self, transferred: int) -> None:
+        self._wake(transferred, None)
+
+    def set_exception(self, exc: BaseException) -> None:
+        self._wake(0, exc)
+
+    def _wake(self, transferred: int, exc: BaseException | None) -> None:
+        # A copy: an awaiter in another thread may discard its future meanwhile.
+        for fut in list(self.futures):
+            # A closed loop raises RuntimeError: nobody waits there any more.
+            with contextlib.suppress(RuntimeError):
+                fut.get_loop().call_soon_threadsafe(_resolve, fut, transferred, exc)
+
+
+class CompletedSend:
+    """One completed send, as it completed: what ``WSAProtocol.send_completed`` receives (S7.2).
+
+    A frozen snapshot taken when the send completed, so it reports that send even when the
+    :class:`WSAOverlapped` was reused meanwhile (the classic Winsock pattern reposts from the
+    completion routine with the same overlapped, before ``send_completed`` runs). It reads like
+    the completed overlapped: ``error``, ``transferred``, ``exception``, ``nbytes``,
+    ``completed_immediately``, ``completion_routine``, ``pending`` (always False), ``done()``
+    and ``result()``; ``overlapped`` is the object itself (``send()``'s return value, or the one
+    ``write()`` made), for matching. Winsock passes the same values to a completion routine as
+    ``(dwError, cbTransferred, lpOverlapped, dwFlags)``; ``flags`` is that ``dwFlags`` (0).
+    """
+
+    __slots__ = ("_error", "_exc", "_immediately", "_nbytes", "_overlapped", "_routine", "_transferred")
+
+    def __init__(self, overlapped: WSAOverlapped) -> None:
+        self._overlapped = overlapped
+        self._error = overlapped._error
+        self._transferred = overlapped._transferred
+        self._exc = overlapped._exc
+        self._nbytes = overlapped._nbytes
+        self._immediately = overlapped._completed_immediately
+        self._routine = overlapped._routine
+
+    @property
+    def overlapped(self) -> WSAOverlapped:
+        """The overlapped the send was posted with (it may be posting another send by now)."""
+        return self._overlapped
+
+    @property
+    def error(self) -> int:
+        """0 on success, else the :class:`WSAErrorCode` the send completed with."""
+        return self._error
+
+    @property
+    def transferred(self) -> int:
+        """Bytes of this send the kernel consumed."""
+        return self._transferred
+
+    @property
+    def exception(self) -> WSAError | None:
+        """The :class:`WSAError` of a failed send, else None."""
+        return self._exc
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this send posted (the sum of its buffers)."""
+        return self._nbytes
+
+    @property
+    def completed_immediately(self) -> bool:
+        """True when the kernel took every byte inside the call that posted it (S5.1)."""
+        return self._immediately
+
+    @property
+    def completion_routine(self) -> CompletionRoutine | None:
+        """The routine the send was posted with, if any."""
+        return self._routine
+
+    @property
+    def pending(self) -> bool:
+        """Always False: a snapshot is of a completed send."""
+        return False
+
+    @property
+    def flags(self) -> int:
+        """The completion's ``dwFlags``: always 0, as Winsock's for a send."""
+        return 0
+
+    def done(self) -> bool:
+        """Always True."""
+        return True
+
+    def result(self) -> int:
+        """``transferred``, or raise the send's :class:`WSAError`."""
+        if self._exc is not None:
+            raise self._exc
+        return self._transferred
+
+    def __repr__(self) -> str:
+        if self._error:
+            state = f"failed {WSAErrorCode(self._error).name} after {self._transferred} bytes"
+        else:
+            state = f"done {self._transferred} bytes"
+        return f"<CompletedSend {state} of {self._overlapped!r}>"

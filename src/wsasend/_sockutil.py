@@ -128,7 +128,9 @@ def translate_flags(flags: object, sock: socket.socket, *, cork: bool = False) -
             MSG_OOB on a message socket, or MSG_PARTIAL on a stream socket without ``cork``.
     """
     if not isinstance(flags, int) or isinstance(flags, bool):
-        raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"flags must be an int, not {type(flags).__name__}")
+        raise WSAError(
+            WSAErrorCode.WSAEINVAL, reason=f"flags must be an int, not {type(flags).__name__!r}", type_error=True
+        )
     if flags & ~_KNOWN_FLAGS or flags < 0:
         raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail=f"unsupported flag bits {flags & ~_KNOWN_FLAGS:#x}")
     message = is_message_socket(sock)

@@ -35,6 +35,7 @@ import asyncio
 import enum
 import errno
 import logging
+import mmap
 import socket
 import warnings
 import weakref
@@ -45,7 +46,7 @@ from ._api import engine_for, set_max_pending
 from ._buffers import normalize
 from ._engine import ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
-from ._overlapped import CompletionRoutine, WSAOverlapped
+from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket, is_message_socket, mark_shutdown
 
 __all__ = [
@@ -64,6 +65,12 @@ logger = logging.getLogger("wsasend")
 
 #: Bytes asked of one ``recv`` on a stream socket: asyncio's ``_SelectorTransport.max_size``.
 MAX_READ = 256 * 1024
+#: Bytes one message read can take on an AF_UNIX datagram or seqpacket socket: twice the largest
+#: datagram Linux 6.x on x86-64 can allocate (4263616, see _sockutil), a margin for kernels
+#: with more frags or larger pages. Address space only (an anonymous mapping, see _read_message).
+MESSAGE_READ_MAX = 8 * 1024 * 1024
+#: ... and on a UDP socket: the largest UDP payload (65535 less the 8-byte header) fits.
+UDP_READ_MAX = 64 * 1024
 #: asyncio's default high-water mark (``transports._FlowControlMixin``); low defaults to high // 4.
 DEFAULT_HIGH_WATER = 64 * 1024
 # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES: after this many writes on a lost
@@ -166,15 +173,21 @@ class WSAProtocol(asyncio.Protocol):
     a convenience (and its no-op default costs nothing: the transport skips it).
     """
 
-    def send_completed(self, overlapped: WSAOverlapped) -> None:
+    def send_completed(self, overlapped: CompletedSend) -> None:
         """Called once per completed send of the transport, in posting order.
 
         Every ``send``, ``write`` and ``writelines`` that posted bytes completes exactly once,
         successfully (``overlapped.error == 0``, ``transferred`` == its size) or not (its
         ``WSAError`` in ``overlapped.exception``, ``transferred`` = the bytes the kernel took).
         It runs through ``loop.call_soon``, after the send's completion routine (S5.3), and
-        before ``connection_lost``. The overlapped is the one ``send()`` returned; ``write()``
-        makes its own. An exception raised here goes to the loop's exception handler.
+        before ``connection_lost``. An exception raised here goes to the loop's exception handler.
+
+        ``overlapped`` is a :class:`CompletedSend`: that send's ``error``, ``transferred``,
+        ``exception``, ``nbytes`` (and ``pending`` False, ``result()``), frozen when it completed.
+        The object the send was posted with is ``overlapped.overlapped`` (the one ``send()``
+        returned; ``write()`` makes its own). It is a snapshot because the overlapped itself may
+        be posting another send by now: a routine that reposts with the same overlapped (the
+        classic Winsock pattern), or a task that awaited it and reused it, runs before this call.
         """
 
 
@@ -280,12 +293,17 @@ class WSATransport(asyncio.Transport):
         self._engine = engine
         self._message_mode = is_message_socket(sock)
         self._is_dgram = sock.type == socket.SOCK_DGRAM
+        self._max_read = MAX_READ
+        # Message sockets: one recv is one message, and a message cut short is lost, so each is
+        # read into a scratch area as large as any message the kernel can carry (issue 10 item
+        # 12). An anonymous mapping costs address space only: pages are touched as messages
+        # fill them and given back after a large one (see _read_message).
+        self._scratch: mmap.mmap | None = None
+        self._scratch_iov: list[mmap.mmap] = []
         if self._message_mode:
-            # One recv is one message, and a message cut short is lost: ask for the most it can be.
-            rcvbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
-            self._max_read = max(MAX_READ, rcvbuf)
-        else:
-            self._max_read = MAX_READ
+            size = MESSAGE_READ_MAX if sock.family == socket.AF_UNIX else UDP_READ_MAX
+            self._scratch = mmap.mmap(-1, size)
+            self._scratch_iov = [self._scratch]
         self._partial_messages: PartialMessages = partial_messages
         if partial_messages == "cork":
             engine.cork = True
@@ -486,10 +504,12 @@ class WSATransport(asyncio.Transport):
             TypeError: an item is not C-contiguous bytes-like.
             WSAError: as :meth:`write`.
         """
+        items = list(list_of_data)
         try:
-            bufs, total = normalize(list(list_of_data))
+            bufs, total = normalize(items)
         except WSAError as exc:
-            raise TypeError(f"writelines() takes bytes-like objects: {exc}") from exc
+            # In asyncio's own words (its write() says the same), with ours as the cause (S3.2).
+            raise TypeError(_bad_data_message(items)) from exc
         self._post_write(bufs, not total)
 
     def _post_write(self, data: object, empty: bool) -> None:
@@ -629,13 +649,15 @@ class WSATransport(asyncio.Transport):
         call_soon = self._loop.call_soon
         if self._completions_wanted:
             # Scheduled after the routines this flush scheduled (S5.3 then S7.2); one handle per
-            # batch keeps that order across the several sendmsg calls of one flush.
-            call_soon(self._deliver_completions, ops)
+            # batch keeps that order across the several sendmsg calls of one flush. The state is
+            # read NOW, while it is this send's: by the time the handle runs, a routine (or the
+            # task that awaited it) may have posted the same overlapped again (issue 10 item 11).
+            call_soon(self._deliver_completions, [CompletedSend(ov) for ov in ops])
         if self._protocol_paused and not self._resume_scheduled:
             self._resume_scheduled = True
             call_soon(self._maybe_resume_protocol)
 
-    def _deliver_completions(self, ops: list[WSAOverlapped]) -> None:
+    def _deliver_completions(self, ops: list[CompletedSend]) -> None:
         if self._state is TransportState.CLOSED:
             return
         callback = getattr(self._protocol, "send_completed", None)
@@ -709,9 +731,8 @@ class WSATransport(asyncio.Transport):
         assert sock is not None
         try:
             if self._message_mode:
-                data, _, msg_flags, _ = sock.recvmsg(self._max_read)
-                if msg_flags & socket.MSG_TRUNC:
-                    self._truncated()
+                data = self._read_message(sock)
+                if data is None:
                     return
             else:
                 data = sock.recv(self._max_read)
@@ -734,6 +755,30 @@ class WSATransport(asyncio.Transport):
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
 
+    def _read_message(self, sock: socket.socket) -> bytes | None:
+        """One whole message from the scratch area (None: truncated, the transport is failing).
+
+        One ``recvmsg_into`` and a copy of the message's own bytes: no syscall more than a
+        plain ``recv`` for the common small datagram, and cheaper than allocating a buffer of
+        the largest size for each one (measured ~4x on a 100-byte AF_UNIX datagram).
+        """
+        scratch = self._scratch
+        assert scratch is not None
+        nbytes, _, msg_flags, _ = sock.recvmsg_into(self._scratch_iov)
+        if msg_flags & socket.MSG_TRUNC:
+            self._truncated()
+            return None
+        data = scratch[:nbytes]
+        if nbytes > MAX_READ:
+            self._release_scratch()
+        return data
+
+    def _release_scratch(self) -> None:
+        # A large message left its pages resident: give them back (zero-filled on next touch).
+        scratch = self._scratch
+        if scratch is not None and hasattr(mmap, "MADV_DONTNEED"):
+            scratch.madvise(mmap.MADV_DONTNEED)
+
     def _read_buffered(self) -> None:
         protocol = self._protocol
         assert isinstance(protocol, asyncio.BufferedProtocol)
@@ -750,10 +795,17 @@ class WSATransport(asyncio.Transport):
             return
         try:
             if self._message_mode:
-                nbytes, _, msg_flags, _ = sock.recvmsg_into([buf])
+                # The protocol's buffer first (zero-copy), then the scratch area for the rest of
+                # a message longer than it: still one syscall, and nothing is ever cut.
+                nbytes, _, msg_flags, _ = sock.recvmsg_into([buf, self._scratch_iov[0]])
                 if msg_flags & socket.MSG_TRUNC:
                     self._truncated()
                     return
+                if nbytes > len(buf):  # type: ignore[arg-type]
+                    room = memoryview(buf).nbytes
+                    if nbytes > room:
+                        self._buffered_long_message(protocol, buf, room, nbytes)
+                        return
             else:
                 nbytes = sock.recv_into(buf)
         except (BlockingIOError, InterruptedError):
@@ -774,6 +826,29 @@ class WSATransport(asyncio.Transport):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.buffer_updated() call failed.")
+
+    def _buffered_long_message(self, protocol: asyncio.BufferedProtocol, buf: Any, room: int, nbytes: int) -> None:
+        """A message longer than the protocol's buffer: its head is in ``buf``, the rest in the
+        scratch area. Deliver it whole, in order, through as many ``get_buffer(remaining)`` /
+        ``buffer_updated`` rounds as the protocol's buffers need (one when it offers enough)."""
+        assert self._scratch is not None
+        data = bytes(memoryview(buf).cast("B")[:room]) + self._scratch[: nbytes - room]
+        if nbytes > MAX_READ:
+            self._release_scratch()
+        offset = 0
+        try:
+            while offset < nbytes and self._state in _READABLE:
+                view = memoryview(protocol.get_buffer(nbytes - offset)).cast("B")
+                if not view.nbytes:
+                    raise RuntimeError("get_buffer() returned an empty buffer")
+                take = min(view.nbytes, nbytes - offset)
+                view[:take] = data[offset : offset + take]
+                offset += take
+                protocol.buffer_updated(take)
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.get_buffer() or buffer_updated() call failed.")
 
     def _truncated(self) -> None:
         # A message longer than the receive buffer lost its tail: say so rather than deliver it.
@@ -901,6 +976,18 @@ class WSATransport(asyncio.Transport):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
+
+
+def _bad_data_message(items: list[Any]) -> str:
+    """asyncio's TypeError message for the first item of ``items`` that is not a usable buffer."""
+    for item in items:
+        try:
+            view = memoryview(item)
+        except (TypeError, ValueError):
+            return f"data argument must be a bytes-like object, not {type(item).__name__!r}"
+        if not view.c_contiguous:
+            return "data argument must be a C-contiguous bytes-like object"
+    return "data argument must be bytes-like objects"
 
 
 def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:

@@ -164,34 +164,123 @@ def test_WSAError_attributes() -> None:
         WSAError(12345)  # type: ignore[arg-type]
 
 
-def test_WSAError_is_one_OSError_class() -> None:
-    for code in WSAErrorCode:
-        err = WSAError(code, errno=errno.EPIPE)
-        # OSError(EPIPE, ...) would become BrokenPipeError; ours stays one class (S3.2).
-        assert type(err) is WSAError
-        assert isinstance(err, OSError)
+# S3.2: the builtin class each code is also an instance of; every other code is a plain WSAError.
+BUILTIN_FOR_CODE: dict[WSAErrorCode, type[OSError]] = {
+    WSAErrorCode.WSAECONNRESET: ConnectionResetError,
+    WSAErrorCode.WSAECONNABORTED: ConnectionAbortedError,
+    WSAErrorCode.WSA_OPERATION_ABORTED: ConnectionAbortedError,
+    WSAErrorCode.WSAESHUTDOWN: BrokenPipeError,
+    WSAErrorCode.WSAETIMEDOUT: TimeoutError,
+    WSAErrorCode.WSAEWOULDBLOCK: BlockingIOError,
+    WSAErrorCode.WSAEINTR: InterruptedError,
+    WSAErrorCode.WSAECONNREFUSED: ConnectionRefusedError,
+}
+# Every builtin OSError subclass that some code could be confused with.
+OSERROR_BUILTINS = (
+    ConnectionResetError,
+    ConnectionAbortedError,
+    BrokenPipeError,
+    TimeoutError,
+    BlockingIOError,
+    InterruptedError,
+    ConnectionRefusedError,
+    ConnectionError,
+    FileNotFoundError,
+    PermissionError,
+    ChildProcessError,
+    ProcessLookupError,
+    FileExistsError,
+    IsADirectoryError,
+    NotADirectoryError,
+)
+
+
+@pytest.mark.parametrize("code", list(WSAErrorCode), ids=lambda c: c.name)
+@pytest.mark.parametrize("err", [None, errno.EPIPE, errno.ECONNRESET, errno.EAGAIN, errno.ETIMEDOUT])
+def test_WSAError_is_the_builtin_of_its_code_and_no_other(code: WSAErrorCode, err: int | None) -> None:
+    exc = WSAError(code, errno=err, bytes_sent=7)
+    assert isinstance(exc, WSAError) and isinstance(exc, OSError)
+    assert exc.winerror is code and exc.errno == err and exc.bytes_sent == 7
+    expected = BUILTIN_FOR_CODE.get(code)
+    # The builtin comes from the code only, never from the errno (OSError(EPIPE, ...) alone would
+    # become BrokenPipeError whatever Winsock code it stands for).
+    for builtin in OSERROR_BUILTINS:
+        should = expected is not None and issubclass(expected, builtin)
+        assert isinstance(exc, builtin) is should, (code.name, builtin.__name__)
+    assert not isinstance(exc, TypeError)
+    if expected is None:
+        assert type(exc) is WSAError
+    # Caught both ways: as the one class, and as the builtin.
+    with pytest.raises(WSAError):
+        raise exc
+    if expected is not None:
+        with pytest.raises(expected) as info:
+            raise exc
+        assert info.value is exc
+
+
+def test_WSAError_except_OSError_keeps_working() -> None:
     with pytest.raises(OSError) as info:
         raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF)
     assert info.value.errno == errno.EBADF
     try:
         raise WSAError(WSAErrorCode.WSAESHUTDOWN, errno=errno.EPIPE, bytes_sent=5)
     except OSError as exc:  # what code written for plain sockets catches
-        assert isinstance(exc, WSAError) and exc.winerror is WSAErrorCode.WSAESHUTDOWN
+        assert isinstance(exc, WSAError) and exc.winerror is WSAErrorCode.WSAESHUTDOWN and exc.bytes_sent == 5
     else:  # pragma: no cover
         pytest.fail("not raised")
+
+
+@pytest.mark.parametrize("code", [WSAErrorCode.WSAEFAULT, WSAErrorCode.WSAEINVAL])
+def test_WSAError_type_error_for_a_wrong_python_type(code: WSAErrorCode) -> None:
+    exc = WSAError(code, reason="flags must be an int, not 'str'", type_error=True)
+    assert isinstance(exc, TypeError) and isinstance(exc, WSAError) and exc.winerror is code
+    assert str(exc) == f"[{code.name} {int(code)}] flags must be an int, not 'str'"
+    assert exc.description == WSAError(code).description, "the seed's text is still there"
+    with pytest.raises(TypeError):
+        raise exc
+    # Only those two codes can be a TypeError; other codes ignore type_error.
+    assert not isinstance(WSAError(WSAErrorCode.WSAECONNRESET, type_error=True), TypeError)
+    assert not isinstance(WSAError(code), TypeError)
+
+
+def test_WSAError_reason_replaces_the_seed_description() -> None:
+    exc = WSAError(WSAErrorCode.WSAEINVAL, reason="cancel() must be called in the loop's thread", detail="x")
+    assert str(exc) == "[WSAEINVAL 10022] cancel() must be called in the loop's thread (x)"
+    assert exc.args == (None, str(exc)) and exc.strerror == str(exc)
+
+
+def test_WSAError_repr_shows_the_code() -> None:
+    exc = WSAError(WSAErrorCode.WSAECONNRESET)
+    assert "WSAECONNRESET" in repr(exc) and "None" not in repr(exc)
+    full = WSAError(WSAErrorCode.WSAEMSGSIZE, errno=errno.EMSGSIZE, bytes_sent=3)
+    assert repr(full) == (
+        f"WSAError(WSAErrorCode.WSAEMSGSIZE, errno={errno.EMSGSIZE}, bytes_sent=3, message={str(full)!r})"
+    )
+
+
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+@pytest.mark.parametrize("code", list(WSAErrorCode), ids=lambda c: c.name)
+def test_WSAError_every_class_pickles_and_copies(protocol: int, code: WSAErrorCode) -> None:
+    for type_error in (False, True):
+        err = WSAError(code, errno=errno.EPIPE, bytes_sent=5, reason="why", detail="d", type_error=type_error)
+        for clone in (pickle.loads(pickle.dumps(err, protocol)), copy.copy(err), copy.deepcopy(err)):
+            assert type(clone) is type(err)
+            assert (clone.winerror, clone.errno, clone.bytes_sent) == (code, errno.EPIPE, 5)
+            assert str(clone) == str(err) and repr(clone) == repr(err) and clone.args == err.args
 
 
 @pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
 def test_WSAError_pickles_and_copies(protocol: int) -> None:
     err = WSAError(WSAErrorCode.WSAECONNRESET, errno=errno.ECONNRESET, bytes_sent=77, detail="peer reset")
     for clone in (pickle.loads(pickle.dumps(err, protocol)), copy.copy(err), copy.deepcopy(err)):
-        assert type(clone) is WSAError
+        assert type(clone) is type(err) and isinstance(clone, ConnectionResetError)
         assert clone.winerror is WSAErrorCode.WSAECONNRESET
         assert clone.errno == errno.ECONNRESET
         assert clone.bytes_sent == 77
         assert str(clone) == str(err)
     none = pickle.loads(pickle.dumps(WSAError(WSAErrorCode.WSAEFAULT), protocol))
-    assert none.errno is None and none.bytes_sent == 0
+    assert none.errno is None and none.bytes_sent == 0 and type(none) is WSAError
 
 
 @pytest.mark.parametrize("err", sorted(S33_TABLE))

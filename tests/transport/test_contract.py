@@ -17,7 +17,7 @@ import pytest
 
 import wsasend
 from tests.helpers import SMALL_BUF, pattern, tcp_pair
-from wsasend import WSAError, WSAErrorCode, WSAOverlapped, WSATransport
+from wsasend import CompletedSend, WSAError, WSAErrorCode, WSATransport
 from wsasend._transport import TransportState
 
 from .util import GUARD, Recorder, drain_peer, fill, until, wrap
@@ -130,7 +130,7 @@ async def test_WSATransport_protocol_errors_go_to_the_handler(loop_errors: list[
 
 async def test_WSATransport_send_completed_errors_do_not_break_the_stream(loop_errors: list[dict[str, Any]]) -> None:
     class Picky(Recorder):
-        def send_completed(self, overlapped: WSAOverlapped) -> None:
+        def send_completed(self, overlapped: CompletedSend) -> None:
             super().send_completed(overlapped)
             if overlapped.nbytes == 2:
                 raise RuntimeError("I dislike two")
@@ -220,7 +220,7 @@ async def test_WSATransport_write_eof_waits_for_queued_sends() -> None:
         assert await proto.wait_data(5) == b"reply"
         transport.close()
         assert await proto.wait_lost() is None
-        assert proto.completed == ovs
+        assert proto.completed_overlapped() == ovs
         proto.check()
 
 
@@ -286,7 +286,7 @@ async def test_WSATransport_abort_fails_pending_with_exact_counts(after_close: b
         assert aborted and all(ov.error == WSAErrorCode.WSA_OPERATION_ABORTED for ov in aborted)
         assert all(ov.transferred == ov.nbytes for ov in ovs if not ov.error)
         assert routine_calls == [(ov.error, ov.transferred) for ov in ovs]
-        assert proto.completed == ovs
+        assert proto.completed_overlapped() == ovs
         _assert_completed_before_lost(proto)
         proto.check()
 
@@ -305,7 +305,7 @@ async def test_WSATransport_peer_reset_fails_every_pending_send(reading: bool) -
     exc = await proto.wait_lost()
     # S6.3: connection_lost exactly once, with the WSAError; every pending send failed first.
     assert isinstance(exc, WSAError) and exc.winerror == WSAErrorCode.WSAECONNRESET
-    assert proto.completed == ovs
+    assert proto.completed_overlapped() == ovs
     _assert_completed_before_lost(proto)
     failed = [ov for ov in ovs if ov.error]
     assert failed and all(ov.error == WSAErrorCode.WSAECONNRESET for ov in failed)

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import SMALL_BUF, pattern, read_exactly, tcp_pair
-from wsasend import WSAOverlapped
+from wsasend import CompletedSend, WSAOverlapped
 
 from .util import GUARD, Recorder, wrap
 
@@ -68,9 +68,9 @@ async def test_WSATransport_ordering_mixed_send_write_writelines(family: int) ->
     trace: list[tuple[str, WSAOverlapped]] = []  # routine and send_completed calls, in order
 
     class Tracing(Recorder):
-        def send_completed(self, overlapped: WSAOverlapped) -> None:
+        def send_completed(self, overlapped: CompletedSend) -> None:
             super().send_completed(overlapped)
-            trace.append(("completed", overlapped))
+            trace.append(("completed", overlapped.overlapped))
 
     def routine(error: int, transferred: int, ov: WSAOverlapped, flags: int) -> None:
         assert (error, transferred, flags) == (0, ov.nbytes, 0)
@@ -117,7 +117,7 @@ async def test_WSATransport_ordering_mixed_send_write_writelines(family: int) ->
     for ov, (data, sent) in zip(proto.completed, posted, strict=True):
         assert ov.error == 0 and ov.transferred == ov.nbytes == len(data)
         if sent is not None:
-            assert ov is sent
+            assert ov.overlapped is sent
     assert sum(ov.transferred for ov in proto.completed) == len(received)
     # Each routine ran before its send's send_completed, and routines ran in posting order.
     with_routine = [ov for _, ov in posted if ov is not None and ov.completion_routine is not None]

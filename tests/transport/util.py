@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import wsasend
-from wsasend import WSAOverlapped, WSAProtocol, WSATransport
+from wsasend import CompletedSend, WSAOverlapped, WSAProtocol, WSATransport
 
 #: Hang guard for waits in these tests (never a timing assertion).
 GUARD = 20.0
@@ -28,7 +28,8 @@ class Recorder(WSAProtocol):
         self.events: list[tuple[str, Any]] = []
         self.violations: list[str] = []
         self.data = bytearray()
-        self.completed: list[WSAOverlapped] = []
+        # What send_completed received: snapshots (S7.2), in call order.
+        self.completed: list[CompletedSend] = []
         self.transport: WSATransport | None = None
         self.made = loop.create_future()
         self.eof = loop.create_future()
@@ -75,8 +76,10 @@ class Recorder(WSAProtocol):
         self.events.append(("eof", None))
         return self.keep_open
 
-    def send_completed(self, overlapped: WSAOverlapped) -> None:
+    def send_completed(self, overlapped: CompletedSend) -> None:
         self._expect_live("send_completed")
+        if not isinstance(overlapped, CompletedSend):
+            self.violations.append(f"send_completed got a {type(overlapped).__name__}, not a CompletedSend")
         if overlapped.pending:
             self.violations.append("send_completed for a pending send")
         self.events.append(("completed", overlapped))
@@ -134,6 +137,10 @@ class Recorder(WSAProtocol):
 
     def check(self) -> None:
         assert self.violations == []
+
+    def completed_overlapped(self) -> list[WSAOverlapped]:
+        """The overlapped each send_completed was about, in call order (for identity checks)."""
+        return [c.overlapped for c in self.completed]
 
     def kinds(self) -> list[str]:
         return [kind for kind, _ in self.events]
