@@ -102,7 +102,7 @@ class HttpServerProtocol(asyncio.Protocol):
             self._reply(transport, [_HTTP_HEADER, HTTP_BODY])
             lower = head.lower()
             if b"connection: close" in lower or (b"http/1.0" in lower and b"keep-alive" not in lower):
-                transport.close()  # type: ignore[attr-defined]
+                transport.close()
                 self._buf = b""
                 return
         self._buf = buf[start:]
