@@ -257,9 +257,20 @@ def _serve_main(proto: str, impl: str, loop_name: str) -> int:
             stop.set_result(None)
 
     loop.add_reader(0, stdin_closed)
+    # WSASEND_BENCH_PROFILE=FILE: cProfile the server (pstats dump to FILE when it stops).
+    profile_to = os.environ.get("WSASEND_BENCH_PROFILE")
+    prof = None
+    if profile_to:
+        import cProfile
+
+        prof = cProfile.Profile()
+        prof.enable()
     try:
         loop.run_until_complete(serve(proto, impl, ready=ready, stop=stop))
     finally:
+        if prof is not None:
+            prof.disable()
+            prof.dump_stats(profile_to)
         loop.remove_reader(0)
         loop.close()
     return 0

@@ -64,6 +64,11 @@ logger = logging.getLogger("wsasend")
 
 #: Bytes asked of one ``recv`` on a stream socket: asyncio's ``_SelectorTransport.max_size``.
 MAX_READ = 256 * 1024
+#: What a stream read asks for until reads fill it (then up to MAX_READ, and back when they
+#: are small again). Issue 11: ``recv(256 KiB)`` makes a bytes object above glibc's mmap
+#: threshold (128 KiB), so every read of a small request paid mmap + mremap + munmap and page
+#: faults (strace: 3 syscalls per request; uvloop's own transport reads into a reused buffer).
+SMALL_READ = 64 * 1024
 #: asyncio's default high-water mark (``transports._FlowControlMixin``); low defaults to high // 4.
 DEFAULT_HIGH_WATER = 64 * 1024
 # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES: after this many writes on a lost
@@ -146,6 +151,8 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
     (_S.CLOSED, _E.FATAL): _S.CLOSED,
 }
 
+# The hot paths' state test, one global lookup instead of two.
+_OPEN = TransportState.OPEN
 # States in which the transport still reads (asyncio stops reading at close()).
 _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
 
@@ -286,6 +293,8 @@ class WSATransport(asyncio.Transport):
             self._max_read = max(MAX_READ, rcvbuf)
         else:
             self._max_read = MAX_READ
+        # The size of the next stream read (see SMALL_READ and _read_stream).
+        self._read_size = min(SMALL_READ, self._max_read)
         self._partial_messages: PartialMessages = partial_messages
         if partial_messages == "cork":
             engine.cork = True
@@ -435,7 +444,7 @@ class WSATransport(asyncio.Transport):
                 ``wsa_send``. When the kernel reports the connection gone, the transport also
                 ends with ``connection_lost`` of that error.
         """
-        if self._state is not TransportState.OPEN:
+        if self._state is not _OPEN:
             raise self._refusal()
         engine = self._engine
         assert engine is not None and self._sock is not None
@@ -473,7 +482,7 @@ class WSATransport(asyncio.Transport):
                 After the connection was lost to an error, writes are dropped as asyncio drops
                 them: the protocol hears of it through ``connection_lost``.
         """
-        if type(data) is bytes and self._state is TransportState.OPEN:
+        if type(data) is bytes and self._state is _OPEN:
             # The commonest call (issue 11): a bytes object on an open stream transport.
             engine = self._engine
             if data and engine is not None and engine.hot:
@@ -500,7 +509,7 @@ class WSATransport(asyncio.Transport):
         """
         data = list(list_of_data)
         engine = self._engine
-        if self._state is TransportState.OPEN and engine is not None and engine.hot:
+        if self._state is _OPEN and engine is not None and engine.hot:
             # A list of bytes goes to the engine's fast path as it is (issue 11: normalising it
             # into memoryviews made writelines 1.2x the CPU of send per request).
             total = 0
@@ -731,11 +740,59 @@ class WSATransport(asyncio.Transport):
         if sock is None:  # pragma: no cover - the state is CLOSED then and want is False
             return
         if want:
-            self._loop.add_reader(sock, self._read_ready)
+            self._loop.add_reader(sock, self._read_ready if self._message_mode else self._read_stream)
             self._reader_registered = True
         else:
             self._reader_registered = False
             self._loop.remove_reader(sock)
+
+    def _read_stream(self) -> None:
+        """The reader of a stream socket: ``_read_ready`` + ``_read_data`` in one frame for a
+        plain Protocol (issue 11: the request/response hot path, one recv per callback as
+        asyncio's ``_read_ready__data_received``)."""
+        if not self._reader_registered:
+            return  # a late callback after pause/close
+        if self._buffered:
+            self._read_ready()  # a BufferedProtocol (set_protocol may switch kinds)
+            return
+        sock = self._sock
+        assert sock is not None
+        size = self._read_size
+        try:
+            data = sock.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._read_error(exc)
+            return
+        n = len(data)
+        if not n:
+            self._on_eof()
+            return
+        if n == size:
+            if size < self._max_read:
+                self._read_size = min(size * 2, self._max_read)  # bulk: fewer, larger reads
+        elif size > SMALL_READ and n < SMALL_READ:
+            self._read_size = SMALL_READ  # small again: stay below the mmap threshold
+        # See _read_ready: the engine's batch window closes when data_received returns.
+        engine = self._engine
+        assert engine is not None
+        engine._held = True
+        try:
+            self._protocol.data_received(data)  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        finally:
+            engine._held = False
+            if engine._batch_open:
+                if engine._ops:
+                    engine.release()
+                else:
+                    engine._batch_open = False
 
     def _read_ready(self) -> None:
         if not self._reader_registered:
@@ -754,7 +811,10 @@ class WSATransport(asyncio.Transport):
         finally:
             engine._held = False
             if engine._batch_open:
-                engine.release()
+                if engine._ops:
+                    engine.release()
+                else:
+                    engine._batch_open = False
 
     def _read_data(self) -> None:
         sock = self._sock
