@@ -268,7 +268,7 @@ def _serve_main(proto: str, impl: str, loop_name: str) -> int:
     try:
         loop.run_until_complete(serve(proto, impl, ready=ready, stop=stop))
     finally:
-        if prof is not None:
+        if prof is not None and profile_to:
             prof.disable()
             prof.dump_stats(profile_to)
         loop.remove_reader(0)
