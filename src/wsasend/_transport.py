@@ -450,14 +450,13 @@ class WSATransport(asyncio.Transport):
         assert engine is not None and self._sock is not None
         try:
             # The very dispatch of wsa_send: the engine's fast path for a plain list, else post().
-            if (
-                engine.hot
-                and flags is ZERO
-                and overlapped is None
-                and completion_routine is None
-                and type(buffers) is list
-            ):
-                ov = engine.post_list(self._sock, buffers)
+            if flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
+                if engine.hot:
+                    ov = engine.post_list(self._sock, buffers)
+                elif engine.hot_messages:
+                    ov = engine.post_message_list(self._sock, buffers)
+                else:
+                    ov = engine.post(self._sock, buffers, flags, overlapped, completion_routine)
             else:
                 ov = engine.post(self._sock, buffers, flags, overlapped, completion_routine)
         except WSAError as exc:
@@ -485,7 +484,7 @@ class WSATransport(asyncio.Transport):
         if type(data) is bytes and self._state is _OPEN:
             # The commonest call (issue 11): a bytes object on an open stream transport.
             engine = self._engine
-            if data and engine is not None and engine.hot:
+            if data and engine is not None and (engine.hot or engine.hot_messages):
                 self._post_list([data], engine)
                 return
         if type(data) is not bytes:
@@ -509,7 +508,7 @@ class WSATransport(asyncio.Transport):
         """
         data = list(list_of_data)
         engine = self._engine
-        if self._state is _OPEN and engine is not None and engine.hot:
+        if self._state is _OPEN and engine is not None and (engine.hot or engine.hot_messages):
             # A list of bytes goes to the engine's fast path as it is (issue 11: normalising it
             # into memoryviews made writelines 1.2x the CPU of send per request).
             total = 0
@@ -528,11 +527,14 @@ class WSATransport(asyncio.Transport):
         self._post_write(bufs, not total)
 
     def _post_list(self, data: list[Any], engine: SendEngine) -> None:
-        """``write``/``writelines`` of a non-empty list of bytes on an open stream transport."""
+        """``write``/``writelines`` of a non-empty list of bytes on an open transport."""
         sock = self._sock
         assert sock is not None
         try:
-            engine.post_list(sock, data)
+            if engine.hot:
+                engine.post_list(sock, data)
+            else:
+                engine.post_message_list(sock, data)
         except WSAError as exc:
             if _fatal_for_connection(exc):
                 # asyncio's write(): the error goes to connection_lost, not to the caller.
