@@ -15,7 +15,7 @@ The hot path is built for coalescing (SPEC S5.4, issue 6):
    out together in one ``sendmsg`` of up to IOV_MAX buffers. The window costs no loop callback
    of its own (S5.1, issue 11): every engine of a loop that opened one in this iteration is
    closed by one shared ``call_soon`` per loop iteration (:class:`_BatchTick`), and a window
-   opened while a ``WSATransport`` delivers received data (``hold``/``release``) is closed
+   opened while a ``WSATransport`` delivers received data (``_held``, ``release``) is closed
    when that callback returns, with no loop callback at all.
 2. The queue is flushed when the window closes, when the socket becomes writable (one
    ``add_writer``, registered only after EAGAIN and removed when the queue drains), or right
@@ -142,6 +142,8 @@ class _BatchTick:
 
 _TICKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _BatchTick] = weakref.WeakKeyDictionary()
 _TICKS_LOCK = threading.Lock()
+# S5.12: a forked child inherits no engine, so no tick either (a fresh one is made on demand).
+os.register_at_fork(after_in_child=_TICKS.clear)
 
 
 def _tick_for(loop: asyncio.AbstractEventLoop) -> _BatchTick:
@@ -190,8 +192,8 @@ class SendEngine:
         self._batch_scheduled = False
         # The loop's shared tick that closes the windows of this iteration (see _BatchTick).
         self._tick = _tick_for(loop)
-        # True while a transport callback runs (hold/release): a window opened now is closed by
-        # release(), not by the tick.
+        # True while a transport delivers received data: a window opened now is closed by
+        # release() when that callback returns, not by the tick.
         self._held = False
         # Whether on_complete hears of sends that completed immediately (S5.1). A transport
         # that needs no send_completed turns it off: such a send has nothing more to report
@@ -491,25 +493,22 @@ class SendEngine:
         """Open the batch window (S5.4): posts are queued until it closes, then flushed together.
 
         No loop callback per window: the engine joins its loop's tick (one ``call_soon`` per
-        loop iteration for every engine of the loop), or, while held by a transport callback,
-        waits for ``release()``.
+        loop iteration for every engine of the loop), or, while a transport callback holds it
+        (``_held``), waits for ``release()``.
         """
         self._batch_open = True
         if not self._batch_scheduled and not self._held:
             self._tick.add(self)
             self._batch_scheduled = True
 
-    def hold(self) -> None:
-        """A transport callback starts (data received): windows opened now close at ``release``.
-
-        Sends posted inside one callback are coalesced as before (the first goes at once,
-        S5.1; the rest are queued), and ``release`` flushes them when the callback returns,
-        without a loop callback: the request/response case of issue 11.
-        """
-        self._held = True
-
     def release(self) -> None:
-        """The transport callback returned: close the window and flush what it queued."""
+        """A transport callback that held the engine returned: close the window, flush its queue.
+
+        ``WSATransport`` sets ``_held`` while it delivers received data; sends posted inside
+        that callback are coalesced as ever (the first goes at once, S5.1; the rest are queued,
+        S5.4), and this flushes them when the callback returns, without a loop callback: the
+        request/response case of issue 11.
+        """
         self._held = False
         if self._batch_open:
             self._batch_open = False
