@@ -582,6 +582,12 @@ def profile_cases(groups: list[list[Case]], top: int) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m wsasend bench", description=__doc__)
     p.add_argument("--full", action="store_true", help="the whole matrix of issue 6 (long)")
+    p.add_argument(
+        "--servers",
+        action="store_true",
+        help="instead: the servers benchmark of issue 11 (ab / redis-benchmark against HTTP and RESP"
+        " servers, stock vs wsasend; see --servers --help)",
+    )
     p.add_argument("--plot", metavar="PNG", help="draw a bar chart (needs matplotlib: the 'plot' extra)")
     p.add_argument("--json", metavar="FILE", help="write every measurement as JSON")
     p.add_argument("--rounds", type=int, help=f"timed rounds per case (default {QUICK_ROUNDS}; --full {FULL_ROUNDS})")
@@ -602,7 +608,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the benchmark; print the tables. Returns 0, or 1 when any run failed verification."""
-    args = _parser().parse_args(list(argv) if argv is not None else None)
+    argv = list(argv) if argv is not None else sys.argv[1:]
+    if "--servers" in argv:
+        # Issue 11: real clients against small servers (benchmarks/servers.py has its own options).
+        from . import servers
+
+        return servers.main([a for a in argv if a != "--servers"])
+    args = _parser().parse_args(argv)
     if args.plot:
         try:
             import matplotlib  # noqa: F401
@@ -631,7 +643,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(profile_cases(groups, args.profile))
         return 0
     meta: dict[str, Any] = {
-        "command": "python -m wsasend bench " + " ".join(argv if argv is not None else sys.argv[1:]),
+        "command": "python -m wsasend bench " + " ".join(argv),
         "mode": "full" if args.full else "quick",
         "rounds": rounds,
         "machine": machine(),

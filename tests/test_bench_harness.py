@@ -8,15 +8,18 @@ data is caught.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from benchmarks import run as bench_run
+from benchmarks import servers
 from benchmarks.harness import Receiver, Run, Sender, run_case
 from benchmarks.senders import all_senders, has_transport
 from benchmarks.workloads import Workload, payload_for, quick_matrix, scaled
@@ -201,3 +204,98 @@ def test_bench_scaled_matrix_keeps_its_shape() -> None:
         assert 0 < s.sends <= 150
         if s.kind == "stall":
             assert s.sends % s.depth == 0
+
+
+# -- the servers benchmark (issue 11, item 5) ---------------------------------------------------
+
+
+_HTTP_ONE = servers.http_reply()[0] + servers.http_reply()[1]
+
+
+async def _with_server(proto: str, impl: str, talk: Callable[[int], Awaitable[None]]) -> None:
+    loop = asyncio.get_running_loop()
+    stop: asyncio.Future[None] = loop.create_future()
+    port: asyncio.Future[int] = loop.create_future()
+    task = asyncio.ensure_future(servers.serve(proto, impl, ready=port.set_result, stop=stop))
+    try:
+        async with asyncio.timeout(30):
+            await talk(await port)
+    finally:
+        if not stop.done():
+            stop.set_result(None)
+        await asyncio.wait_for(task, 30)
+
+
+async def _read_exactly(reader: asyncio.StreamReader, n: int) -> bytes:
+    data = await reader.readexactly(n)
+    return data
+
+
+@pytest.mark.parametrize("impl", ["stock", "wsa-send", "wsa-writelines"])
+async def test_bench_servers_http_replies_byte_for_byte(impl: str) -> None:
+    """Each HTTP server (stock and WSATransport) answers keep-alive requests, split and pipelined,
+    with exactly header + body per request, and closes after ``Connection: close``."""
+    request = b"GET / HTTP/1.1\r\nHost: x\r\nUser-Agent: t\r\n\r\n"
+
+    async def talk(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request[:7])
+        await writer.drain()
+        await asyncio.sleep(0)
+        writer.write(request[7:])
+        assert await _read_exactly(reader, len(_HTTP_ONE)) == _HTTP_ONE
+        writer.write(request * 3 + b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        assert await reader.read() == _HTTP_ONE * 4  # then EOF: the server closed
+        writer.close()
+        await writer.wait_closed()
+
+    await _with_server("http", impl, talk)
+
+
+@pytest.mark.parametrize("impl", ["stock", "wsa-send", "wsa-write"])
+async def test_bench_servers_resp_replies_byte_for_byte(impl: str) -> None:
+    """Each RESP server answers what redis-benchmark sends (inline and multibulk, pipelined and
+    split mid-command) with exactly Redis's replies, in order."""
+    commands = (
+        b"PING\r\n"
+        b"*1\r\n$4\r\nPING\r\n"
+        b"*3\r\n$3\r\nSET\r\n$16\r\nkey:__rand_int__\r\n$3\r\nxxx\r\n"
+        b"*2\r\n$3\r\nGET\r\n$16\r\nkey:__rand_int__\r\n"
+        b"*2\r\n$3\r\nGET\r\n$4\r\nnone\r\n"
+        b"*3\r\n$6\r\nCONFIG\r\n$3\r\nGET\r\n$4\r\nsave\r\n"
+        b"*1\r\n$4\r\nNOPE\r\n"
+    )
+    expected = b"+PONG\r\n+PONG\r\n+OK\r\n$3\r\nxxx\r\n$-1\r\n*2\r\n$4\r\nsave\r\n$0\r\n\r\n-ERR unknown command\r\n"
+
+    async def talk(port: int) -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for cut in (len(commands), 20, 45):  # whole, then split inside a bulk string
+            writer.write(commands[:cut])
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            writer.write(commands[cut:])
+            assert await _read_exactly(reader, len(expected)) == expected
+        writer.close()
+        await writer.wait_closed()
+
+    await _with_server("resp", impl, talk)
+
+
+@pytest.mark.parametrize("loop", servers.LOOPS)
+def test_bench_servers_real_clients_tiny_run(loop: str) -> None:
+    """The real clients against each server process: ``ab`` checks every request and the exact
+    bytes received; redis-benchmark must report every test. Skipped if the clients are missing
+    (Debian: apache2-utils, redis-tools)."""
+    missing = servers.missing_clients()
+    if missing:
+        pytest.skip(f"not installed: {missing}")
+    workloads = [servers.Workload(k, p, c, 200, pl) for (k, p, c, pl) in servers.TINY]
+    groups = servers.run_matrix(workloads, [loop], rounds=1)
+    cases = [c for g in groups for c in g]
+    assert {(c.workload.key, c.impl) for c in cases} == {
+        (w.key, impl) for w in workloads for impl in servers._impls(w.proto, None)
+    }
+    for case in cases:
+        assert [r.ok for r in case.rounds] == [True], (case.workload.key, case.case_id, case.rounds)
+        assert case.rounds[0].cpu > 0
+    assert "CPU vs stock" in servers.table(groups)

@@ -246,8 +246,11 @@ def wsa_send(
     engine = _ENGINES.get(id(sock))
     if engine is None or engine.loop is not loop:
         engine = engine_for(sock, loop)
-    if engine.hot and flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
-        return engine.post_list(sock, buffers)
+    if flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
+        if engine.hot:
+            return engine.post_list(sock, buffers)
+        if engine.hot_messages:
+            return engine.post_message_list(sock, buffers)
     return engine.post(sock, buffers, flags, overlapped, completion_routine)
 
 

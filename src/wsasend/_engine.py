@@ -10,10 +10,13 @@ this module makes the syscalls and turns the queue's answers into completions.
 The hot path is built for coalescing (SPEC S5.4, issue 6):
 
 1. A post on an idle engine tries the kernel at once (S5.1). If every byte goes, the send is
-   complete before ``wsa_send`` returns, and a *batch window* opens: one ``loop.call_soon``
-   (per loop iteration, not per send) that closes it. Sends posted while the window is open
-   are only queued, so that sends posted back to back in one loop iteration go out together
-   in one ``sendmsg`` of up to IOV_MAX buffers.
+   complete before ``wsa_send`` returns, and a *batch window* opens. Sends posted while the
+   window is open are only queued, so that sends posted back to back in one loop iteration go
+   out together in one ``sendmsg`` of up to IOV_MAX buffers. The window costs no loop callback
+   of its own (S5.1, issue 11): every engine of a loop that opened one in this iteration is
+   closed by one shared ``call_soon`` per loop iteration (:class:`_BatchTick`), and a window
+   opened while a ``WSATransport`` delivers received data (``_held``, ``release``) is closed
+   when that callback returns, with no loop callback at all.
 2. The queue is flushed when the window closes, when the socket becomes writable (one
    ``add_writer``, registered only after EAGAIN and removed when the queue drains), or right
    away when someone awaits a send that is only waiting for the window (``flush_for``), so an
@@ -236,6 +239,55 @@ _DRAINING = 1
 _CLOSED = 2
 
 
+class _BatchTick:
+    """The batch windows of one loop: one ``call_soon`` per loop iteration closes them all.
+
+    Issue 11: with one ``call_soon`` per engine per window, a server answering 50 connections
+    in one iteration paid 50 loop callbacks; now it pays one, whatever the number of engines.
+    Holds no reference to the loop (it is the value of a weak-keyed map of loops); the engines
+    in ``engines`` hold it only until the tick runs.
+    """
+
+    def __init__(self) -> None:
+        self.engines: list[SendEngine] = []
+        self.scheduled = False
+
+    def add(self, engine: SendEngine) -> None:
+        if not self.scheduled:
+            engine.loop.call_soon(self.run)  # raises on a closed loop: then nothing is recorded
+            self.scheduled = True
+        self.engines.append(engine)
+
+    def run(self) -> None:
+        self.scheduled = False
+        engines = self.engines
+        self.engines = []
+        for engine in engines:
+            try:
+                engine._close_batch()
+            except Exception as exc:  # pragma: no cover - _flush reports its own errors
+                # One engine's failure must not leave the others' windows open for good.
+                engine.loop.call_exception_handler(
+                    {"message": "wsasend: closing a batch window failed", "exception": exc}
+                )
+
+
+_TICKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _BatchTick] = weakref.WeakKeyDictionary()
+_TICKS_LOCK = threading.Lock()
+# S5.12: a forked child inherits no engine, so no tick either (a fresh one is made on demand).
+os.register_at_fork(after_in_child=_TICKS.clear)
+
+
+def _tick_for(loop: asyncio.AbstractEventLoop) -> _BatchTick:
+    tick = _TICKS.get(loop)
+    if tick is None:
+        with _TICKS_LOCK:
+            tick = _TICKS.get(loop)
+            if tick is None:
+                tick = _TICKS[loop] = _BatchTick()
+    return tick
+
+
 class SendEngine:
     """Ordered, coalescing overlapped sends for one socket on one loop. Internal.
 
@@ -271,6 +323,8 @@ class SendEngine:
         # True while post_list() may take a stream send without the general checks: a stream
         # socket whose engine is open. Kept in sync by _set_state().
         self.hot = not self.message_mode
+        # The same for post_message_list() on a message socket (issue 11 item 4).
+        self.hot_messages = self.message_mode
         self.max_pending = max_pending
         self.cork = False
         self._state = _OPEN
@@ -280,6 +334,15 @@ class SendEngine:
         # reopening the window in the same iteration costs nothing.
         self._batch_open = False
         self._batch_scheduled = False
+        # The loop's shared tick that closes the windows of this iteration (see _BatchTick).
+        self._tick = _tick_for(loop)
+        # True while a transport delivers received data: a window opened now is closed by
+        # release() when that callback returns, not by the tick.
+        self._held = False
+        # Whether on_complete hears of sends that completed immediately (S5.1). A transport
+        # that needs no send_completed turns it off: such a send has nothing more to report
+        # (its bytes are gone, so it can neither resume a paused protocol nor drain a close).
+        self.notify_immediate = True
         # Most bytes the next stream batch gathers (halved to what the kernel takes, doubled
         # back while it takes everything; see _flush).
         self._batch_cap = BATCH_BYTES
@@ -604,9 +667,51 @@ class SendEngine:
             self._sending = False
         # Completed immediately (S5.1): no routine, no event, nothing to wake.
         ov = _stream_overlapped(self, buffers, total, True)
-        if self.on_complete is not None:
+        if self.on_complete is not None and self.notify_immediate:
             self.on_complete([ov])
-        self._open_batch()
+        # The batch window (see _open_batch), inline: this is the request/response hot path.
+        self._batch_open = True
+        if not self._batch_scheduled and not self._held:
+            self._tick.add(self)
+            self._batch_scheduled = True
+        return ov
+
+    def post_message_list(self, sock: socket.socket, buffers: list[Any]) -> WSAOverlapped:
+        """``post(sock, buffers)`` on a message socket for the commonest call: a list of
+        ``bytes``, no flags, overlapped or routine (issue 11 item 4: datagrams at 0.6x
+        ``DatagramTransport.sendto``, the general path's checks and copies per message).
+
+        Only used while ``self.hot_messages``. Anything else (a non-bytes buffer, a message
+        over the size limit of S4.3, a closed socket, sends already queued, a MSG_PARTIAL
+        message being assembled, a stale ICMP error to retry) goes through :meth:`post`,
+        which enforces every rule; so S4.3's WSAEMSGSIZE and S5.2's errors are raised there,
+        and nothing is sent. One message is one ``sendmsg``, as ever (S5.2: no window here).
+        """
+        total = 0
+        for buf in buffers:
+            if type(buf) is not bytes:
+                return self.post(sock, buffers)
+            total += len(buf)
+        # UDP's limit is a constant; AF_UNIX's follows SO_SNDBUF (see _post_message).
+        if self._ops or total > (self._udp_max or max_message_size(sock)) or getattr(sock, "_closed", False):
+            return self.post(sock, buffers)
+        tx = self._tx(sock) if sock.gettimeout() else sock
+        try:
+            tx.sendmsg(buffers if len(buffers) <= IOV_MAX else gather_for_message(buffers), _EMPTY, LINUX_SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            ov = _stream_overlapped(self, buffers.copy(), total, False)  # S2.1: the list is captured
+            self._queue.submit(ov)
+            self._add_writer(sock)
+            return ov
+        except OSError as exc:
+            if exc.errno == errno.ECONNREFUSED:
+                return self.post(sock, buffers)  # S3.3: nothing was sent; post() retries once
+            raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
+        # Completed immediately (S5.1): no routine, no event, nothing to wake. (The overlapped
+        # of a stream send has exactly the fields of a whole, flag-free message.)
+        ov = _stream_overlapped(self, buffers, total, True)
+        if self.on_complete is not None and self.notify_immediate:
+            self.on_complete([ov])
         return ov
 
     def _complete_immediately(self, ov: WSAOverlapped, n: int) -> None:
@@ -615,22 +720,44 @@ class SendEngine:
         ov._transferred = n
         ov._bufs = _EMPTY
         self._signal(ov, 0, n, None, True)
-        if self.on_complete is not None:
+        if self.on_complete is not None and self.notify_immediate:
             self.on_complete([ov])
         if not self.message_mode:
             self._open_batch()
 
     def _open_batch(self) -> None:
+        """Open the batch window (S5.4): posts are queued until it closes, then flushed together.
+
+        No loop callback per window: the engine joins its loop's tick (one ``call_soon`` per
+        loop iteration for every engine of the loop), or, while a transport callback holds it
+        (``_held``), waits for ``release()``.
+        """
         self._batch_open = True
-        if not self._batch_scheduled:
+        if not self._batch_scheduled and not self._held:
+            self._tick.add(self)
             self._batch_scheduled = True
-            self.loop.call_soon(self._close_batch)
+
+    def release(self) -> None:
+        """A transport callback that held the engine returned: close the window, flush its queue.
+
+        ``WSATransport`` sets ``_held`` while it delivers received data; sends posted inside
+        that callback are coalesced as ever (the first goes at once, S5.1; the rest are queued,
+        S5.4), and this flushes them when the callback returns, without a loop callback: the
+        request/response case of issue 11.
+        """
+        self._held = False
+        if self._batch_open:
+            self._batch_open = False
+            if self._ops and self._writer is None:
+                sock = self._sockref()
+                if sock is not None:
+                    self._flush(sock)
 
     def end_window(self) -> None:
         """The poster awaited a send that was already complete: it sends one at a time.
 
         Closing the batch window lets its next send try the kernel at once (S5.1) instead of
-        waiting in the queue for a flush; the scheduled ``_close_batch`` stays, and reopening
+        waiting in the queue for a flush; the engine stays on its loop's tick, and reopening
         the window later in this iteration schedules nothing new.
         """
         self._batch_open = False
@@ -907,6 +1034,7 @@ class SendEngine:
     def _set_state(self, state: int) -> None:
         self._state = state
         self.hot = state == _OPEN and not self.message_mode
+        self.hot_messages = state == _OPEN and self.message_mode
 
     def abort(self, code: WSAErrorCode = WSAErrorCode.WSA_OPERATION_ABORTED) -> None:
         """Fail every pending send with ``code`` (exact counts) and refuse new ones (S6.1)."""

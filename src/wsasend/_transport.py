@@ -71,6 +71,11 @@ MAX_READ = 256 * 1024
 MESSAGE_READ_MAX = 8 * 1024 * 1024
 #: ... and on a UDP socket: the largest UDP payload (65535 less the 8-byte header) fits.
 UDP_READ_MAX = 64 * 1024
+#: What a stream read asks for until reads fill it (then up to MAX_READ, and back when they
+#: are small again). Issue 11: ``recv(256 KiB)`` makes a bytes object above glibc's mmap
+#: threshold (128 KiB), so every read of a small request paid mmap + mremap + munmap and page
+#: faults (strace: 3 syscalls per request; uvloop's own transport reads into a reused buffer).
+SMALL_READ = 64 * 1024
 #: asyncio's default high-water mark (``transports._FlowControlMixin``); low defaults to high // 4.
 DEFAULT_HIGH_WATER = 64 * 1024
 # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES: after this many writes on a lost
@@ -153,6 +158,8 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
     (_S.CLOSED, _E.FATAL): _S.CLOSED,
 }
 
+# The hot paths' state test, one global lookup instead of two.
+_OPEN = TransportState.OPEN
 # States in which the transport still reads (asyncio stops reading at close()).
 _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
 
@@ -304,6 +311,8 @@ class WSATransport(asyncio.Transport):
             size = MESSAGE_READ_MAX if sock.family == socket.AF_UNIX else UDP_READ_MAX
             self._scratch = mmap.mmap(-1, size)
             self._scratch_iov = [self._scratch]
+        # The size of the next stream read (see SMALL_READ and _read_stream).
+        self._read_size = min(SMALL_READ, self._max_read)
         self._partial_messages: PartialMessages = partial_messages
         if partial_messages == "cork":
             engine.cork = True
@@ -389,6 +398,12 @@ class WSATransport(asyncio.Transport):
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
         self._completions_wanted = _wants_completions(protocol)
         self._protocol_connected = True
+        engine = self._engine
+        if engine is not None:
+            # Issue 11: without send_completed, a send that completed immediately has nothing
+            # to tell the transport (no bytes queued: no resume, no drain), so the engine skips
+            # the hook for it, a call and a list per request saved.
+            engine.notify_immediate = self._completions_wanted
 
     def is_closing(self) -> bool:
         """True once ``close()`` or ``abort()`` was called or the connection was lost."""
@@ -447,27 +462,26 @@ class WSATransport(asyncio.Transport):
                 ``wsa_send``. When the kernel reports the connection gone, the transport also
                 ends with ``connection_lost`` of that error.
         """
-        if self._state is not TransportState.OPEN:
+        if self._state is not _OPEN:
             raise self._refusal()
         engine = self._engine
         assert engine is not None and self._sock is not None
         try:
             # The very dispatch of wsa_send: the engine's fast path for a plain list, else post().
-            if (
-                engine.hot
-                and flags is ZERO
-                and overlapped is None
-                and completion_routine is None
-                and type(buffers) is list
-            ):
-                ov = engine.post_list(self._sock, buffers)
+            if flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
+                if engine.hot:
+                    ov = engine.post_list(self._sock, buffers)
+                elif engine.hot_messages:
+                    ov = engine.post_message_list(self._sock, buffers)
+                else:
+                    ov = engine.post(self._sock, buffers, flags, overlapped, completion_routine)
             else:
                 ov = engine.post(self._sock, buffers, flags, overlapped, completion_routine)
         except WSAError as exc:
             if _fatal_for_connection(exc):
                 self._fatal_error(exc, "Fatal write error on WSATransport")
             raise
-        if engine.unsent_bytes() > self._high_water:
+        if engine._ops and engine.unsent_bytes() > self._high_water:
             self._maybe_pause_protocol()
         return ov
 
@@ -485,6 +499,12 @@ class WSATransport(asyncio.Transport):
                 After the connection was lost to an error, writes are dropped as asyncio drops
                 them: the protocol hears of it through ``connection_lost``.
         """
+        if type(data) is bytes and self._state is _OPEN:
+            # The commonest call (issue 11): a bytes object on an open stream transport.
+            engine = self._engine
+            if data and engine is not None and (engine.hot or engine.hot_messages):
+                self._post_list([data], engine)
+                return
         if type(data) is not bytes:
             try:
                 view = memoryview(data)
@@ -504,13 +524,44 @@ class WSATransport(asyncio.Transport):
             TypeError: an item is not C-contiguous bytes-like.
             WSAError: as :meth:`write`.
         """
-        items = list(list_of_data)
+        data = list(list_of_data)
+        engine = self._engine
+        if self._state is _OPEN and engine is not None and (engine.hot or engine.hot_messages):
+            # A list of bytes goes to the engine's fast path as it is (issue 11: normalising it
+            # into memoryviews made writelines 1.2x the CPU of send per request).
+            total = 0
+            for buf in data:
+                if type(buf) is not bytes:
+                    break
+                total += len(buf)
+            else:
+                if total:
+                    self._post_list(data, engine)
+                return
         try:
-            bufs, total = normalize(items)
+            bufs, total = normalize(data)
         except WSAError as exc:
             # In asyncio's own words (its write() says the same), with ours as the cause (S3.2).
-            raise TypeError(_bad_data_message(items)) from exc
+            raise TypeError(_bad_data_message(data)) from exc
         self._post_write(bufs, not total)
+
+    def _post_list(self, data: list[Any], engine: SendEngine) -> None:
+        """``write``/``writelines`` of a non-empty list of bytes on an open transport."""
+        sock = self._sock
+        assert sock is not None
+        try:
+            if engine.hot:
+                engine.post_list(sock, data)
+            else:
+                engine.post_message_list(sock, data)
+        except WSAError as exc:
+            if _fatal_for_connection(exc):
+                # asyncio's write(): the error goes to connection_lost, not to the caller.
+                self._fatal_error(exc, "Fatal write error on WSATransport")
+                return
+            raise
+        if engine._ops and engine.unsent_bytes() > self._high_water:
+            self._maybe_pause_protocol()
 
     def _post_write(self, data: object, empty: bool) -> None:
         if self._state is not TransportState.OPEN:
@@ -536,7 +587,7 @@ class WSATransport(asyncio.Transport):
                 self._fatal_error(exc, "Fatal write error on WSATransport")
                 return
             raise
-        if engine.unsent_bytes() > self._high_water:
+        if engine._ops and engine.unsent_bytes() > self._high_water:
             self._maybe_pause_protocol()
 
     def can_write_eof(self) -> bool:
@@ -712,19 +763,81 @@ class WSATransport(asyncio.Transport):
         if sock is None:  # pragma: no cover - the state is CLOSED then and want is False
             return
         if want:
-            self._loop.add_reader(sock, self._read_ready)
+            self._loop.add_reader(sock, self._read_ready if self._message_mode else self._read_stream)
             self._reader_registered = True
         else:
             self._reader_registered = False
             self._loop.remove_reader(sock)
 
-    def _read_ready(self) -> None:
+    def _read_stream(self) -> None:
+        """The reader of a stream socket: ``_read_ready`` + ``_read_data`` in one frame for a
+        plain Protocol (issue 11: the request/response hot path, one recv per callback as
+        asyncio's ``_read_ready__data_received``)."""
         if not self._reader_registered:
             return  # a late callback after pause/close
         if self._buffered:
-            self._read_buffered()
-        else:
-            self._read_data()
+            self._read_ready()  # a BufferedProtocol (set_protocol may switch kinds)
+            return
+        sock = self._sock
+        assert sock is not None
+        size = self._read_size
+        try:
+            data = sock.recv(size)
+        except (BlockingIOError, InterruptedError):
+            return
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._read_error(exc)
+            return
+        n = len(data)
+        if not n:
+            self._on_eof()
+            return
+        if n == size:
+            if size < self._max_read:
+                self._read_size = min(size * 2, self._max_read)  # bulk: fewer, larger reads
+        elif size > SMALL_READ and n < SMALL_READ:
+            self._read_size = SMALL_READ  # small again: stay below the mmap threshold
+        # See _read_ready: the engine's batch window closes when data_received returns.
+        engine = self._engine
+        assert engine is not None
+        engine._held = True
+        try:
+            self._protocol.data_received(data)  # type: ignore[attr-defined]
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+        finally:
+            engine._held = False
+            if engine._batch_open:
+                if engine._ops:
+                    engine.release()
+                else:
+                    engine._batch_open = False
+
+    def _read_ready(self) -> None:
+        if not self._reader_registered:
+            return  # a late callback after pause/close
+        # Sends the protocol posts while it handles the data are coalesced by the engine's
+        # batch window as ever (S5.4), and the window closes when this callback returns, not
+        # in a loop callback of its own (S5.1, issue 11: request/response costs no call_soon).
+        engine = self._engine
+        assert engine is not None
+        engine._held = True
+        try:
+            if self._buffered:
+                self._read_buffered()
+            else:
+                self._read_data()
+        finally:
+            engine._held = False
+            if engine._batch_open:
+                if engine._ops:
+                    engine.release()
+                else:
+                    engine._batch_open = False
 
     def _read_data(self) -> None:
         sock = self._sock
