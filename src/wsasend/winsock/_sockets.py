@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import ctypes
+import errno
 import socket
+import threading
 from typing import Any
 
 from .._api import closesocket as _closesocket
@@ -20,11 +22,13 @@ from .._api import find_engine, wsa_send
 from .._buffers import WSABUF
 from .._errors import WSAError, WSAErrorCode, errno_to_wsa
 from .._overlapped import CompletionRoutine, WSAOverlapped
-from .._sockutil import check_socket, mark_shutdown
+from .._sockutil import check_socket, connect_in_progress, is_known_connected, mark_shutdown
 from .._sync import wsa_send_sync
 from . import _startup as _st
+from ._ports import is_port_routine, routine_for
 from ._startup import (
     _KNOWN,
+    _MADE,
     _NONOVERLAPPED,
     _SHUT_SEND,
     _SOCKET_FLAGS,
@@ -32,8 +36,10 @@ from ._startup import (
     SD_BOTH,
     SD_RECEIVE,
     SD_SEND,
+    SOCKET_ERROR,
     WSA_FLAG_OVERLAPPED,
     _fail,
+    _ok,
     _Provider,
     _run_on_engine_loop,
     _started,
@@ -77,9 +83,11 @@ def WSASocket(
     except OSError as exc:
         _fail(errno_to_wsa(exc.errno))
         return INVALID_SOCKET
-    if not flags & WSA_FLAG_OVERLAPPED:
-        with _st._REGISTRY_LOCK:
+    with _st._REGISTRY_LOCK:
+        _MADE.add(sock)
+        if not flags & WSA_FLAG_OVERLAPPED:
             _NONOVERLAPPED.add(sock)
+    _ok()
     return sock
 
 
@@ -98,6 +106,7 @@ def closesocket(s: socket.socket) -> int:
         _closesocket(s)
     except WSAError as exc:
         return _fail(exc.winerror)
+    _ok()
     return 0
 
 
@@ -111,9 +120,15 @@ def shutdown(s: socket.socket, how: int) -> int:
     ``closesocket`` before the queue drained aborts the rest (S6.1), as on Windows.
     ``SD_RECEIVE`` shuts the receiving direction down at once.
 
+    Windows' rules, which Linux does not share (issue 13 items 2-4): on a listening socket, or a
+    connection-oriented socket that is not connected, every ``how`` fails WSAENOTCONN and
+    changes nothing (Linux would mark the receiving side shut, or stop the listener); on an
+    unconnected datagram socket ``SD_SEND`` and ``SD_RECEIVE`` succeed, and later sends fail
+    WSAESHUTDOWN.
+
     Returns:
         0, or SOCKET_ERROR: WSANOTINITIALISED, WSAENOTSOCK, WSAEINVAL (``how`` is none of
-        SD_RECEIVE, SD_SEND, SD_BOTH), WSAENOTCONN (not connected).
+        SD_RECEIVE, SD_SEND, SD_BOTH), WSAENOTCONN (not connected, or listening).
     """
     if _started() is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
@@ -121,10 +136,27 @@ def shutdown(s: socket.socket, how: int) -> int:
         sock = check_socket(s)
         if how not in (SD_RECEIVE, SD_SEND, SD_BOTH) or isinstance(how, bool):
             raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"how={how!r}")
+        datagram = sock.type == socket.SOCK_DGRAM
+        connected = True
+        try:
+            sock.getpeername()
+        except OSError:
+            connected = False
+        if not datagram:
+            if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ACCEPTCONN):
+                raise WSAError(WSAErrorCode.WSAENOTCONN, detail="a listening socket has no connection to shut down")
+            if not connected:
+                raise WSAError(WSAErrorCode.WSAENOTCONN, detail="the socket is not connected")
         if how == SD_RECEIVE:
-            sock.shutdown(socket.SHUT_RD)
+            try:
+                sock.shutdown(socket.SHUT_RD)
+            except OSError as exc:
+                # An unconnected datagram socket: Linux applies it and says ENOTCONN; Windows
+                # says nothing (issue 13 item 4).
+                if not (datagram and exc.errno == errno.ENOTCONN):
+                    raise
+            _ok()
             return 0
-        sock.getpeername()  # WSAENOTCONN now, rather than silently when the queue drains
         linux_how = socket.SHUT_WR if how == SD_SEND else socket.SHUT_RDWR
         with _st._REGISTRY_LOCK:
             _SHUT_SEND.add(sock)
@@ -137,7 +169,7 @@ def shutdown(s: socket.socket, how: int) -> int:
                 if sock.fileno() >= 0:
                     sock.shutdown(linux_how)
             except OSError as exc:
-                outcome.append(exc)
+                outcome.append(None if datagram and exc.errno == errno.ENOTCONN else exc)
             else:
                 outcome.append(None)
 
@@ -152,6 +184,7 @@ def shutdown(s: socket.socket, how: int) -> int:
         return _fail(exc.winerror)
     except OSError as exc:
         return _fail(errno_to_wsa(exc.errno))
+    _ok()
     return 0
 
 
@@ -221,6 +254,18 @@ def _post(
     routine: CompletionRoutine | None,
 ) -> tuple[bool, int]:
     """Post one overlapped send; ``(completed immediately, count)``. Raises as ``wsa_send``."""
+    port_routine = routine_for(sock)
+    if port_routine is not None:
+        if routine is not None:
+            # Windows: a completion routine on a socket associated with a port is WSAEINVAL.
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail="a completion routine on a port-associated socket")
+        if overlapped is None:
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail="a send on a port-associated socket needs an overlapped")
+    if not is_known_connected(sock) and connect_in_progress(sock):
+        # Issue 13 item 5: Windows fails a send during a nonblocking connect WSAENOTCONN at the
+        # call; Linux would take it (EAGAIN) and the engine would queue it. One getsockopt per
+        # send only until the socket is seen connected (then a set lookup).
+        raise WSAError(WSAErrorCode.WSAENOTCONN, detail="the connect is still in progress")
     with _st._REGISTRY_LOCK:
         _KNOWN.add(sock)
     try:
@@ -229,9 +274,13 @@ def _post(
         pass
     else:
         # Inside a running loop: that loop, and the caller's routine as is (call_soon, S5.3).
-        ov = wsa_send(sock, bufs, flags, overlapped=overlapped, completion_routine=routine)
+        ov = wsa_send(
+            sock, bufs, flags, overlapped=overlapped, completion_routine=port_routine if port_routine else routine
+        )
         return ov.completed_immediately, ov.transferred
-    if routine is not None:
+    if port_routine is not None:
+        routine = port_routine
+    elif routine is not None:
         if not callable(routine):
             raise WSAError(WSAErrorCode.WSAEFAULT, detail="lpCompletionRoutine is not callable")
         routine = _queue_in_thread(_state(), routine)
@@ -243,6 +292,60 @@ def _post(
         return ov.completed_immediately, ov.transferred
 
     return provider.call(post)
+
+
+def _send(
+    s: object,
+    lpBuffers: object,
+    dwBufferCount: object,
+    lpNumberOfBytesSent: Any,
+    dwFlags: int,
+    lpOverlapped: WSAOverlapped | None,
+    lpCompletionRoutine: CompletionRoutine | None,
+    *,
+    message: bool = False,
+) -> int:
+    """The one send path of WSASend, send, WSASendTo and WSASendMsg (S8.3, S8.7)."""
+    provider = _started()
+    if provider is None:
+        return _fail(WSAErrorCode.WSANOTINITIALISED)
+    overlapped = lpOverlapped is not None or lpCompletionRoutine is not None
+    try:
+        sock = check_socket(s)
+        if message and sock.type == socket.SOCK_STREAM:
+            # Windows: WSASendMsg is for datagram and raw sockets only (Wine's test_WSASendMsg).
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail="WSASendMsg on a stream socket")
+        bufs = _capture(lpBuffers, dwBufferCount)
+        out = _out_param(lpNumberOfBytesSent, may_be_none=overlapped)
+        if sock in _SHUT_SEND:
+            raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
+        if not overlapped:
+            try:
+                n = wsa_send_sync(sock, bufs, dwFlags)
+            except WSAError as exc:
+                if (
+                    exc.winerror == WSAErrorCode.WSAEWOULDBLOCK
+                    and not exc.bytes_sent
+                    and not is_known_connected(sock)
+                    and connect_in_progress(sock)
+                ):
+                    # Issue 13 item 5: EAGAIN with nothing taken during a connect is WSAENOTCONN.
+                    raise WSAError(WSAErrorCode.WSAENOTCONN, detail="the connect is still in progress") from exc
+                raise
+            out.value = n
+            _ok()
+            return 0
+        if sock in _NONOVERLAPPED:
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail="the socket was made without WSA_FLAG_OVERLAPPED")
+        immediate, n = _post(provider, sock, bufs, dwFlags, lpOverlapped, lpCompletionRoutine)
+    except WSAError as exc:
+        return _fail(exc.winerror)
+    if not immediate:
+        return _fail(WSAErrorCode.WSA_IO_PENDING)
+    if out is not None:
+        out.value = n
+    _ok()
+    return 0
 
 
 def WSASend(
@@ -258,10 +361,11 @@ def WSASend(
 
     With ``lpOverlapped`` or ``lpCompletionRoutine`` the send is overlapped (SPEC S5): it is
     posted on the running loop, or from a thread with no running loop on the provider's, and
-    completes through the overlapped's ``hEvent``, ``WSAGetOverlappedResult`` or the routine.
-    With neither it is nonoverlapped and follows the socket's blocking mode, as ``send`` does
-    (S4). The buffers are not copied on the overlapped path: leave them alone until the send
-    completes. The list itself is captured before this call returns, so it may be reused.
+    completes through the overlapped's ``hEvent``, ``WSAGetOverlappedResult``, the routine, or
+    (on a socket associated with one) a completion port packet. With neither it is
+    nonoverlapped and follows the socket's blocking mode, as ``send`` does (S4). The buffers
+    are not copied on the overlapped path: leave them alone until the send completes. The list
+    itself is captured before this call returns, so it may be reused.
 
     Args:
         s: a connected socket (from ``WSASocket`` or any Python socket).
@@ -274,37 +378,195 @@ def WSASend(
         lpCompletionRoutine: ``routine(dwError, cbTransferred, lpOverlapped, dwFlags)``. Posted
             from a thread, it runs in that thread during its next alertable wait (``SleepEx``,
             ``WSAWaitForMultipleEvents(..., alertable=True)``); posted inside a running loop, it
-            runs through ``loop.call_soon``. With a routine, ``hEvent`` is not signalled.
+            runs through ``loop.call_soon``. With a routine, ``hEvent`` is not signalled. On a
+            socket associated with a completion port a routine is WSAEINVAL (as on Windows).
 
     Returns:
-        0 when the send completed in this call (``lpNumberOfBytesSent`` holds the count); else
-        SOCKET_ERROR with ``WSAGetLastError()`` == WSA_IO_PENDING for a send that will complete
-        later, or any other code for one that did not start (no completion of any kind follows).
+        0 when the send completed in this call (``lpNumberOfBytesSent`` holds the count, and
+        ``WSAGetLastError()`` is 0, as on Windows); else SOCKET_ERROR with
+        ``WSAGetLastError()`` == WSA_IO_PENDING for a send that will complete later, or any
+        other code for one that did not start (no completion of any kind follows). A send
+        while a nonblocking connect is in progress is WSAENOTCONN (Windows' code).
     """
-    provider = _started()
-    if provider is None:
+    return _send(s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine)
+
+
+def send(s: socket.socket, buf: object, len: int, flags: int) -> int:
+    """Send the first ``len`` bytes of ``buf`` (Winsock's send; SPEC S8.7).
+
+    A nonoverlapped ``WSASend`` of one buffer: it follows the socket's blocking mode (a
+    nonblocking stream send may take only part of it: the CE 5.0 reading, S8.7).
+
+    Returns:
+        The bytes sent, or SOCKET_ERROR with ``WSAGetLastError()`` as for ``WSASend``
+        (WSAEFAULT when ``len`` is outside ``buf``).
+    """
+    if _started() is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
-    overlapped = lpOverlapped is not None or lpCompletionRoutine is not None
+    try:
+        wsabuf = WSABUF(len, buf)
+    except (WSAError, TypeError, ValueError):
+        return _fail(WSAErrorCode.WSAEFAULT)
+    count = ctypes.c_uint32(0)
+    if _send(s, [wsabuf], 1, count, flags, None, None) == SOCKET_ERROR:
+        return SOCKET_ERROR
+    return int(count.value)
+
+
+def WSASendTo(
+    s: socket.socket,
+    lpBuffers: object,
+    dwBufferCount: int,
+    lpNumberOfBytesSent: Any,
+    dwFlags: int,
+    lpTo: object,
+    iTolen: int,
+    lpOverlapped: WSAOverlapped | None = None,
+    lpCompletionRoutine: CompletionRoutine | None = None,
+) -> int:
+    """``WSASend`` with a destination (Winsock's WSASendTo; SPEC S8.7).
+
+    On a connection-oriented socket the destination is ignored, as Windows does. On a datagram
+    socket the destination must be None or the connected peer's address: sending to another
+    address needs a destination per send, which the engine does not carry yet (WSAEOPNOTSUPP
+    here; see docs/winsock.md).
+
+    Returns:
+        As ``WSASend``; also WSAEFAULT for a destination that is not an address tuple.
+    """
+    if _started() is None:
+        return _fail(WSAErrorCode.WSANOTINITIALISED)
     try:
         sock = check_socket(s)
-        bufs = _capture(lpBuffers, dwBufferCount)
-        out = _out_param(lpNumberOfBytesSent, may_be_none=overlapped)
-        if sock in _SHUT_SEND:
-            raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
-        if not overlapped:
-            n = wsa_send_sync(sock, bufs, dwFlags)
-            out.value = n
-            return 0
-        if sock in _NONOVERLAPPED:
-            raise WSAError(WSAErrorCode.WSAEINVAL, detail="the socket was made without WSA_FLAG_OVERLAPPED")
-        immediate, n = _post(provider, sock, bufs, dwFlags, lpOverlapped, lpCompletionRoutine)
+        if lpTo is not None and sock.type == socket.SOCK_DGRAM:
+            if not isinstance(lpTo, tuple):
+                raise WSAError(WSAErrorCode.WSAEFAULT, detail="lpTo must be an address tuple")
+            try:
+                peer = sock.getpeername()
+            except OSError:
+                peer = None
+            if peer is None or tuple(peer[:2]) != tuple(lpTo[:2]):
+                raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="a datagram destination other than the peer")
     except WSAError as exc:
         return _fail(exc.winerror)
-    if not immediate:
-        return _fail(WSAErrorCode.WSA_IO_PENDING)
-    if out is not None:
-        out.value = n
-    return 0
+    return _send(s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine)
+
+
+def sendto(s: socket.socket, buf: object, len: int, flags: int, to: object, tolen: int) -> int:
+    """``send`` with a destination (Winsock's sendto; SPEC S8.7): see ``WSASendTo``.
+
+    Returns:
+        The bytes sent, or SOCKET_ERROR with ``WSAGetLastError()``.
+    """
+    if _started() is None:
+        return _fail(WSAErrorCode.WSANOTINITIALISED)
+    try:
+        wsabuf = WSABUF(len, buf)
+    except (WSAError, TypeError, ValueError):
+        return _fail(WSAErrorCode.WSAEFAULT)
+    count = ctypes.c_uint32(0)
+    if WSASendTo(s, [wsabuf], 1, count, flags, to, tolen) == SOCKET_ERROR:
+        return SOCKET_ERROR
+    return int(count.value)
+
+
+def WSASendDisconnect(s: socket.socket, lpOutboundDisconnectData: object) -> int:
+    """Start a graceful close of the sending direction (Winsock's WSASendDisconnect; S8.7).
+
+    ``shutdown(s, SD_SEND)`` with optional disconnect data, which TCP cannot carry: data there
+    is WSAEOPNOTSUPP, as on Windows.
+
+    Returns:
+        0, or SOCKET_ERROR: as ``shutdown``; WSAEOPNOTSUPP for disconnect data.
+    """
+    if _started() is None:
+        return _fail(WSAErrorCode.WSANOTINITIALISED)
+    if lpOutboundDisconnectData is not None:
+        data = lpOutboundDisconnectData
+        length = getattr(data, "len", None)
+        if length is None or length:
+            return _fail(WSAErrorCode.WSAEOPNOTSUPP)
+    return shutdown(s, SD_SEND)
+
+
+# -- cancellation (S8.7) ---------------------------------------------------------------------------
+
+
+def _withdraw(sock: socket.socket, overlapped: WSAOverlapped | None) -> int:
+    """Withdraw the socket's matching sends in the engine loop's thread; how many were."""
+    engine = find_engine(sock)
+    if engine is None or engine.loop.is_closed():
+        return 0
+    found: list[int] = [0]
+
+    def run() -> None:
+        # SendEngine.withdraw's rule (S5.7): only a send none of whose bytes went out.
+        targets = [overlapped] if overlapped is not None else [op for op in list(engine._ops)]
+        for ov in targets:
+            if isinstance(ov, WSAOverlapped) and ov.pending and ov._engine is engine and engine.withdraw(ov):
+                found[0] += 1
+
+    if engine.in_loop_thread() or not engine.loop.is_running():
+        run()
+        return found[0]
+    done = threading.Event()
+
+    def hop() -> None:
+        try:
+            run()
+        finally:
+            done.set()
+
+    try:
+        engine.loop.call_soon_threadsafe(hop)
+    except RuntimeError:
+        return 0
+    done.wait(_st._HANDOFF_TIMEOUT)
+    return found[0]
+
+
+def CancelIoEx(hFile: socket.socket, lpOverlapped: WSAOverlapped | None) -> bool:
+    """Cancel a pending send, or all of the socket's (Win32's CancelIoEx; SPEC S8.7), any thread.
+
+    A cancelled send completes with WSA_OPERATION_ABORTED and 0 bytes through its usual
+    channel (event, routine, port packet). A send some of whose bytes already went out cannot
+    be cut short (the stream would lose its framing, S5.7): it completes normally and does not
+    count as found.
+
+    Returns:
+        True when at least one send was cancelled; False with ERROR_NOT_FOUND (1168) when none
+        matched, ERROR_INVALID_HANDLE (6) for a closed or bad socket, WSANOTINITIALISED.
+    """
+    from ._ports import ERROR_INVALID_HANDLE, ERROR_NOT_FOUND
+
+    if _started() is None:
+        _fail(WSAErrorCode.WSANOTINITIALISED)
+        return False
+    try:
+        sock = check_socket(hFile)
+    except WSAError:
+        _fail(ERROR_INVALID_HANDLE)
+        return False
+    if lpOverlapped is not None and not isinstance(lpOverlapped, WSAOverlapped):
+        _fail(ERROR_NOT_FOUND)
+        return False
+    if not _withdraw(sock, lpOverlapped):
+        _fail(ERROR_NOT_FOUND)
+        return False
+    _ok()
+    return True
+
+
+def CancelIo(hFile: socket.socket) -> bool:
+    """Cancel the socket's pending sends (Win32's CancelIo; SPEC S8.7).
+
+    Windows limits CancelIo to the calling thread's operations; here it cancels every pending
+    send of the socket that has not started, whichever thread posted it (documented).
+
+    Returns:
+        As ``CancelIoEx(hFile, None)``.
+    """
+    return CancelIoEx(hFile, None)
 
 
 def WSAGetOverlappedResult(
@@ -339,7 +601,7 @@ def WSAGetOverlappedResult(
         transfer = _out_param(lpcbTransfer, may_be_none=False)
         flags_out = _out_param(lpdwFlags, may_be_none=False)
         ov = lpOverlapped
-        if fWait and ov.completion_routine is not None:
+        if fWait and ov.completion_routine is not None and not is_port_routine(ov.completion_routine):
             raise WSAError(WSAErrorCode.WSAEINVAL, detail="fWait with a completion routine")
         if ov.pending:
             if not fWait:
