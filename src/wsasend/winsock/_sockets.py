@@ -438,6 +438,8 @@ def WSASendTo(
         return _fail(WSAErrorCode.WSANOTINITIALISED)
     try:
         sock = check_socket(s)
+        if sock in _SHUT_SEND:
+            raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
         if lpTo is not None and sock.type == socket.SOCK_DGRAM:
             if not isinstance(lpTo, tuple):
                 raise WSAError(WSAErrorCode.WSAEFAULT, detail="lpTo must be an address tuple")
