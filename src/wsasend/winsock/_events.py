@@ -24,6 +24,7 @@ from ._startup import (
     WSA_WAIT_IO_COMPLETION,
     WSA_WAIT_TIMEOUT,
     _fail,
+    _ok,
     _started,
     _state,
 )
@@ -35,6 +36,86 @@ def _check_event(event: object) -> WSAEvent:
     if not isinstance(event, WSAEvent) or event in _CLOSED_EVENTS:
         raise WSAError(WSAErrorCode.WSA_INVALID_HANDLE, detail=f"{event!r} is not an open event")
     return event
+
+
+# Auto-reset events (CreateEvent with bManualReset false), by id. Held until closed, like a
+# Windows handle, so an id cannot be reused by another event while it is in here.
+_AUTO_RESET: dict[int, WSAEvent] = {}
+# Taken to consume an auto-reset event's signal: exactly one satisfied wait resets it.
+_TAKE_LOCK = threading.Lock()
+
+
+def _is_auto(event: WSAEvent) -> bool:
+    return _AUTO_RESET.get(id(event)) is event
+
+
+def _take(event: WSAEvent) -> bool:
+    """The wait is satisfied by ``event`` (set): consume it if it is auto-reset; False if
+    another waiter consumed it first."""
+    if not _is_auto(event):
+        return True
+    with _TAKE_LOCK:
+        if not event.is_set():
+            return False
+        event.reset()
+        return True
+
+
+def _take_all(events: list[WSAEvent]) -> bool:
+    if not all(event.is_set() for event in events):
+        return False
+    autos = [event for event in events if _is_auto(event)]
+    if not autos:
+        return True
+    with _TAKE_LOCK:
+        if not all(event.is_set() for event in events):
+            return False
+        for event in autos:
+            event.reset()
+        return True
+
+
+def CreateEvent(
+    lpEventAttributes: object = None, bManualReset: bool = True, bInitialState: bool = False, lpName: object = None
+) -> WSAEvent | None:
+    """A new event, manual- or auto-reset (Win32's CreateEvent; SPEC S8.7).
+
+    An auto-reset event (``bManualReset`` false) is reset by the wait it satisfies: when several
+    threads wait on it, one set wakes exactly one of them. Waits here are
+    ``WSAWaitForMultipleEvents``; the engine signals it like any ``hEvent``. ``WSASetEvent``,
+    ``WSAResetEvent``, ``WSACloseEvent`` (and ``SetEvent``, ``ResetEvent``, ``CloseHandle``)
+    work on it.
+
+    Args:
+        lpEventAttributes: must be None.
+        lpName: must be None (named events are not supported).
+
+    Returns:
+        The :class:`~wsasend.WSAEvent`, or None with WSANOTINITIALISED or
+        WSA_INVALID_PARAMETER (attributes or a name).
+    """
+    if _started() is None:
+        _fail(WSAErrorCode.WSANOTINITIALISED)
+        return WSA_INVALID_EVENT
+    if lpEventAttributes is not None or lpName is not None:
+        _fail(WSAErrorCode.WSA_INVALID_PARAMETER)
+        return WSA_INVALID_EVENT
+    event = WSAEvent(bool(bInitialState))
+    if not bManualReset:
+        with _st._REGISTRY_LOCK:
+            _AUTO_RESET[id(event)] = event
+    _ok()
+    return event
+
+
+def SetEvent(hEvent: WSAEvent) -> bool:
+    """Win32's SetEvent: ``WSASetEvent``."""
+    return WSASetEvent(hEvent)
+
+
+def ResetEvent(hEvent: WSAEvent) -> bool:
+    """Win32's ResetEvent: ``WSAResetEvent``."""
+    return WSAResetEvent(hEvent)
 
 
 def WSACreateEvent() -> WSAEvent | None:
@@ -77,6 +158,8 @@ def WSACloseEvent(hEvent: WSAEvent) -> bool:
     def close(event: WSAEvent) -> None:
         with _st._REGISTRY_LOCK:
             _CLOSED_EVENTS.add(event)
+            if _AUTO_RESET.get(id(event)) is event:
+                del _AUTO_RESET[id(event)]
 
     return _event_call(hEvent, close)
 
@@ -105,11 +188,11 @@ def _wait(events: list[WSAEvent], wait_all: bool, timeout: float | None, alertab
             wake.clear()  # before looking: a set() from now on ends the wait below
             if events:
                 if wait_all:
-                    if all(event.is_set() for event in events):
+                    if _take_all(events):
                         return WSA_WAIT_EVENT_0
                 else:
                     for index, event in enumerate(events):
-                        if event.is_set():
+                        if event.is_set() and _take(event):
                             return WSA_WAIT_EVENT_0 + index
             if alertable and state.run_apcs():
                 return WSA_WAIT_IO_COMPLETION

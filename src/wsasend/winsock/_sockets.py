@@ -6,7 +6,7 @@ the facade adds no send logic of its own (SPEC S8).
 
 # Winsock's own spellings on purpose: SPEC S8 and STYLE "Winsock spellings only where the thing
 # *is* Winsock".
-# ruff: noqa: N802, N803
+# ruff: noqa: N802, N803, N815
 
 from __future__ import annotations
 
@@ -17,6 +17,8 @@ import socket
 import threading
 from typing import Any
 
+import attrs
+
 from .._api import closesocket as _closesocket
 from .._api import find_engine, wsa_send
 from .._buffers import WSABUF
@@ -26,6 +28,8 @@ from .._sockutil import check_socket, connect_in_progress, is_known_connected, m
 from .._sync import wsa_send_sync
 from . import _startup as _st
 from ._ports import is_port_routine, routine_for
+from ._select import forget as forget_selection
+from ._select import rearm_write
 from ._startup import (
     _KNOWN,
     _MADE,
@@ -103,6 +107,8 @@ def closesocket(s: socket.socket) -> int:
     if _started() is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
     try:
+        if isinstance(s, socket.socket):
+            forget_selection(s)
         _closesocket(s)
     except WSAError as exc:
         return _fail(exc.winerror)
@@ -331,6 +337,8 @@ def _send(
                 ):
                     # Issue 13 item 5: EAGAIN with nothing taken during a connect is WSAENOTCONN.
                     raise WSAError(WSAErrorCode.WSAENOTCONN, detail="the connect is still in progress") from exc
+                if exc.winerror == WSAErrorCode.WSAEWOULDBLOCK:
+                    rearm_write(sock)  # Windows re-enables FD_WRITE after a WSAEWOULDBLOCK
                 raise
             out.value = n
             _ok()
@@ -440,18 +448,24 @@ def WSASendTo(
         sock = check_socket(s)
         if sock in _SHUT_SEND:
             raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
-        if lpTo is not None and sock.type == socket.SOCK_DGRAM:
-            if not isinstance(lpTo, tuple):
-                raise WSAError(WSAErrorCode.WSAEFAULT, detail="lpTo must be an address tuple")
-            try:
-                peer = sock.getpeername()
-            except OSError:
-                peer = None
-            if peer is None or tuple(peer[:2]) != tuple(lpTo[:2]):
-                raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="a datagram destination other than the peer")
+        _check_destination(sock, lpTo)
     except WSAError as exc:
         return _fail(exc.winerror)
     return _send(s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine)
+
+
+def _check_destination(sock: socket.socket, to: object) -> None:
+    """A datagram destination must be the connected peer (the engine has no per-send address)."""
+    if to is None or sock.type != socket.SOCK_DGRAM:
+        return  # connection-oriented: Windows ignores the destination
+    if not isinstance(to, tuple):
+        raise WSAError(WSAErrorCode.WSAEFAULT, detail="the destination must be an address tuple")
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        peer = None
+    if peer is None or tuple(peer[:2]) != tuple(to[:2]):
+        raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="a datagram destination other than the peer")
 
 
 def sendto(s: socket.socket, buf: object, len: int, flags: int, to: object, tolen: int) -> int:
@@ -470,6 +484,58 @@ def sendto(s: socket.socket, buf: object, len: int, flags: int, to: object, tole
     if WSASendTo(s, [wsabuf], 1, count, flags, to, tolen) == SOCKET_ERROR:
         return SOCKET_ERROR
     return int(count.value)
+
+
+@attrs.define(eq=False)
+class WSAMSG:
+    """Winsock's ``WSAMSG`` for ``WSASendMsg``: destination, buffers, control data, flags."""
+
+    #: The destination address (a tuple), or None for a connected socket's peer.
+    name: object = None
+    namelen: int = 0
+    #: The buffers: a list of :class:`WSABUF` (or bytes-like objects).
+    lpBuffers: object = attrs.Factory(list)
+    dwBufferCount: int = 0
+    #: Ancillary data (``WSABUF``); only an empty one is supported (see docs/winsock.md).
+    Control: object = None
+    dwFlags: int = 0
+
+
+def WSASendMsg(
+    Handle: socket.socket,
+    lpMsg: object,
+    dwFlags: int,
+    lpNumberOfBytesSent: Any,
+    lpOverlapped: WSAOverlapped | None = None,
+    lpCompletionRoutine: CompletionRoutine | None = None,
+) -> int:
+    """Send one message described by a :class:`WSAMSG` (Winsock's WSASendMsg; SPEC S8.7).
+
+    Overlapped and completion routines work as for ``WSASend``. Windows allows it only on
+    datagram and raw sockets: a stream socket is WSAEINVAL. The destination follows
+    ``WSASendTo``'s rules; control data must be empty (the engine carries none yet).
+
+    Returns:
+        As ``WSASend``; also WSAEFAULT for an ``lpMsg`` that is not a WSAMSG, WSAEINVAL on a
+        stream socket, WSAEOPNOTSUPP for control data or another destination than the peer.
+    """
+    if _started() is None:
+        return _fail(WSAErrorCode.WSANOTINITIALISED)
+    if not isinstance(lpMsg, WSAMSG):
+        return _fail(WSAErrorCode.WSAEFAULT)
+    control = lpMsg.Control
+    if control is not None and (control.len if isinstance(control, WSABUF) else control != b""):
+        return _fail(WSAErrorCode.WSAEOPNOTSUPP)
+    try:
+        sock = check_socket(Handle)
+        if sock.type == socket.SOCK_STREAM:
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail="WSASendMsg on a stream socket")
+        _check_destination(sock, lpMsg.name)
+    except WSAError as exc:
+        return _fail(exc.winerror)
+    return _send(
+        sock, lpMsg.lpBuffers, lpMsg.dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine
+    )
 
 
 def WSASendDisconnect(s: socket.socket, lpOutboundDisconnectData: object) -> int:

@@ -377,7 +377,7 @@ _MADE: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 _REGISTRY_LOCK = threading.Lock()
 # Called by the last WSACleanup before the provider stops (completion ports wake their waiters)
 # and in a forked child (the ports and selects of the parent are gone). Filled by the modules.
-_CLEANUP_HOOKS: list[Callable[[], object]] = []
+_CLEANUP_HOOKS: list[Callable[[_Provider], object]] = []
 _FORK_HOOKS: list[Callable[[], object]] = []
 
 
@@ -493,7 +493,7 @@ def WSACleanup() -> int:
         with contextlib.suppress(RuntimeError):
             _run_on_engine_loop(engine, engine.abort)
     for hook in list(_CLEANUP_HOOKS):
-        hook()
+        hook(provider)
     provider.stop()
     _ok()
     return 0
