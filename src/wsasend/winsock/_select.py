@@ -199,6 +199,7 @@ def WSAEventSelect(s: socket.socket, hEventObject: WSAEvent | None, lNetworkEven
             _ok()
             return 0
         event = _check_event(hEventObject)
+        _had_peer(sock)  # remember a peer now: after a reset getpeername no longer tells
         sock.setblocking(False)
         sel = _Selection(sock, event, lNetworkEvents)
         fd = sock.fileno()
