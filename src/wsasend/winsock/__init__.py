@@ -29,12 +29,20 @@ every queued routine, in order, then return ``WAIT_IO_COMPLETION``. A routine th
 alertably itself does not run routines (they are never nested), and a routine that posts
 again gets its new routine queued behind it, not run inside it.
 
-*Events* are :class:`wsasend.WSAEvent` (manual reset). ``WSAWaitForMultipleEvents`` does not
-poll: it registers a listener on each event that wakes the waiting thread, the same wake-up
-the APC queue uses, so one wait covers both.
+*Events* are :class:`wsasend.WSAEvent` (manual reset, or auto-reset from ``CreateEvent``).
+``WSAWaitForMultipleEvents`` does not poll: it registers a listener on each event that wakes
+the waiting thread, the same wake-up the APC queue uses, so one wait covers both.
+
+*Completion ports* (S8.7) are fed through the same routine slot: a port-associated socket's
+sends get a routine that queues a packet, so the engine's completion order is the port's.
 
 *State.* The last error and the APC queue are per thread (``threading.local``); the reference
-count, the provider and the socket registries are process-wide, under one lock.
+count, the provider and the socket registries are process-wide, under one lock. A forked
+child forgets all of it (``os.register_at_fork``) and starts afresh with its own WSAStartup.
+
+*Layout.* ``_startup`` (constants, per-thread state, provider, WSAStartup/WSACleanup, fork),
+``_sockets`` (WSASocket, shutdown and every send call, cancellation), ``_events`` (events and
+alertable waits), ``_ports`` (completion ports), ``_select`` (WSAEventSelect).
 """
 
 # Winsock's own spellings on purpose: SPEC S8 and STYLE "Winsock spellings only where the thing

@@ -194,7 +194,7 @@ class _PortRoutine:
     def __call__(self, error: int, transferred: int, ov: WSAOverlapped, flags: int) -> None:
         assoc = self.assoc
         ev = ov.hEvent
-        if isinstance(ev, WSAEvent) and not assoc.modes & FILE_SKIP_SET_EVENT_ON_HANDLE:
+        if isinstance(ev, WSAEvent):
             ev.set()  # Windows signals hEvent as well as queueing the packet
         if error == 0 and ov.completed_immediately and assoc.modes & FILE_SKIP_COMPLETION_PORT_ON_SUCCESS:
             return  # the caller learnt of it from WSASend's 0: no packet (Windows' skip mode)
