@@ -274,3 +274,34 @@ async def test_in_loop_d1_d5_d6(listener: socket.socket) -> None:
             with pytest.raises(WSAError) as info:
                 await wsa_send(conn, [b"x"])
             assert info.value.winerror == WSAErrorCode.WSAECONNRESET
+
+
+@pytest.mark.usefixtures("started")
+async def test_in_loop_d2_d3_d4_d7(listener: socket.socket) -> None:
+    """Items 2, 3, 4 and 7 called from inside a running loop (both loops): the same rules."""
+    lone = socket.socket()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with lone, u:
+        assert shutdown(lone, SD_RECEIVE) == SOCKET_ERROR and WSAGetLastError() == WSAENOTCONN
+        assert shutdown(listener, SD_BOTH) == SOCKET_ERROR and WSAGetLastError() == WSAENOTCONN
+        assert shutdown(u, SD_SEND) == 0
+        assert WSASend(u, [WSABUF(1, b"x")], 1, DWORD(), 0, WSAOVERLAPPED()) == SOCKET_ERROR
+        assert WSAGetLastError() == WSAESHUTDOWN
+    s = WSASocket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    assert s is not None
+    s.connect(listener.getsockname())
+    conn, _ = listener.accept()
+    with conn:
+        fill_socket(s)
+        ov = WSAOVERLAPPED()
+        assert WSASend(s, [WSABUF(10, bytes(10))], 1, DWORD(), 0, ov) == SOCKET_ERROR
+        assert WSAGetLastError() == WSA_IO_PENDING
+        while WSACleanup() == 0:
+            pass
+        assert ov.error == WSA_OPERATION_ABORTED and s.fileno() == -1
+        with pytest.raises(WSAError) as info:
+            await ov
+        assert info.value.winerror == WSAErrorCode.WSA_OPERATION_ABORTED
+        WSAStartup(0x0202)
+        assert WSASend(s, [WSABUF(1, b"x")], 1, DWORD(), 0) == SOCKET_ERROR
+        assert WSAGetLastError() == WSAENOTSOCK

@@ -180,7 +180,6 @@ class _Association:
 
 # Sockets' associations (keyed on the socket; dies with it).
 _ASSOCIATIONS: weakref.WeakKeyDictionary[socket.socket, _Association] = weakref.WeakKeyDictionary()
-_PORTS: weakref.WeakSet[CompletionPort] = weakref.WeakSet()
 
 
 class _PortRoutine:
@@ -262,7 +261,6 @@ def CreateIoCompletionPort(
             ExistingCompletionPort if ExistingCompletionPort is not None else CompletionPort(NumberOfConcurrentThreads)
         )
         assert isinstance(port, CompletionPort)
-        _PORTS.add(port)
         if FileHandle is not None:
             if assoc is None:
                 _ASSOCIATIONS[FileHandle] = _Association(port, CompletionKey, 0)
@@ -408,7 +406,6 @@ def CloseHandle(hObject: object) -> bool:
 
 
 def _forget_after_fork() -> None:
-    _PORTS.clear()
     _ASSOCIATIONS.clear()
 
 
