@@ -22,6 +22,7 @@ from wsasend.winsock import (
     ERROR_NOT_FOUND,
     FILE_SKIP_COMPLETION_PORT_ON_SUCCESS,
     SOCKET_ERROR,
+    WAIT_IO_COMPLETION,
     WAIT_TIMEOUT,
     WSA_IO_PENDING,
     WSA_OPERATION_ABORTED,
@@ -144,6 +145,22 @@ def test_port_posted_packets_ex_and_close() -> None:
     assert woke in ([(False, ERROR_ABANDONED_WAIT_0)], [(False, ERROR_INVALID_HANDLE)])
     assert not PostQueuedCompletionStatus(port, 0, 0, None) and WSAGetLastError() == ERROR_INVALID_HANDLE
     assert not CloseHandle(port) and WSAGetLastError() == ERROR_INVALID_HANDLE
+
+
+def test_port_alertable_ex_wait_runs_this_threads_completion_routines() -> None:
+    """test_iocp (alertable GetQueuedCompletionStatusEx): with no packet but a completion
+    routine queued to this thread, the wait runs it and fails with WAIT_IO_COMPLETION."""
+    port = CreateIoCompletionPort(None, None, 0, 0)
+    a, b = socket.socketpair()  # not associated: its sends use completion routines
+    with a, b:
+        ran: list[int] = []
+        assert WSASend(a, [WSABUF(3, b"apc")], 1, DWORD(), 0, WSAOVERLAPPED(), lambda e, n, ov, f: ran.append(n)) == 0
+        assert GetQueuedCompletionStatusEx(port, 4, GUARD_MS, True) == (False, [])
+        assert WSAGetLastError() == WAIT_IO_COMPLETION and ran == [3]
+        assert PostQueuedCompletionStatus(port, 1, 2, None)
+        ok, entries = GetQueuedCompletionStatusEx(port, 4, GUARD_MS, True)
+        assert ok and [(e.lpCompletionKey, e.dwNumberOfBytesTransferred) for e in entries] == [(2, 1)]
+    CloseHandle(port)
 
 
 def test_port_a_socket_joins_one_port_only() -> None:
