@@ -102,6 +102,17 @@ def test_wsasenddisconnect_shuts_the_send_side_and_refuses_data() -> None:
             assert WSAGetLastError() == WSAESHUTDOWN
 
 
+@pytest.mark.usefixtures("provider")
+def test_socket_makes_an_overlapped_socket_the_last_cleanup_closes() -> None:
+    """Winsock's socket() (test_WSACleanup: the last cleanup deallocates it, like WSASocket's)."""
+    s = winsock.socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    assert s is not None and s.type == socket.SOCK_DGRAM
+    while WSACleanup() == 0:
+        pass
+    assert s.fileno() == -1
+    WSAStartup(0x0202)
+
+
 @pytest.mark.usefixtures("not_started")
 @pytest.mark.parametrize("kind", ["asyncio", "uvloop"])
 def test_provider_loop_is_chosen_publicly(kind: str) -> None:

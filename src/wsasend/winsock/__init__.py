@@ -109,6 +109,7 @@ from ._sockets import (
     sendto,
     shutdown,
 )
+from ._sockets import socket_ as socket
 from ._startup import (
     DWORD,
     INFINITE,
@@ -210,6 +211,7 @@ __all__ = [
     "closesocket",
     "shutdown",
     # Beyond the seed (S8.7): more send calls, cancellation, completion ports.
+    "socket",
     "send",
     "sendto",
     "WSASendTo",

@@ -95,6 +95,18 @@ def WSASocket(
     return sock
 
 
+def socket_(af: int, type: int, protocol: int) -> socket.socket | None:
+    """Make a socket (Winsock's ``socket``; exported as ``wsasend.winsock.socket``; S8.2).
+
+    ``WSASocket(af, type, protocol, None, 0, WSA_FLAG_OVERLAPPED)``: Winsock's ``socket``
+    makes overlapped-capable sockets, and the last ``WSACleanup`` closes them too.
+
+    Returns:
+        The socket, or ``INVALID_SOCKET`` (None) with the code in ``WSAGetLastError()``.
+    """
+    return WSASocket(af, type, protocol, None, 0, WSA_FLAG_OVERLAPPED)
+
+
 def closesocket(s: socket.socket) -> int:
     """Abort the socket's pending sends and close it (Winsock's closesocket; SPEC S6.1, S8.2).
 
