@@ -277,8 +277,6 @@ def _post(
         if routine is not None:
             # Windows: a completion routine on a socket associated with a port is WSAEINVAL.
             raise WSAError(WSAErrorCode.WSAEINVAL, detail="a completion routine on a port-associated socket")
-        if overlapped is None:
-            raise WSAError(WSAErrorCode.WSAEINVAL, detail="a send on a port-associated socket needs an overlapped")
     if not is_known_connected(sock) and connect_in_progress(sock):
         # Issue 13 item 5: Windows fails a send during a nonblocking connect WSAENOTCONN at the
         # call; Linux would take it (EAGAIN) and the engine would queue it. One getsockopt per
