@@ -273,10 +273,9 @@ def _post(
 ) -> tuple[bool, int]:
     """Post one overlapped send; ``(completed immediately, count)``. Raises as ``wsa_send``."""
     port_routine = routine_for(sock)
-    if port_routine is not None:
-        if routine is not None:
-            # Windows: a completion routine on a socket associated with a port is WSAEINVAL.
-            raise WSAError(WSAErrorCode.WSAEINVAL, detail="a completion routine on a port-associated socket")
+    if port_routine is not None and routine is not None:
+        # Windows: a completion routine on a socket associated with a port is WSAEINVAL.
+        raise WSAError(WSAErrorCode.WSAEINVAL, detail="a completion routine on a port-associated socket")
     if not is_known_connected(sock) and connect_in_progress(sock):
         # Issue 13 item 5: Windows fails a send during a nonblocking connect WSAENOTCONN at the
         # call; Linux would take it (EAGAIN) and the engine would queue it. One getsockopt per
