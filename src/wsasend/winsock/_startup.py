@@ -447,7 +447,11 @@ def WSAStartup(wVersionRequested: int = _HIGH_VERSION, *, loop: object = None) -
     version = wVersionRequested if (major, minor) < (2, 2) else _HIGH_VERSION
     with _LOCK:
         if _refcount == 0:
-            provider = _Provider(factory())
+            try:
+                new_loop = factory()
+            except ImportError as exc:  # loop="uvloop" where uvloop is not installed
+                raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"the provider's loop cannot be made: {exc}") from exc
+            provider = _Provider(new_loop)
             provider.start()
             _provider = provider
         _refcount += 1
