@@ -20,8 +20,12 @@ __all__ = [
     "SocketInfo",
     "classify",
     "check_socket",
+    "connect_in_progress",
     "is_closed",
+    "is_known_connected",
+    "is_marked_shutdown",
     "is_message_socket",
+    "mark_connected",
     "mark_shutdown",
     "max_message_size",
     "translate_flags",
@@ -62,7 +66,15 @@ _UNIX_DGRAM_ALLOC_MAX = 4 * 1024 * 1024 - 320 + 17 * 4096
 # WSAESHUTDOWN, not a reset.
 _SHUT_WR: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 
+# Sockets known to have been connected (issue 13 item 6): an accepted socket that was reset
+# before it sent anything has no peer name and no sent segments any more, yet a send on it is
+# WSAECONNRESET, not WSAENOTCONN. Filled when a socket is first seen with a peer and on resets.
+_CONNECTED: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
 # TCP states from include/net/tcp_states.h, read from the first byte of TCP_INFO.
+_TCP_SYN_SENT = 2
+# ESTABLISHED, FIN_WAIT1, FIN_WAIT2, TIME_WAIT, CLOSE_WAIT, LAST_ACK, CLOSING: had a peer.
+_TCP_CONNECTED_STATES = frozenset({1, 4, 5, 6, 8, 9, 11})
 _TCP_CLOSE = 7
 _TCP_LOCAL_SHUTDOWN = frozenset({4, 5, 6, 9, 11})  # FIN_WAIT1, FIN_WAIT2, TIME_WAIT, LAST_ACK, CLOSING
 
@@ -165,18 +177,55 @@ def is_marked_shutdown(sock: socket.socket) -> bool:
     return sock in _SHUT_WR
 
 
-# struct tcp_info (include/uapi/linux/tcp.h): tcpi_state is byte 0, tcpi_segs_out the u32 at 136.
+# struct tcp_info (include/uapi/linux/tcp.h): tcpi_state is byte 0, tcpi_segs_out the u32 at 136,
+# tcpi_segs_in the u32 at 140.
 _TCPI_SEGS_OUT = 136
+_TCPI_SEGS_IN = 140
 
 
 def _tcp_state(sock: socket.socket) -> tuple[int, int] | None:
-    """``(tcpi_state, tcpi_segs_out)``, or None where TCP_INFO cannot be read."""
+    """``(tcpi_state, segments sent + received)``, or None where TCP_INFO cannot be read.
+
+    A socket that never had a peer has exchanged no segment at all; an accepted socket that was
+    reset before it sent anything has sent none but received at least the reset.
+    """
     try:
-        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SEGS_OUT + 4)
+        info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, _TCPI_SEGS_IN + 4)
     except OSError:
         return None
-    segs_out = int.from_bytes(info[_TCPI_SEGS_OUT : _TCPI_SEGS_OUT + 4], "little") if len(info) >= 140 else 1
-    return info[0], segs_out
+    if len(info) < _TCPI_SEGS_IN + 4:
+        return info[0], 1
+    segs_out = int.from_bytes(info[_TCPI_SEGS_OUT : _TCPI_SEGS_OUT + 4], "little")
+    segs_in = int.from_bytes(info[_TCPI_SEGS_IN : _TCPI_SEGS_IN + 4], "little")
+    return info[0], segs_out + segs_in
+
+
+def mark_connected(sock: socket.socket) -> None:
+    """Remember that ``sock`` had a peer (issue 13 item 6): a later EPIPE is a reset."""
+    _CONNECTED.add(sock)
+
+
+def is_known_connected(sock: socket.socket) -> bool:
+    """True once ``sock`` was seen with a peer (:func:`mark_connected`, ``SocketInfo``)."""
+    return sock in _CONNECTED
+
+
+def connect_in_progress(sock: socket.socket) -> bool:
+    """True for a TCP socket whose nonblocking connect has not completed (SYN_SENT).
+
+    Windows fails a send on such a socket WSAENOTCONN, where Linux says EAGAIN (issue 13
+    item 5). One getsockopt: call it only after a send took nothing with EAGAIN.
+    """
+    if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return False
+    tcp = _tcp_state(sock)
+    if tcp is None:
+        return False
+    if tcp[0] == _TCP_SYN_SENT:
+        return True
+    if tcp[0] in _TCP_CONNECTED_STATES:
+        _CONNECTED.add(sock)  # past the handshake: no need to look again
+    return False
 
 
 class SocketInfo:
@@ -191,9 +240,10 @@ class SocketInfo:
         try:
             sock.getpeername()
         except OSError:
-            self.was_connected = False
+            self.was_connected = sock in _CONNECTED
         else:
             self.was_connected = True
+            _CONNECTED.add(sock)
 
 
 def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) -> WSAErrorCode:
@@ -206,7 +256,9 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
     package's back on a non-TCP socket therefore reads as WSAECONNRESET (documented in README).
     """
     err = exc.errno
-    if err == errno.EPIPE:
+    if err == errno.ECONNRESET:
+        _CONNECTED.add(sock)  # a reset needs a peer: a later EPIPE is a reset too (item 6)
+    elif err == errno.EPIPE:
         if sock in _SHUT_WR:
             return WSAErrorCode.WSAESHUTDOWN
         if info is None:
@@ -215,11 +267,12 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
             tcp = _tcp_state(sock)
             if tcp is not None and tcp[0] in _TCP_LOCAL_SHUTDOWN:
                 return WSAErrorCode.WSAESHUTDOWN
-            # A TCP socket that never sent a segment never had a peer: "not connected". One that
-            # did and now sits in CLOSE was reset (getpeername fails after a reset too).
-            if not info.was_connected and (tcp is None or tcp[1] == 0):
+            # A TCP socket that never exchanged a segment never had a peer: "not connected". One
+            # that did and now sits in CLOSE was reset (getpeername fails after a reset too),
+            # and so was one we saw connected (SocketInfo, an earlier ECONNRESET; item 6).
+            if not info.was_connected and sock not in _CONNECTED and (tcp is None or tcp[1] == 0):
                 return WSAErrorCode.WSAENOTCONN
-        elif not info.was_connected:
+        elif not info.was_connected and sock not in _CONNECTED:
             return WSAErrorCode.WSAENOTCONN
         return WSAErrorCode.WSAECONNRESET
     if err == errno.EBADF and is_closed(sock):

@@ -36,11 +36,10 @@ def _reset() -> None:
 
 
 @pytest.fixture(params=sorted(LOOP_FACTORIES))
-def provider(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """WSAStartup with the provider on an asyncio loop, then on a uvloop one."""
+def provider(request: pytest.FixtureRequest) -> Iterator[str]:
+    """WSAStartup with the provider on an asyncio loop, then on a uvloop one (S8.1's public choice)."""
     _reset()
-    monkeypatch.setattr(winsock, "_provider_loop_factory", LOOP_FACTORIES[request.param])
-    winsock.WSAStartup(0x0202)
+    winsock.WSAStartup(0x0202, loop=LOOP_FACTORIES[request.param])
     try:
         yield request.param
     finally:
