@@ -39,7 +39,7 @@ import socket
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
@@ -61,6 +61,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wsasend")
+
+#: The protocol type a connection function returns, as in typeshed's loop methods: the
+#: factory's own return type, so ``proto.attr`` type-checks (issue 12, section 5).
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 #: Bytes asked of one ``recv`` on a stream socket: asyncio's ``_SelectorTransport.max_size``.
 MAX_READ = 256 * 1024
@@ -916,14 +920,14 @@ _SOCKET_KINDS = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
 
 async def make_transport(
     sock: socket.socket,
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    protocol_factory: Callable[[], _P],
     *,
     loop: asyncio.AbstractEventLoop,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
     extra: Mapping[str, Any] | None = None,
     close_on_error: bool = False,
-) -> tuple[WSATransport, asyncio.BaseProtocol]:
+) -> tuple[WSATransport, _P]:
     """Wrap a connected socket; return once ``connection_made`` has run (asyncio's order).
 
     ``close_on_error``: the socket is ours (we connected it), so close it if no transport could
@@ -961,13 +965,13 @@ def _check_kind(sock: object) -> socket.socket:
 
 
 async def connect_accepted_socket(
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    protocol_factory: Callable[[], _P],
     sock: socket.socket,
     *,
     ssl: None = None,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, asyncio.BaseProtocol]:
+) -> tuple[WSATransport, _P]:
     """Wrap an already connected socket in a :class:`WSATransport` (SPEC S7.3).
 
     ``loop.connect_accepted_socket`` for this package: a socket from ``accept()``, or any
@@ -1034,7 +1038,7 @@ async def _connect_sock(
 
 
 async def create_connection(
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    protocol_factory: Callable[[], _P],
     host: str | None = None,
     port: int | str | None = None,
     *,
@@ -1047,7 +1051,7 @@ async def create_connection(
     all_errors: bool = False,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, asyncio.BaseProtocol]:
+) -> tuple[WSATransport, _P]:
     """Open a TCP connection (or wrap ``sock``) with a :class:`WSATransport` (SPEC S7.3).
 
     ``loop.create_connection`` for this package, with the same arguments where they make sense:
