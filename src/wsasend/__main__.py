@@ -36,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
         from benchmarks.run import main as bench_main  # type: ignore[import-not-found,unused-ignore]
 
         return int(bench_main(args[1:]) or 0)
-    parser = argparse.ArgumentParser(prog="python -m wsasend", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m wsasend", description="wsasend's command line")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("demo", help="a short walkthrough of WSASend semantics on loopback")
     if have_bench:
