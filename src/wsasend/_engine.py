@@ -26,6 +26,9 @@ Faults (SPEC S6): an error fails the head send with its exact consumed count and
 send with 0, in order. A socket closed behind our back is noticed by a watchdog timer that runs
 only while a writer is registered (an fd closed under ``add_writer`` never becomes writable,
 and uvloop's ``add_writer`` even keeps the descriptor open until it is removed).
+
+File sends (SPEC S9.3, ``post_file``): one more entry in the same queue, with no buffers; when
+it reaches the head the flush sends it with ``os.sendfile`` instead of ``sendmsg``.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ import socket
 import threading
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from ._buffers import IOV_MAX, gather_for_message, normalize
 from ._errors import WSAError, WSAErrorCode
@@ -99,12 +102,12 @@ def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: b
 
 # The queue flags of a file send (SPEC S9.3): a value no sendmsg flag combination has, so the
 # queue never coalesces a file send with another and the flush can tell it at the head.
-_FILE_OP = 1 << 40
+_FILE_OP: Final = 1 << 40
 # Most bytes one os.sendfile call is asked for: Linux moves at most 0x7ffff000 per call anyway.
-_SENDFILE_MAX = 0x7FFFF000
+_SENDFILE_MAX: Final = 0x7FFFF000
 # errnos of os.sendfile that are the file's fault (a file that cannot be sent that way, a read
 # error), not the socket's: they fail the file send alone (SPEC S9.3).
-_FILE_ERRNOS = frozenset({errno.EINVAL, errno.ESPIPE, errno.EIO, errno.EOVERFLOW, errno.ENOSYS})
+_FILE_ERRNOS: Final = frozenset({errno.EINVAL, errno.ESPIPE, errno.EIO, errno.EOVERFLOW, errno.ENOSYS})
 
 
 class FileOverlapped(WSAOverlapped):

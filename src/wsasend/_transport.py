@@ -42,7 +42,7 @@ import stat
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar
 
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
@@ -996,7 +996,7 @@ class WSATransport(asyncio.Transport):
 
 #: Bytes read and sent per chunk by the sendfile fallback (asyncio reads 16 KiB; a larger chunk
 #: costs fewer round trips through the executor for the same memory order).
-_SENDFILE_CHUNK = 256 * 1024
+_SENDFILE_CHUNK: Final = 256 * 1024
 
 
 def _check_sendfile_params(file: Any, offset: object, count: object) -> None:
