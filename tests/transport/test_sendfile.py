@@ -192,3 +192,30 @@ async def test_sendfile_refused_arguments_as_asyncio(data_file: tuple[Path, byte
     with path.open("rb") as f, pytest.raises(RuntimeError, match="closing"):
         await transport.sendfile(f)
     peer.close()
+
+
+async def test_sendfile_small_file_refuses_bare_write_like_asyncio(tmp_path: Path) -> None:
+    """asyncio's sendfile is "in progress" for at least one loop iteration after it starts, even
+    for a file the kernel takes at once (CPython's test_sendfile_prevents_bare_write): the task
+    that started it suspends, and a write() made meanwhile is refused. Failed every run (2/2
+    loops) while the file send was awaited with ``await ov``, which flushed it synchronously."""
+    path = tmp_path / "small.bin"
+    path.write_bytes(b"s" * 1000)
+    transport, peer = await _pair(None)
+    reader = asyncio.ensure_future(drain_peer(peer))
+    started = asyncio.get_running_loop().create_future()
+
+    async def send_it() -> int:
+        with path.open("rb") as f:
+            started.set_result(None)
+            return await transport.sendfile(f)
+
+    task = asyncio.ensure_future(send_it())
+    await started
+    with pytest.raises(RuntimeError, match="sendfile is in progress"):
+        transport.write(b"data")
+    assert await asyncio.wait_for(task, GUARD) == 1000
+    transport.write(b"!")
+    transport.close()
+    assert await asyncio.wait_for(reader, GUARD) == b"s" * 1000 + b"!"
+    peer.close()
