@@ -16,7 +16,15 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[test,dev]'
 	touch $@
 
-demo: $(VENV)/.installed
+# The demo needs only the runtime dependencies and uvloop (it runs on both loops), not the
+# test and lint tools: its own stamp, so `make demo` on a fresh clone installs just those.
+$(VENV)/.demo: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e '.[uvloop]'
+	touch $@
+
+demo: $(VENV)/.demo
 	$(PY) -m wsasend demo
 
 test: $(VENV)/.installed

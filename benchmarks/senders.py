@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import os
 import socket
 from typing import Any
 
 import wsasend
 
 from .harness import Run, Sender
+from .workloads import file_for
 
 __all__ = ["all_senders", "has_transport"]
 
@@ -338,15 +340,64 @@ async def wsatransport_stall(ctx: Run) -> None:
     await proto.lost
 
 
+# -- a file (SPEC S9.3): the same byte stream, from a file, by sendfile ----------------------------
+
+
+def _open_file(ctx: Run) -> Any:
+    w = ctx.workload
+    return open(file_for(w.nbufs, w.bufsize, w.sends), "rb")  # (closed by the caller)
+
+
+def raw_sendfile(ctx: Run) -> None:
+    """The ceiling: blocking ``os.sendfile`` of the whole file."""
+    sock = ctx.sock
+    sock.setblocking(True)
+    with _open_file(ctx) as f:
+        fd, out, total = f.fileno(), sock.fileno(), ctx.workload.total_bytes
+        ctx.start()
+        sent = 0
+        while sent < total:
+            sent += os.sendfile(out, fd, sent, total - sent)
+        ctx.ack_sync()
+
+
+async def loop_sendfile(ctx: Run) -> None:
+    """The base loop's own ``await loop.sendfile(transport, f)`` on its own transport."""
+    loop = asyncio.get_running_loop()
+    sock = ctx.sock
+    sock.setblocking(False)
+    transport, proto = await loop.create_connection(lambda: _FlowProtocol(loop), sock=sock)
+    with _open_file(ctx) as f:
+        ctx.start()
+        await loop.sendfile(transport, f)
+        await ctx.ack()
+    transport.close()
+    await proto.lost
+
+
+async def wsatransport_sendfile(ctx: Run) -> None:
+    """Ours: ``await transport.sendfile(f)`` on a WSATransport (one file send in the queue)."""
+    transport, proto = await _wsa_transport(ctx)
+    with _open_file(ctx) as f:
+        ctx.start()
+        await transport.sendfile(f)
+        await ctx.ack()
+    transport.close()
+    await proto.lost
+
+
 def all_senders() -> list[Sender]:
     """Every sender, in table order; ``WSATransport.send`` only when the transport exists."""
     stream = frozenset({"stream"})
     both = frozenset({"stream", "dgram"})
     stall = frozenset({"stall"})
     dgram = frozenset({"dgram"})
+    file = frozenset({"file"})
     out = [
-        Sender("raw-sendmsg", "raw blocking sendmsg, 1 send per call", None, both, raw_sendmsg),
+        Sender("raw-sendmsg", "raw blocking sendmsg, 1 send per call", None, both | file, raw_sendmsg),
         Sender("raw-sendmsg-64", "raw blocking sendmsg, 64 sends per call (ceiling)", None, stream, raw_sendmsg_64),
+        # os.sendfile is neither a sendmsg through the socket object nor a write(2): uncounted.
+        Sender("raw-sendfile", "raw blocking os.sendfile of the file", None, file, raw_sendfile, uncounted=True),
     ]
     for loop in LOOPS:
         out += [
@@ -374,4 +425,19 @@ def all_senders() -> list[Sender]:
         ]
         if has_transport():
             out.append(Sender("wsatransport", "WSATransport.send, all queued", loop, stall, wsatransport_stall))
+        if loop == "asyncio":  # uvloop has no loop.sendfile (NotImplementedError)
+            out.append(
+                Sender("loop-sendfile", "await loop.sendfile(transport, f)", loop, file, loop_sendfile, uncounted=True)
+            )
+        if hasattr(wsasend.WSATransport, "sendfile"):
+            out.append(
+                Sender(
+                    "wsa-sendfile",
+                    "await WSATransport.sendfile(f)",
+                    loop,
+                    file,
+                    wsatransport_sendfile,
+                    uncounted=True,
+                )
+            )
     return out

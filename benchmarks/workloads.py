@@ -8,12 +8,16 @@ changes the CRC32 the receiver computes in the verify run, and the byte count ca
 
 from __future__ import annotations
 
+import atexit
+import os
 import random
+import shutil
+import tempfile
 import zlib
 from dataclasses import dataclass, replace
 from functools import cache
 
-__all__ = ["Payload", "Workload", "full_matrix", "payload_for", "quick_matrix", "scaled"]
+__all__ = ["Payload", "Workload", "file_for", "full_matrix", "payload_for", "quick_matrix", "scaled"]
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -37,8 +41,9 @@ class Workload:
     """One row group of the table: what each send carries and how many sends a run makes.
 
     ``kind`` is ``"stream"`` (loopback TCP), ``"stall"`` (loopback TCP whose reader starts only
-    once ``depth`` sends have been posted, ``sends // depth`` times per run: the slow reader) or
-    ``"dgram"`` (connected loopback UDP, one datagram per send).
+    once ``depth`` sends have been posted, ``sends // depth`` times per run: the slow reader),
+    ``"dgram"`` (connected loopback UDP, one datagram per send) or ``"file"`` (loopback TCP: the
+    byte stream of the sends, written to a file once, sent as one file: SPEC S9.3's sendfile).
     """
 
     key: str
@@ -71,6 +76,8 @@ class Workload:
         size = _human(self.total_bytes)
         if self.kind == "stall":
             return f"{self.title}: {self.depth} sends of {self.nbufs}x{_human(self.bufsize)} queued, x{self.cycles}"
+        if self.kind == "file":
+            return f"{self.title}: one file of {size} (a 'send' below is {_human(self.send_bytes)} of it)"
         return f"{self.title}: {self.sends} sends, {size}"
 
 
@@ -107,6 +114,7 @@ def full_matrix() -> list[Workload]:
         _slow(1_000, 10_000),
         _slow(10_000, 10_000),
         Workload("U", "UDP 4x256 B", 4, 256, 100_000, kind="dgram"),
+        Workload("F", "sendfile", 1, MiB, 256, kind="file"),  # 256 MiB (issue 12, section 3)
     ]
 
 
@@ -121,6 +129,7 @@ def quick_matrix() -> list[Workload]:
         _slow(1_000, 10_000),
         _slow(10_000, 10_000),
         Workload("U", "UDP 4x256 B", 4, 256, 30_000, kind="dgram"),
+        Workload("F", "sendfile", 1, MiB, 64, kind="file"),  # 64 MiB
     ]
 
 
@@ -167,3 +176,27 @@ class Payload:
 def payload_for(nbufs: int, bufsize: int) -> Payload:
     """The (cached) payload of a shape: every sender of a workload sends the very same bytes."""
     return Payload(nbufs, bufsize)
+
+
+_file_dir: str | None = None
+
+
+def _remove_files() -> None:
+    if _file_dir is not None:
+        shutil.rmtree(_file_dir, ignore_errors=True)
+
+
+@cache
+def file_for(nbufs: int, bufsize: int, sends: int) -> str:
+    """A file holding the byte stream of ``sends`` sends of the shape's payload (made once per
+    process, removed at exit), so a file workload's receiver checks the very CRC of the others."""
+    global _file_dir
+    if _file_dir is None:
+        _file_dir = tempfile.mkdtemp(prefix="wsasend-bench-")
+        atexit.register(_remove_files)
+    pool = payload_for(nbufs, bufsize).pool
+    path = os.path.join(_file_dir, f"f-{nbufs}x{bufsize}x{sends}.bin")
+    with open(path, "wb") as f:
+        for i in range(sends):
+            f.writelines(pool[i % len(pool)])
+    return path

@@ -22,7 +22,7 @@ from benchmarks import run as bench_run
 from benchmarks import servers
 from benchmarks.harness import Receiver, Run, Sender, run_case
 from benchmarks.senders import all_senders, has_transport
-from benchmarks.workloads import Workload, payload_for, quick_matrix, scaled
+from benchmarks.workloads import Workload, file_for, payload_for, quick_matrix, scaled
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -68,6 +68,29 @@ def test_bench_tiny_matrix_verifies_every_case(tmp_path: Path) -> None:
     uv_w4 = next(c for c in cases if c["group"] == "W4" and c["case"] == "writelines[uvloop]")
     assert uv_w4["verify"]["syscalls"] >= 1
     assert {t["target"] for t in data["targets"]}  # the targets section was computed
+
+
+def test_bench_sendfile_row_verifies_the_file_bytes(tmp_path: Path) -> None:
+    """Issue 12, section 3: the file workload (F), on a tiny file, verifies on every sender:
+    ours on both loops, asyncio's own loop.sendfile, raw os.sendfile and raw sendmsg."""
+    data = _run_json(tmp_path, "f.json", "--workloads", "F", "--max-sends", "4")
+    assert data["exit_code"] == 0
+    cases = {c["case"]: c for c in data["cases"]}
+    assert set(cases) == {
+        "raw-sendmsg[raw]",
+        "raw-sendfile[raw]",
+        "loop-sendfile[asyncio]",
+        "wsa-sendfile[asyncio]",
+        "wsa-sendfile[uvloop]",
+    }
+    for name, case in cases.items():
+        assert case["verify"]["ok"], (name, case["verify"]["problem"])
+        assert case["workload"]["key"] == "F"
+    # The file is the very byte stream the receiver's CRC32 expects (4 sends of 1 MiB).
+    f = next(w for w in quick_matrix() if w.key == "F")
+    path = Path(file_for(f.nbufs, f.bufsize, 4))
+    pool = payload_for(f.nbufs, f.bufsize).pool
+    assert path.read_bytes() == b"".join(b for i in range(4) for b in pool[i % len(pool)])
 
 
 def _swap_first_two(ctx: Run) -> None:

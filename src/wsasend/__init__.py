@@ -2,7 +2,7 @@
 
 ``n = await wsa_send(sock, [header, body, trailer])`` sends the buffers as one gathered
 ``sendmsg`` vector, without copying them, and completes like an overlapped WSASend. See the
-README and SPEC sections S1-S8 for the contract.
+README and docs/semantics.md (sections S1-S10, the "SPEC" the docstrings cite) for the contract.
 """
 
 from ._api import closesocket, set_max_pending, wsa_send

@@ -61,6 +61,11 @@ Every change of owner happens under ``OWNERSHIP.lock``. Who may move it:
   loop's ``shutdown_asyncgens`` (``asyncio.run``, ``asyncio.Runner``, ``uvloop.run``): ``e``'s
   pending sends are aborted (WSA_OPERATION_ABORTED, exact counts) with a ResourceWarning.
 - Everything -> FREE in a forked child (``_api._reset_after_fork``).
+
+File sends (SPEC S9.3, ``post_file``)
+-------------------------------------
+File sends (SPEC S9.3, ``post_file``): one more entry in the same queue, with no buffers; when
+it reaches the head the flush sends it with ``os.sendfile`` instead of ``sendmsg``.
 """
 
 from __future__ import annotations
@@ -74,7 +79,7 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Final
 
 from ._buffers import IOV_MAX, gather_for_message, normalize
 from ._errors import WSAError, WSAErrorCode
@@ -91,7 +96,7 @@ from ._sockutil import (
     translate_flags,
 )
 
-__all__ = ["DEFAULT_MAX_PENDING", "ZERO", "SendEngine"]
+__all__ = ["DEFAULT_MAX_PENDING", "ZERO", "FileOverlapped", "SendEngine"]
 
 #: Default bound on outstanding overlapped sends per socket (SPEC S5.6). Arbitrary, but large:
 #: big enough that nobody meets it by accident, small enough to stop a runaway producer.
@@ -230,6 +235,32 @@ def abandon(engines: list[SendEngine]) -> None:
             ResourceWarning,
             stacklevel=2,
         )
+
+# The queue flags of a file send (SPEC S9.3): a value no sendmsg flag combination has, so the
+# queue never coalesces a file send with another and the flush can tell it at the head.
+_FILE_OP: Final = 1 << 40
+# Most bytes one os.sendfile call is asked for: Linux moves at most 0x7ffff000 per call anyway.
+_SENDFILE_MAX: Final = 0x7FFFF000
+# errnos of os.sendfile that are the file's fault (a file that cannot be sent that way, a read
+# error), not the socket's: they fail the file send alone (SPEC S9.3).
+_FILE_ERRNOS: Final = frozenset({errno.EINVAL, errno.ESPIPE, errno.EIO, errno.EOVERFLOW, errno.ENOSYS})
+
+
+class FileOverlapped(WSAOverlapped):
+    """An overlapped file send (TransmitFile's semantics, SPEC S9.3): ``nbytes`` bytes of a
+    file from ``offset``, sent by ``os.sendfile`` when it reaches the head of the queue.
+
+    Made by :meth:`SendEngine.post_file`; awaiting it gives the bytes consumed. A file found
+    shorter than ``nbytes`` at send time completes with what it had.
+    """
+
+    __slots__ = ("_file", "_file_fd", "_offset")
+
+    def __init__(self, file: object, fd: int, offset: int) -> None:
+        super().__init__()
+        self._file = file  # kept alive (and its descriptor open) until the send completes
+        self._file_fd = fd
+        self._offset = offset
 
 
 # Engine states. OPEN accepts posts; DRAINING refuses them (WSAESHUTDOWN) and runs its
@@ -714,6 +745,89 @@ class SendEngine:
             self.on_complete([ov])
         return ov
 
+    def post_file(self, sock: socket.socket, file: object, fd: int, offset: int, nbytes: int) -> FileOverlapped:
+        """Post ``nbytes`` of the file open on ``fd`` from ``offset`` as one overlapped send.
+
+        TransmitFile's semantics (SPEC S9.3): it takes its place in the socket's queue, so its
+        bytes follow every send posted before it and precede every send posted after it; they
+        go by ``os.sendfile`` (no copy into user space) when it reaches the head. It completes
+        with the bytes consumed, or fails with the exact count (S6.4): a socket error fails it
+        and everything queued behind it, as any send's would; an error of the file itself
+        (``_FILE_ERRNOS``) fails it alone. ``file`` is kept alive until it completes.
+
+        Raises:
+            WSAError: as :meth:`post` (WSAESHUTDOWN, WSAENOTSOCK, WSAEWOULDBLOCK past the bound);
+                WSAEOPNOTSUPP on a message socket (a file is a byte stream); WSAEINVAL for a
+                negative offset or count.
+        """
+        if self.message_mode:
+            raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="a file can only be sent on a stream socket")
+        if offset < 0 or nbytes < 0:
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"offset {offset} and count {nbytes} must be >= 0")
+        if self._state != _OPEN:
+            raise WSAError(
+                WSAErrorCode.WSAESHUTDOWN if self._state == _DRAINING else WSAErrorCode.WSAENOTSOCK,
+                detail="the socket is shutting down" if self._state == _DRAINING else "the socket is closed",
+            )
+        if is_closed(sock):
+            raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
+        if len(self._queue) >= self.max_pending:
+            raise WSAError(
+                WSAErrorCode.WSAEWOULDBLOCK,
+                detail=f"{len(self._queue)} overlapped sends outstanding (max_pending={self.max_pending})",
+            )
+        ov = FileOverlapped(file, fd, offset)
+        ov._reset_for_post(None, self)
+        ov._load([], nbytes, _FILE_OP)
+        self._queue.submit(ov)
+        if self._writer is None and not self._batch_open:
+            self._open_batch()
+        return ov
+
+    def _flush_file(self, sock: socket.socket, ov: FileOverlapped) -> list[WSAOverlapped] | None:
+        """Send the head file send's bytes with ``os.sendfile``.
+
+        Returns the sends it completed (``[ov]``, or ``[]`` after a file error failed it alone),
+        or None when the flush must stop (the socket is full: a writer is registered; or a
+        socket error failed the queue).
+        """
+        queue = self._queue
+        out_fd = sock.fileno()
+        # os.sendfile takes no MSG_DONTWAIT: a blocking socket is made nonblocking for the call
+        # and put back (S5.10), two fcntl per file flush rather than a blocked loop.
+        blocking = sock.gettimeout() is None and os.get_blocking(out_fd)
+        if blocking:
+            os.set_blocking(out_fd, False)
+        try:
+            while True:
+                consumed = queue.head_consumed
+                left = ov._nbytes - consumed
+                if left <= 0:
+                    return queue.head_file_sent(0)
+                try:
+                    n = os.sendfile(out_fd, ov._file_fd, ov._offset + consumed, min(left, _SENDFILE_MAX))
+                except (BlockingIOError, InterruptedError):
+                    self._add_writer(sock)
+                    return None
+                except OSError as exc:
+                    if exc.errno in _FILE_ERRNOS or (exc.errno == errno.EBADF and not is_closed(sock)):
+                        ov._file = None
+                        comp = queue.fail_head()
+                        self._fail_ops([comp], WSAErrorCode.WSAEINVAL, exc)
+                        return []
+                    self._fatal(sock, exc)
+                    return None
+                if n == 0:  # end of file: the file is shorter than when it was posted
+                    ov._file = None
+                    return [queue.head_file_ended()]
+                done = queue.head_file_sent(n)
+                if done:
+                    ov._file = None
+                    return done
+        finally:
+            if blocking:
+                os.set_blocking(out_fd, True)
+
     def _complete_immediately(self, ov: WSAOverlapped, n: int) -> None:
         ov._pending = False
         ov._completed_immediately = True
@@ -816,6 +930,13 @@ class SendEngine:
                 elif self._batch_cap < BATCH_BYTES:
                     self._batch_cap *= 2
                 done = queue.bytes_sent(n)
+            elif flags == _FILE_OP:  # a file send at the head (S9.3): never reached by buffers
+                head = self._ops[0]
+                assert isinstance(head, FileOverlapped)
+                file_done = self._flush_file(sock, head)
+                if file_done is None:
+                    return
+                done = file_done
             else:
                 done = queue.bytes_sent(0)
             if done:

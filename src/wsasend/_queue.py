@@ -324,6 +324,45 @@ class SendQueue(Generic[OpT]):
         self._batch_ops = 0
         return out
 
+    # -- file sends (SPEC S9.3) ------------------------------------------------------------------
+    # A file send is a send with no buffers whose bytes the engine produces with os.sendfile
+    # when it reaches the head. Its flags are a value no other send has, so next_batch never
+    # coalesces across it and returns ([], its flags) when it is the head; the engine then feeds
+    # its progress here instead of to bytes_sent. Its progress is head_consumed, as for any
+    # head, so fail() and withdraw() give exact counts without knowing it is a file.
+
+    def head_file_sent(self, n: int) -> list[OpT]:
+        """The head is a file send and ``n`` more of its bytes were consumed: ``[head]`` once whole."""
+        op = self._ops[0]
+        consumed = self._head_consumed + n
+        if n < 0 or consumed > op._nbytes:
+            raise ValueError(f"head_file_sent({n}) with {op._nbytes - self._head_consumed} bytes left")
+        self._unsent -= n
+        if consumed < op._nbytes:
+            self._head_consumed = consumed
+            return []
+        self._head_consumed = 0
+        return [self._ops.popleft()]
+
+    def head_file_ended(self) -> OpT:
+        """The head file send ends early (the file was shorter than posted): pop it.
+
+        Its ``_nbytes`` becomes the bytes it consumed, so it completes with that count.
+        """
+        op = self._ops.popleft()
+        self._unsent -= op._nbytes - self._head_consumed
+        op._nbytes = self._head_consumed
+        self._head_consumed = 0
+        return op
+
+    def fail_head(self) -> SendCompletion:
+        """Remove the head send alone, after an error of its own: it, with its consumed bytes."""
+        op = self._ops.popleft()
+        self._unsent -= op._nbytes - self._head_consumed
+        comp = SendCompletion(op, self._head_consumed)
+        self._head_buf = self._head_off = self._head_consumed = 0
+        return comp
+
     def drop_open_message(self) -> list[OpT]:
         """Message mode: remove and return the pieces of the message still open (S4.4)."""
         out: list[OpT] = []
@@ -382,7 +421,7 @@ class SendQueue(Generic[OpT]):
             assert self._head_consumed == 0
             closed = sum(1 for op in self._ops if not op._more)
             assert closed == self._closed_messages, (closed, self._closed_messages)
-        elif self._head_consumed:
+        elif self._head_consumed and self._ops[0]._bufs:  # (a file send's progress has no buffers)
             head = self._ops[0]
             assert 0 < self._head_consumed < head._nbytes
             prefix = sum(len(b) for b in head._bufs[: self._head_buf]) + self._head_off

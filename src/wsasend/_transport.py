@@ -34,13 +34,16 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import io
 import logging
 import mmap
+import os
 import socket
+import stat
 import warnings
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Literal
+from typing import Any, Final, Literal, TypeVar
 
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
@@ -62,6 +65,10 @@ __all__ = [
 ]
 
 logger = logging.getLogger("wsasend")
+
+#: The protocol type a connection function returns, as in typeshed's loop methods: the
+#: factory's own return type, so ``proto.attr`` type-checks (issue 12, section 5).
+_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 #: Bytes asked of one ``recv`` on a stream socket: asyncio's ``_SelectorTransport.max_size``.
 MAX_READ = 256 * 1024
@@ -253,6 +260,8 @@ class WSATransport(asyncio.Transport):
     _sock_fd = -1
     _state = TransportState.CLOSED
     _engine: SendEngine | None = None
+    # Native sendfiles in progress: write()/writelines() refuse meanwhile, as asyncio's (S9.3).
+    _sendfiles = 0
 
     def __init__(
         self,
@@ -572,6 +581,8 @@ class WSATransport(asyncio.Transport):
                     logger.warning("%r: write() after the connection was lost: %s", self, self._lost_exc)
                 return
             raise self._refusal()
+        if self._sendfiles:
+            raise RuntimeError("unable to write; sendfile is in progress")
         if empty:
             return
         engine = self._engine
@@ -622,6 +633,113 @@ class WSATransport(asyncio.Transport):
             return
         # S3.3: from now on EPIPE on this socket is our shutdown, not a reset.
         mark_shutdown(sock)
+
+    # -- sendfile (SPEC S9.3) -----------------------------------------------------------------------
+
+    async def sendfile(self, file: Any, offset: int = 0, count: int | None = None, *, fallback: bool = True) -> int:
+        """Send ``count`` bytes of ``file`` from ``offset`` (to its end by default); the bytes sent.
+
+        ``loop.sendfile(transport, ...)`` for a WSATransport (SPEC S9.3), with TransmitFile's
+        semantics: the file is one more overlapped send in the socket's queue, after every send
+        posted before it and before every send posted after it, sent by ``os.sendfile`` (no copy
+        into user space). A file that cannot go that way (no descriptor, not a regular file:
+        a pipe, ``io.BytesIO``) is read and sent in chunks instead, unless ``fallback=False``.
+        As with asyncio, the file position is left after the last byte sent, and while the
+        native send runs ``write()``/``writelines()`` raise RuntimeError; ``send()`` and
+        ``wsa_send`` are accepted and go out after the file.
+
+        Raises:
+            RuntimeError: the transport is closing, or is a datagram transport.
+            ValueError, TypeError: a text-mode file, a bad ``offset`` or ``count`` (as asyncio).
+            asyncio.SendfileNotAvailableError: ``fallback=False`` and the file cannot go natively.
+            WSAError: the send failed; ``bytes_sent`` is how many of the file's bytes the kernel
+                consumed (exact, S6.4).
+        """
+        if self.is_closing():
+            raise RuntimeError("Transport is closing")
+        try:
+            return await self._sendfile_native(file, offset, count)
+        except asyncio.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await self._sendfile_fallback(file, offset, count)
+
+    async def _sendfile_native(self, file: Any, offset: int, count: int | None) -> int:
+        """The native half of :meth:`sendfile` (what ``loop._sendfile_native`` is to asyncio).
+
+        A wsasend loop's ``_sendfile_native(transport, ...)`` calls this, and its
+        ``_sendfile_fallback(transport, ...)`` calls :meth:`_sendfile_fallback`, so that
+        ``loop.sendfile`` keeps asyncio's structure (and its tests' patch points).
+
+        Raises:
+            asyncio.SendfileNotAvailableError: the file cannot go by ``os.sendfile``.
+            RuntimeError: a datagram transport (asyncio: "sendfile is not supported").
+        """
+        if self._message_mode:
+            raise RuntimeError(f"sendfile is not supported for transport {self!r}")
+        _check_sendfile_params(file, offset, count)
+        fd, size = _regular_file(file)
+        if fd < 0:
+            raise asyncio.SendfileNotAvailableError("not a regular file")
+        nbytes = max(size - offset, 0) if count is None else max(min(count, size - offset), 0)
+        if not nbytes:
+            return 0
+        engine = self._engine
+        assert engine is not None and self._sock is not None
+        try:
+            ov = engine.post_file(self._sock, file, fd, offset, nbytes)
+        except WSAError as exc:
+            if _fatal_for_connection(exc):
+                self._fatal_error(exc, "Fatal write error on WSATransport")
+            raise
+        # Waited for through its future, not ``await ov``: awaiting an overlapped flushes at
+        # once (flush_for), which could finish a small file inside this call, whereas asyncio's
+        # sendfile is always "in progress" for at least one loop iteration after it starts
+        # (CPython's test_sendfile_prevents_bare_write counts on it). The batch window flushes
+        # it on the next iteration instead.
+        waiter: asyncio.Future[int] = self._loop.create_future()
+        ov._waiter = waiter
+        self._sendfiles += 1
+        sent = 0
+        try:
+            sent = await waiter
+        except WSAError as exc:
+            sent = exc.bytes_sent
+            raise
+        except asyncio.CancelledError:
+            if ov.pending:
+                ov.cancel()  # S5.7: withdrawn if it had not started; else it finishes
+            raise
+        finally:
+            self._sendfiles -= 1
+            if sent > 0:
+                os.lseek(fd, offset + sent, os.SEEK_SET)  # asyncio's _sock_sendfile_update_filepos
+        return sent
+
+    async def _sendfile_fallback(self, file: Any, offset: int, count: int | None) -> int:
+        """Read and send ``file`` in chunks, each one send in the queue (asyncio's fallback)."""
+        if offset:
+            file.seek(offset)
+        total = 0
+        try:
+            while True:
+                size = _SENDFILE_CHUNK if count is None else min(count - total, _SENDFILE_CHUNK)
+                if size <= 0:
+                    return total
+                buf = bytearray(size)
+                n = await self._loop.run_in_executor(None, file.readinto, buf)
+                if not n:
+                    return total
+                try:
+                    await self.send([memoryview(buf)[:n]])
+                except WSAError as exc:
+                    err = WSAError(exc.winerror, errno=exc.errno, bytes_sent=total + exc.bytes_sent)
+                    total += exc.bytes_sent
+                    raise err from exc
+                total += n
+        finally:
+            if total > 0 and getattr(file, "seekable", bool)():  # (a pipe has no position to set)
+                file.seek(offset + total)
 
     # -- flow control (asyncio's _FlowControlMixin, to the letter) ---------------------------------------
 
@@ -1102,6 +1220,37 @@ def _bad_data_message(items: list[Any]) -> str:
             return "data argument must be a C-contiguous bytes-like object"
     return "data argument must be bytes-like objects"
 
+#: Bytes read and sent per chunk by the sendfile fallback (asyncio reads 16 KiB; a larger chunk
+#: costs fewer round trips through the executor for the same memory order).
+_SENDFILE_CHUNK: Final = 256 * 1024
+
+
+def _check_sendfile_params(file: Any, offset: object, count: object) -> None:
+    """asyncio's checks of ``sock_sendfile``'s arguments, with its messages."""
+    if "b" not in getattr(file, "mode", "b"):
+        raise ValueError("file should be opened in binary mode")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+
+def _regular_file(file: Any) -> tuple[int, int]:
+    """``(descriptor, size)`` of a file ``os.sendfile`` can read, else ``(-1, 0)``."""
+    try:
+        fd = file.fileno()
+        st = os.fstat(fd)
+    except (AttributeError, io.UnsupportedOperation, OSError, ValueError, TypeError):
+        return -1, 0
+    if not isinstance(fd, int) or not stat.S_ISREG(st.st_mode):
+        return -1, 0
+    return fd, st.st_size
+
 
 def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled():
@@ -1116,14 +1265,14 @@ _SOCKET_KINDS = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
 
 async def make_transport(
     sock: socket.socket,
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    protocol_factory: Callable[[], _P],
     *,
     loop: asyncio.AbstractEventLoop,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
     extra: Mapping[str, Any] | None = None,
     close_on_error: bool = False,
-) -> tuple[WSATransport, asyncio.BaseProtocol]:
+) -> tuple[WSATransport, _P]:
     """Wrap a connected socket; return once ``connection_made`` has run (asyncio's order).
 
     ``close_on_error``: the socket is ours (we connected it), so close it if no transport could
@@ -1161,13 +1310,13 @@ def _check_kind(sock: object) -> socket.socket:
 
 
 async def connect_accepted_socket(
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    protocol_factory: Callable[[], _P],
     sock: socket.socket,
     *,
     ssl: None = None,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, asyncio.BaseProtocol]:
+) -> tuple[WSATransport, _P]:
     """Wrap an already connected socket in a :class:`WSATransport` (SPEC S7.3).
 
     ``loop.connect_accepted_socket`` for this package: a socket from ``accept()``, or any
@@ -1234,7 +1383,7 @@ async def _connect_sock(
 
 
 async def create_connection(
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    protocol_factory: Callable[[], _P],
     host: str | None = None,
     port: int | str | None = None,
     *,
@@ -1247,7 +1396,7 @@ async def create_connection(
     all_errors: bool = False,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, asyncio.BaseProtocol]:
+) -> tuple[WSATransport, _P]:
     """Open a TCP connection (or wrap ``sock``) with a :class:`WSATransport` (SPEC S7.3).
 
     ``loop.create_connection`` for this package, with the same arguments where they make sense:

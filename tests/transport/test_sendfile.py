@@ -1,0 +1,221 @@
+"""``WSATransport.sendfile``: a file as one more send in the ordered queue (SPEC S9.3, S5.4, S6.4).
+
+Every test runs on asyncio and on uvloop (tests/conftest.py), on real sockets and real files.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.helpers import SMALL_BUF, pattern, tcp_pair
+from wsasend import WSAError, WSAErrorCode, WSATransport
+
+from .util import GUARD, drain_peer, until, wrap
+
+SIZE = 3 * 1024 * 1024 + 12345  # larger than any loopback buffer here: the file send pends
+
+
+@pytest.fixture
+def data_file(tmp_path: Path) -> tuple[Path, bytes]:
+    data = pattern(SIZE, 5)
+    path = tmp_path / "payload.bin"
+    path.write_bytes(data)
+    return path, data
+
+
+async def _pair(bufsize: int | None = SMALL_BUF) -> tuple[WSATransport, socket.socket]:
+    a, b = tcp_pair(bufsize=bufsize)
+    transport, _ = await wrap(a)
+    return transport, b
+
+
+async def test_sendfile_between_two_sends_arrives_in_order_byte_for_byte(data_file: tuple[Path, bytes]) -> None:
+    path, data = data_file
+    transport, peer = await _pair()
+    reader = asyncio.ensure_future(drain_peer(peer))
+    with path.open("rb") as f:
+        head = transport.send([b"HEAD:", b"1234"])
+        task = asyncio.ensure_future(transport.sendfile(f))
+        await until(lambda: transport.get_write_buffer_size() > 0)  # the file is posted, pending
+        assert not task.done()
+        # TransmitFile's order: a send posted while the file is pending goes out after it.
+        tail = transport.send([b":TAIL"])
+        # asyncio's API refuses a bare write while a native sendfile runs (as asyncio does).
+        with pytest.raises(RuntimeError, match="sendfile is in progress"):
+            transport.write(b"refused")
+        with pytest.raises(RuntimeError, match="sendfile is in progress"):
+            transport.writelines([b"refused"])
+        sent = await asyncio.wait_for(task, GUARD)
+        assert sent == SIZE
+        assert f.tell() == SIZE  # asyncio leaves the position after the last byte sent
+        assert await head == 9 and await tail == 5
+    transport.write(b"!")  # accepted again once the file is done
+    transport.close()
+    received = await asyncio.wait_for(reader, GUARD)
+    assert received == b"HEAD:1234" + data + b":TAIL!"
+    peer.close()
+
+
+async def test_sendfile_offset_and_count(data_file: tuple[Path, bytes]) -> None:
+    path, data = data_file
+    transport, peer = await _pair()
+    reader = asyncio.ensure_future(drain_peer(peer))
+    with path.open("rb") as f:
+        assert await transport.sendfile(f, 1000, 200_000) == 200_000
+        assert f.tell() == 201_000
+        assert await transport.sendfile(f, SIZE - 7) == 7  # offset only: to the end of the file
+    transport.close()
+    assert await asyncio.wait_for(reader, GUARD) == data[1000:201_000] + data[-7:]
+    peer.close()
+
+
+async def test_sendfile_count_past_end_of_file_sends_what_there_is(data_file: tuple[Path, bytes]) -> None:
+    path, data = data_file
+    transport, peer = await _pair()
+    reader = asyncio.ensure_future(drain_peer(peer))
+    with path.open("rb") as f:
+        assert await transport.sendfile(f, SIZE - 100, 1_000_000) == 100
+        assert await transport.sendfile(f, SIZE + 10, 5) == 0  # offset past the end: nothing
+        assert f.tell() == SIZE
+    transport.close()
+    assert await asyncio.wait_for(reader, GUARD) == data[-100:]
+    peer.close()
+
+
+async def test_sendfile_peer_gone_mid_file_reports_exact_bytes_sent(data_file: tuple[Path, bytes]) -> None:
+    """AF_UNIX: every byte the kernel consumed sits in the peer's receive queue, so the peer
+    drains it and closes in one loop step (the engine cannot run in between): the failure's
+    ``bytes_sent`` must equal exactly what the peer read, and the file position follow it."""
+    path, _ = data_file
+    a, b = socket.socketpair()
+    transport, _ = await wrap(a)
+    with path.open("rb") as f:
+        task = asyncio.ensure_future(transport.sendfile(f))
+        await until(lambda: 0 < transport.get_write_buffer_size() < SIZE)  # partly consumed, pending
+        b.setblocking(False)
+        got = 0
+        while True:
+            try:
+                chunk = b.recv(1 << 20)
+            except BlockingIOError:
+                break
+            got += len(chunk)
+        b.close()
+        with pytest.raises(WSAError) as info:
+            await asyncio.wait_for(task, GUARD)
+        assert info.value.winerror == WSAErrorCode.WSAECONNRESET
+        assert 0 < got < SIZE
+        assert info.value.bytes_sent == got
+        assert f.tell() == got
+    transport.abort()
+
+
+async def test_sendfile_file_send_failing_fails_sends_behind_it_with_zero(data_file: tuple[Path, bytes]) -> None:
+    """S6.3 for a file at the head: the sends queued behind it fail too, each with 0 bytes."""
+    path, _ = data_file
+    a, b = socket.socketpair()
+    transport, _ = await wrap(a)
+    with path.open("rb") as f:
+        task = asyncio.ensure_future(transport.sendfile(f))
+        await until(lambda: transport.get_write_buffer_size() > 0)
+        behind = transport.send([b"after the file"])
+        b.close()
+        with pytest.raises(WSAError):
+            await asyncio.wait_for(task, GUARD)
+        with pytest.raises(WSAError) as info:
+            await behind
+        assert info.value.bytes_sent == 0 and behind.transferred == 0
+    transport.abort()
+
+
+async def test_sendfile_bytesio_takes_the_fallback(data_file: tuple[Path, bytes]) -> None:
+    _, data = data_file
+    transport, peer = await _pair()
+    reader = asyncio.ensure_future(drain_peer(peer))
+    buf = io.BytesIO(data)
+    transport.send([b"<"])
+    assert await transport.sendfile(buf, 10, 600_000) == 600_000
+    assert buf.tell() == 600_010
+    transport.send([b">"])
+    with pytest.raises(asyncio.SendfileNotAvailableError):
+        await transport.sendfile(buf, fallback=False)
+    transport.close()
+    assert await asyncio.wait_for(reader, GUARD) == b"<" + data[10:600_010] + b">"
+    peer.close()
+
+
+async def test_sendfile_pipe_takes_the_fallback() -> None:
+    data = pattern(300_000, 9)
+    r, w = os.pipe()
+
+    def feed() -> None:
+        with os.fdopen(w, "wb") as out:
+            out.write(data)
+
+    feeder = threading.Thread(target=feed)
+    feeder.start()
+    transport, peer = await _pair()
+    reader = asyncio.ensure_future(drain_peer(peer))
+    with os.fdopen(r, "rb") as pipe_file:
+        assert await transport.sendfile(pipe_file) == len(data)
+    feeder.join(GUARD)
+    transport.close()
+    assert await asyncio.wait_for(reader, GUARD) == data
+    peer.close()
+
+
+async def test_sendfile_refused_arguments_as_asyncio(data_file: tuple[Path, bytes]) -> None:
+    path, _ = data_file
+    transport, peer = await _pair()
+    bad: list[tuple[dict[str, Any], type[Exception]]] = [
+        ({"offset": -1}, ValueError),
+        ({"offset": 1.5}, TypeError),
+        ({"count": 0}, ValueError),
+        ({"count": "1"}, TypeError),
+    ]
+    with path.open("rb") as f:
+        for kwargs, exc_type in bad:
+            with pytest.raises(exc_type):
+                await transport.sendfile(f, **kwargs)
+    with path.open("r") as text, pytest.raises(ValueError, match="binary mode"):
+        await transport.sendfile(text)
+    assert transport.get_write_buffer_size() == 0
+    transport.close()
+    with path.open("rb") as f, pytest.raises(RuntimeError, match="closing"):
+        await transport.sendfile(f)
+    peer.close()
+
+
+async def test_sendfile_small_file_refuses_bare_write_like_asyncio(tmp_path: Path) -> None:
+    """asyncio's sendfile is "in progress" for at least one loop iteration after it starts, even
+    for a file the kernel takes at once (CPython's test_sendfile_prevents_bare_write): the task
+    that started it suspends, and a write() made meanwhile is refused. Failed every run (2/2
+    loops) while the file send was awaited with ``await ov``, which flushed it synchronously."""
+    path = tmp_path / "small.bin"
+    path.write_bytes(b"s" * 1000)
+    transport, peer = await _pair(None)
+    reader = asyncio.ensure_future(drain_peer(peer))
+    started = asyncio.get_running_loop().create_future()
+
+    async def send_it() -> int:
+        with path.open("rb") as f:
+            started.set_result(None)
+            return await transport.sendfile(f)
+
+    task = asyncio.ensure_future(send_it())
+    await started
+    with pytest.raises(RuntimeError, match="sendfile is in progress"):
+        transport.write(b"data")
+    assert await asyncio.wait_for(task, GUARD) == 1000
+    transport.write(b"!")
+    transport.close()
+    assert await asyncio.wait_for(reader, GUARD) == b"s" * 1000 + b"!"
+    peer.close()
