@@ -236,6 +236,7 @@ def abandon(engines: list[SendEngine]) -> None:
             stacklevel=2,
         )
 
+
 # The queue flags of a file send (SPEC S9.3): a value no sendmsg flag combination has, so the
 # queue never coalesces a file send with another and the flush can tell it at the head.
 _FILE_OP: Final = 1 << 40

@@ -1220,6 +1220,7 @@ def _bad_data_message(items: list[Any]) -> str:
             return "data argument must be a C-contiguous bytes-like object"
     return "data argument must be bytes-like objects"
 
+
 #: Bytes read and sent per chunk by the sendfile fallback (asyncio reads 16 KiB; a larger chunk
 #: costs fewer round trips through the executor for the same memory order).
 _SENDFILE_CHUNK: Final = 256 * 1024
