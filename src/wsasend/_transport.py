@@ -508,7 +508,7 @@ class WSATransport(asyncio.Transport):
                 After the connection was lost to an error, writes are dropped as asyncio drops
                 them: the protocol hears of it through ``connection_lost``.
         """
-        if type(data) is bytes and self._state is _OPEN:
+        if type(data) is bytes and self._state is _OPEN and not self._sendfiles:
             # The commonest call (issue 11): a bytes object on an open stream transport.
             engine = self._engine
             if data and engine is not None and (engine.hot or engine.hot_messages):
@@ -535,7 +535,7 @@ class WSATransport(asyncio.Transport):
         """
         data = list(list_of_data)
         engine = self._engine
-        if self._state is _OPEN and engine is not None and (engine.hot or engine.hot_messages):
+        if self._state is _OPEN and not self._sendfiles and engine is not None and (engine.hot or engine.hot_messages):
             # A list of bytes goes to the engine's fast path as it is (issue 11: normalising it
             # into memoryviews made writelines 1.2x the CPU of send per request).
             total = 0
