@@ -721,8 +721,8 @@ class SendEngine:
         """Wait for the socket to become writable: register the engine's *duplicate* (S5.11).
 
         The loop keys registrations by descriptor number, and a plain ``close()`` frees the
-        caller's number for the next socket at once; ours stays open, and so ours, until we
-        remove the registration and close it ourselves (see "Descriptors").
+        caller's number for the next socket at once; the duplicate's number stays ours until
+        we remove the registration and close it ourselves (see "Descriptors").
         """
         if self._writer is None:
             fd = self._dup_fd
