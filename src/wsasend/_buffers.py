@@ -21,7 +21,7 @@ import attrs
 
 from ._errors import WSAError, WSAErrorCode
 
-__all__ = ["IOV_MAX", "WSABUF", "Buffer", "gather_for_message", "normalize", "remaining"]
+__all__ = ["IOV_MAX", "WSABUF", "Buffer", "gather_for_message", "normalize", "remaining", "split_last_byte"]
 
 
 def _iov_max() -> int:
@@ -180,3 +180,21 @@ def gather_for_message(bufs: list[Buffer], iov_max: int = IOV_MAX) -> list[Buffe
     head = bufs[: iov_max - 1]
     head.append(b"".join(bufs[iov_max - 1 :]))
     return head
+
+
+def split_last_byte(iov: list[Buffer]) -> tuple[list[Buffer], list[Buffer]]:
+    """``iov`` cut before its last byte: (every byte but the last, the last byte), no copy.
+
+    For MSG_OOB (SPEC S4.1): Linux marks urgent the last byte of each ``sendmsg`` made with the
+    flag, *the last byte the kernel took*, so a send may carry MSG_OOB only on a call whose
+    every byte is the send's last one. ``iov`` holds at least one byte; every buffer is
+    ``bytes`` or a "B" memoryview, so ``len`` counts bytes.
+    """
+    head = list(iov)
+    last = head.pop()
+    while not len(last):
+        last = head.pop()
+    view = last if type(last) is memoryview else memoryview(last)
+    if len(view) > 1:
+        head.append(view[:-1])
+    return head, [view[-1:]]

@@ -27,8 +27,9 @@ The hot path is built for coalescing (SPEC S5.4, issue 6):
 
 Faults (SPEC S6): an error fails the head send with its exact consumed count and every queued
 send with 0, in order. A socket closed behind our back is noticed by a watchdog timer that runs
-only while a writer is registered (an fd closed under ``add_writer`` never becomes writable,
-and uvloop's ``add_writer`` even keeps the descriptor open until it is removed).
+only while something is pending: while a writer is registered (a closed descriptor never
+becomes writable), and while MSG_PARTIAL pieces wait for the end of their message (S6.1:
+"within one second" holds for them too).
 
 Ownership (SPEC S5.11, S5.12)
 -----------------------------
@@ -64,14 +65,53 @@ Every change of owner happens under ``OWNERSHIP.lock``. Who may move it:
 
 File sends (SPEC S9.3, ``post_file``)
 -------------------------------------
-File sends (SPEC S9.3, ``post_file``): one more entry in the same queue, with no buffers; when
+One more entry in the same queue, with no buffers; when
 it reaches the head the flush sends it with ``os.sendfile`` instead of ``sendmsg``.
+
+Descriptors (SPEC S5.11, issue 10)
+----------------------------------
+A descriptor *number* is not a socket: after a plain ``sock.close()`` (or ``detach()``, or a
+close in another thread) the kernel hands the number to the next socket opened, at once. The
+loop keys registrations by number, so an engine that registered the caller's number and later
+removed "its" writer would remove the new socket's; a ``socket.socket(fileno=fd)`` alias kept
+for a socket with a timeout would write into the new socket. So:
+
+- The engine holds its *own duplicate* of the descriptor (``os.dup``) while it needs one, and
+  only then: while a writer is registered, and while a socket with a timeout is being sent
+  through (such a socket polls before each ``sendmsg``, so it is sent through a timeout-free
+  socket object on the duplicate). The loop registration is made and removed on the
+  duplicate's number, which cannot be reused while we hold it. An idle engine holds nothing:
+  the duplicate is closed when the writer goes, or at the end of the loop iteration (the batch
+  window) for a send that completed at once. Cost: one ``dup`` + ``close`` per activation
+  (EAGAIN to drained), next to the two ``epoll_ctl`` the writer costs anyway; none per send on
+  a socket without a timeout, one per loop iteration with sends on a socket with one.
+- Whether the caller's socket is still open is read from its object (``_closed``, set by
+  ``close()`` and ``detach()`` before the descriptor goes; no syscall): before every post
+  (S5.2: WSAENOTSOCK at the call, also on uvloop, which keeps the descriptor open after
+  ``close()`` while another task waits in ``sock_recv``), before every batch of a flush, and
+  by the watchdog. Once it is closed no byte goes out through any object: pending sends abort
+  (WSA_OPERATION_ABORTED, exact counts), the registration is removed by the number the engine
+  registered (never by asking the socket object, whose ``fileno()`` is -1 by then), and the
+  duplicate is closed before anyone hears of the abort.
+- The price of the duplicate: after a plain ``close()`` with sends pending, the connection
+  stays open until the watchdog aborts them (its next tick, a quarter second at most, unless
+  a writable event or a post notices first; S6.1 allows one second), and only
+  then does the peer see the close. ``closesocket`` and ``transport.abort()`` abort first, so
+  the peer sees their close at once. After ``detach()`` the descriptor belongs to someone
+  else: the pending sends abort the same way, and the descriptor is left open and unregistered.
+- A sendmsg on the caller's own object can still race a close in another thread inside
+  CPython (it reads the number without the GIL): that is CPython's race for any socket shared
+  between threads, and no longer widened by anything of ours.
+
+MSG_OOB (SPEC S4.1): Linux marks urgent the last byte each ``sendmsg`` *takes*. A send with the
+flag therefore goes out as every byte but its last without the flag, then its last byte alone
+with it, on every path (fast path, flush, ``wsa_send_sync``), so a short call can never put the
+mark anywhere but on the send's last byte.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import os
 import socket
@@ -81,7 +121,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
-from ._buffers import IOV_MAX, gather_for_message, normalize
+from ._buffers import IOV_MAX, gather_for_message, normalize, split_last_byte
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
 from ._queue import BATCH_BYTES, SendCompletion, SendQueue
@@ -380,8 +420,11 @@ class SendEngine:
         self._batch_cap = BATCH_BYTES
         self._watchdog: asyncio.TimerHandle | None = None
         self._owner_thread = threading.get_ident()
-        self._alias: socket.socket | None = None
-        self._alias_fd = -1
+        # The engine's own duplicate of the socket's descriptor (see "Descriptors" above): held
+        # only while a writer is registered or a socket with a timeout is being sent through.
+        self._dup: socket.socket | None = None
+        self._dup_fd = -1
+        self._dup_check_scheduled = False
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
         self.on_error: Callable[[WSAError], object] | None = None
         self._on_drained: Callable[[], object] | None = None
@@ -465,29 +508,70 @@ class SendEngine:
             abandon(dead)
 
     def _tx(self, sock: socket.socket) -> socket.socket:
-        """The socket object to call sendmsg on: ``sock``, or a timeout-free alias of it.
+        """The socket object to call sendmsg on: ``sock``, or the engine's timeout-free dup.
 
         A Python socket with a timeout polls before each ``sendmsg`` (and would block the loop
-        for up to that timeout), so for such a socket we send through a second socket object on
-        the same descriptor that has none. The caller's object is never changed (S5.10).
+        for up to that timeout), so for such a socket we send through a socket object on our
+        own duplicate of its descriptor, which has none (S5.10: the caller's object is never
+        changed). A duplicate, not an alias of the same number: a number can be closed by
+        another thread and handed to a new socket at any moment, a duplicate we hold cannot
+        (S5.11). A socket already closed is returned as is: its ``sendmsg`` fails EBADF, which
+        the caller reports (S5.2).
         """
         timeout = sock.gettimeout()
         if timeout is None or timeout == 0.0:
             return sock
+        dup = self._dup
+        if dup is None:
+            if self._take_dup(sock) < 0:
+                return sock
+            dup = self._dup
+            assert dup is not None
+            if not self._dup_check_scheduled:
+                # Released when the engine is idle again: one dup per burst, not per send.
+                self._dup_check_scheduled = True
+                self.loop.call_soon(self._dup_check)
+        return dup
+
+    def _take_dup(self, sock: socket.socket) -> int:
+        """Duplicate ``sock``'s descriptor for the engine; its number, or -1 if ``sock`` is closed."""
         fd = sock.fileno()
-        if fd < 0:  # closed behind our back: sendmsg on it fails EBADF, which post() reports (S5.2)
-            return sock
-        alias = self._alias
-        if alias is None or self._alias_fd != fd:
-            if alias is not None:
-                alias.detach()
-            alias = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
-            if alias.gettimeout() is not None:  # socket.setdefaulttimeout() was used
-                alias.setblocking(False)  # the fd is already O_NONBLOCK: Python's timeouts need it
-            self._alias = alias
-            self._alias_fd = fd
-            weakref.finalize(self, alias.detach)
-        return alias
+        if fd < 0 or getattr(sock, "_closed", False):
+            return -1
+        try:
+            dup_fd = os.dup(fd)
+        except OSError:
+            return -1
+        if sock.fileno() != fd:
+            # Closed by another thread meanwhile, and ``fd`` maybe already reused: what we
+            # duplicated may be someone else's socket. (A socket object never reopens, so an
+            # unchanged number means ``fd`` was ``sock``'s all along.)
+            os.close(dup_fd)
+            return -1
+        blocking = socket.getdefaulttimeout() is not None and os.get_blocking(dup_fd)
+        dup = socket.socket(sock.family, sock.type, sock.proto, fileno=dup_fd)
+        if dup.gettimeout() is not None:  # socket.setdefaulttimeout() was used
+            dup.setblocking(False)  # a timeout would make the dup poll; 0 never does
+        if blocking:
+            # That set O_NONBLOCK on the open file, which the caller's descriptor shares: put
+            # the caller's mode back (S5.10; every sendmsg of ours says MSG_DONTWAIT anyway).
+            os.set_blocking(dup_fd, True)
+        self._dup = dup
+        self._dup_fd = dup_fd
+        return dup_fd
+
+    def _release_dup(self) -> None:
+        """Close the engine's duplicate (never while it is registered with the loop)."""
+        dup = self._dup
+        if dup is not None:
+            self._dup = None
+            self._dup_fd = -1
+            dup.close()
+
+    def _dup_check(self) -> None:
+        self._dup_check_scheduled = False
+        if self._writer is None and not self._batch_scheduled:
+            self._release_dup()
 
     # -- posting ------------------------------------------------------------------------------
 
@@ -568,16 +652,29 @@ class SendEngine:
             return ov
         # Fast path (S5.1): nothing queued and no batch open, so try the kernel at once.
         if nbytes:
+            tx = self._tx(sock)
+            n = 0
             try:
                 # S2.3: at most IOV_MAX buffers per sendmsg (more is EMSGSIZE); the writer sends the
-                # rest, and only the sendmsg with the last byte carries MSG_OOB (its urgent mark).
-                if len(bufs) <= IOV_MAX:
-                    n = self._tx(sock).sendmsg(bufs, _EMPTY, osflags | LINUX_SEND_FLAGS)
+                # rest. S4.1: MSG_OOB goes only on a sendmsg of the send's last byte alone, since
+                # Linux marks urgent the last byte a call *takes* (a short call would misplace it).
+                if len(bufs) > IOV_MAX:
+                    n = tx.sendmsg(bufs[:IOV_MAX], _EMPTY, (osflags & ~LINUX_OOB) | LINUX_SEND_FLAGS)
+                elif osflags & LINUX_OOB and nbytes > 1:
+                    head, last = split_last_byte(bufs)
+                    n = tx.sendmsg(head, _EMPTY, (osflags & ~LINUX_OOB) | LINUX_SEND_FLAGS)
+                    if n == nbytes - 1:
+                        n += tx.sendmsg(last, _EMPTY, osflags | LINUX_SEND_FLAGS)
                 else:
-                    n = self._tx(sock).sendmsg(bufs[:IOV_MAX], _EMPTY, (osflags & ~LINUX_OOB) | LINUX_SEND_FLAGS)
+                    n = tx.sendmsg(bufs, _EMPTY, osflags | LINUX_SEND_FLAGS)
             except (BlockingIOError, InterruptedError):
-                n = 0
+                pass
             except OSError as exc:
+                if n:  # the MSG_OOB byte's own call failed after the rest went: it started
+                    queue.submit(ov)
+                    queue.bytes_sent(n)
+                    self._fatal(sock, exc)
+                    return ov
                 ov._pending = False
                 ov._engine = None  # S5.2: it never started; its event must not read as set later
                 raise self._error(sock, exc, 0) from exc
@@ -621,6 +718,10 @@ class SendEngine:
             queue.submit(ov)
             if not more and not waits and self._writer is None and not self._batch_open:
                 self._open_batch()
+            elif self._watchdog is None:
+                # S6.1: pieces of an unfinished message wait with no writer registered; the
+                # watchdog still aborts them if the socket is closed behind our back.
+                self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
             return ov
         iov = gather_for_message(bufs)
         tx = self._tx(sock)
@@ -670,6 +771,10 @@ class SendEngine:
             if self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
+        if getattr(sock, "_closed", False):
+            # S5.2. Not left to EBADF: uvloop keeps the descriptor open after close() while
+            # another task waits in sock_recv(), and then sendmsg would succeed.
+            return self.post(sock, buffers)  # it raises WSAENOTSOCK
         if total:
             # S5.11: set _sending, then test _owned (see the theory of operation); cleared only
             # once a partly sent op is in the queue, so nobody takes the socket in between.
@@ -727,8 +832,13 @@ class SendEngine:
         # UDP's limit is a constant; AF_UNIX's follows SO_SNDBUF (see _post_message).
         if self._ops or total > (self._udp_max or max_message_size(sock)) or getattr(sock, "_closed", False):
             return self.post(sock, buffers)
-        tx = self._tx(sock) if sock.gettimeout() else sock
+        # S5.11: set _sending, then test _owned (see the theory of operation), as post_list.
+        self._sending = True
+        if not self._owned:
+            self._sending = False
+            return self.post(sock, buffers)  # claims the socket, or waits, or raises
         try:
+            tx = self._tx(sock) if sock.gettimeout() else sock
             tx.sendmsg(buffers if len(buffers) <= IOV_MAX else gather_for_message(buffers), _EMPTY, LINUX_SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
             ov = _stream_overlapped(self, buffers.copy(), total, False)  # S2.1: the list is captured
@@ -737,8 +847,11 @@ class SendEngine:
             return ov
         except OSError as exc:
             if exc.errno == errno.ECONNREFUSED:
+                self._sending = False
                 return self.post(sock, buffers)  # S3.3: nothing was sent; post() retries once
             raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
+        finally:
+            self._sending = False
         # Completed immediately (S5.1): no routine, no event, nothing to wake. (The overlapped
         # of a stream send has exactly the fields of a whole, flag-free message.)
         ov = _stream_overlapped(self, buffers, total, True)
@@ -886,6 +999,8 @@ class SendEngine:
                 self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
                 return
             self._flush(sock)
+        if self._dup is not None and self._writer is None:
+            self._release_dup()  # idle again: no duplicate held (see "Descriptors")
         if self._release_wanted:
             self._release_if_idle()
 
@@ -911,9 +1026,23 @@ class SendEngine:
         tx = self._tx(sock)
         sendmsg = tx.sendmsg
         while queue:
+            if getattr(sock, "_closed", False):
+                # Closed between two batches (another thread, or a completion routine): not
+                # one more byte goes out through any object (S5.11), the rest aborts (S6.1).
+                self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+                return
             iov, flags = queue.next_batch(self._batch_cap)
-            if flags & LINUX_OOB and not queue.last_batch_ends_op:
-                flags &= ~LINUX_OOB  # the urgent mark goes with the send's last byte only
+            want = queue.last_batch_bytes
+            if flags & LINUX_OOB:
+                # S4.1: the urgent mark goes with the send's last byte only, on a call that
+                # carries nothing else (Linux marks the last byte a call takes).
+                if not queue.last_batch_ends_op:
+                    flags &= ~LINUX_OOB
+                    want = 0  # (an IOV_MAX cut: the batch is not the whole remainder)
+                elif want > 1:
+                    iov = split_last_byte(iov)[0]
+                    flags &= ~LINUX_OOB
+                    want -= 1
             if iov:
                 try:
                     n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
@@ -926,7 +1055,7 @@ class SendEngine:
                 # Size the next batch by what the kernel takes: gathering far more than the
                 # socket buffer has room for only redoes the gathering on every writable event
                 # (issue 6: per-send cost grew with queue depth until batches were capped).
-                if n < queue.last_batch_bytes:
+                if n < want:
                     self._batch_cap = n * 2 if n > _MIN_BATCH_CAP else _MIN_BATCH_CAP
                 elif self._batch_cap < BATCH_BYTES:
                     self._batch_cap *= 2
@@ -952,6 +1081,9 @@ class SendEngine:
         tx = self._tx(sock)
         retried = False
         while queue.sendable():
+            if getattr(sock, "_closed", False):  # as in _flush (S5.11, S6.1)
+                self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+                return
             iov, flags = queue.next_batch()
             try:
                 n = tx.sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
@@ -1087,29 +1219,42 @@ class SendEngine:
     # -- writer and watchdog --------------------------------------------------------------------
 
     def _add_writer(self, sock: socket.socket) -> None:
+        """Wait for the socket to become writable: register the engine's *duplicate* (S5.11).
+
+        The loop keys registrations by descriptor number, and a plain ``close()`` frees the
+        caller's number for the next socket at once; the duplicate's number stays ours until
+        we remove the registration and close it ourselves (see "Descriptors").
+        """
         if self._writer is None:
+            fd = self._dup_fd
+            if fd < 0:
+                fd = self._take_dup(sock)
+                if fd < 0:
+                    # Closed behind our back since the sendmsg that met a full buffer (S6.1).
+                    self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+                    return
             self._writer = sock
-            # uvloop's add_writer (libuv's uv_poll_init) sets O_NONBLOCK on the descriptor. We
-            # never need it (every sendmsg says MSG_DONTWAIT), and a blocking socket must stay
-            # blocking for its other users (S5.10), so its mode is put back at once.
-            fd = sock.fileno()
+            # uvloop's add_writer (libuv's uv_poll_init) sets O_NONBLOCK on the descriptor, and
+            # so on the open file the caller's descriptor shares. We never need it (every
+            # sendmsg says MSG_DONTWAIT), and a blocking socket must stay blocking for its
+            # other users (S5.10), so its mode is put back at once.
             blocking = sock.gettimeout() is None and os.get_blocking(fd)
-            self.loop.add_writer(sock, self._on_writable)
+            self.loop.add_writer(fd, self._on_writable)
             if blocking and not os.get_blocking(fd):
                 os.set_blocking(fd, True)
             if self._watchdog is None:
                 self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
 
     def _remove_writer(self) -> None:
-        sock = self._writer
-        if sock is not None:
+        """Remove the registration, by the number the engine registered (never ``fileno()``)."""
+        if self._writer is not None:
             self._writer = None
-            # The fd may be gone already (closed behind our back); a closed loop has no
-            # registrations left to remove.
+            # A closed loop has no registrations left to remove.
             if not self.loop.is_closed():
-                with contextlib.suppress(OSError, ValueError):
-                    self.loop.remove_writer(sock)
-        if self._watchdog is not None:
+                self.loop.remove_writer(self._dup_fd)
+            if not self._batch_scheduled:
+                self._release_dup()  # else _close_batch does, unless the engine is busy again
+        if not self._queue and self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
 
@@ -1120,12 +1265,18 @@ class SendEngine:
         self._flush(sock)
 
     def _watch(self) -> None:
+        """S6.1: a socket closed (or detached) behind our back aborts what is pending on it.
+
+        Runs every quarter second while sends are pending: while a writer is registered (a
+        descriptor that is closed never becomes writable; our duplicate keeps the connection
+        open, so the peer sees the close only once we abort), and while MSG_PARTIAL pieces
+        wait for the end of their message.
+        """
         self._watchdog = None
-        sock = self._writer
-        if sock is None:
+        if not self._queue:
             return
-        if is_closed(sock):
-            # S6.1: closed behind our back. uvloop keeps the fd open until the writer goes.
+        sock = self._sockref()
+        if sock is None or is_closed(sock):
             self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
             return
         self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
@@ -1147,8 +1298,17 @@ class SendEngine:
         return True
 
     def _abort_all(self, code: WSAErrorCode) -> None:
+        """Fail every pending send with ``code`` and let go of the socket's descriptor.
+
+        The registration goes first and our duplicate is closed before anyone hears of the
+        abort, so the peer sees a close that happened behind our back (S6.1).
+        """
         self._remove_writer()
         comps = self._queue.fail()
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            self._watchdog = None
+        self._release_dup()
         self._fail_ops(comps, code, None)
         if self._release_wanted and not self.loop.is_closed() and self.in_loop_thread():
             self._release_if_idle()

@@ -85,12 +85,14 @@ def is_message_socket(sock: socket.socket) -> bool:
 
 
 def is_closed(sock: socket.socket) -> bool:
-    """True once the socket object was closed or detached.
+    """True once the socket object was closed or detached (SPEC S5.2, S5.11).
 
-    ``fileno()`` alone is not enough: while uvloop's ``add_writer`` holds the socket, ``close()``
-    only sets ``_closed`` and the descriptor stays open until the writer is removed.
+    ``fileno()`` alone is not enough: while uvloop holds the socket object for a reader or a
+    writer (another task in ``loop.sock_recv``, say), ``close()`` only sets ``_closed`` and the
+    descriptor stays open until uvloop lets go. ``close()`` and ``detach()`` set ``_closed``
+    before the descriptor goes; ``fileno() < 0`` covers a bare ``_socket.socket`` close.
     """
-    return sock.fileno() < 0 or getattr(sock, "_closed", False)
+    return bool(getattr(sock, "_closed", False)) or sock.fileno() < 0
 
 
 def check_socket(sock: object) -> socket.socket:

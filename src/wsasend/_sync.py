@@ -16,7 +16,7 @@ import threading
 import time
 import weakref
 
-from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize
+from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize, split_last_byte
 from ._engine import OWNERSHIP, SendEngine, SocketSlot, abandon, check_connected, notify_locked, take_from
 from ._errors import WSAError, WSAErrorCode
 from ._sockutil import (
@@ -187,8 +187,14 @@ def _send_stream(
         head = bufs[index]
         iov: list[Buffer] = [memoryview(head)[offset:] if offset else head]
         iov.extend(bufs[index + 1 : index + IOV_MAX])
-        # MSG_OOB's urgent mark belongs with the last byte: only the sendmsg that reaches it.
-        flags = osflags if index + IOV_MAX >= len(bufs) else osflags & ~LINUX_OOB
+        # MSG_OOB's urgent mark belongs with the send's last byte (S4.1), and Linux puts it on
+        # the last byte each sendmsg *takes*: so the flag goes only on a call that carries that
+        # byte alone; every byte before it goes without (a short call cannot misplace the mark).
+        flags = osflags
+        if osflags & LINUX_OOB and (index + IOV_MAX < len(bufs) or nbytes - total > 1):
+            flags = osflags & ~LINUX_OOB
+            if index + IOV_MAX >= len(bufs):
+                iov = split_last_byte(iov)[0]
         try:
             if deadline is not None:
                 if not _poll_writable(sock, deadline):

@@ -71,12 +71,15 @@ async def test_wsa_send_MSG_OOB_marks_only_the_last_sendmsg_of_each_send() -> No
             done = [await ov for ov in ovs]
         assert done == [1500, 3, 5]
         oob_calls = [(f & OOB, n) for f, n in a.calls]
-        # The big send: every call but the one with its last byte goes without the flag.
-        big_calls, rest = oob_calls[:-2], oob_calls[-2:]
+        # The big send: every call but the one with its last byte goes without the flag, and
+        # that one carries the last byte alone (issue 10 item 5: Linux marks the last byte a
+        # call *takes*, so a short call with the flag would misplace the mark).
+        big_calls, rest = oob_calls[:-3], oob_calls[-3:]
         assert sum(n for _, n in big_calls) == 1500 and len(big_calls) >= 2
         assert [f for f, _ in big_calls] == [0] * (len(big_calls) - 1) + [OOB]
-        # The second OOB send has a call (and a mark) of its own; the plain send has none.
-        assert rest == [(OOB, 3), (0, 5)]
+        assert big_calls[-1] == (OOB, 1)
+        # The second OOB send has a mark of its own, on its last byte; the plain send has none.
+        assert rest == [(0, 2), (OOB, 1), (0, 5)]
     finally:
         a.close()
         b.close()
@@ -95,6 +98,7 @@ async def test_wsa_send_sync_MSG_OOB_marks_only_the_last_sendmsg() -> None:
         assert data == b"".join(big)
         flags = [f & OOB for f, _ in a.calls]
         assert len(flags) >= 2 and flags == [0] * (len(flags) - 1) + [OOB]
+        assert a.calls[-1][1] == 1  # the flagged call carries the last byte alone (issue 10)
     finally:
         a.close()
         b.close()

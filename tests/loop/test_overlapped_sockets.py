@@ -415,7 +415,9 @@ async def test_MSG_OOB_and_MSG_DONTROUTE_pass_through_in_queue_order() -> None:
             if flags & socket.MSG_DONTROUTE:
                 assert spans["d"][0] <= start and end <= spans["d"][1]
             if spans["b"][0] <= start < spans["b"][1]:
-                assert flags & socket.MSG_OOB
+                # MSG_OOB goes only on the call of b's last byte alone (issue 10 item 5: Linux
+                # marks the last byte a call takes, so a short flagged call misplaces the mark).
+                assert bool(flags & socket.MSG_OOB) == (start == spans["b"][1] - 1 == end - 1)
             if spans["d"][0] <= start < spans["d"][1]:
                 assert flags & socket.MSG_DONTROUTE
             assert flags & socket.MSG_DONTWAIT  # never a blocking call (S5.10)

@@ -172,6 +172,7 @@ def assert_no_writer(loop: asyncio.AbstractEventLoop, sock: socket.socket, fd: i
     engine = find_engine(sock)
     if engine is not None:
         assert engine._writer is None, "the engine still holds a writer"
+        assert engine._dup is None, "an idle engine still holds its duplicate of the descriptor"
     if fd >= 0:
         assert not loop.remove_writer(fd), "the loop still had a writer registered for the socket"
 
