@@ -8,13 +8,22 @@ README and SPEC sections S1-S8 for the contract.
 from ._api import closesocket, set_max_pending, wsa_send
 from ._buffers import WSABUF, remaining
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
+from ._loop import EventLoopPolicy, WSAEventLoop, install, loop_factory, new_event_loop, run, uvloop_loop_factory
 from ._overlapped import WSAEvent, WSAOverlapped
-from ._server import WSAServer, create_server, start_server
+from ._server import WSAServer, create_server, create_unix_server, start_server
 from ._sockutil import MSG_DONTROUTE, MSG_OOB, MSG_PARTIAL, max_message_size
 from ._sync import wsa_send_sync
-from ._transport import WSAProtocol, WSATransport, connect_accepted_socket, create_connection, open_connection
+from ._transport import (
+    WSAProtocol,
+    WSATransport,
+    connect_accepted_socket,
+    create_connection,
+    create_unix_connection,
+    open_connection,
+)
 
 __all__ = [
+    "EventLoopPolicy",
     "MSG_DONTROUTE",
     "MSG_OOB",
     "MSG_PARTIAL",
@@ -25,17 +34,25 @@ __all__ = [
     "WSAOverlapped",
     "WSAProtocol",
     "WSAServer",
+    "WSAEventLoop",
     "WSATransport",
     "closesocket",
     "connect_accepted_socket",
     "create_connection",
     "create_server",
+    "create_unix_connection",
+    "create_unix_server",
     "errno_to_wsa",
+    "install",
+    "loop_factory",
     "max_message_size",
+    "new_event_loop",
     "open_connection",
     "remaining",
+    "run",
     "set_max_pending",
     "start_server",
+    "uvloop_loop_factory",
     "wsa_send",
     "wsa_send_sync",
 ]

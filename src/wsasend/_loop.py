@@ -1,0 +1,438 @@
+"""A loop that hands out WSATransports everywhere (SPEC S9.1): existing asyncio code, unchanged.
+
+Theory of operation
+-------------------
+The loop is the base loop (asyncio's default selector loop, or uvloop's ``Loop``) subclassed in
+Python: both can be. Only the methods that make connections are overridden, and each one is the
+package's function of the same name (``create_connection``, ``create_server``,
+``connect_accepted_socket``, ``create_unix_connection``, ``create_unix_server``), which takes
+every keyword the stock method takes, with the same meaning. So ``asyncio.start_server``,
+``asyncio.open_connection``, their Unix forms, and the frameworks built on them (aiohttp,
+uvicorn) get a :class:`WSATransport` for every connection. Everything else (timers, DNS,
+``sock_*``, subprocesses, datagram endpoints) is the base loop's own: the uvloop flavour keeps
+uvloop's speed for all of it.
+
+Two more methods take a :class:`WSATransport` where the base loop would not:
+
+- ``start_tls`` puts asyncio's TLS layer (``asyncio.sslproto.SSLProtocol``, which works over
+  any transport) on it, on both loops (uvloop's own accepts only its transports) (S9.2);
+- ``sendfile`` sends the file through the transport's ordered queue (S9.3): read in blocks and
+  posted as sends, so it is in order with every other send; ``fallback=False`` raises asyncio's
+  ``SendfileNotAvailableError``, as the stock loop does for a transport without native
+  sendfile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import ssl as ssl_module
+from collections.abc import Callable, Coroutine, Sequence
+from typing import IO, Any, Final, Literal, TypeVar
+
+from ._overlapped import WSAOverlapped
+from ._server import create_server, create_unix_server
+from ._transport import (
+    SSLArg,
+    WSATransport,
+    connect_accepted_socket,
+    create_connection,
+    create_unix_connection,
+    tls_protocol,
+)
+
+__all__ = [
+    "EventLoopPolicy",
+    "WSAEventLoop",
+    "install",
+    "loop_factory",
+    "new_event_loop",
+    "run",
+    "uvloop_loop_factory",
+]
+
+Base = Literal["asyncio", "uvloop"]
+_T = TypeVar("_T")
+
+#: Bytes read per block by ``sendfile`` (asyncio's fallback reads at most 16 KiB at a time; a
+#: larger block means fewer sends, each zero-copy from its own fresh buffer).
+SENDFILE_BLOCK: Final = 256 * 1024
+
+_Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
+
+
+class _WSALoopMethods(asyncio.AbstractEventLoop):
+    """The overrides, shared by both flavours: listed before the base loop in their bases, so
+    ``super()`` here is the base loop's method."""
+
+    async def create_connection(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | None = None,
+        port: int | str | None = None,
+        *,
+        ssl: SSLArg = None,
+        family: int = 0,
+        proto: int = 0,
+        flags: int = 0,
+        sock: socket.socket | None = None,
+        local_addr: tuple[str, int] | None = None,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+        happy_eyeballs_delay: float | None = None,
+        interleave: int | None = None,
+        all_errors: bool = False,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        """``loop.create_connection``; the connection is a :class:`WSATransport` (S9.1)."""
+        return await create_connection(
+            protocol_factory,
+            host,
+            port,
+            ssl=ssl,
+            family=family,
+            proto=proto,
+            flags=flags,
+            sock=sock,
+            local_addr=local_addr,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            happy_eyeballs_delay=happy_eyeballs_delay,
+            interleave=interleave,
+            all_errors=all_errors,
+        )
+
+    async def create_server(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        host: str | Sequence[str] | None = None,
+        port: int | str | None = None,
+        *,
+        family: int = socket.AF_UNSPEC,
+        flags: int = socket.AI_PASSIVE,
+        sock: socket.socket | None = None,
+        backlog: int = 100,
+        ssl: SSLArg = None,
+        reuse_address: bool | None = None,
+        reuse_port: bool | None = None,
+        keep_alive: bool | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+        start_serving: bool = True,
+    ) -> asyncio.AbstractServer:
+        """``loop.create_server``; every accepted connection is a :class:`WSATransport` (S9.1)."""
+        return await create_server(
+            protocol_factory,
+            host,
+            port,
+            family=family,
+            flags=flags,
+            sock=sock,
+            backlog=backlog,
+            ssl=ssl,
+            reuse_address=reuse_address,
+            reuse_port=reuse_port,
+            keep_alive=keep_alive,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            start_serving=start_serving,
+        )
+
+    async def connect_accepted_socket(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        sock: socket.socket,
+        *,
+        ssl: SSLArg = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        """``loop.connect_accepted_socket`` with a :class:`WSATransport` (S9.1)."""
+        return await connect_accepted_socket(
+            protocol_factory,
+            sock,
+            ssl=ssl,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+
+    async def create_unix_connection(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        path: _Path | None = None,
+        *,
+        ssl: SSLArg = None,
+        sock: socket.socket | None = None,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+        """``loop.create_unix_connection`` with a :class:`WSATransport` (S9.1)."""
+        return await create_unix_connection(
+            protocol_factory,
+            path,
+            ssl=ssl,
+            sock=sock,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+        )
+
+    async def create_unix_server(  # type: ignore[override]
+        self,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        path: _Path | None = None,
+        *,
+        sock: socket.socket | None = None,
+        backlog: int = 100,
+        ssl: SSLArg = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+        start_serving: bool = True,
+        cleanup_socket: bool = True,
+    ) -> asyncio.AbstractServer:
+        """``loop.create_unix_server``; every accepted connection is a :class:`WSATransport` (S9.1)."""
+        return await create_unix_server(
+            protocol_factory,
+            path,
+            sock=sock,
+            backlog=backlog,
+            ssl=ssl,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            start_serving=start_serving,
+            cleanup_socket=cleanup_socket,
+        )
+
+    async def start_tls(
+        self,
+        transport: asyncio.WriteTransport,
+        protocol: asyncio.BaseProtocol,
+        sslcontext: ssl_module.SSLContext,
+        *,
+        server_side: bool = False,
+        server_hostname: str | None = None,
+        ssl_handshake_timeout: float | None = None,
+        ssl_shutdown_timeout: float | None = None,
+    ) -> asyncio.Transport | None:
+        """``loop.start_tls``: on a :class:`WSATransport`, asyncio's TLS layer on top (S9.2).
+
+        The algorithm of asyncio's ``BaseEventLoop.start_tls``, so it also works on uvloop,
+        whose own accepts only uvloop's transports. Other transports go to the base loop.
+
+        Returns:
+            The TLS app transport, after the handshake; the protocol should use it at once.
+        """
+        if not isinstance(transport, WSATransport):
+            return await super().start_tls(
+                transport,
+                protocol,
+                sslcontext,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+        if not isinstance(sslcontext, ssl_module.SSLContext):
+            raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}")
+        waiter: asyncio.Future[None] = self.create_future()
+        tls = tls_protocol(
+            self,
+            protocol,
+            sslcontext,
+            waiter,
+            server_side=server_side,
+            server_hostname=server_hostname,
+            ssl_handshake_timeout=ssl_handshake_timeout,
+            ssl_shutdown_timeout=ssl_shutdown_timeout,
+            call_connection_made=False,
+        )
+        # Pause first so that no data reaches the TLS layer before its connection_made.
+        transport.pause_reading()
+        transport.set_protocol(tls)
+        conmade = self.call_soon(tls.connection_made, transport)
+        resume = self.call_soon(transport.resume_reading)
+        try:
+            await waiter
+        except BaseException:
+            transport.close()
+            conmade.cancel()
+            resume.cancel()
+            raise
+        return tls._app_transport
+
+    async def sendfile(
+        self,
+        transport: asyncio.WriteTransport,
+        file: IO[bytes],
+        offset: int = 0,
+        count: int | None = None,
+        *,
+        fallback: bool = True,
+    ) -> int:
+        """``loop.sendfile``: on a :class:`WSATransport`, in order with its other sends (S9.3).
+
+        Other transports go to the base loop.
+
+        Returns:
+            The bytes sent; the file's position is left after them, as asyncio leaves it.
+
+        Raises:
+            asyncio.SendfileNotAvailableError: ``fallback=False`` (no native path here yet).
+            RuntimeError: the transport is closing.
+            ValueError: as asyncio's ``sendfile`` (text-mode file, bad offset or count).
+            WSAError: a send failed; the bytes sent before it are in the file's position.
+        """
+        if not isinstance(transport, WSATransport):
+            return await super().sendfile(transport, file, offset, count, fallback=fallback)
+        return await wsa_sendfile(self, transport, file, offset, count, fallback=fallback)
+
+
+async def wsa_sendfile(
+    loop: asyncio.AbstractEventLoop,
+    transport: WSATransport,
+    file: IO[bytes],
+    offset: int = 0,
+    count: int | None = None,
+    *,
+    fallback: bool = True,
+) -> int:
+    """Send ``count`` bytes of ``file`` from ``offset`` through the transport's queue (S9.3).
+
+    Blocks are read in the default executor, each into a fresh buffer, and posted as sends
+    (zero-copy); one block is read while the previous one is being sent.
+    """
+    if transport.is_closing():
+        raise RuntimeError("Transport is closing")
+    if "b" not in getattr(file, "mode", "b"):
+        raise ValueError("file should be opened in binary mode")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+    if not fallback:
+        raise asyncio.SendfileNotAvailableError("wsasend has no native sendfile for this transport yet")
+    if offset:
+        file.seek(offset)
+    total = 0  # bytes the kernel took, from completed sends
+    in_flight: WSAOverlapped | None = None
+    try:
+        while True:
+            want = SENDFILE_BLOCK if count is None else min(count - total - _size(in_flight), SENDFILE_BLOCK)
+            if want <= 0:
+                break
+            block = await loop.run_in_executor(None, file.read, want)
+            if not block:
+                break
+            if in_flight is not None:
+                total += await in_flight
+                in_flight = None
+            in_flight = transport.send([block])
+        if in_flight is not None:
+            total += await in_flight
+            in_flight = None
+    finally:
+        if in_flight is not None:
+            # A failed (or abandoned) send: only what the kernel took of it counts (S5, S9.3).
+            total += in_flight.transferred
+        file.seek(offset + total)
+    return total
+
+
+def _size(ov: WSAOverlapped | None) -> int:
+    return 0 if ov is None else ov.nbytes
+
+
+class WSAEventLoop(_WSALoopMethods, asyncio.SelectorEventLoop):  # type: ignore[misc]
+    """asyncio's default loop whose connections are :class:`WSATransport`\\ s (S9.1)."""
+
+
+_uvloop_class: type[asyncio.AbstractEventLoop] | None = None
+
+
+def _uvloop_loop_class() -> type[asyncio.AbstractEventLoop]:
+    global _uvloop_class
+    if _uvloop_class is None:
+        import uvloop  # the optional 'uvloop' extra
+
+        class WSAUVLoop(_WSALoopMethods, uvloop.Loop):  # type: ignore[misc]
+            """uvloop's loop whose connections are :class:`WSATransport`\\ s (S9.1)."""
+
+        _uvloop_class = WSAUVLoop
+    return _uvloop_class
+
+
+def new_event_loop(base: Base = "asyncio") -> asyncio.AbstractEventLoop:
+    """A new loop whose connection methods hand out :class:`WSATransport`\\ s (S9.1).
+
+    Args:
+        base: ``"asyncio"`` (the default selector loop) or ``"uvloop"`` (needs the uvloop extra).
+
+    Raises:
+        ValueError: another ``base``.
+        ImportError: ``"uvloop"`` without uvloop installed.
+    """
+    if base == "asyncio":
+        return WSAEventLoop()
+    if base == "uvloop":
+        return _uvloop_loop_class()()
+    raise ValueError(f"base must be 'asyncio' or 'uvloop', not {base!r}")
+
+
+def loop_factory(use_subprocess: bool = False, base: Base = "asyncio") -> Callable[[], asyncio.AbstractEventLoop]:
+    """A loop factory for uvicorn's ``--loop wsasend:loop_factory`` (``Config(loop=...)``) (S9.1).
+
+    uvicorn calls it with ``use_subprocess`` (unused on Linux) and calls what it returns.
+    """
+    del use_subprocess
+    return lambda: new_event_loop(base)
+
+
+def uvloop_loop_factory(use_subprocess: bool = False) -> Callable[[], asyncio.AbstractEventLoop]:
+    """:func:`loop_factory` on uvloop: ``--loop wsasend:uvloop_loop_factory``."""
+    return loop_factory(use_subprocess, "uvloop")
+
+
+class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):
+    """An event loop policy whose loops are :func:`new_event_loop`\\ 's (S9.1).
+
+    ``asyncio.set_event_loop_policy(wsasend.EventLoopPolicy())``, or :func:`install`.
+    """
+
+    def __init__(self, base: Base = "asyncio") -> None:
+        super().__init__()
+        if base not in ("asyncio", "uvloop"):
+            raise ValueError(f"base must be 'asyncio' or 'uvloop', not {base!r}")
+        self._base: Base = base
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        return new_event_loop(self._base)
+
+
+def install(base: Base = "asyncio") -> None:
+    """Make wsasend's loop asyncio's default: ``asyncio.run`` and friends use it from now on (S9.1)."""
+    asyncio.set_event_loop_policy(EventLoopPolicy(base))
+
+
+def run(
+    main: Coroutine[Any, Any, _T],
+    *,
+    base: Base = "asyncio",
+    debug: bool | None = None,
+) -> _T:
+    """``asyncio.run(main)`` on a new wsasend loop (S9.1), like ``uvloop.run``.
+
+    Args:
+        main: the coroutine to run to completion.
+        base: the base loop, ``"asyncio"`` or ``"uvloop"``.
+        debug: asyncio's debug mode, as ``asyncio.run`` takes it.
+    """
+    with asyncio.Runner(debug=debug, loop_factory=lambda: new_event_loop(base)) as runner:
+        return runner.run(main)
