@@ -6,6 +6,16 @@ import wsasend
 
 # SPEC S1, plus the stream helpers and the server class of issue 4.
 DOCUMENTED = {
+    # S9.1: the loop (issue 12).
+    "EventLoopPolicy",
+    "WSAEventLoop",
+    "create_unix_connection",
+    "create_unix_server",
+    "install",
+    "loop_factory",
+    "new_event_loop",
+    "run",
+    "uvloop_loop_factory",
     "MSG_DONTROUTE",
     "MSG_OOB",
     "MSG_PARTIAL",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import socket
 import struct
 from typing import Any
@@ -166,27 +167,30 @@ async def test_WSATransport_connection_lost_raising(loop_errors: list[dict[str, 
 # -- sending after close, write_eof ---------------------------------------------------------------
 
 
-async def test_WSATransport_write_after_close() -> None:
+async def test_WSATransport_write_after_close(caplog: pytest.LogCaptureFixture) -> None:
     ours, peer = tcp_pair()
     with peer:
         transport, proto = await wrap(ours)
         transport.write(b"before")
         transport.close()
         assert transport.is_closing()
-        # S6.2: new sends fail WSAESHUTDOWN at once, whatever the call, and nothing is sent.
-        for call in (
-            lambda: transport.write(b"after"),
-            lambda: transport.writelines([b"after"]),
-            lambda: transport.send(b"after"),
-        ):
-            with pytest.raises(WSAError) as info:
-                call()
-            assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
-        assert await proto.wait_lost() is None
-        # Still refused once the transport is fully closed.
+        # S6.2: a new send() fails WSAESHUTDOWN at once and nothing is sent. write() and
+        # writelines() are asyncio's API and behave as asyncio's transports do (S9.1): the data
+        # is dropped silently, and a warning is logged once such writes pile up.
         with pytest.raises(WSAError) as info:
-            transport.write(b"later")
+            transport.send(b"after")
         assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+        transport.write(b"after")
+        transport.writelines([b"after"])
+        assert await proto.wait_lost() is None
+        # Still refused (send) or dropped (write) once the transport is fully closed.
+        with pytest.raises(WSAError) as info:
+            transport.send(b"later")
+        assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+        with caplog.at_level(logging.WARNING, logger="wsasend"):
+            for _ in range(5):
+                transport.write(b"later")
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
         assert await drain_peer(peer) == b"before"
         proto.check()
 
