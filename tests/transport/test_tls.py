@@ -49,13 +49,15 @@ def sized_echo(
 
 
 def python_ssl_client(port: int, payload: bytes, out: list[bytes]) -> None:
-    with socket.create_connection(("127.0.0.1", port), timeout=GUARD) as raw:
-        with client_context().wrap_socket(raw, server_hostname=HOSTNAME) as tls:
-            tls.sendall(len(payload).to_bytes(8, "big") + payload)
-            received = bytearray()
-            while chunk := tls.recv(1 << 20):  # to the server's close_notify
-                received += chunk
-            out.append(bytes(received))
+    with (
+        socket.create_connection(("127.0.0.1", port), timeout=GUARD) as raw,
+        client_context().wrap_socket(raw, server_hostname=HOSTNAME) as tls,
+    ):
+        tls.sendall(len(payload).to_bytes(8, "big") + payload)
+        received = bytearray()
+        while chunk := tls.recv(1 << 20):  # to the server's close_notify
+            received += chunk
+        out.append(bytes(received))
 
 
 async def test_tls_server_echoes_to_python_ssl_client() -> None:

@@ -24,9 +24,11 @@ def certificate() -> tuple[Path, Path]:
     folder = Path(tempfile.mkdtemp(prefix="wsasend-tls-"))
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
-        + ["-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={HOSTNAME}"]
-        + ["-addext", f"subjectAltName=DNS:{HOSTNAME},IP:127.0.0.1"],
+        [
+            *(openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"),
+            *("-keyout", str(key), "-out", str(cert), "-days", "2", "-subj", f"/CN={HOSTNAME}"),
+            *("-addext", f"subjectAltName=DNS:{HOSTNAME},IP:127.0.0.1"),
+        ],
         check=True,
         capture_output=True,
         timeout=60,
