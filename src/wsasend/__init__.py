@@ -8,7 +8,7 @@ README and SPEC sections S1-S8 for the contract.
 from ._api import closesocket, set_max_pending, wsa_send
 from ._buffers import WSABUF, remaining
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
-from ._loop import EventLoopPolicy, WSAEventLoop, install, loop_factory, new_event_loop, run, uvloop_loop_factory
+from ._loop import EventLoopPolicy, WSAEventLoop, install, new_event_loop, new_uvloop_event_loop, run
 from ._overlapped import WSAEvent, WSAOverlapped
 from ._server import WSAServer, create_server, create_unix_server, start_server
 from ._sockutil import MSG_DONTROUTE, MSG_OOB, MSG_PARTIAL, max_message_size
@@ -44,15 +44,14 @@ __all__ = [
     "create_unix_server",
     "errno_to_wsa",
     "install",
-    "loop_factory",
     "max_message_size",
     "new_event_loop",
+    "new_uvloop_event_loop",
     "open_connection",
     "remaining",
     "run",
     "set_max_pending",
     "start_server",
-    "uvloop_loop_factory",
     "wsa_send",
     "wsa_send_sync",
 ]

@@ -46,10 +46,9 @@ __all__ = [
     "EventLoopPolicy",
     "WSAEventLoop",
     "install",
-    "loop_factory",
     "new_event_loop",
+    "new_uvloop_event_loop",
     "run",
-    "uvloop_loop_factory",
 ]
 
 Base = Literal["asyncio", "uvloop"]
@@ -386,18 +385,13 @@ def new_event_loop(base: Base = "asyncio") -> asyncio.AbstractEventLoop:
     raise ValueError(f"base must be 'asyncio' or 'uvloop', not {base!r}")
 
 
-def loop_factory(use_subprocess: bool = False, base: Base = "asyncio") -> Callable[[], asyncio.AbstractEventLoop]:
-    """A loop factory for uvicorn's ``--loop wsasend:loop_factory`` (``Config(loop=...)``) (S9.1).
+def new_uvloop_event_loop() -> asyncio.AbstractEventLoop:
+    """``new_event_loop("uvloop")``, as a zero-argument loop factory (S9.1).
 
-    uvicorn calls it with ``use_subprocess`` (unused on Linux) and calls what it returns.
+    For ``uvicorn --loop wsasend:new_uvloop_event_loop`` (``--loop wsasend:new_event_loop`` is
+    the asyncio flavour) and ``asyncio.Runner(loop_factory=...)``.
     """
-    del use_subprocess
-    return lambda: new_event_loop(base)
-
-
-def uvloop_loop_factory(use_subprocess: bool = False) -> Callable[[], asyncio.AbstractEventLoop]:
-    """:func:`loop_factory` on uvloop: ``--loop wsasend:uvloop_loop_factory``."""
-    return loop_factory(use_subprocess, "uvloop")
+    return new_event_loop("uvloop")
 
 
 class EventLoopPolicy(asyncio.DefaultEventLoopPolicy):

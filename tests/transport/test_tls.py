@@ -11,12 +11,13 @@ import asyncio
 import socket
 import ssl
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 import pytest
 
 import wsasend
+from tests.frameworks.support import run_checked
 from tests.helpers import pattern
 from tests.transport.tls_support import HOSTNAME, certificate, client_context, server_context
 
@@ -155,11 +156,8 @@ async def test_tls_keywords_are_checked_as_asyncio_checks_them() -> None:
 # -- on wsasend's loop: the stock stream helpers with ssl=, and start_tls --------------------------
 
 
-def run_on(base: str, main: Callable[[], Awaitable[Any]]) -> Any:
-    async def runner() -> Any:
-        return await main()
-
-    return wsasend.run(runner(), base=base)  # type: ignore[arg-type]
+def run_on(base: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    run_checked(main(), base)
 
 
 @pytest.mark.parametrize("base", ["asyncio", "uvloop"])
