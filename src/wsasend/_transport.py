@@ -156,7 +156,8 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
 
 # States in which the transport still reads (asyncio stops reading at close()).
 _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
-# States in which write()/writelines() drop their data as asyncio's transports do.
+# States in which write()/writelines() drop their data as asyncio's transports do (CLOSING
+# only once the queue drained: before that they queue, as asyncio's do).
 _DROPS_WRITES = frozenset({_S.CLOSING, _S.LOST, _S.CLOSED})
 
 
@@ -245,6 +246,8 @@ class WSATransport(asyncio.Transport):
     _engine: SendEngine | None = None
     #: asyncio's ``loop.start_tls`` (and ours) take transports that declare this (S9.2).
     _start_tls_compatible = True
+    # True once close() handed the drain to the engine (which then refuses every new send).
+    _close_draining = False
 
     def __init__(
         self,
@@ -505,7 +508,7 @@ class WSATransport(asyncio.Transport):
         self._post_write(bufs, not total)
 
     def _post_write(self, data: object, empty: bool) -> None:
-        if self._state is not TransportState.OPEN:
+        if self._state is not TransportState.OPEN and (self._state is not _S.CLOSING or self._close_draining):
             if self._state in _DROPS_WRITES:
                 # asyncio's write() after close()/abort() or a lost connection: the data is
                 # dropped, and a warning is logged once such writes pile up (S9.1). send()
@@ -648,6 +651,8 @@ class WSATransport(asyncio.Transport):
         if self._protocol_paused and not self._resume_scheduled:
             self._resume_scheduled = True
             call_soon(self._maybe_resume_protocol)
+        if self._state is TransportState.CLOSING and not self._close_draining:
+            call_soon(self._close_when_idle)  # after resume_writing, which may write more (S9.1)
 
     def _deliver_completions(self, ops: list[WSAOverlapped]) -> None:
         if self._state is TransportState.CLOSED:
@@ -821,14 +826,31 @@ class WSATransport(asyncio.Transport):
     def close(self) -> None:
         """Stop reading, let every queued send go out, then ``connection_lost(None)`` (S6.2).
 
-        New sends fail WSAESHUTDOWN at once. A send error while draining ends the connection
-        with ``connection_lost`` of that error instead.
+        New ``send()`` calls fail WSAESHUTDOWN at once. ``write()``/``writelines()`` behave as
+        asyncio's (S9.1): while sends are still queued they queue behind them (a TLS layer
+        writes its close_notify then), once the queue is empty they are dropped. A send error
+        while draining ends the connection with ``connection_lost`` of that error instead.
         """
+        was_open = self._state is TransportState.OPEN
         if not self._step(TransportEvent.CLOSE):
             return
         self._update_reader()
-        assert self._engine is not None
-        self._engine.drain_then(self._close_drained)
+        engine = self._engine
+        assert engine is not None
+        if was_open and not self._message_mode and engine.pending_count():
+            return  # _on_sends_completed -> _close_when_idle drains once the queue is empty
+        self._close_draining = True
+        engine.drain_then(self._close_drained)
+
+    def _close_when_idle(self) -> None:
+        """After a completion in CLOSING (and the resume_writing it caused): drain if idle."""
+        engine = self._engine
+        if self._state is not TransportState.CLOSING or self._close_draining or engine is None:
+            return
+        if engine.pending_count():
+            return
+        self._close_draining = True
+        engine.drain_then(self._close_drained)
 
     def _close_drained(self) -> None:
         if self._state is not TransportState.CLOSING or not self._step(TransportEvent.DRAINED):

@@ -195,6 +195,31 @@ async def test_WSATransport_write_after_close(caplog: pytest.LogCaptureFixture) 
         proto.check()
 
 
+async def test_WSATransport_write_after_close_queues_while_sends_are_pending() -> None:
+    """asyncio's transports queue a write() made after close() while their buffer still drains
+    (asyncio's TLS layer relies on it: its close_notify is written then); ours too (S9.1).
+
+    Before the fix the late write raised WSAESHUTDOWN, and CPython's
+    test_ssl.test_remote_shutdown_receives_trailing_data hung (the close_notify was lost): 1/1.
+    """
+    ours, peer = socket.socketpair()
+    with peer:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+        transport, proto = await wrap(ours)
+        payload = pattern(4 << 20)
+        transport.write(payload)
+        assert transport.get_write_buffer_size() > 0  # still pending: the peer has not read
+        transport.close()
+        transport.write(b"tail")  # queued behind the payload, as asyncio queues it
+        transport.writelines([b"-", b"end"])
+        with pytest.raises(WSAError) as info:
+            transport.send(b"never")  # our own send() keeps S6.2's refusal
+        assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+        assert await drain_peer(peer) == payload + b"tail-end"
+        assert await proto.wait_lost() is None
+        proto.check()
+
+
 async def test_WSATransport_write_eof_waits_for_queued_sends() -> None:
     ours, peer = socket.socketpair()
     with peer:

@@ -121,7 +121,9 @@ async def test_WSATransport_random_sequences_keep_grammar_and_bytes(seed: int) -
         elif op == "peer_shutdown":
             peer.shutdown(socket.SHUT_WR)
         else:
-            dropped = op != "send" and transport.state in _DROPS_WRITES
+            # After close(), write() queues while sends are pending and drops once drained (asyncio).
+            draining = transport.state is not TransportState.CLOSING or transport._close_draining
+            dropped = op != "send" and transport.state in _DROPS_WRITES and draining
             try:
                 if op == "write":
                     transport.write(data)
