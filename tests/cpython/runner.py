@@ -31,31 +31,31 @@ class _Recorder(unittest.TextTestResult):
         super().__init__(*args, **kwargs)
         self.outcomes: dict[str, str] = {}
 
-    def addSuccess(self, test: unittest.TestCase) -> None:  # noqa: N802 - unittest's name
+    def addSuccess(self, test: unittest.TestCase) -> None:
         super().addSuccess(test)
         self.outcomes.setdefault(test.id(), "pass")
 
-    def addFailure(self, test: unittest.TestCase, err: Any) -> None:  # noqa: N802
+    def addFailure(self, test: unittest.TestCase, err: Any) -> None:
         super().addFailure(test, err)
         self.outcomes[test.id()] = "fail"
 
-    def addError(self, test: unittest.TestCase, err: Any) -> None:  # noqa: N802
+    def addError(self, test: unittest.TestCase, err: Any) -> None:
         super().addError(test, err)
         self.outcomes[test.id()] = "error"
 
-    def addSkip(self, test: unittest.TestCase, reason: str) -> None:  # noqa: N802
+    def addSkip(self, test: unittest.TestCase, reason: str) -> None:
         super().addSkip(test, reason)
         self.outcomes[test.id()] = "skip"
 
-    def addExpectedFailure(self, test: unittest.TestCase, err: Any) -> None:  # noqa: N802
+    def addExpectedFailure(self, test: unittest.TestCase, err: Any) -> None:
         super().addExpectedFailure(test, err)
         self.outcomes[test.id()] = "xfail"
 
-    def addUnexpectedSuccess(self, test: unittest.TestCase) -> None:  # noqa: N802
+    def addUnexpectedSuccess(self, test: unittest.TestCase) -> None:
         super().addUnexpectedSuccess(test)
         self.outcomes[test.id()] = "xpass"
 
-    def addSubTest(self, test: unittest.TestCase, subtest: unittest.TestCase, err: Any) -> None:  # noqa: N802
+    def addSubTest(self, test: unittest.TestCase, subtest: unittest.TestCase, err: Any) -> None:
         super().addSubTest(test, subtest, err)
         if err is not None:
             self.outcomes[test.id()] = "fail"
