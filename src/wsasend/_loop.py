@@ -273,36 +273,46 @@ class _WSALoopMethods(asyncio.AbstractEventLoop):
     ) -> int:
         """``loop.sendfile``: on a :class:`WSATransport`, in order with its other sends (S9.3).
 
-        Other transports go to the base loop.
+        asyncio's algorithm: the native path first (``_sendfile_native``), then, unless
+        ``fallback=False``, the file read in blocks and posted as sends. While it runs, a bare
+        ``write()`` on the transport raises RuntimeError, as asyncio's does. Other transports
+        go to the base loop.
 
         Returns:
             The bytes sent; the file's position is left after them, as asyncio leaves it.
 
         Raises:
-            asyncio.SendfileNotAvailableError: ``fallback=False`` (no native path here yet).
+            asyncio.SendfileNotAvailableError: no native path and ``fallback=False``.
             RuntimeError: the transport is closing.
-            ValueError: as asyncio's ``sendfile`` (text-mode file, bad offset or count).
+            ValueError, TypeError: as asyncio's ``sendfile`` (text-mode file, bad offset/count).
             WSAError: a send failed; the bytes sent before it are in the file's position.
         """
         if not isinstance(transport, WSATransport):
             return await super().sendfile(transport, file, offset, count, fallback=fallback)
-        return await wsa_sendfile(self, transport, file, offset, count, fallback=fallback)
+        check_sendfile_arguments(transport, file, offset, count)
+        transport._sendfile_busy = True
+        try:
+            try:
+                return await self._sendfile_native(transport, file, offset, count)
+            except asyncio.SendfileNotAvailableError:
+                if not fallback:
+                    raise
+            return await wsa_sendfile(self, transport, file, offset, count)
+        finally:
+            transport._sendfile_busy = False
+
+    async def _sendfile_native(
+        self, transp: asyncio.WriteTransport, file: IO[bytes], offset: int, count: int | None
+    ) -> int:
+        """asyncio's hook for a native sendfile (S9.3); on a :class:`WSATransport`, ours."""
+        if isinstance(transp, WSATransport):
+            return await wsa_sendfile_native(self, transp, file, offset, count)
+        native: Callable[..., Coroutine[Any, Any, int]] = getattr(super(), "_sendfile_native")  # noqa: B009
+        return await native(transp, file, offset, count)
 
 
-async def wsa_sendfile(
-    loop: asyncio.AbstractEventLoop,
-    transport: WSATransport,
-    file: IO[bytes],
-    offset: int = 0,
-    count: int | None = None,
-    *,
-    fallback: bool = True,
-) -> int:
-    """Send ``count`` bytes of ``file`` from ``offset`` through the transport's queue (S9.3).
-
-    Blocks are read in the default executor, each into a fresh buffer, and posted as sends
-    (zero-copy); one block is read while the previous one is being sent.
-    """
+def check_sendfile_arguments(transport: WSATransport, file: IO[bytes], offset: object, count: object) -> None:
+    """asyncio's checks of ``loop.sendfile``'s arguments, with its messages."""
     if transport.is_closing():
         raise RuntimeError("Transport is closing")
     if "b" not in getattr(file, "mode", "b"):
@@ -316,8 +326,31 @@ async def wsa_sendfile(
         raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
     if offset < 0:
         raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
-    if not fallback:
-        raise asyncio.SendfileNotAvailableError("wsasend has no native sendfile for this transport yet")
+
+
+async def wsa_sendfile_native(
+    loop: asyncio.AbstractEventLoop, transport: WSATransport, file: IO[bytes], offset: int, count: int | None
+) -> int:
+    """The native path of ``loop.sendfile`` on a WSATransport (S9.3): not there yet.
+
+    Raises:
+        asyncio.SendfileNotAvailableError: always, so ``sendfile`` takes the ordered fallback.
+    """
+    raise asyncio.SendfileNotAvailableError("native sendfile is not supported on a WSATransport yet")
+
+
+async def wsa_sendfile(
+    loop: asyncio.AbstractEventLoop,
+    transport: WSATransport,
+    file: IO[bytes],
+    offset: int = 0,
+    count: int | None = None,
+) -> int:
+    """Send ``count`` bytes of ``file`` from ``offset`` through the transport's queue (S9.3).
+
+    Blocks are read in the default executor, each into a fresh buffer, and posted as sends
+    (zero-copy); one block is read while the previous one is being sent.
+    """
     if offset:
         file.seek(offset)
     total = 0  # bytes the kernel took, from completed sends

@@ -248,6 +248,8 @@ class WSATransport(asyncio.Transport):
     _start_tls_compatible = True
     # True once close() handed the drain to the engine (which then refuses every new send).
     _close_draining = False
+    # True while the loop's sendfile() runs on this transport: write()/writelines() refuse.
+    _sendfile_busy = False
 
     def __init__(
         self,
@@ -508,6 +510,10 @@ class WSATransport(asyncio.Transport):
         self._post_write(bufs, not total)
 
     def _post_write(self, data: object, empty: bool) -> None:
+        if self._sendfile_busy:
+            # asyncio's: a bare write would go around the file being sent (S9.3). One attribute
+            # test per write is the cost.
+            raise RuntimeError("unable to write; sendfile is in progress")
         if self._state is not TransportState.OPEN and (self._state is not _S.CLOSING or self._close_draining):
             if self._state in _DROPS_WRITES:
                 # asyncio's write() after close()/abort() or a lost connection: the data is
