@@ -7,6 +7,15 @@ import wsasend
 # SPEC S1, plus the stream helpers and the server class of issue 4.
 DOCUMENTED = {
     "CompletedSend",
+    # S9.1: the loop (issue 12).
+    "EventLoopPolicy",
+    "WSAEventLoop",
+    "create_unix_connection",
+    "create_unix_server",
+    "install",
+    "new_event_loop",
+    "new_uvloop_event_loop",
+    "run",
     "MSG_DONTROUTE",
     "MSG_OOB",
     "MSG_PARTIAL",

@@ -11,16 +11,21 @@ it accepted has seen ``connection_lost`` (3.11's returns at once after ``close()
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
+import os
 import socket
+import ssl as ssl_module
+import stat
 import weakref
+from asyncio import trsock
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._transport import STREAM_LIMIT, PartialMessages, WSATransport
+from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport, check_not_ssl_socket, tls_protocol
 
-__all__ = ["WSAServer", "create_server", "start_server"]
+__all__ = ["WSAServer", "create_server", "create_unix_server", "start_server"]
 
 #: Seconds to wait before accepting again after EMFILE/ENFILE/ENOBUFS/ENOMEM (asyncio's
 #: constants.ACCEPT_RETRY_DELAY).
@@ -45,8 +50,13 @@ class WSAServer(asyncio.AbstractServer):
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         backlog: int,
         transport_options: dict[str, Any],
+        tls: dict[str, Any] | None = None,
     ) -> None:
         self._loop = loop
+        # ssl context, ssl_handshake_timeout, ssl_shutdown_timeout (S9.2); None without TLS.
+        self._tls = tls
+        # Unix socket paths to remove at close() when they are still our socket file (inode).
+        self._cleanup_paths: list[tuple[str | bytes, int]] = []
         # Invariant: None once close() was called; the listening sockets are closed then.
         self._sockets: list[socket.socket] | None = sockets
         self._active_count = 0
@@ -117,7 +127,17 @@ class WSAServer(asyncio.AbstractServer):
         try:
             protocol = self._protocol_factory()
             extra = {"peername": addr} if addr else None
-            WSATransport(conn, protocol, loop=self._loop, extra=extra, _server=self, **self._options)
+            tls = self._tls
+            if tls is None:
+                WSATransport(conn, protocol, loop=self._loop, extra=extra, _server=self, **self._options)
+                return
+            # S9.2: asyncio's TLS layer on the WSATransport; the app protocol hears of the
+            # connection after the handshake. A failed handshake closes that connection only
+            # (asyncio reports it in debug mode only).
+            waiter: asyncio.Future[None] = self._loop.create_future()
+            tls_proto = tls_protocol(self._loop, protocol, waiter=waiter, server_side=True, server_hostname=None, **tls)
+            transport = WSATransport(conn, tls_proto, loop=self._loop, extra=extra, _server=self, **self._options)
+            waiter.add_done_callback(lambda fut: _handshake_done(fut, transport))
         except (SystemExit, KeyboardInterrupt):
             conn.close()
             raise
@@ -134,11 +154,12 @@ class WSAServer(asyncio.AbstractServer):
         return self._serving
 
     @property
-    def sockets(self) -> tuple[socket.socket, ...]:
-        """The listening sockets (empty once closed). The sockets themselves, not asyncio's wrappers."""
+    def sockets(self) -> tuple[trsock.TransportSocket, ...]:
+        """The listening sockets (empty once closed), in asyncio's ``TransportSocket`` wrappers
+        as ``asyncio.Server.sockets`` gives them (S9.1)."""
         if self._sockets is None:
             return ()
-        return tuple(self._sockets)
+        return tuple(trsock.TransportSocket(sock) for sock in self._sockets)
 
     async def start_serving(self) -> None:
         """Start accepting (``create_server(start_serving=False)`` leaves that to you)."""
@@ -177,6 +198,14 @@ class WSAServer(asyncio.AbstractServer):
             if self._serving:
                 self._loop.remove_reader(sock)
             sock.close()
+        for path, inode in self._cleanup_paths:
+            # asyncio 3.13's cleanup_socket: remove the socket file if it is still ours.
+            try:
+                if os.stat(path).st_ino == inode:
+                    os.unlink(path)
+            except OSError:
+                pass
+        self._cleanup_paths = []
         self._serving = False
         fut = self._serving_forever_fut
         if fut is not None and not fut.done():
@@ -205,6 +234,28 @@ class WSAServer(asyncio.AbstractServer):
         await waiter
 
 
+def _handshake_done(fut: asyncio.Future[None], transport: WSATransport) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        transport.close()  # a no-op when the TLS layer already ended it
+
+
+def _check_server_tls(
+    ssl: object, ssl_handshake_timeout: object, ssl_shutdown_timeout: object
+) -> dict[str, Any] | None:
+    """asyncio's checks of a server's TLS keywords; the TLS options, or None without TLS."""
+    if isinstance(ssl, bool):
+        raise TypeError("ssl argument must be an SSLContext or None")
+    if ssl is not None and not isinstance(ssl, ssl_module.SSLContext):
+        raise TypeError(f"ssl argument must be an SSLContext or None, got {ssl!r}")
+    if ssl_handshake_timeout is not None and ssl is None:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if ssl_shutdown_timeout is not None and ssl is None:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+    if ssl is None:
+        return None
+    return {"ssl": ssl, "ssl_handshake_timeout": ssl_handshake_timeout, "ssl_shutdown_timeout": ssl_shutdown_timeout}
+
+
 async def _server_infos(
     loop: asyncio.AbstractEventLoop, host: str | None, port: int | str | None, family: int, flags: int
 ) -> list[tuple[Any, ...]]:
@@ -223,19 +274,24 @@ async def create_server(
     flags: int = socket.AI_PASSIVE,
     sock: socket.socket | None = None,
     backlog: int = 100,
-    ssl: None = None,
+    ssl: SSLArg = None,
     reuse_address: bool | None = None,
     reuse_port: bool | None = None,
+    keep_alive: bool | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
     start_serving: bool = True,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
 ) -> WSAServer:
     """Listen on ``host``/``port`` (or ``sock``); every accepted connection gets a WSATransport (S7.3).
 
-    ``loop.create_server`` for this package, with its arguments that make sense here:
-    ``host`` (a name, a list of names, ``None``/``""`` for every interface), ``port``,
-    ``family``, ``flags``, ``sock`` (a bound stream or seqpacket socket, e.g. AF_UNIX),
-    ``backlog``, ``reuse_address`` (default on), ``reuse_port``, ``start_serving``; plus the
+    ``loop.create_server`` for this package, with every argument it takes, with the same
+    meaning (S9.1): ``host`` (a name, a list of names, ``None``/``""`` for every interface),
+    ``port``, ``family``, ``flags``, ``sock`` (a bound stream or seqpacket socket, e.g.
+    AF_UNIX), ``backlog``, ``reuse_address`` (default on), ``reuse_port``, ``keep_alive``,
+    ``start_serving``; ``ssl`` (a server-side ``SSLContext``), ``ssl_handshake_timeout`` and
+    ``ssl_shutdown_timeout`` put asyncio's TLS layer on each connection (S9.2); plus the
     transports' options ``max_pending_sends`` and ``partial_messages``.
 
     Returns:
@@ -243,11 +299,13 @@ async def create_server(
 
     Raises:
         OSError: what ``loop.create_server`` raises (a bind error names the address).
-        ValueError: both or neither of host/port and ``sock``; ``ssl`` given; a ``sock`` that
-            cannot listen.
+        ValueError: both or neither of host/port and ``sock``; a TLS keyword without ``ssl``;
+            a ``sock`` that cannot listen.
+        TypeError: ``ssl`` that is not an ``SSLContext``; an ``ssl.SSLSocket``.
     """
-    if ssl is not None:
-        raise ValueError("wsasend transports do not do TLS")
+    tls = _check_server_tls(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if sock is not None:
+        check_not_ssl_socket(sock)
     if partial_messages not in ("reject", "cork"):
         raise ValueError(f"partial_messages must be 'reject' or 'cork', not {partial_messages!r}")
     loop = asyncio.get_running_loop()
@@ -278,6 +336,8 @@ async def create_server(
                     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
                 if reuse_port:
                     lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if keep_alive:
+                    lsock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
                 if af == socket.AF_INET6:
                     # One socket per family, as asyncio binds them: "::" must not take IPv4 too.
                     lsock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
@@ -300,7 +360,77 @@ async def create_server(
     for lsock in sockets:
         lsock.setblocking(False)
     options: dict[str, Any] = {"max_pending_sends": max_pending_sends, "partial_messages": partial_messages}
-    server = WSAServer(loop, sockets, protocol_factory, backlog, options)
+    server = WSAServer(loop, sockets, protocol_factory, backlog, options, tls)
+    if start_serving:
+        server._start_serving()
+        await asyncio.sleep(0)
+    return server
+
+
+async def create_unix_server(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
+    *,
+    sock: socket.socket | None = None,
+    backlog: int = 100,
+    ssl: SSLArg = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    start_serving: bool = True,
+    cleanup_socket: bool = True,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> WSAServer:
+    """``loop.create_unix_server`` over WSATransports (S9.1), with its arguments and meaning.
+
+    ``path`` (a stale socket file there is replaced; a name starting with NUL is abstract) or
+    ``sock`` (a bound AF_UNIX stream socket); ``cleanup_socket`` removes the socket file at
+    ``close()`` if it is still the one bound here (asyncio 3.13). TLS as :func:`create_server`.
+
+    Raises:
+        ValueError: both or neither of ``path`` and ``sock``; a ``sock`` that is not an AF_UNIX
+            stream socket; a TLS keyword without ``ssl``.
+        OSError: the bind failed (EADDRINUSE says which path).
+    """
+    tls = _check_server_tls(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
+    if partial_messages not in ("reject", "cork"):
+        raise ValueError(f"partial_messages must be 'reject' or 'cork', not {partial_messages!r}")
+    loop = asyncio.get_running_loop()
+    if path is not None:
+        if sock is not None:
+            raise ValueError("path and sock can not be specified at the same time")
+        fspath = os.fspath(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        if fspath[0] not in (0, "\x00"):
+            try:
+                if stat.S_ISSOCK(os.stat(fspath).st_mode):
+                    os.remove(fspath)  # a stale socket file, as asyncio removes it
+            except OSError:
+                pass
+        try:
+            sock.bind(fspath)
+        except OSError as exc:
+            sock.close()
+            if exc.errno == errno.EADDRINUSE:
+                raise OSError(errno.EADDRINUSE, f"Address {fspath!r} is already in use") from None
+            raise
+        except BaseException:
+            sock.close()
+            raise
+    else:
+        if sock is None:
+            raise ValueError("path was not specified, and no sock specified")
+        check_not_ssl_socket(sock)
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+    sock.setblocking(False)
+    options: dict[str, Any] = {"max_pending_sends": max_pending_sends, "partial_messages": partial_messages}
+    server = WSAServer(loop, [sock], protocol_factory, backlog, options, tls)
+    if cleanup_socket:
+        bound = sock.getsockname()
+        if bound and bound[0] not in (0, "\x00"):
+            with contextlib.suppress(OSError):
+                server._cleanup_paths.append((bound, os.stat(bound).st_ino))
     if start_serving:
         server._start_serving()
         await asyncio.sleep(0)

@@ -34,16 +34,20 @@ from __future__ import annotations
 import asyncio
 import enum
 import errno
+import functools
 import io
+import itertools
 import logging
 import mmap
 import os
 import socket
+import ssl as ssl_module
 import stat
 import warnings
 import weakref
+from asyncio import sslproto, staggered
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Literal, TypeVar
+from typing import Any, Final, Literal, TypeVar, overload
 
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
@@ -60,6 +64,7 @@ __all__ = [
     "WSATransport",
     "connect_accepted_socket",
     "create_connection",
+    "create_unix_connection",
     "make_transport",
     "open_connection",
 ]
@@ -92,6 +97,8 @@ _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
 STREAM_LIMIT = 2**16
 
 PartialMessages = Literal["reject", "cork"]
+#: What ``ssl=`` takes, as on asyncio's loop methods: a context, True (a default context) or None.
+SSLArg = ssl_module.SSLContext | bool | None
 
 
 # -- the lifecycle table (pure) -----------------------------------------------------------------
@@ -169,6 +176,9 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
 _OPEN = TransportState.OPEN
 # States in which the transport still reads (asyncio stops reading at close()).
 _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
+# States in which write()/writelines() drop their data as asyncio's transports do (CLOSING
+# only once the queue drained: before that they queue, as asyncio's do).
+_DROPS_WRITES = frozenset({_S.CLOSING, _S.LOST, _S.CLOSED})
 
 
 class _ReadState(enum.Enum):
@@ -262,6 +272,10 @@ class WSATransport(asyncio.Transport):
     _engine: SendEngine | None = None
     # Native sendfiles in progress: write()/writelines() refuse meanwhile, as asyncio's (S9.3).
     _sendfiles = 0
+    #: asyncio's ``loop.start_tls`` (and ours) take transports that declare this (S9.2).
+    _start_tls_compatible = True
+    # True once close() handed the drain to the engine (which then refuses every new send).
+    _close_draining = False
 
     def __init__(
         self,
@@ -573,16 +587,20 @@ class WSATransport(asyncio.Transport):
             self._maybe_pause_protocol()
 
     def _post_write(self, data: object, empty: bool) -> None:
-        if self._state is not TransportState.OPEN:
-            if self._lost_exc is not None:
-                # asyncio drops writes on a lost connection and logs once they pile up.
+        if self._sendfiles:
+            # asyncio's: a bare write would go around the file being sent (S9.3). One attribute
+            # test per write is the cost.
+            raise RuntimeError("unable to write; sendfile is in progress")
+        if self._state is not TransportState.OPEN and (self._state is not _S.CLOSING or self._close_draining):
+            if self._state in _DROPS_WRITES:
+                # asyncio's write() after close()/abort() or a lost connection: the data is
+                # dropped, and a warning is logged once such writes pile up (S9.1). send()
+                # still raises WSAESHUTDOWN: it is ours, with Winsock's contract (S6.2).
                 self._conn_lost_writes += 1
                 if self._conn_lost_writes == _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
-                    logger.warning("%r: write() after the connection was lost: %s", self, self._lost_exc)
+                    logger.warning("%r: write() after the transport was closed or lost: dropped", self)
                 return
             raise self._refusal()
-        if self._sendfiles:
-            raise RuntimeError("unable to write; sendfile is in progress")
         if empty:
             return
         engine = self._engine
@@ -677,7 +695,7 @@ class WSATransport(asyncio.Transport):
         """
         if self._message_mode:
             raise RuntimeError(f"sendfile is not supported for transport {self!r}")
-        _check_sendfile_params(file, offset, count)
+        check_sendfile_params(file, offset, count)
         fd, size = _regular_file(file)
         if fd < 0:
             raise asyncio.SendfileNotAvailableError("not a regular file")
@@ -825,6 +843,8 @@ class WSATransport(asyncio.Transport):
         if self._protocol_paused and not self._resume_scheduled:
             self._resume_scheduled = True
             call_soon(self._maybe_resume_protocol)
+        if self._state is TransportState.CLOSING and not self._close_draining:
+            call_soon(self._close_when_idle)  # after resume_writing, which may write more (S9.1)
 
     def _deliver_completions(self, ops: list[CompletedSend]) -> None:
         if self._state is TransportState.CLOSED:
@@ -1113,14 +1133,31 @@ class WSATransport(asyncio.Transport):
     def close(self) -> None:
         """Stop reading, let every queued send go out, then ``connection_lost(None)`` (S6.2).
 
-        New sends fail WSAESHUTDOWN at once. A send error while draining ends the connection
-        with ``connection_lost`` of that error instead.
+        New ``send()`` calls fail WSAESHUTDOWN at once. ``write()``/``writelines()`` behave as
+        asyncio's (S9.1): while sends are still queued they queue behind them (a TLS layer
+        writes its close_notify then), once the queue is empty they are dropped. A send error
+        while draining ends the connection with ``connection_lost`` of that error instead.
         """
+        was_open = self._state is TransportState.OPEN
         if not self._step(TransportEvent.CLOSE):
             return
         self._update_reader()
-        assert self._engine is not None
-        self._engine.drain_then(self._close_drained)
+        engine = self._engine
+        assert engine is not None
+        if was_open and not self._message_mode and engine.pending_count():
+            return  # _on_sends_completed -> _close_when_idle drains once the queue is empty
+        self._close_draining = True
+        engine.drain_then(self._close_drained)
+
+    def _close_when_idle(self) -> None:
+        """After a completion in CLOSING (and the resume_writing it caused): drain if idle."""
+        engine = self._engine
+        if self._state is not TransportState.CLOSING or self._close_draining or engine is None:
+            return
+        if engine.pending_count():
+            return
+        self._close_draining = True
+        engine.drain_then(self._close_drained)
 
     def _close_drained(self) -> None:
         if self._state is not TransportState.CLOSING or not self._step(TransportEvent.DRAINED):
@@ -1132,7 +1169,7 @@ class WSATransport(asyncio.Transport):
         ``transferred`` (S6.1), then ``connection_lost(None)``."""
         if not self._step(TransportEvent.ABORT):
             return
-        self._force_close(None, WSAErrorCode.WSA_OPERATION_ABORTED)
+        self._lose(None, WSAErrorCode.WSA_OPERATION_ABORTED)
 
     def _fatal_error(self, exc: BaseException, message: str) -> None:
         """End the connection with ``exc`` (asyncio's ``_fatal_error``): pending sends fail
@@ -1149,9 +1186,17 @@ class WSATransport(asyncio.Transport):
         elif self._loop.get_debug():
             logger.debug("%r: %s", self, message, exc_info=True)
         code = exc.winerror if isinstance(exc, WSAError) else WSAErrorCode.WSA_OPERATION_ABORTED
-        self._force_close(exc, code)
+        self._lose(exc, code)
 
-    def _force_close(self, exc: BaseException | None, code: WSAErrorCode) -> None:
+    def _force_close(self, exc: BaseException | None) -> None:
+        """asyncio's private transport hook, called by ``asyncio.sslproto`` on a TLS failure:
+        end the connection with ``exc`` (no report: the TLS layer made it) (S9.2)."""
+        if not self._step(TransportEvent.ABORT if exc is None else TransportEvent.FATAL):
+            return
+        code = exc.winerror if isinstance(exc, WSAError) else WSAErrorCode.WSA_OPERATION_ABORTED
+        self._lose(exc, code)
+
+    def _lose(self, exc: BaseException | None, code: WSAErrorCode) -> None:
         # The state is LOST already (ABORT or FATAL).
         self._lost_exc = exc
         self._update_reader()
@@ -1226,7 +1271,7 @@ def _bad_data_message(items: list[Any]) -> str:
 _SENDFILE_CHUNK: Final = 256 * 1024
 
 
-def _check_sendfile_params(file: Any, offset: object, count: object) -> None:
+def check_sendfile_params(file: Any, offset: object, count: object) -> None:
     """asyncio's checks of ``sock_sendfile``'s arguments, with its messages."""
     if "b" not in getattr(file, "mode", "b"):
         raise ValueError("file should be opened in binary mode")
@@ -1264,6 +1309,62 @@ def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:
 _SOCKET_KINDS = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
 
 
+def check_tls_arguments(
+    ssl: object,
+    *,
+    server_hostname: object = None,
+    ssl_handshake_timeout: object = None,
+    ssl_shutdown_timeout: object = None,
+) -> None:
+    """asyncio's checks of the TLS keywords (``base_events``), with its messages (S9.2)."""
+    if ssl is not None and not isinstance(ssl, (bool, ssl_module.SSLContext)):
+        raise TypeError(f"ssl argument must be an SSLContext or None, got {ssl!r}")
+    if server_hostname is not None and not ssl:
+        raise ValueError("server_hostname is only meaningful with ssl")
+    if ssl_handshake_timeout is not None and not ssl:
+        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
+    if ssl_shutdown_timeout is not None and not ssl:
+        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
+
+
+def check_not_ssl_socket(sock: object) -> None:
+    """asyncio's ``_check_ssl_socket``: an ``ssl.SSLSocket`` cannot carry a transport."""
+    if isinstance(sock, ssl_module.SSLSocket):
+        raise TypeError("Socket cannot be of type SSLSocket")
+
+
+def tls_protocol(
+    loop: asyncio.AbstractEventLoop,
+    app_protocol: asyncio.BaseProtocol,
+    ssl: ssl_module.SSLContext | bool,
+    waiter: asyncio.Future[None],
+    *,
+    server_side: bool,
+    server_hostname: str | None,
+    ssl_handshake_timeout: float | None,
+    ssl_shutdown_timeout: float | None,
+    call_connection_made: bool = True,
+) -> sslproto.SSLProtocol:
+    """asyncio's TLS record layer, as a protocol to sit on a :class:`WSATransport` (S9.2).
+
+    ``asyncio.sslproto.SSLProtocol`` works over any transport: it writes ciphertext with the
+    transport's ``write()``, so TLS records go through the engine in order, and a write of the
+    app transport has gone once its records were consumed. ``ssl=True`` is a default context.
+    """
+    context = None if isinstance(ssl, bool) else ssl
+    return sslproto.SSLProtocol(
+        loop,
+        app_protocol,
+        context,  # type: ignore[arg-type]  # None makes a default context, as asyncio does
+        waiter,
+        server_side,
+        server_hostname,
+        call_connection_made=call_connection_made,
+        ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )
+
+
 async def make_transport(
     sock: socket.socket,
     protocol_factory: Callable[[], _P],
@@ -1273,24 +1374,53 @@ async def make_transport(
     partial_messages: PartialMessages = "reject",
     extra: Mapping[str, Any] | None = None,
     close_on_error: bool = False,
-) -> tuple[WSATransport, _P]:
+    ssl: SSLArg = None,
+    server_side: bool = False,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+) -> tuple[asyncio.Transport, _P]:
     """Wrap a connected socket; return once ``connection_made`` has run (asyncio's order).
 
-    ``close_on_error``: the socket is ours (we connected it), so close it if no transport could
-    be made; once one exists, the transport closes it.
+    With ``ssl``, the :class:`WSATransport` carries asyncio's TLS layer and the call returns
+    after the handshake, with the TLS app transport (S9.2). ``close_on_error``: the socket is
+    ours (we connected it), so close it if no transport could be made; once one exists, the
+    transport closes it.
     """
     try:
         protocol = protocol_factory()
         waiter: asyncio.Future[None] = loop.create_future()
-        transport = WSATransport(
-            sock,
-            protocol,
-            loop=loop,
-            max_pending_sends=max_pending_sends,
-            partial_messages=partial_messages,
-            extra=extra,
-            _waiter=waiter,
-        )
+        if ssl:
+            tls = tls_protocol(
+                loop,
+                protocol,
+                ssl,
+                waiter,
+                server_side=server_side,
+                server_hostname=server_hostname,
+                ssl_handshake_timeout=ssl_handshake_timeout,
+                ssl_shutdown_timeout=ssl_shutdown_timeout,
+            )
+            transport = WSATransport(
+                sock,
+                tls,
+                loop=loop,
+                max_pending_sends=max_pending_sends,
+                partial_messages=partial_messages,
+                extra=extra,
+            )
+            result: asyncio.Transport = tls._app_transport
+        else:
+            transport = WSATransport(
+                sock,
+                protocol,
+                loop=loop,
+                max_pending_sends=max_pending_sends,
+                partial_messages=partial_messages,
+                extra=extra,
+                _waiter=waiter,
+            )
+            result = transport
     except BaseException:
         if close_on_error:
             sock.close()
@@ -1300,39 +1430,66 @@ async def make_transport(
     except BaseException:
         transport.close()
         raise
-    return transport, protocol
+    return result, protocol
 
 
 def _check_kind(sock: object) -> socket.socket:
+    check_not_ssl_socket(sock)
     sock = check_socket(sock)
     if sock.type not in _SOCKET_KINDS:
         raise ValueError(f"a stream, datagram or seqpacket socket was expected, got {sock!r}")
     return sock
 
 
+@overload
 async def connect_accepted_socket(
     protocol_factory: Callable[[], _P],
     sock: socket.socket,
     *,
     ssl: None = None,
+    ssl_handshake_timeout: None = None,
+    ssl_shutdown_timeout: None = None,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, _P]:
-    """Wrap an already connected socket in a :class:`WSATransport` (SPEC S7.3).
+) -> tuple[WSATransport, _P]: ...
+@overload
+async def connect_accepted_socket(
+    protocol_factory: Callable[[], _P],
+    sock: socket.socket,
+    *,
+    ssl: SSLArg = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> tuple[asyncio.Transport, _P]: ...
+async def connect_accepted_socket(
+    protocol_factory: Callable[[], _P],
+    sock: socket.socket,
+    *,
+    ssl: SSLArg = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> tuple[asyncio.Transport, _P]:
+    """Wrap an already connected socket in a :class:`WSATransport` (SPEC S7.3, S9.2).
 
     ``loop.connect_accepted_socket`` for this package: a socket from ``accept()``, or any
     connected socket of S5.10 (TCP, AF_UNIX stream, connected UDP, AF_UNIX datagram,
-    SOCK_SEQPACKET). The transport takes the socket over.
+    SOCK_SEQPACKET). The transport takes the socket over. With ``ssl`` (a server-side context),
+    asyncio's TLS layer runs on the transport and the TLS app transport is returned after the
+    handshake.
 
     Returns:
         ``(transport, protocol)``, after ``protocol.connection_made(transport)`` ran.
 
     Raises:
-        ValueError: ``ssl`` was given (no TLS here), or the socket is of another type.
+        ValueError: a TLS keyword without ``ssl``, or a socket of another type.
+        TypeError: an ``ssl.SSLSocket``.
         WSAError: WSAENOTSOCK (closed socket), WSAENOTCONN (no peer).
     """
-    if ssl is not None:
-        raise ValueError("wsasend transports do not do TLS")
+    check_tls_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
     loop = asyncio.get_running_loop()
     return await make_transport(
         _check_kind(sock),
@@ -1340,6 +1497,10 @@ async def connect_accepted_socket(
         loop=loop,
         max_pending_sends=max_pending_sends,
         partial_messages=partial_messages,
+        ssl=ssl,
+        server_side=True,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
     )
 
 
@@ -1349,7 +1510,7 @@ async def _connect_sock(
     addr_info: tuple[Any, ...],
     local_addr_infos: list[tuple[Any, ...]] | None,
 ) -> socket.socket:
-    """One connection attempt (asyncio's ``BaseEventLoop._connect_sock``, without happy eyeballs)."""
+    """One connection attempt (asyncio's ``BaseEventLoop._connect_sock``)."""
     family, type_, proto, _, address = addr_info
     sock = None
     try:
@@ -1383,6 +1544,55 @@ async def _connect_sock(
         raise
 
 
+def _interleave(infos: list[tuple[Any, ...]], first_family_count: int) -> list[tuple[Any, ...]]:
+    """asyncio's ``_interleave_addrinfos`` (RFC 8305): alternate the address families."""
+    by_family: dict[int, list[tuple[Any, ...]]] = {}
+    for info in infos:
+        by_family.setdefault(info[0], []).append(info)
+    lists = list(by_family.values())
+    reordered: list[tuple[Any, ...]] = []
+    if first_family_count > 1:
+        reordered.extend(lists[0][: first_family_count - 1])
+        del lists[0][: first_family_count - 1]
+    reordered.extend(a for a in itertools.chain.from_iterable(itertools.zip_longest(*lists)) if a is not None)
+    return reordered
+
+
+async def _connect_any(
+    loop: asyncio.AbstractEventLoop,
+    infos: list[tuple[Any, ...]],
+    laddr_infos: list[tuple[Any, ...]] | None,
+    happy_eyeballs_delay: float | None,
+    all_errors: bool,
+) -> socket.socket:
+    exceptions: list[OSError] = []
+    sock: socket.socket | None = None
+    if happy_eyeballs_delay is None:
+        for info in infos:
+            try:
+                sock = await _connect_sock(loop, exceptions, info, laddr_infos)
+                break
+            except OSError:
+                continue
+    else:
+        attempts = [functools.partial(_connect_sock, loop, exceptions, info, laddr_infos) for info in infos]
+        sock, _, _ = await staggered.staggered_race(attempts, happy_eyeballs_delay)
+    if sock is not None:
+        return sock
+    try:
+        if all_errors:
+            raise ExceptionGroup("create_connection failed", exceptions)
+        if len(exceptions) == 1:
+            raise exceptions[0]
+        model = str(exceptions[0])
+        if all(str(exc) == model for exc in exceptions):
+            raise exceptions[0]
+        raise OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in exceptions)))
+    finally:
+        exceptions = []
+
+
+@overload
 async def create_connection(
     protocol_factory: Callable[[], _P],
     host: str | None = None,
@@ -1394,17 +1604,67 @@ async def create_connection(
     flags: int = 0,
     sock: socket.socket | None = None,
     local_addr: tuple[str, int] | None = None,
+    server_hostname: None = None,
+    ssl_handshake_timeout: None = None,
+    ssl_shutdown_timeout: None = None,
+    happy_eyeballs_delay: float | None = None,
+    interleave: int | None = None,
     all_errors: bool = False,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, _P]:
-    """Open a TCP connection (or wrap ``sock``) with a :class:`WSATransport` (SPEC S7.3).
+) -> tuple[WSATransport, _P]: ...
+@overload
+async def create_connection(
+    protocol_factory: Callable[[], _P],
+    host: str | None = None,
+    port: int | str | None = None,
+    *,
+    ssl: SSLArg = None,
+    family: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+    sock: socket.socket | None = None,
+    local_addr: tuple[str, int] | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None,
+    interleave: int | None = None,
+    all_errors: bool = False,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> tuple[asyncio.Transport, _P]: ...
+async def create_connection(
+    protocol_factory: Callable[[], _P],
+    host: str | None = None,
+    port: int | str | None = None,
+    *,
+    ssl: SSLArg = None,
+    family: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+    sock: socket.socket | None = None,
+    local_addr: tuple[str, int] | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    happy_eyeballs_delay: float | None = None,
+    interleave: int | None = None,
+    all_errors: bool = False,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> tuple[asyncio.Transport, _P]:
+    """Open a TCP connection (or wrap ``sock``) with a :class:`WSATransport` (SPEC S7.3, S9).
 
-    ``loop.create_connection`` for this package, with the same arguments where they make sense:
-    ``host``/``port`` resolved with ``loop.getaddrinfo`` and tried in order (no happy eyeballs),
-    ``family``/``proto``/``flags``, ``local_addr``, ``all_errors``; or ``sock``, a connected
-    socket of any kind of S5.10 (TCP, AF_UNIX stream, connected UDP, AF_UNIX datagram,
-    SOCK_SEQPACKET). Plus the transport's options ``max_pending_sends`` and ``partial_messages``.
+    ``loop.create_connection`` for this package, with every argument it takes, with the same
+    meaning: ``host``/``port`` resolved with ``loop.getaddrinfo`` and tried in order
+    (``happy_eyeballs_delay``/``interleave`` as in asyncio), ``family``/``proto``/``flags``,
+    ``local_addr``, ``all_errors``; or ``sock``, a connected socket of any kind of S5.10 (TCP,
+    AF_UNIX stream, connected UDP, AF_UNIX datagram, SOCK_SEQPACKET). ``ssl`` (a context, or
+    True for a default one), ``server_hostname``, ``ssl_handshake_timeout`` and
+    ``ssl_shutdown_timeout`` put asyncio's TLS layer on the transport (S9.2): the first item
+    returned is then the TLS app transport, whose ciphertext the WSATransport below sends.
+    Plus the transport's options ``max_pending_sends`` and ``partial_messages``.
 
     Returns:
         ``(transport, protocol)``, after ``protocol.connection_made(transport)`` ran.
@@ -1412,14 +1672,34 @@ async def create_connection(
     Raises:
         OSError: what ``loop.create_connection`` raises when connecting fails
             (``ConnectionRefusedError``, ``socket.gaierror``...; several different errors make
-            one ``OSError``, or an ``ExceptionGroup`` with ``all_errors=True``).
-        ValueError: both or neither of host/port and ``sock``; ``ssl`` given.
+            one ``OSError``, or an ``ExceptionGroup`` with ``all_errors=True``); an
+            ``ssl.SSLError`` when the handshake fails.
+        ValueError: both or neither of host/port and ``sock``; a TLS keyword without ``ssl``;
+            ``ssl`` without a host name to check.
         WSAError: for a ``sock`` that is closed (WSAENOTSOCK) or not connected (WSAENOTCONN).
     """
-    if ssl is not None:
-        raise ValueError("wsasend transports do not do TLS")
+    check_tls_arguments(
+        ssl,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )
+    if server_hostname is None and ssl:
+        # asyncio: the host name to check the certificate against defaults to host.
+        if not host:
+            raise ValueError("You must set server_hostname when using ssl without a host")
+        server_hostname = host
+    if happy_eyeballs_delay is not None and interleave is None:
+        interleave = 1  # RFC 8305, as asyncio
     loop = asyncio.get_running_loop()
-    options: dict[str, Any] = {"max_pending_sends": max_pending_sends, "partial_messages": partial_messages}
+    options: dict[str, Any] = {
+        "max_pending_sends": max_pending_sends,
+        "partial_messages": partial_messages,
+        "ssl": ssl,
+        "server_hostname": server_hostname,
+        "ssl_handshake_timeout": ssl_handshake_timeout,
+        "ssl_shutdown_timeout": ssl_shutdown_timeout,
+    }
     if host is not None or port is not None:
         if sock is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
@@ -1433,29 +1713,79 @@ async def create_connection(
             )
             if not laddr_infos:
                 raise OSError("getaddrinfo() returned empty list")
-        exceptions: list[OSError] = []
-        for info in infos:
-            try:
-                sock = await _connect_sock(loop, exceptions, info, laddr_infos)
-                break
-            except OSError:
-                continue
-        if sock is None:
-            try:
-                if all_errors:
-                    raise ExceptionGroup("create_connection failed", exceptions)
-                if len(exceptions) == 1:
-                    raise exceptions[0]
-                model = str(exceptions[0])
-                if all(str(exc) == model for exc in exceptions):
-                    raise exceptions[0]
-                raise OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in exceptions)))
-            finally:
-                exceptions = []
+        ordered = list(infos)
+        if interleave:
+            ordered = _interleave(ordered, interleave)
+        sock = await _connect_any(loop, ordered, laddr_infos, happy_eyeballs_delay, all_errors)
         return await make_transport(sock, protocol_factory, loop=loop, close_on_error=True, **options)
     if sock is None:
         raise ValueError("host and port was not specified and no sock specified")
     return await make_transport(_check_kind(sock), protocol_factory, loop=loop, **options)
+
+
+async def create_unix_connection(
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
+    *,
+    ssl: SSLArg = None,
+    sock: socket.socket | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: float | None = None,
+    ssl_shutdown_timeout: float | None = None,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+    """``loop.create_unix_connection`` with a :class:`WSATransport` (S9.1), same arguments and meaning.
+
+    Connects an AF_UNIX stream socket to ``path`` (or wraps ``sock``, a connected one); TLS as
+    :func:`create_connection`, except that ``server_hostname`` is required with ``ssl``.
+
+    Raises:
+        ValueError: both or neither of ``path`` and ``sock``; a ``sock`` that is not an AF_UNIX
+            stream socket; ``ssl`` without ``server_hostname``, or a TLS keyword without ``ssl``.
+        OSError: connecting failed (``FileNotFoundError``, ``ConnectionRefusedError``...).
+    """
+    if ssl and server_hostname is None:
+        raise ValueError("you have to pass server_hostname when using ssl")
+    check_tls_arguments(
+        ssl,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )
+    loop = asyncio.get_running_loop()
+    close_on_error = False
+    if path is not None:
+        if sock is not None:
+            raise ValueError("path and sock can not be specified at the same time")
+        fspath = os.fspath(path)
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
+        try:
+            sock.setblocking(False)
+            await loop.sock_connect(sock, fspath)
+        except BaseException:
+            sock.close()
+            raise
+        close_on_error = True
+    else:
+        if sock is None:
+            raise ValueError("no path and sock were specified")
+        check_not_ssl_socket(sock)
+        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
+            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
+        sock.setblocking(False)
+    return await make_transport(
+        sock,
+        protocol_factory,
+        loop=loop,
+        max_pending_sends=max_pending_sends,
+        partial_messages=partial_messages,
+        close_on_error=close_on_error,
+        ssl=ssl,
+        server_hostname=server_hostname,
+        ssl_handshake_timeout=ssl_handshake_timeout,
+        ssl_shutdown_timeout=ssl_shutdown_timeout,
+    )
 
 
 async def open_connection(
@@ -1468,8 +1798,8 @@ async def open_connection(
     """``asyncio.open_connection`` over a :class:`WSATransport`: a ``(reader, writer)`` pair.
 
     ``writer.write`` + ``await writer.drain()`` work unchanged; ``writer.transport`` is the
-    :class:`WSATransport` (so ``writer.transport.send(...)`` is there too). Other keyword
-    arguments go to :func:`create_connection`.
+    :class:`WSATransport` (so ``writer.transport.send(...)`` is there too), or with ``ssl=`` the
+    TLS app transport over one. Other keyword arguments go to :func:`create_connection`.
     """
     loop = asyncio.get_running_loop()
     reader = asyncio.StreamReader(limit=limit, loop=loop)

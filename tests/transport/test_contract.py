@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import socket
 import struct
 from typing import Any
@@ -166,28 +167,56 @@ async def test_WSATransport_connection_lost_raising(loop_errors: list[dict[str, 
 # -- sending after close, write_eof ---------------------------------------------------------------
 
 
-async def test_WSATransport_write_after_close() -> None:
+async def test_WSATransport_write_after_close(caplog: pytest.LogCaptureFixture) -> None:
     ours, peer = tcp_pair()
     with peer:
         transport, proto = await wrap(ours)
         transport.write(b"before")
         transport.close()
         assert transport.is_closing()
-        # S6.2: new sends fail WSAESHUTDOWN at once, whatever the call, and nothing is sent.
-        for call in (
-            lambda: transport.write(b"after"),
-            lambda: transport.writelines([b"after"]),
-            lambda: transport.send(b"after"),
-        ):
-            with pytest.raises(WSAError) as info:
-                call()
-            assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
-        assert await proto.wait_lost() is None
-        # Still refused once the transport is fully closed.
+        # S6.2: a new send() fails WSAESHUTDOWN at once and nothing is sent. write() and
+        # writelines() are asyncio's API and behave as asyncio's transports do (S9.1): the data
+        # is dropped silently, and a warning is logged once such writes pile up.
         with pytest.raises(WSAError) as info:
-            transport.write(b"later")
+            transport.send(b"after")
         assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+        transport.write(b"after")
+        transport.writelines([b"after"])
+        assert await proto.wait_lost() is None
+        # Still refused (send) or dropped (write) once the transport is fully closed.
+        with pytest.raises(WSAError) as info:
+            transport.send(b"later")
+        assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+        with caplog.at_level(logging.WARNING, logger="wsasend"):
+            for _ in range(5):
+                transport.write(b"later")
+        assert [r.levelno for r in caplog.records] == [logging.WARNING]
         assert await drain_peer(peer) == b"before"
+        proto.check()
+
+
+async def test_WSATransport_write_after_close_queues_while_sends_are_pending() -> None:
+    """asyncio's transports queue a write() made after close() while their buffer still drains
+    (asyncio's TLS layer relies on it: its close_notify is written then); ours too (S9.1).
+
+    Before the fix the late write raised WSAESHUTDOWN, and CPython's
+    test_ssl.test_remote_shutdown_receives_trailing_data hung (the close_notify was lost): 1/1.
+    """
+    ours, peer = socket.socketpair()
+    with peer:
+        ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+        transport, proto = await wrap(ours)
+        payload = pattern(4 << 20)
+        transport.write(payload)
+        assert transport.get_write_buffer_size() > 0  # still pending: the peer has not read
+        transport.close()
+        transport.write(b"tail")  # queued behind the payload, as asyncio queues it
+        transport.writelines([b"-", b"end"])
+        with pytest.raises(WSAError) as info:
+            transport.send(b"never")  # our own send() keeps S6.2's refusal
+        assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+        assert await drain_peer(peer) == payload + b"tail-end"
+        assert await proto.wait_lost() is None
         proto.check()
 
 

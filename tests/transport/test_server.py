@@ -201,8 +201,8 @@ async def test_create_server_hosts_and_errors() -> None:
     with socket.socket() as sock:
         with pytest.raises(ValueError):
             await wsasend.create_server(Recorder, "127.0.0.1", 0, sock=sock)
-        with pytest.raises(ValueError):
-            await wsasend.create_server(Recorder, "127.0.0.1", 0, ssl=True)  # type: ignore[arg-type]
+        with pytest.raises(TypeError):  # asyncio's: a server needs an SSLContext, not True
+            await wsasend.create_server(Recorder, "127.0.0.1", 0, ssl=True)
     with pytest.raises(ValueError):
         await wsasend.create_server(Recorder)
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp, pytest.raises(ValueError):
@@ -235,8 +235,8 @@ async def test_create_connection_arguments() -> None:
         await wsasend.create_connection(Recorder, "127.0.0.1", port, sock=sock)
     with pytest.raises(ValueError):
         await wsasend.create_connection(Recorder)
-    with pytest.raises(ValueError):
-        await wsasend.create_connection(Recorder, "127.0.0.1", port, ssl=True)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):  # asyncio's check: server_hostname needs ssl
+        await wsasend.create_connection(Recorder, "127.0.0.1", port, server_hostname="x")
     # A protocol factory that fails leaves no socket behind (ours are closed).
     with pytest.raises(ZeroDivisionError):
         await wsasend.create_connection(lambda: 1 // 0, "127.0.0.1", port)  # type: ignore[arg-type,return-value]
@@ -249,8 +249,8 @@ async def test_create_connection_arguments() -> None:
 
 
 async def test_connect_accepted_socket_validation() -> None:
-    with socket.socket() as sock, pytest.raises(ValueError):
-        await wsasend.connect_accepted_socket(Recorder, sock, ssl=True)  # type: ignore[arg-type]
+    with socket.socket() as sock, pytest.raises(ValueError):  # asyncio's check: the timeout needs ssl
+        await wsasend.connect_accepted_socket(Recorder, sock, ssl_handshake_timeout=1.0)
     with pytest.raises(WSAError) as info:
         await wsasend.connect_accepted_socket(Recorder, "not a socket")  # type: ignore[arg-type]
     assert info.value.winerror == WSAErrorCode.WSAENOTSOCK

@@ -26,6 +26,9 @@ from .util import Recorder, drain_peer, until, wrap
 
 S, E = TransportState, TransportEvent
 PUBLIC = (E.WRITE_EOF, E.CLOSE, E.ABORT, E.FATAL)
+# States in which write()/writelines() drop their data (asyncio's transports do; send() raises).
+_DROPS_WRITES = {TransportState.CLOSING, TransportState.LOST, TransportState.CLOSED}
+
 # Where the internal events can happen: DRAINED only after drain_then (write_eof, close),
 # LOST_CALLED only once connection_lost was scheduled.
 INTERNAL = {(S.EOF_PENDING, E.DRAINED), (S.CLOSING, E.DRAINED), (S.LOST, E.LOST_CALLED)}
@@ -118,6 +121,9 @@ async def test_WSATransport_random_sequences_keep_grammar_and_bytes(seed: int) -
         elif op == "peer_shutdown":
             peer.shutdown(socket.SHUT_WR)
         else:
+            # After close(), write() queues while sends are pending and drops once drained (asyncio).
+            draining = transport.state is not TransportState.CLOSING or transport._close_draining
+            dropped = op != "send" and transport.state in _DROPS_WRITES and draining
             try:
                 if op == "write":
                     transport.write(data)
@@ -130,6 +136,8 @@ async def test_WSATransport_random_sequences_keep_grammar_and_bytes(seed: int) -
                 assert exc.winerror == WSAErrorCode.WSAESHUTDOWN
                 assert transport.state is not TransportState.OPEN
                 continue
+            if dropped:
+                continue  # S9.1: write()/writelines() after close()/abort() drop the data, as asyncio's do
             posted += data
         if rng.random() < 0.5:
             await asyncio.sleep(0)
