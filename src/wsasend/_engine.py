@@ -60,8 +60,9 @@ Every change of owner happens under ``OWNERSHIP.lock``. Who may move it:
 - ENGINE(e) -> FREE when ``e``'s loop ends: by the loop's ``shutdown_asyncgens``
   (``asyncio.run``, ``asyncio.Runner``, ``uvloop.run``); after a bare ``loop.close()`` (no hook
   runs) by a thread blocked on one of ``e``'s sends (``ov.wait()``, ``WSAEvent.wait()``: they
-  wait in slices and look at ``loop.is_closed()``, ``_overlapped._wait_watching``), or by
-  whoever next claims the socket. ``e``'s pending sends are aborted (WSA_OPERATION_ABORTED,
+  wait in slices and look at ``loop.is_closed()``, ``_overlapped._wait_watching``), by another
+  loop awaiting one (a timer while it awaits, ``_overlapped._watch_closed``), or by whoever
+  next claims the socket. ``e``'s pending sends are aborted (WSA_OPERATION_ABORTED,
   exact counts) with one ResourceWarning: :func:`abandon` takes each queue under the lock, so
   it runs once from whichever thread gets there first (a closed loop runs nothing else).
 - Everything -> FREE in a forked child (``_api._reset_after_fork``).

@@ -109,9 +109,17 @@ class WSAEvent:
             if self._flag.is_set():
                 return True
             self._async_waiters[fut] = loop
+        # The event's send belongs to another loop: watch that loop's end (S5.12, _watch_closed).
+        source = self._source
+        engine = source._engine if source is not None and source._pending else None
+        timer: list[asyncio.TimerHandle] = []
+        if engine is not None and engine.loop is not loop:
+            timer.append(loop.call_later(_CLOSED_LOOP_POLL, _watch_closed, loop, None, self, timer))
         try:
             return await fut
         finally:
+            if timer:
+                timer[0].cancel()
             # Cancelled (wait_for timed out...): fut is done then, cancelled by its task, and
             # must leave the list, or polling with a time-out grows it without bound (issue 10
             # item 14). A woken one was taken by set() already.
@@ -369,9 +377,13 @@ class WSAOverlapped(PendingSend):
         self._waiter = waiters
         if not self._pending:
             _resolve(fut, self._transferred, self._exc)
+        # The engine's loop may end with a bare loop.close(): watch it (S5.12, _watch_closed).
+        timer: list[asyncio.TimerHandle] = []
+        timer.append(loop.call_later(_CLOSED_LOOP_POLL, _watch_closed, loop, self, None, timer))
         try:
             return (yield from fut)
         finally:
+            timer[0].cancel()
             # Done or cancelled, it leaves the list: polling with a time-out must not grow it.
             # (A cancelled await does not withdraw the send: the queue belongs to the other
             # loop's thread. Call ``loop.call_soon_threadsafe(ov.cancel)`` for that.)
@@ -442,6 +454,28 @@ def _wait_watching(
             step = min(_CLOSED_LOOP_POLL, left)
         if flag.wait(step):
             return True
+
+
+def _watch_closed(
+    loop: asyncio.AbstractEventLoop,
+    ov: WSAOverlapped | None,
+    event: WSAEvent | None,
+    timer: list[asyncio.TimerHandle],
+) -> None:
+    """The loop-side twin of ``_wait_watching``: a coroutine on ``loop`` awaits a send of
+    another loop (``await ov`` there, or ``event.wait_async()``). Every ``_CLOSED_LOOP_POLL``
+    it looks whether the send's loop was closed, and if so aborts that loop's pending sends,
+    which wakes the awaiter (S5.12). ``timer[0]`` is the next check, which the awaiter cancels
+    when it stops waiting.
+    """
+    send = ov if event is None else event._source
+    engine = send._engine if send is not None and send._pending else None
+    if engine is None:
+        return
+    if engine.loop.is_closed():
+        _abandon_closed(engine)
+        return
+    timer[0] = loop.call_later(_CLOSED_LOOP_POLL, _watch_closed, loop, ov, event, timer)
 
 
 def _resolve(fut: asyncio.Future[int], transferred: int, exc: BaseException | None) -> None:

@@ -21,7 +21,8 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import LOOP_FACTORIES
-from wsasend import WSAErrorCode, WSAEvent, WSAOverlapped, winsock, wsa_send
+from tests.helpers import fill_socket
+from wsasend import WSAError, WSAErrorCode, WSAEvent, WSAOverlapped, winsock, wsa_send
 
 GUARD = 8.0
 FACTORIES = pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
@@ -123,9 +124,6 @@ def test_a_wait_on_a_live_loop_still_times_out(factory: Callable[[], asyncio.Abs
     pending send on a live (stopped) loop gives a plain time-out, and no abort, no warning."""
     a, b = socket.socketpair()
     try:
-        a.setblocking(False)
-        from tests.helpers import fill_socket
-
         fill_socket(a)
         loop = factory()
         ov = loop.run_until_complete(_post_one(a))
@@ -149,3 +147,50 @@ async def _post_one(sock: socket.socket) -> WSAOverlapped:
 
 async def _await(ov: WSAOverlapped) -> int:
     return await ov
+
+
+@FACTORIES
+@pytest.mark.parametrize("waiter", ["await", "wait_async"])
+def test_a_bare_loop_close_wakes_awaiters_on_other_loops(
+    factory: Callable[[], asyncio.AbstractEventLoop], waiter: str
+) -> None:
+    """A coroutine on loop B awaits a send of loop A (``await ov``, or ``wait_async()`` on its
+    event); A is closed with a bare ``loop.close()``: B's awaiter wakes, the send reports
+    WSA_OPERATION_ABORTED, one ResourceWarning. Before the fix the await never returned
+    (2/2 per loop, deterministic)."""
+    a, b = socket.socketpair()
+    try:
+        fill_socket(a)
+        ev = WSAEvent()
+        loop_a = factory()
+        ov = loop_a.run_until_complete(_post_with(a, ev))
+        assert ov.pending
+
+        async def on_b() -> object:
+            if waiter == "await":
+                task: asyncio.Task[object] = asyncio.ensure_future(_await(ov))
+            else:
+                task = asyncio.ensure_future(ev.wait_async())
+            await asyncio.sleep(0)
+            with pytest.warns(ResourceWarning, match=r"1 overlapped send\(s\) pending"):
+                loop_a.close()
+                done, _ = await asyncio.wait([task], timeout=GUARD)
+            assert done, "the awaiter on the other loop was never woken"
+            return task.exception() if waiter == "await" else task.result()
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            outcome = runner.run(on_b())
+        if waiter == "await":
+            assert isinstance(outcome, WSAError)
+            assert outcome.winerror == WSAErrorCode.WSA_OPERATION_ABORTED
+        else:
+            assert outcome is True
+        assert ov.error == WSAErrorCode.WSA_OPERATION_ABORTED
+        assert ov.transferred == 0
+    finally:
+        a.close()
+        b.close()
+
+
+async def _post_with(sock: socket.socket, ev: WSAEvent) -> WSAOverlapped:
+    return wsa_send(sock, [b"w" * 10], overlapped=WSAOverlapped(event=ev))
