@@ -108,8 +108,9 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> SendEngi
 def _watch_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Have ``loop``'s ``shutdown_asyncgens`` abort its pending sends (S5.12; docs/overlapped.md).
 
-    Loops closed without ``shutdown_asyncgens`` are caught at the socket's next claim instead
-    (``take_from`` sees the closed loop).
+    Loops closed without ``shutdown_asyncgens`` are caught by a thread waiting on one of their
+    sends (``abandon_closed_loop``) or at the socket's next claim (``take_from`` sees the
+    closed loop).
     """
     if loop in _WATCHED:
         return
@@ -143,6 +144,19 @@ def _loop_ending(loop: asyncio.AbstractEventLoop) -> None:
                 dead.extend(e for e in engines if e._ops or e._writer is not None)
                 notify_locked(slot, dead)
     abandon(dead)
+
+
+def abandon_closed_loop(engine: SendEngine) -> None:
+    """``engine``'s loop is closed and a thread waits on one of its sends: abort (S5.12).
+
+    A loop closed with a bare ``loop.close()`` ran no ``shutdown_asyncgens``; a waiting thread
+    calls this instead (``_overlapped._wait_watching``), and it does what the hook would have
+    done: abort the loop's pending sends, warn once per socket, free the sockets. Idempotent
+    (see ``abandon``). An engine no longer in the registry is aborted alone.
+    """
+    _loop_ending(engine.loop)
+    if engine._ops:
+        abandon([engine])
 
 
 def _reset_after_fork() -> None:

@@ -58,9 +58,14 @@ Every change of owner happens under ``OWNERSHIP.lock``. Who may move it:
   ``_release_if_idle``). Under the GIL this store-then-load handshake (``e`` stores
   ``_sending`` then loads ``_owned``; the claimant stores ``_owned`` then loads ``_sending``)
   means one of the two always sees the other, with no lock on the owner's per-send path.
-- ENGINE(e) -> FREE when ``e``'s loop is closed: by whoever next claims the socket, or by the
-  loop's ``shutdown_asyncgens`` (``asyncio.run``, ``asyncio.Runner``, ``uvloop.run``): ``e``'s
-  pending sends are aborted (WSA_OPERATION_ABORTED, exact counts) with a ResourceWarning.
+- ENGINE(e) -> FREE when ``e``'s loop ends: by the loop's ``shutdown_asyncgens``
+  (``asyncio.run``, ``asyncio.Runner``, ``uvloop.run``); after a bare ``loop.close()`` (no hook
+  runs) by a thread blocked on one of ``e``'s sends (``ov.wait()``, ``WSAEvent.wait()``: they
+  wait in slices and look at ``loop.is_closed()``, ``_overlapped._wait_watching``), by another
+  loop awaiting one (a timer while it awaits, ``_overlapped._watch_closed``), or by whoever
+  next claims the socket. ``e``'s pending sends are aborted (WSA_OPERATION_ABORTED,
+  exact counts) with one ResourceWarning: :func:`abandon` takes each queue under the lock, so
+  it runs once from whichever thread gets there first (a closed loop runs nothing else).
 - Everything -> FREE in a forked child (``_api._reset_after_fork``).
 
 File sends (SPEC S9.3, ``post_file``)
@@ -263,13 +268,24 @@ def notify_locked(slot: SocketSlot, dead: list[SendEngine]) -> None:
 
 
 def abandon(engines: list[SendEngine]) -> None:
-    """Abort the pending sends of engines whose loop ended (S5.12), with a ResourceWarning."""
+    """Abort the pending sends of engines whose loop ended (S5.12), with a ResourceWarning.
+
+    Any thread may call it (a waiter of a loop closed with a bare ``loop.close()`` does, see
+    ``_overlapped._wait_watching``): each queue is taken under ``OWNERSHIP.lock``, so when two
+    callers race over one engine one of them aborts it (and warns), the other finds it empty.
+    The warnings come after every abort: under ``-W error`` the first one raises.
+    """
+    aborted: list[tuple[socket.socket | None, int]] = []
     for engine in engines:
-        count = len(engine._queue)
-        if not count:
-            continue
-        sock = engine._sockref()
-        engine._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
+        with OWNERSHIP.lock:
+            count = len(engine._queue)
+            if not count:
+                continue
+            engine._remove_writer()
+            comps = engine._queue.fail()
+        engine._fail_ops(comps, WSAErrorCode.WSA_OPERATION_ABORTED, None)
+        aborted.append((engine._sockref(), count))
+    for sock, count in aborted:
         warnings.warn(
             f"event loop ended with {count} overlapped send(s) pending on {sock!r}: aborted (S5.12)",
             ResourceWarning,
@@ -1304,7 +1320,12 @@ class SendEngine:
         abort, so the peer sees a close that happened behind our back (S6.1).
         """
         self._remove_writer()
-        comps = self._queue.fail()
+        if self.loop.is_closed():
+            # Another thread may be abandoning this engine (S5.12): take the queue once.
+            with OWNERSHIP.lock:
+                comps = self._queue.fail()
+        else:
+            comps = self._queue.fail()
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None

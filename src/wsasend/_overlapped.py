@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
+import time
 from collections.abc import Callable, Generator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import WSAError, WSAErrorCode
 from ._queue import PendingSend
@@ -21,6 +22,11 @@ __all__ = ["CompletedSend", "CompletionRoutine", "WSAEvent", "WSAOverlapped"]
 
 #: ``completion_routine(error, transferred, overlapped, flags)`` (SPEC S5.3).
 CompletionRoutine = Callable[[int, int, "WSAOverlapped", int], object]
+
+
+# How often a thread blocked on a pending send looks whether the send's loop was closed with a
+# bare loop.close() (S5.12): nothing else can notice it (see _wait_watching).
+_CLOSED_LOOP_POLL: Final = 0.25
 
 
 def _running_loop() -> asyncio.AbstractEventLoop | None:
@@ -37,7 +43,7 @@ class WSAEvent:
     :meth:`wait_async` waiter, on whatever loop each one waits. It stays set until ``reset()``.
     """
 
-    __slots__ = ("__weakref__", "_async_waiters", "_flag", "_listeners", "_lock")
+    __slots__ = ("__weakref__", "_async_waiters", "_flag", "_listeners", "_lock", "_source")
 
     def __init__(self, initial_state: bool = False) -> None:
         self._flag = threading.Event()
@@ -47,6 +53,8 @@ class WSAEvent:
         self._async_waiters: dict[asyncio.Future[bool], asyncio.AbstractEventLoop] = {}
         # Callables run (in the setting thread) on every set(); WSAWaitForMultipleEvents uses this.
         self._listeners: list[Callable[[], object]] = []
+        # The last send posted with this event as its hEvent: wait() watches its loop (S5.12).
+        self._source: WSAOverlapped | None = None
         if initial_state:
             self._flag.set()
 
@@ -81,8 +89,15 @@ class WSAEvent:
 
         Returns:
             True when the event is set, False on time-out.
+
+        While the last send posted with this event is pending, the wait also watches that
+        send's loop: closed with a bare ``loop.close()``, its pending sends are aborted here
+        (S5.12), which sets the event.
         """
-        return self._flag.wait(timeout)
+        source = self._source
+        if source is None or not source._pending:
+            return self._flag.wait(timeout)
+        return _wait_watching(self._flag, timeout, None, self)
 
     async def wait_async(self) -> bool:
         """Wait on the running loop, without blocking it, until the event is set. Returns True."""
@@ -94,9 +109,17 @@ class WSAEvent:
             if self._flag.is_set():
                 return True
             self._async_waiters[fut] = loop
+        # The event's send belongs to another loop: watch that loop's end (S5.12, _watch_closed).
+        source = self._source
+        engine = source._engine if source is not None and source._pending else None
+        timer: list[asyncio.TimerHandle] = []
+        if engine is not None and engine.loop is not loop:
+            timer.append(loop.call_later(_CLOSED_LOOP_POLL, _watch_closed, loop, None, self, timer))
         try:
             return await fut
         finally:
+            if timer:
+                timer[0].cancel()
             # Cancelled (wait_for timed out...): fut is done then, cancelled by its task, and
             # must leave the list, or polling with a time-out grows it without bound (issue 10
             # item 14). A woken one was taken by set() already.
@@ -207,6 +230,7 @@ class WSAOverlapped(PendingSend):
         ev = self._event
         if ev is None:
             ev = self._event = WSAEvent()
+            ev._source = self
             # Made after the send completed (immediately, later, or with an error): it must read
             # as set, as it would have been had it existed then. A never-posted one stays reset.
             if not self._pending and self._routine is None and self._engine is not None:
@@ -252,11 +276,16 @@ class WSAOverlapped(PendingSend):
 
         For threads only: the loop that completes the send must keep running, so calling this
         in that loop's own thread while the send is pending raises WSAEINVAL instead of hanging.
+        A loop closed with a bare ``loop.close()`` completes nothing any more: the wait notices
+        it (within a quarter second) and aborts that loop's pending sends itself (S5.12:
+        WSA_OPERATION_ABORTED, exact counts, one ResourceWarning), then returns True.
         """
         if not self._pending:
             return True
         engine = self._engine
-        if engine is not None and engine.in_loop_thread():
+        if engine is not None and engine.loop.is_closed():
+            _abandon_closed(engine)
+        elif engine is not None and engine.in_loop_thread():
             raise WSAError(
                 WSAErrorCode.WSAEINVAL,
                 reason=(
@@ -269,7 +298,9 @@ class WSAOverlapped(PendingSend):
             tev = self._tevent = threading.Event()
         if not self._pending:  # completed while we made the event (see _complete_ok)
             return True
-        return tev.wait(timeout)
+        if engine is None:
+            return tev.wait(timeout)
+        return _wait_watching(tev, timeout, self, None)
 
     def cancel(self) -> bool:
         """Withdraw the send if none of its bytes reached the kernel (S5.7).
@@ -346,9 +377,13 @@ class WSAOverlapped(PendingSend):
         self._waiter = waiters
         if not self._pending:
             _resolve(fut, self._transferred, self._exc)
+        # The engine's loop may end with a bare loop.close(): watch it (S5.12, _watch_closed).
+        timer: list[asyncio.TimerHandle] = []
+        timer.append(loop.call_later(_CLOSED_LOOP_POLL, _watch_closed, loop, self, None, timer))
         try:
             return (yield from fut)
         finally:
+            timer[0].cancel()
             # Done or cancelled, it leaves the list: polling with a time-out must not grow it.
             # (A cancelled await does not withdraw the send: the queue belongs to the other
             # loop's thread. Call ``loop.call_soon_threadsafe(ov.cancel)`` for that.)
@@ -378,6 +413,69 @@ class WSAOverlapped(PendingSend):
         ev = self._event
         if routine is None and isinstance(ev, WSAEvent):
             ev.reset()
+            ev._source = self  # its wait() watches this send's loop (S5.12): one store per post
+
+
+def _abandon_closed(engine: SendEngine) -> None:
+    """``engine``'s loop is closed: abort its loop's pending sends from this thread (S5.12)."""
+    from ._api import abandon_closed_loop  # _api imports this module
+
+    abandon_closed_loop(engine)
+
+
+def _wait_watching(
+    flag: threading.Event, timeout: float | None, ov: WSAOverlapped | None, event: WSAEvent | None
+) -> bool:
+    """``flag.wait(timeout)`` for a thread blocked on a pending send (``ov``'s, or ``event``'s
+    latest), that also watches the send's loop (S5.12; docs/overlapped.md, "A loop that ends").
+
+    A loop ended by ``asyncio.run``/``Runner``/``uvloop.run`` aborts its sends itself (its
+    ``shutdown_asyncgens``), but one closed with a bare ``loop.close()`` runs no hook at all
+    (no public close callback on either loop), and no loop will ever complete its sends. So a
+    thread that would sleep on such a send waits in slices of ``_CLOSED_LOOP_POLL`` and, once
+    the loop reads closed, aborts the loop's pending sends itself, which sets ``flag`` (and the
+    events of every other waiter). That is safe from this thread: a closed loop runs nothing,
+    and the abort takes each queue under the registry lock, so it happens once, whoever (a
+    second waiter, a new loop's claim, ``closesocket``) gets there first. Costs nothing per
+    send, and only four wake-ups a second to a thread that is blocked anyway.
+    """
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        send = ov if event is None else event._source
+        engine = send._engine if send is not None and send._pending else None
+        if engine is not None and engine.loop.is_closed():
+            _abandon_closed(engine)
+        if deadline is None:
+            step = _CLOSED_LOOP_POLL
+        else:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return flag.is_set()
+            step = min(_CLOSED_LOOP_POLL, left)
+        if flag.wait(step):
+            return True
+
+
+def _watch_closed(
+    loop: asyncio.AbstractEventLoop,
+    ov: WSAOverlapped | None,
+    event: WSAEvent | None,
+    timer: list[asyncio.TimerHandle],
+) -> None:
+    """The loop-side twin of ``_wait_watching``: a coroutine on ``loop`` awaits a send of
+    another loop (``await ov`` there, or ``event.wait_async()``). Every ``_CLOSED_LOOP_POLL``
+    it looks whether the send's loop was closed, and if so aborts that loop's pending sends,
+    which wakes the awaiter (S5.12). ``timer[0]`` is the next check, which the awaiter cancels
+    when it stops waiting.
+    """
+    send = ov if event is None else event._source
+    engine = send._engine if send is not None and send._pending else None
+    if engine is None:
+        return
+    if engine.loop.is_closed():
+        _abandon_closed(engine)
+        return
+    timer[0] = loop.call_later(_CLOSED_LOOP_POLL, _watch_closed, loop, ov, event, timer)
 
 
 def _resolve(fut: asyncio.Future[int], transferred: int, exc: BaseException | None) -> None:

@@ -236,6 +236,11 @@ def _fatal_for_connection(exc: WSAError) -> bool:
 # -- the transport ----------------------------------------------------------------------------------
 
 
+def _drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
+    """True for a loop whose reader registration ends at a socket error event: uvloop's."""
+    return any(cls.__module__.split(".", 1)[0] == "uvloop" for cls in type(loop).__mro__)
+
+
 class WSATransport(asyncio.Transport):
     """An :class:`asyncio.Transport` whose sends are overlapped WSASends (SPEC S7.1).
 
@@ -336,6 +341,8 @@ class WSATransport(asyncio.Transport):
             self._scratch_iov = [self._scratch]
         # The size of the next stream read (see SMALL_READ and _read_stream).
         self._read_size = min(SMALL_READ, self._max_read)
+        # The loop drops its reader after an error event (uvloop; see _check_reset).
+        self._drops_reader = _drops_reader_on_error(loop)
         self._partial_messages: PartialMessages = partial_messages
         if partial_messages == "cork":
             engine.cork = True
@@ -954,6 +961,8 @@ class WSATransport(asyncio.Transport):
                     engine.release()
                 else:
                     engine._batch_open = False
+        if self._drops_reader and self._reader_registered:
+            self._check_reset(sock)
 
     def _read_ready(self) -> None:
         if not self._reader_registered:
@@ -976,6 +985,35 @@ class WSATransport(asyncio.Transport):
                     engine.release()
                 else:
                     engine._batch_open = False
+        if self._drops_reader and self._reader_registered and not self._message_mode:
+            sock = self._sock
+            assert sock is not None
+            self._check_reset(sock)
+
+    def _check_reset(self, sock: socket.socket) -> None:
+        """After a stream read on uvloop: end the connection on an error the read left pending.
+
+        uvloop (libuv's poll handle) reports a pending socket error (``POLLERR``: a TCP reset, an
+        AF_UNIX peer that closed with data unread) as an error event: it runs the reader once,
+        then closes its handle for the descriptor for good. When data arrived before the reset,
+        that one read returns the data and the error stays pending, so without this check
+        ``connection_lost`` never came (a server leaked the connection). ``SO_ERROR`` takes the
+        error, which is then reported as the next ``recv`` would have (S6.3: WSAECONNRESET), one
+        loop callback later as on asyncio: a task woken by the data runs first (a StreamReader
+        holding an exception raises it before its buffered data).
+
+        Cost: one ``getsockopt`` per read callback, on uvloop only (asyncio's level-triggered
+        selector calls the reader again and its ``recv`` raises the error). The read callback
+        cannot tell an error event from a readable one, and a read that fills the buffer may be
+        the last one too, so no cheaper test is sound. A reset that leaves more than one read's
+        worth of data unread loses that tail (as a reset may anyway).
+        """
+        try:
+            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        except OSError:
+            return  # closed under us: the engine's watchdog and close paths report that
+        if err:
+            self._loop.call_soon(self._read_error, OSError(err, os.strerror(err)))
 
     def _read_data(self) -> None:
         sock = self._sock
@@ -1111,9 +1149,21 @@ class WSATransport(asyncio.Transport):
     def _read_error(self, exc: BaseException) -> None:
         if isinstance(exc, OSError):
             if self._is_dgram and exc.errno == errno.ECONNREFUSED:
-                return  # S3.3: an ICMP port-unreachable from an earlier datagram; the socket is fine
+                # S3.3: an ICMP port-unreachable from an earlier datagram; the socket is fine.
+                # uvloop got it as an error event and closes its reader handle once this call
+                # returns: register the reader again after that, or the transport goes deaf.
+                if self._drops_reader:
+                    self._loop.call_soon(self._rearm_reader)
+                return
             exc = WSAError.from_oserror(exc)
         self._fatal_error(exc, "Fatal read error on WSATransport")
+
+    def _rearm_reader(self) -> None:
+        """uvloop: a new reader registration for one its error event closed (see _read_error)."""
+        sock = self._sock
+        if self._reader_registered and sock is not None:
+            self._loop.remove_reader(sock)
+            self._loop.add_reader(sock, self._read_ready if self._message_mode else self._read_stream)
 
     def _on_eof(self) -> None:
         self._read_state = _ReadState.EOF

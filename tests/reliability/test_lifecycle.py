@@ -40,7 +40,7 @@ def drain(sock: socket.socket) -> int:
 
 
 @FACTORIES
-@pytest.mark.parametrize("ending", ["runner", "close"])
+@pytest.mark.parametrize("ending", ["runner", "close", "close-claim"])
 def test_a_loop_that_ends_with_sends_pending_aborts_them_and_frees_the_socket(
     factory: Callable[[], asyncio.AbstractEventLoop], ending: str
 ) -> None:
@@ -49,9 +49,11 @@ def test_a_loop_that_ends_with_sends_pending_aborts_them_and_frees_the_socket(
     from a new loop and from ``wsa_send_sync``.
 
     ``runner``: asyncio.Runner (as asyncio.run and uvloop.run) ends the loop; the abort happens
-    at its shutdown_asyncgens. ``close``: a bare ``loop.close()``; the abort happens at the
-    socket's next claim. Before the fix the new loop's send raised WSAEINPROGRESS and the
-    waiting thread never woke: 4/4 variants failed.
+    at its shutdown_asyncgens. ``close``: a bare ``loop.close()``; the waiting thread notices
+    the closed loop and aborts (tests/reliability/test_loop_close.py has more). ``close-claim``:
+    the same with nobody waiting; the abort happens at the socket's next claim, and a thread
+    that waits afterwards returns at once. Before the fix the new loop's send raised
+    WSAEINPROGRESS and the waiting thread never woke: 4/4 variants failed.
     """
     a, b = socket.socketpair()
     filled = fill_socket(a)
@@ -71,23 +73,31 @@ def test_a_loop_that_ends_with_sends_pending_aborts_them_and_frees_the_socket(
                 runner.run(post())
                 waiter.start()
             assert repr(a)[:40] in str(warned[0].message)
-        else:
+        elif ending == "close":
             loop = factory()
             loop.run_until_complete(post())
             waiter.start()
+            with pytest.warns(ResourceWarning, match=r"2 overlapped send\(s\) pending on <socket"):
+                loop.close()
+                waiter.join(GUARD)
+        else:
+            loop = factory()
+            loop.run_until_complete(post())
             loop.close()
         assert drain(b) == filled
 
         async def again() -> int:
             return await wsa_send(a, [b"again"])
 
-        if ending == "close":
+        if ending == "close-claim":
             warns = pytest.warns(ResourceWarning, match=r"2 overlapped send\(s\) pending")
             with warns, asyncio.Runner(loop_factory=factory) as runner:
                 assert runner.run(again()) == 5
         else:
             with asyncio.Runner(loop_factory=factory) as runner:
                 assert runner.run(again()) == 5
+        if ending == "close-claim":
+            waiter.start()
         waiter.join(GUARD)
         assert woke == [True]
         for ov in ovs:

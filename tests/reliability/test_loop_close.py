@@ -1,0 +1,196 @@
+"""A loop ended by a bare ``loop.close()`` with sends pending (SPEC S5.12; issue 10 item 9).
+
+No ``asyncio.run``/``Runner``, so no ``shutdown_asyncgens``: the only thing that notices is a
+thread that waits on one of the loop's pending sends (``ov.wait()``, ``WSAEvent.wait()`` on the
+send's event, ``winsock.WSAGetOverlappedResult(fWait=True)``). It must be woken with
+WSA_OPERATION_ABORTED and the exact count, the ResourceWarning must come once, and the socket
+must work from a new loop without another warning.
+
+Before the fix (a waiter only waited) every variant failed, 6/6 (each waiter slept its whole
+guard time and reported a time-out): deterministic, not a race.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ctypes
+import socket
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import LOOP_FACTORIES
+from tests.helpers import fill_socket
+from wsasend import WSAError, WSAErrorCode, WSAEvent, WSAOverlapped, winsock, wsa_send
+
+GUARD = 8.0
+FACTORIES = pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
+BIG = 4 << 20
+
+
+def drain(sock: socket.socket) -> int:
+    sock.setblocking(False)
+    total = 0
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except BlockingIOError:
+            return total
+        if not data:
+            return total
+        total += len(data)
+
+
+def _get_overlapped_result(sock: socket.socket, ov: WSAOverlapped) -> bool:
+    n = ctypes.c_uint32(0)
+    flags = ctypes.c_uint32(0)
+    ok = winsock.WSAGetOverlappedResult(sock, ov, n, True, flags)
+    return not ok and winsock.WSAGetLastError() == WSAErrorCode.WSA_OPERATION_ABORTED and n.value == ov.transferred
+
+
+@FACTORIES
+@pytest.mark.parametrize("waiter", ["ov.wait", "event.wait", "WSAGetOverlappedResult"])
+def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
+    factory: Callable[[], asyncio.AbstractEventLoop], waiter: str
+) -> None:
+    """A partly sent send and a queued one; ``loop.close()``; the waiting threads wake, both
+    sends report WSA_OPERATION_ABORTED with what the kernel took (the partly sent one: exactly
+    what the peer received; the queued one: 0), one ResourceWarning names the socket and the
+    count, and a new loop sends on the socket."""
+    a, b = socket.socketpair()
+    ev = WSAEvent()
+    ovs: list[WSAOverlapped] = []
+    woke: list[bool] = []
+    started = waiter == "WSAGetOverlappedResult"
+    if started:
+        winsock.WSAStartup(0x0202)
+
+    async def post() -> None:
+        ovs.append(wsa_send(a, [b"z" * BIG]))
+        ovs.append(wsa_send(a, [b"y" * 10], overlapped=WSAOverlapped(event=ev)))
+        assert ovs[0].pending and ovs[1].pending
+
+    def wait() -> None:
+        if waiter == "ov.wait":
+            woke.append(ovs[0].wait(GUARD))
+        elif waiter == "event.wait":
+            woke.append(ev.wait(GUARD))
+        else:
+            woke.append(_get_overlapped_result(a, ovs[0]))
+
+    threads = [threading.Thread(target=wait, daemon=True) for _ in range(2)]
+    try:
+        loop = factory()
+        loop.run_until_complete(post())
+        for thread in threads:
+            thread.start()
+        with pytest.warns(ResourceWarning) as warned:
+            loop.close()
+            for thread in threads:
+                thread.join(GUARD + 5)
+        assert woke == [True, True]
+        messages = [str(w.message) for w in warned if issubclass(w.category, ResourceWarning)]
+        assert len(messages) == 1, messages
+        assert "2 overlapped send(s) pending" in messages[0]
+        assert repr(a)[:40] in messages[0]
+        for ov in ovs:
+            assert not ov.pending
+            assert ov.error == WSAErrorCode.WSA_OPERATION_ABORTED
+        assert ev.is_set()
+        got = drain(b)
+        assert 0 < ovs[0].transferred == got < BIG
+        assert ovs[1].transferred == 0
+
+        async def again() -> int:
+            return await wsa_send(a, [b"again"])
+
+        # No second warning (warnings are errors here): the socket was freed at the abort.
+        with asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(again()) == 5
+        b.setblocking(True)
+        b.settimeout(GUARD)
+        assert b.recv(100) == b"again"
+    finally:
+        if started:
+            winsock.WSACleanup()
+        a.close()
+        b.close()
+
+
+@FACTORIES
+def test_a_wait_on_a_live_loop_still_times_out(factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """The waiter's checks of the loop do not end a wait early while the loop is open: a
+    pending send on a live (stopped) loop gives a plain time-out, and no abort, no warning."""
+    a, b = socket.socketpair()
+    try:
+        fill_socket(a)
+        loop = factory()
+        ov = loop.run_until_complete(_post_one(a))
+        out: list[bool] = []
+        thread = threading.Thread(target=lambda: out.append(ov.wait(0.6)), daemon=True)
+        thread.start()
+        thread.join(GUARD)
+        assert out == [False]
+        assert ov.pending
+        drain(b)
+        assert loop.run_until_complete(_await(ov)) == 10
+        loop.close()
+    finally:
+        a.close()
+        b.close()
+
+
+async def _post_one(sock: socket.socket) -> WSAOverlapped:
+    return wsa_send(sock, [b"q" * 10])
+
+
+async def _await(ov: WSAOverlapped) -> int:
+    return await ov
+
+
+@FACTORIES
+@pytest.mark.parametrize("waiter", ["await", "wait_async"])
+def test_a_bare_loop_close_wakes_awaiters_on_other_loops(
+    factory: Callable[[], asyncio.AbstractEventLoop], waiter: str
+) -> None:
+    """A coroutine on loop B awaits a send of loop A (``await ov``, or ``wait_async()`` on its
+    event); A is closed with a bare ``loop.close()``: B's awaiter wakes, the send reports
+    WSA_OPERATION_ABORTED, one ResourceWarning. Before the fix the await never returned
+    (2/2 per loop, deterministic)."""
+    a, b = socket.socketpair()
+    try:
+        fill_socket(a)
+        ev = WSAEvent()
+        loop_a = factory()
+        ov = loop_a.run_until_complete(_post_with(a, ev))
+        assert ov.pending
+
+        async def on_b() -> object:
+            if waiter == "await":
+                task: asyncio.Task[object] = asyncio.ensure_future(_await(ov))
+            else:
+                task = asyncio.ensure_future(ev.wait_async())
+            await asyncio.sleep(0)
+            with pytest.warns(ResourceWarning, match=r"1 overlapped send\(s\) pending"):
+                loop_a.close()
+                done, _ = await asyncio.wait([task], timeout=GUARD)
+            assert done, "the awaiter on the other loop was never woken"
+            return task.exception() if waiter == "await" else task.result()
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            outcome = runner.run(on_b())
+        if waiter == "await":
+            assert isinstance(outcome, WSAError)
+            assert outcome.winerror == WSAErrorCode.WSA_OPERATION_ABORTED
+        else:
+            assert outcome is True
+        assert ov.error == WSAErrorCode.WSA_OPERATION_ABORTED
+        assert ov.transferred == 0
+    finally:
+        a.close()
+        b.close()
+
+
+async def _post_with(sock: socket.socket, ev: WSAEvent) -> WSAOverlapped:
+    return wsa_send(sock, [b"w" * 10], overlapped=WSAOverlapped(event=ev))
