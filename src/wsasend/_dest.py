@@ -29,7 +29,7 @@ from typing import Any, Final
 
 from ._errors import WSAError, WSAErrorCode
 
-__all__ = ["Destination", "check_address", "check_ancdata", "min_address_length"]
+__all__ = ["Destination", "check_address", "check_ancdata", "destination", "min_address_length"]
 
 #: What a queued message keeps of its destination: ``(address or None, ancdata list)``.
 Destination = tuple[Any, list[tuple[int, int, Any]]]
@@ -125,3 +125,53 @@ def check_ancdata(ancdata: object) -> list[tuple[int, int, Any]]:
             raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"control message {item!r} is not (level, type, data)")
         out.append((item[0], item[1], item[2]))
     return out
+
+
+def _same_address(sock: socket.socket, a: object, b: object) -> bool:
+    """Whether two addresses of ``sock``'s family name the same socket (host and port, or path)."""
+    if sock.family == socket.AF_UNIX:
+        return (a.encode() if isinstance(a, str) else a) == (b.encode() if isinstance(b, str) else b)
+    if not (isinstance(a, tuple) and isinstance(b, tuple)):
+        return False
+    try:
+        return bool(
+            socket.inet_pton(sock.family, str(a[0]).split("%", 1)[0])
+            == socket.inet_pton(sock.family, str(b[0]).split("%", 1)[0])
+            and a[1] == b[1]
+        )
+    except (OSError, ValueError):
+        return False
+
+
+def destination(
+    sock: socket.socket, to: object, tolen: object, control: object, *, check_length: bool = True
+) -> Destination | None:
+    """A send's own destination and control data, checked (S8.7); None when it has neither.
+
+    ``tolen`` is Winsock's address length, checked against the family's ``sockaddr`` size
+    unless ``check_length`` is False (the Pythonic ``wsa_send(..., address=)`` has none). A
+    connection-oriented socket ignores the destination (Windows' ``sendto`` rule); a connected
+    datagram socket takes only its own peer (as an ordinary send).
+
+    Raises:
+        WSAError: as :func:`check_address` and :func:`check_ancdata`; WSAEFAULT for a
+            ``tolen`` too small; WSAEISCONN for a connected datagram socket and another address.
+    """
+    ancdata = check_ancdata(control) if control is not None else []
+    if to is None or sock.type != socket.SOCK_DGRAM:
+        # No destination, or a connection-oriented socket: Windows ignores the destination.
+        return (None, ancdata) if ancdata else None
+    if check_length and (
+        not isinstance(tolen, int) or isinstance(tolen, bool) or tolen < min_address_length(sock.family)
+    ):
+        raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"address length {tolen!r} is too small for the family")
+    address = check_address(sock, to)
+    try:
+        peer: object = sock.getpeername()
+    except OSError:
+        peer = None
+    if peer is not None and peer != "" and peer != b"":
+        if not _same_address(sock, peer, address):
+            raise WSAError(WSAErrorCode.WSAEISCONN, detail="the datagram socket is connected to another address")
+        return (None, ancdata) if ancdata else None  # the peer: an ordinary send
+    return (address, ancdata)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import os
 import select
 import socket
@@ -23,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from wsasend import WSAOverlapped
+from wsasend import WSAError, WSAOverlapped, wsa_send
 from wsasend.winsock import (
     DWORD,
     SOCKET_ERROR,
@@ -407,3 +408,56 @@ async def test_in_loop_wsasendto_and_wsasendmsg_to_two_peers() -> None:
         u.close()
         a.close()
         b.close()
+
+
+async def test_wsa_send_address_to_two_peers_and_its_codes(tmp_path: Path) -> None:
+    """The Pythonic spelling of test_WSASendTo (S8.7): ``wsa_send(..., address=)`` on an
+    unbound UDP socket binds it and reaches two peers; queued AF_UNIX datagrams to two
+    receivers keep posting order; a bad address raises WSAError with Windows' code and sends
+    nothing; a connected UDP socket takes its own peer only (WSAEISCONN)."""
+    a, b = _udp_peer(), _udp_peer()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with a, b, u:
+        assert await wsa_send(u, [b"py", b"-a"], address=a.getsockname()) == 4
+        assert u.getsockname()[1] != 0
+        assert await wsa_send(u, b"py-b", address=b.getsockname()) == 4
+        assert await asyncio.to_thread(a.recvfrom, 100) == (b"py-a", ("127.0.0.1", u.getsockname()[1]))
+        assert await asyncio.to_thread(b.recvfrom, 100) == (b"py-b", ("127.0.0.1", u.getsockname()[1]))
+        for address, code in ((("::1", 9), WSAEAFNOSUPPORT), ("nowhere", WSAEFAULT), (("127.0.0.1", -1), WSAEFAULT)):
+            with pytest.raises(WSAError) as info:
+                wsa_send(u, [b"x"], address=address)
+            assert info.value.winerror == code and info.value.bytes_sent == 0
+        with pytest.raises(WSAError) as info:
+            wsa_send(u, [bytes(70000)], address=a.getsockname())
+        assert info.value.winerror == WSAEMSGSIZE
+        u.connect(a.getsockname())
+        with pytest.raises(WSAError) as info:
+            wsa_send(u, [b"x"], address=b.getsockname())
+        assert info.value.winerror == WSAEISCONN
+        assert await wsa_send(u, [b"own"], address=a.getsockname()) == 3
+        assert await asyncio.to_thread(a.recv, 100) == b"own"
+        assert not select.select([a, b], [], [], 0)[0]
+    paths = [str(tmp_path / "a"), str(tmp_path / "b")]
+    receivers = [socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) for _ in paths]
+    sender = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    try:
+        for r, path in zip(receivers, paths, strict=True):
+            r.bind(path)
+            r.setblocking(False)
+        sender.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ovs = [wsa_send(sender, [b"%03d" % i, bytes(1500)], address=paths[i % 2]) for i in range(12)]
+        assert any(ov.pending for ov in ovs)  # the buffer filled: the rest were queued
+        got: list[list[bytes]] = [[], []]
+        deadline = asyncio.get_running_loop().time() + GUARD
+        while sum(map(len, got)) < len(ovs):
+            assert asyncio.get_running_loop().time() < deadline, "the queued datagrams never arrived"
+            for k, r in enumerate(receivers):
+                with contextlib.suppress(BlockingIOError):
+                    got[k].append(r.recv(4096)[:3])
+            await asyncio.sleep(0)
+        assert got == [[b"%03d" % i for i in range(k, 12, 2)] for k in (0, 1)]
+        assert [await ov for ov in ovs] == [1503] * 12
+    finally:
+        sender.close()
+        for r in receivers:
+            r.close()

@@ -22,7 +22,7 @@ import attrs
 from .._api import closesocket as _closesocket
 from .._api import engine_for, find_engine, wsa_send
 from .._buffers import WSABUF
-from .._dest import Destination, check_address, check_ancdata, min_address_length
+from .._dest import Destination, destination
 from .._errors import WSAError, WSAErrorCode, errno_to_wsa
 from .._overlapped import CompletionRoutine, WSAOverlapped
 from .._sockutil import check_socket, connect_in_progress, is_known_connected, mark_shutdown
@@ -491,53 +491,12 @@ def WSASendTo(
         sock = check_socket(s)
         if sock in _SHUT_SEND:
             raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
-        dest = _destination(sock, lpTo, iTolen, None)
+        dest = destination(sock, lpTo, iTolen, None)
     except WSAError as exc:
         return _fail(exc.winerror)
     return _send(
         sock, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine, dest=dest
     )
-
-
-def _same_address(sock: socket.socket, a: object, b: object) -> bool:
-    """Whether two addresses of ``sock``'s family name the same socket (host and port, or path)."""
-    if sock.family == socket.AF_UNIX:
-        return (a.encode() if isinstance(a, str) else a) == (b.encode() if isinstance(b, str) else b)
-    if not (isinstance(a, tuple) and isinstance(b, tuple)):
-        return False
-    try:
-        return bool(
-            socket.inet_pton(sock.family, str(a[0]).split("%", 1)[0])
-            == socket.inet_pton(sock.family, str(b[0]).split("%", 1)[0])
-            and a[1] == b[1]
-        )
-    except (OSError, ValueError):
-        return False
-
-
-def _destination(sock: socket.socket, to: object, tolen: object, control: object) -> Destination | None:
-    """A send's own destination and control data, checked (S8.7); None when it has neither.
-
-    Raises:
-        WSAError: as :func:`check_address` and :func:`check_ancdata`; WSAEFAULT for a
-            ``tolen`` too small; WSAEISCONN for a connected datagram socket and another address.
-    """
-    ancdata = check_ancdata(control) if control is not None else []
-    if to is None or sock.type != socket.SOCK_DGRAM:
-        # No destination, or a connection-oriented socket: Windows ignores the destination.
-        return (None, ancdata) if ancdata else None
-    if not isinstance(tolen, int) or isinstance(tolen, bool) or tolen < min_address_length(sock.family):
-        raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"address length {tolen!r} is too small for the family")
-    address = check_address(sock, to)
-    try:
-        peer: object = sock.getpeername()
-    except OSError:
-        peer = None
-    if peer is not None and peer != "" and peer != b"":
-        if not _same_address(sock, peer, address):
-            raise WSAError(WSAErrorCode.WSAEISCONN, detail="the datagram socket is connected to another address")
-        return (None, ancdata) if ancdata else None  # the peer: an ordinary send
-    return (address, ancdata)
 
 
 def sendto(s: socket.socket, buf: object, len: int, flags: int, to: object, tolen: int) -> int:
@@ -613,7 +572,7 @@ def WSASendMsg(
             raise WSAError(WSAErrorCode.WSAEINVAL, detail="WSASendMsg on a stream socket")
         if sock in _SHUT_SEND:
             raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
-        dest = _destination(sock, lpMsg.name, lpMsg.namelen, control)
+        dest = destination(sock, lpMsg.name, lpMsg.namelen, control)
     except WSAError as exc:
         return _fail(exc.winerror)
     return _send(
