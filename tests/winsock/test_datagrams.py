@@ -27,6 +27,7 @@ import pytest
 from wsasend import WSAError, WSAOverlapped, wsa_send
 from wsasend.winsock import (
     DWORD,
+    MSG_PARTIAL,
     SOCKET_ERROR,
     WAIT_IO_COMPLETION,
     WSA_IO_PENDING,
@@ -461,3 +462,29 @@ async def test_wsa_send_address_to_two_peers_and_its_codes(tmp_path: Path) -> No
         sender.close()
         for r in receivers:
             r.close()
+
+
+@pytest.mark.usefixtures("provider")
+def test_msg_partial_message_goes_to_the_destination_of_its_ending_send(
+    peers: tuple[socket.socket, socket.socket],
+) -> None:
+    """test_WSASendTo with S4.4's MSG_PARTIAL: the pieces of a message assembled on an unbound
+    UDP socket leave as one datagram, to the destination of the send that ends the message,
+    nonoverlapped and overlapped."""
+    a, b = peers
+    u = ws_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
+    assert u is not None
+    with u:
+        sent = DWORD()
+        assert WSASendTo(u, [WSABUF(3, b"one")], 1, sent, MSG_PARTIAL, None, 0) == 0 and sent.value == 3
+        assert WSASendTo(u, [WSABUF(3, b"two")], 1, sent, 0, a.getsockname(), V4) == 0 and sent.value == 3
+        assert a.recv(100) == b"onetwo"
+        first, last = WSAOVERLAPPED(), WSAOVERLAPPED()
+        rc = WSASendTo(u, [WSABUF(3, b"thr")], 1, None, MSG_PARTIAL, a.getsockname(), V4, first)
+        assert rc == 0 or WSAGetLastError() == WSA_IO_PENDING
+        rc = WSASendTo(u, [WSABUF(2, b"ee")], 1, None, 0, b.getsockname(), V4, last)
+        assert rc == 0 or WSAGetLastError() == WSA_IO_PENDING
+        n, flags = DWORD(), DWORD()
+        assert WSAGetOverlappedResult(u, last, n, True, flags) and n.value == 2
+        assert b.recv(100) == b"three"
+        assert not select.select([a], [], [], 0)[0]
