@@ -50,3 +50,11 @@ def test_all_matches_documented_api() -> None:
 
 def test_flag_values_are_winsocks() -> None:
     assert (wsasend.MSG_OOB, wsasend.MSG_DONTROUTE, wsasend.MSG_PARTIAL) == (0x1, 0x4, 0x8000)
+
+
+def test_wsa_send_takes_a_keyword_only_address() -> None:
+    """S8.7 (issue 13): a datagram's own destination, keyword-only, None by default."""
+    import inspect
+
+    param = inspect.signature(wsasend.wsa_send).parameters["address"]
+    assert param.kind is inspect.Parameter.KEYWORD_ONLY and param.default is None

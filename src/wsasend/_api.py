@@ -9,6 +9,7 @@ import threading
 import weakref
 from collections.abc import AsyncGenerator
 
+from ._dest import destination
 from ._engine import (
     OWNERSHIP,
     ZERO,
@@ -221,6 +222,7 @@ def wsa_send(
     *,
     overlapped: WSAOverlapped | None = None,
     completion_routine: CompletionRoutine | None = None,
+    address: object = None,
 ) -> WSAOverlapped:
     """Post an overlapped send on the running loop; return its :class:`WSAOverlapped` (SPEC S5).
 
@@ -238,6 +240,12 @@ def wsa_send(
         completion_routine: ``routine(error, transferred, overlapped, flags)``, called through
             ``loop.call_soon`` after completion (never inside this call, never nested for the
             socket); with a routine the overlapped's event is not set (S5.3).
+        address: on an unconnected datagram socket (UDP, AF_UNIX), this datagram's own
+            destination, as ``WSASendTo``'s (S8.7): ``(host, port)`` with an IPv4 literal,
+            ``(host, port[, flowinfo[, scope_id]])`` with an IPv6 literal, or an AF_UNIX path.
+            An unbound UDP socket is bound by its first send. A connected datagram socket takes
+            only its own peer (WSAEISCONN otherwise); a connection-oriented socket ignores it.
+            Datagrams to different destinations keep posting order.
 
     Returns:
         The overlapped: ``completed_immediately`` when the kernel took everything in this call,
@@ -247,7 +255,9 @@ def wsa_send(
         WSAError: for a send that could not start (S5.2): nothing of it was sent and no
             completion follows. WSAEFAULT (bad buffer), WSAEOPNOTSUPP (flags), WSAEMSGSIZE,
             WSAESHUTDOWN, WSAENOTCONN, WSAENOTSOCK, WSAECONNRESET, WSAEWOULDBLOCK (too many
-            outstanding sends, S5.6), WSAEINVAL (the overlapped is still pending, S5.5).
+            outstanding sends, S5.6), WSAEINVAL (the overlapped is still pending, S5.5);
+            for ``address``: WSAEFAULT (not an address), WSAEAFNOSUPPORT (another family),
+            WSAEISCONN.
         RuntimeError: when no event loop is running in this thread; the message says what to
             use instead (``loop.call_soon_threadsafe``, ``wsa_send_sync``, the winsock facade).
     """
@@ -260,12 +270,16 @@ def wsa_send(
     engine = _ENGINES.get(id(sock))
     if engine is None or engine.loop is not loop:
         engine = engine_for(sock, loop)
-    if flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
-        if engine.hot:
-            return engine.post_list(sock, buffers)
-        if engine.hot_messages:
-            return engine.post_message_list(sock, buffers)
-    return engine.post(sock, buffers, flags, overlapped, completion_routine)
+    if address is None:
+        if flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
+            if engine.hot:
+                return engine.post_list(sock, buffers)
+            if engine.hot_messages:
+                return engine.post_message_list(sock, buffers)
+        return engine.post(sock, buffers, flags, overlapped, completion_routine)
+    # S8.7: a datagram's own destination, only ever on the general path.
+    dest = destination(sock, address, None, None, check_length=False)
+    return engine.post(sock, buffers, flags, overlapped, completion_routine, dest)
 
 
 def _abort_on_its_loop(engine: SendEngine) -> None:

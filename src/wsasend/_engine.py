@@ -127,6 +127,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 from ._buffers import IOV_MAX, gather_for_message, normalize, split_last_byte
+from ._dest import Destination
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
 from ._queue import BATCH_BYTES, SendCompletion, SendQueue
@@ -296,6 +297,24 @@ def abandon(engines: list[SendEngine]) -> None:
 # The queue flags of a file send (SPEC S9.3): a value no sendmsg flag combination has, so the
 # queue never coalesces a file send with another and the flush can tell it at the head.
 _FILE_OP: Final = 1 << 40
+# The queue-flags mark of a message with its own destination or control data (S8.7): above
+# every sendmsg flag, stripped before the call; the flush then reads the message's ``_dest``.
+_DEST_OP: Final = 1 << 41
+# errnos of a sendmsg to a message's own destination that are that destination's fault: they
+# fail that message alone (S8.7).
+_DEST_ERRNOS: Final = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENETUNREACH,
+        errno.EHOSTUNREACH,
+        errno.EINVAL,
+        errno.EADDRNOTAVAIL,
+        errno.EAFNOSUPPORT,
+        errno.ENOENT,
+        errno.ECONNREFUSED,
+    }
+)
 # Most bytes one os.sendfile call is asked for: Linux moves at most 0x7ffff000 per call anyway.
 _SENDFILE_MAX: Final = 0x7FFFF000
 # errnos of os.sendfile that are the file's fault (a file that cannot be sent that way, a read
@@ -598,13 +617,21 @@ class SendEngine:
         flags: object = 0,
         overlapped: WSAOverlapped | None = None,
         routine: CompletionRoutine | None = None,
+        dest: Destination | None = None,
     ) -> WSAOverlapped:
-        """Post one overlapped send (SPEC S5). See :func:`wsasend.wsa_send`."""
+        """Post one overlapped send (SPEC S5). See :func:`wsasend.wsa_send`.
+
+        ``dest``: on a message socket, this message's own destination and control data
+        (``(address or None, ancdata)``, already checked by :mod:`._dest`; S8.7), handed to
+        its ``sendmsg``. Only the general path carries one (``post_list`` and
+        ``post_message_list`` never do). A stream socket ignores the address (Windows'
+        ``sendto`` rule) and refuses control data (WSAEINVAL, Windows' ``WSASendMsg`` rule).
+        """
         # S5.11: while _sending is set, nobody takes the socket from this engine (it may be
         # about to call sendmsg); its fast paths test _owned after setting it.
         self._sending = True
         try:
-            return self._post(sock, buffers, flags, overlapped, routine)
+            return self._post(sock, buffers, flags, overlapped, routine, dest)
         finally:
             self._sending = False
 
@@ -615,6 +642,7 @@ class SendEngine:
         flags: object,
         overlapped: WSAOverlapped | None,
         routine: CompletionRoutine | None,
+        dest: Destination | None = None,
     ) -> WSAOverlapped:
         bufs, nbytes = normalize(buffers)
         if flags or type(flags) is not int:  # None, False, 0.0: WSAEINVAL like any non-int (S4.1)
@@ -652,7 +680,9 @@ class SendEngine:
         if routine is not None and not callable(routine):
             raise WSAError(WSAErrorCode.WSAEFAULT, detail="completion_routine is not callable")
         if self.message_mode:
-            return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine)
+            return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine, dest)
+        if dest is not None and dest[1]:
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail="control data on a stream socket")
         if not (queue or self._batch_open or self._owned or self._claim(False)):
             # S4.2: a blocking sync send owns the socket; this send waits behind it, pending.
             ov._reset_for_post(routine, self)
@@ -712,6 +742,7 @@ class SendEngine:
         osflags: int,
         more: bool,
         routine: CompletionRoutine | None,
+        dest: Destination | None = None,
     ) -> WSAOverlapped:
         queue = self._queue
         total = queue.open_message_bytes + nbytes
@@ -727,7 +758,16 @@ class SendEngine:
         # Not owned: a blocking sync send owns the socket; this one waits behind it (S4.2).
         waits = not (more or queue or self._owned or self._claim(False))
         ov._reset_for_post(routine, self)
-        ov._load(bufs, nbytes, osflags, more)
+        if dest is not None:
+            # S8.7: the message keeps its destination; the mark in its queue flags tells the
+            # flush to look for it (a message is one sendmsg, so it is never merged with
+            # another: a MSG_PARTIAL run goes where its ending piece says).
+            ov._dest = dest
+            ov._load(bufs, nbytes, osflags | _DEST_OP, more)
+            address, ancdata = dest
+        else:
+            ov._load(bufs, nbytes, osflags, more)
+            address, ancdata = None, _EMPTY
         # No batch window for messages: each is its own sendmsg anyway, so queueing one behind
         # a window would only add work (issue 6: datagrams posted back to back ran at 0.5x raw).
         if more or queue or waits:
@@ -743,7 +783,7 @@ class SendEngine:
         tx = self._tx(sock)
         for attempt in range(2):
             try:
-                tx.sendmsg(iov, _EMPTY, osflags | LINUX_SEND_FLAGS)
+                tx.sendmsg(iov, ancdata, osflags | LINUX_SEND_FLAGS, address)
             except (BlockingIOError, InterruptedError):
                 queue.submit(ov)
                 self._add_writer(sock)
@@ -755,8 +795,10 @@ class SendEngine:
                     continue
                 ov._pending = False
                 ov._engine = None  # S5.2: it never started; its event must not read as set later
+                ov._dest = None
                 raise self._error(sock, exc, 0) from exc
             break
+        ov._dest = None
         self._complete_immediately(ov, nbytes)
         return ov
 
@@ -1101,14 +1143,31 @@ class SendEngine:
                 self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
                 return
             iov, flags = queue.next_batch()
+            address: Any = None
+            ancdata: list[Any] = _EMPTY
+            if flags & _DEST_OP:  # S8.7: the message's own destination (see _post_message)
+                flags &= ~_DEST_OP
+                last = self._ops[queue._batch_ops - 1]
+                if last._dest is not None:
+                    address, ancdata = last._dest
             try:
-                n = tx.sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
+                n = tx.sendmsg(iov, ancdata, flags | LINUX_SEND_FLAGS, address)
             except (BlockingIOError, InterruptedError):
                 self._add_writer(sock)
                 return
             except OSError as exc:
                 if exc.errno == errno.ECONNREFUSED and not retried:
                     retried = True  # S3.3: a stale ICMP error; Windows retries the send once
+                    continue
+                if address is not None and exc.errno in _DEST_ERRNOS:
+                    # S8.7: this destination cannot be reached (or may not be sent to): the
+                    # message fails alone, as WSASendTo's would; the socket and the messages
+                    # queued for other destinations are fine.
+                    retried = False
+                    ops = queue.bytes_sent(0)
+                    for op in ops:
+                        op._dest = None
+                    self._fail_ops([SendCompletion(op, 0) for op in ops], classify(sock, exc, self._info), exc)
                     continue
                 if exc.errno in (errno.EMSGSIZE, errno.ECONNREFUSED):
                     # The kernel refused this one message (its size limit moved under us, or
@@ -1122,6 +1181,9 @@ class SendEngine:
                 return
             retried = False
             done = queue.bytes_sent(n)
+            if address is not None or ancdata:
+                for op in done:
+                    op._dest = None  # S2: nothing of the caller's is kept once it is sent
             self._complete(done)
         self._drained()
 

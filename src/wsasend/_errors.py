@@ -52,6 +52,8 @@ class WSAErrorCode(enum.IntEnum):
     WSAEMSGSIZE = 10040
     #: The flag or operation is not supported on this socket.
     WSAEOPNOTSUPP = 10045
+    #: The address is of a family the socket cannot use (a per-send destination, S8.7).
+    WSAEAFNOSUPPORT = 10047
     #: The network subsystem has failed.
     WSAENETDOWN = 10050
     #: The network cannot be reached.
@@ -132,6 +134,7 @@ _DESCRIPTIONS: dict[WSAErrorCode, str] = {
     WSAErrorCode.WSA_INVALID_HANDLE: "The specified event object handle is invalid.",
     WSAErrorCode.WSAEBADF: "The file handle supplied is not valid.",
     WSAErrorCode.WSAEISCONN: "The socket is already connected.",
+    WSAErrorCode.WSAEAFNOSUPPORT: "Addresses in the specified family cannot be used with this socket.",
     WSAErrorCode.WSAETIMEDOUT: "The operation timed out.",
     WSAErrorCode.WSAEHOSTUNREACH: "A socket operation was attempted to an unreachable host.",
     WSAErrorCode.WSAENETUNREACH: "A socket operation was attempted to an unreachable network.",
@@ -164,6 +167,7 @@ ERRNO_TO_WSA: dict[int, WSAErrorCode] = {
     _errno.EINPROGRESS: WSAErrorCode.WSAEINPROGRESS,
     _errno.EALREADY: WSAErrorCode.WSAEINPROGRESS,
     _errno.EISCONN: WSAErrorCode.WSAEISCONN,
+    _errno.EAFNOSUPPORT: WSAErrorCode.WSAEAFNOSUPPORT,
     _errno.EFAULT: WSAErrorCode.WSAEFAULT,
     _errno.EINVAL: WSAErrorCode.WSAEINVAL,
     _errno.ESHUTDOWN: WSAErrorCode.WSAESHUTDOWN,

@@ -16,6 +16,7 @@ from ._errors import WSAError, WSAErrorCode
 from ._queue import PendingSend
 
 if TYPE_CHECKING:
+    from ._dest import Destination
     from ._engine import SendEngine
 
 __all__ = ["CompletedSend", "CompletionRoutine", "WSAEvent", "WSAOverlapped"]
@@ -166,6 +167,7 @@ class WSAOverlapped(PendingSend):
     __slots__ = (
         "__weakref__",
         "_completed_immediately",
+        "_dest",
         "_engine",
         "_error",
         "_event",
@@ -189,6 +191,10 @@ class WSAOverlapped(PendingSend):
         # thread awaits it too (issue 10 item 16). The engine calls done/set_result/set_exception.
         self._waiter: asyncio.Future[int] | _Waiters | None = None
         self._tevent: threading.Event | None = None
+        # A message's own destination and control data (S8.7), read by the engine only when
+        # the send's flags carry its _DEST_OP mark; None otherwise. (The hot paths' overlapped
+        # never has it set: they never carry a destination.)
+        self._dest: Destination | None = None
         self._engine: SendEngine | None = None
         self._nbytes = 0
 
@@ -410,6 +416,7 @@ class WSAOverlapped(PendingSend):
         self._engine = engine
         self._waiter = None
         self._tevent = None  # a set one from the last use would let wait() return while pending
+        self._dest = None  # a reused overlapped must not keep (or send to) its last destination
         ev = self._event
         if routine is None and isinstance(ev, WSAEvent):
             ev.reset()

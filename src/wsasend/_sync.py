@@ -17,6 +17,7 @@ import time
 import weakref
 
 from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize, split_last_byte
+from ._dest import Destination
 from ._engine import OWNERSHIP, SendEngine, SocketSlot, abandon, check_connected, notify_locked, take_from
 from ._errors import WSAError, WSAErrorCode
 from ._sockutil import (
@@ -134,6 +135,16 @@ def wsa_send_sync(sock: socket.socket, buffers: object, flags: int = 0) -> int:
             WSAECONNRESET, WSAENOTCONN, WSAENOTSOCK, WSAEACCES, WSAEINTR, WSAEINPROGRESS, and
             the errno table of S3.3.
     """
+    return send_sync(sock, buffers, flags, None)
+
+
+def send_sync(sock: socket.socket, buffers: object, flags: object, dest: Destination | None) -> int:
+    """:func:`wsa_send_sync`, with a message's own destination and control data (S8.7).
+
+    Internal (the facade's ``sendto``, ``WSASendTo`` and ``WSASendMsg``): ``dest`` is
+    ``(address or None, ancdata)`` as checked by :mod:`._dest`, or None. A stream socket
+    ignores the address (Windows' ``sendto`` rule) and refuses control data (WSAEINVAL).
+    """
     check_socket(sock)
     bufs, nbytes = normalize(buffers)
     osflags, more = translate_flags(flags, sock)
@@ -148,7 +159,9 @@ def wsa_send_sync(sock: socket.socket, buffers: object, flags: int = 0) -> int:
         slot = _claim(sock, deadline)
         try:
             if is_message_socket(sock):
-                return _send_message(sock, bufs, nbytes, osflags, more, timeout, deadline)
+                return _send_message(sock, bufs, nbytes, osflags, more, timeout, deadline, dest)
+            if dest is not None and dest[1]:
+                raise WSAError(WSAErrorCode.WSAEINVAL, detail="control data on a stream socket")
             if not nbytes:
                 check_connected(sock)  # S2.4: a zero-byte send checks the socket's state too
             return _send_stream(sock, bufs, nbytes, osflags, timeout, deadline)
@@ -234,7 +247,11 @@ def _send_message(
     more: bool,
     timeout: float | None,
     deadline: float | None,
+    dest: Destination | None = None,
 ) -> int:
+    # S8.7: the destination and control data go with the message's last piece (the send that
+    # ends it); the earlier pieces' are not kept.
+    address, ancdata = dest if dest is not None else (None, [])
     if more:
         # S4.5: the one copy the package makes; the caller's buffer is only borrowed.
         pending = _PARTIAL.get(sock)
@@ -260,11 +277,11 @@ def _send_message(
             if deadline is not None:
                 if not _poll_writable(sock, deadline):
                     raise WSAError(WSAErrorCode.WSAETIMEDOUT, errno=errno.ETIMEDOUT, bytes_sent=0)
-                sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
+                sock.sendmsg(iov, ancdata, osflags | LINUX_SEND_FLAGS, address)
             elif timeout == 0.0:
-                sock.sendmsg(iov, [], osflags | LINUX_SEND_FLAGS)
+                sock.sendmsg(iov, ancdata, osflags | LINUX_SEND_FLAGS, address)
             else:
-                sock.sendmsg(iov, [], osflags | LINUX_NOSIGNAL)
+                sock.sendmsg(iov, ancdata, osflags | LINUX_NOSIGNAL, address)
         except (BlockingIOError, InterruptedError) as exc:
             if timeout == 0.0:
                 raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, errno=exc.errno, bytes_sent=0) from exc

@@ -22,6 +22,7 @@ from wsasend.winsock import (
     WSA_IO_PENDING,
     WSABUF,
     WSAEFAULT,
+    WSAEISCONN,
     WSAENOTCONN,
     WSAEOPNOTSUPP,
     WSAESHUTDOWN,
@@ -56,7 +57,8 @@ def test_send_sends_len_bytes_and_returns_the_count() -> None:
 @pytest.mark.usefixtures("provider")
 def test_wsasendto_ignores_the_address_on_a_connected_stream_socket() -> None:
     """test_WSASendTo: sendto on a connected TCP socket ignores the destination; success sets
-    the last error to 0; a connected UDP socket takes its own peer as destination."""
+    the last error to 0; a connected UDP socket takes its own peer as destination and refuses
+    another (WSAEISCONN)."""
     server = socket.create_server(("127.0.0.1", 0))
     with server:
         client = socket.create_connection(server.getsockname(), timeout=GUARD)
@@ -76,9 +78,9 @@ def test_wsasendto_ignores_the_address_on_a_connected_stream_socket() -> None:
         assert WSAGetLastError() in (0, WSA_IO_PENDING)
         peer.settimeout(GUARD)
         assert peer.recv(10) == b"hi"
-        # Another destination needs a per-send address, which the engine does not carry.
+        # Another destination on a connected datagram socket: WSAEISCONN (test_WSASendTo).
         assert sendto(u, b"x", 1, 0, ("127.0.0.1", 9), 16) == SOCKET_ERROR
-        assert WSAGetLastError() == WSAEOPNOTSUPP
+        assert WSAGetLastError() == WSAEISCONN
 
 
 @pytest.mark.usefixtures("provider")

@@ -38,6 +38,7 @@ _PREFIXES = {
     "P": "test_ports",
     "N": "test_net_events",
     "K": "test_calls",
+    "D": "test_datagrams",
 }
 
 
@@ -46,7 +47,7 @@ def test_conformance_doc_names_real_tests_and_every_conformance_test() -> None:
     import importlib
 
     text = CONFORMANCE.read_text()
-    named = set(re.findall(r"`([CTLFWPNK]):(test_\w+)", text))
+    named = set(re.findall(r"`([CTLFWPNKD]):(test_\w+)", text))
     assert named
     for prefix, name in named:
         module = importlib.import_module(f"tests.winsock.{_PREFIXES[prefix]}")
@@ -54,7 +55,7 @@ def test_conformance_doc_names_real_tests_and_every_conformance_test() -> None:
             assert any(attr.startswith(name) for attr in dir(module)), name
         else:
             assert callable(getattr(module, name, None)), f"{prefix}:{name} does not exist"
-    for prefix in ("C", "W", "P", "N", "K"):  # every test of these modules is in the tables
+    for prefix in ("C", "W", "P", "N", "K", "D"):  # every test of these modules is in the tables
         module = importlib.import_module(f"tests.winsock.{_PREFIXES[prefix]}")
         listed = {name for p, name in named if p == prefix}
         tests = {attr for attr in dir(module) if attr.startswith("test_")}

@@ -20,12 +20,13 @@ from typing import Any
 import attrs
 
 from .._api import closesocket as _closesocket
-from .._api import find_engine, wsa_send
+from .._api import engine_for, find_engine, wsa_send
 from .._buffers import WSABUF
+from .._dest import Destination, destination
 from .._errors import WSAError, WSAErrorCode, errno_to_wsa
 from .._overlapped import CompletionRoutine, WSAOverlapped
 from .._sockutil import check_socket, connect_in_progress, is_known_connected, mark_shutdown
-from .._sync import wsa_send_sync
+from .._sync import send_sync
 from . import _startup as _st
 from ._ports import is_port_routine, routine_for
 from ._select import forget as forget_selection
@@ -270,8 +271,13 @@ def _post(
     flags: int,
     overlapped: WSAOverlapped | None,
     routine: CompletionRoutine | None,
+    dest: Destination | None,
 ) -> tuple[bool, int]:
-    """Post one overlapped send; ``(completed immediately, count)``. Raises as ``wsa_send``."""
+    """Post one overlapped send; ``(completed immediately, count)``. Raises as ``wsa_send``.
+
+    ``dest``: a datagram's own destination and control data (S8.7), posted through the same
+    engine as every send (``SendEngine.post``'s general path).
+    """
     port_routine = routine_for(sock)
     if port_routine is not None and routine is not None:
         # Windows: a completion routine on a socket associated with a port is WSAEINVAL.
@@ -289,9 +295,7 @@ def _post(
         pass
     else:
         # Inside a running loop: that loop, and the caller's routine as is (call_soon, S5.3).
-        ov = wsa_send(
-            sock, bufs, flags, overlapped=overlapped, completion_routine=port_routine if port_routine else routine
-        )
+        ov = _post_on_loop(sock, bufs, flags, overlapped, port_routine if port_routine else routine, dest)
         return ov.completed_immediately, ov.transferred
     if port_routine is not None:
         routine = port_routine
@@ -303,10 +307,25 @@ def _post(
     def post() -> tuple[bool, int]:
         # On the provider's loop. Read the outcome here: once we return, the send may complete
         # (on this thread) before the caller looks at the overlapped.
-        ov = wsa_send(sock, bufs, flags, overlapped=overlapped, completion_routine=routine)
+        ov = _post_on_loop(sock, bufs, flags, overlapped, routine, dest)
         return ov.completed_immediately, ov.transferred
 
     return provider.call(post)
+
+
+def _post_on_loop(
+    sock: socket.socket,
+    bufs: list[Any],
+    flags: int,
+    overlapped: WSAOverlapped | None,
+    routine: CompletionRoutine | None,
+    dest: Destination | None,
+) -> WSAOverlapped:
+    """``wsa_send`` on the running loop; with a destination, the engine's general path."""
+    if dest is None:
+        return wsa_send(sock, bufs, flags, overlapped=overlapped, completion_routine=routine)
+    engine = engine_for(sock, asyncio.get_running_loop())
+    return engine.post(sock, bufs, flags, overlapped, routine, dest)
 
 
 def _send(
@@ -319,8 +338,12 @@ def _send(
     lpCompletionRoutine: CompletionRoutine | None,
     *,
     message: bool = False,
+    dest: Destination | None = None,
 ) -> int:
-    """The one send path of WSASend, send, WSASendTo and WSASendMsg (S8.3, S8.7)."""
+    """The one send path of WSASend, send, WSASendTo and WSASendMsg (S8.3, S8.7).
+
+    ``dest``: a datagram's own destination and control data, checked already.
+    """
     provider = _started()
     if provider is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
@@ -336,7 +359,7 @@ def _send(
             raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
         if not overlapped:
             try:
-                n = wsa_send_sync(sock, bufs, dwFlags)
+                n = send_sync(sock, bufs, dwFlags, dest)
             except WSAError as exc:
                 if (
                     exc.winerror == WSAErrorCode.WSAEWOULDBLOCK
@@ -354,7 +377,7 @@ def _send(
             return 0
         if sock in _NONOVERLAPPED:
             raise WSAError(WSAErrorCode.WSAEINVAL, detail="the socket was made without WSA_FLAG_OVERLAPPED")
-        immediate, n = _post(provider, sock, bufs, dwFlags, lpOverlapped, lpCompletionRoutine)
+        immediate, n = _post(provider, sock, bufs, dwFlags, lpOverlapped, lpCompletionRoutine, dest)
     except WSAError as exc:
         return _fail(exc.winerror)
     if not immediate:
@@ -441,15 +464,26 @@ def WSASendTo(
     lpOverlapped: WSAOverlapped | None = None,
     lpCompletionRoutine: CompletionRoutine | None = None,
 ) -> int:
-    """``WSASend`` with a destination (Winsock's WSASendTo; SPEC S8.7).
+    """``WSASend`` to a destination (Winsock's WSASendTo; SPEC S8.7).
 
-    On a connection-oriented socket the destination is ignored, as Windows does. On a datagram
-    socket the destination must be None or the connected peer's address: sending to another
-    address needs a destination per send, which the engine does not carry yet (WSAEOPNOTSUPP
-    here; see docs/winsock.md).
+    On an unconnected datagram socket (UDP, AF_UNIX) each send names its own destination, and
+    sends to different destinations keep their posting order (they share the socket's queue).
+    An unbound UDP socket is bound to an ephemeral port by its first send, as on Windows
+    (``getsockname`` has a port after it). On a connected datagram socket the destination must
+    be None or the peer; another one is WSAEISCONN. On a connection-oriented socket the
+    destination is ignored, as Windows does. Overlapped sends, routines and ports as ``WSASend``.
+
+    Args:
+        lpTo: the destination, as Python spells a ``sockaddr``: ``(host, port)`` (IPv4 literal),
+            ``(host, port[, flowinfo[, scope_id]])`` (IPv6 literal), or a path (AF_UNIX).
+            Hosts must be numeric (no name lookup). None sends to the connected peer.
+        iTolen: the ``sockaddr``'s size in bytes: at least 16 (AF_INET), 28 (AF_INET6), 3
+            (AF_UNIX).
 
     Returns:
-        As ``WSASend``; also WSAEFAULT for a destination that is not an address tuple.
+        As ``WSASend``; also WSAEFAULT (a destination that is not an address, or ``iTolen`` too
+        small), WSAEAFNOSUPPORT (an address of another family), WSAEISCONN (a connected datagram
+        socket and another destination), WSAEMSGSIZE (over the limit; nothing is sent).
     """
     if _started() is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
@@ -457,31 +491,19 @@ def WSASendTo(
         sock = check_socket(s)
         if sock in _SHUT_SEND:
             raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
-        _check_destination(sock, lpTo)
+        dest = destination(sock, lpTo, iTolen, None)
     except WSAError as exc:
         return _fail(exc.winerror)
-    return _send(s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine)
-
-
-def _check_destination(sock: socket.socket, to: object) -> None:
-    """A datagram destination must be the connected peer (the engine has no per-send address)."""
-    if to is None or sock.type != socket.SOCK_DGRAM:
-        return  # connection-oriented: Windows ignores the destination
-    if not isinstance(to, tuple):
-        raise WSAError(WSAErrorCode.WSAEFAULT, detail="the destination must be an address tuple")
-    try:
-        peer = sock.getpeername()
-    except OSError:
-        peer = None
-    if peer is None or tuple(peer[:2]) != tuple(to[:2]):
-        raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail="a datagram destination other than the peer")
+    return _send(
+        sock, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine, dest=dest
+    )
 
 
 def sendto(s: socket.socket, buf: object, len: int, flags: int, to: object, tolen: int) -> int:
-    """``send`` with a destination (Winsock's sendto; SPEC S8.7): see ``WSASendTo``.
+    """``send`` to a destination (Winsock's sendto; SPEC S8.7): see ``WSASendTo``.
 
     Returns:
-        The bytes sent, or SOCKET_ERROR with ``WSAGetLastError()``.
+        The bytes sent, or SOCKET_ERROR with ``WSAGetLastError()`` (codes as ``WSASendTo``).
     """
     if _started() is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
@@ -499,13 +521,17 @@ def sendto(s: socket.socket, buf: object, len: int, flags: int, to: object, tole
 class WSAMSG:
     """Winsock's ``WSAMSG`` for ``WSASendMsg``: destination, buffers, control data, flags."""
 
-    #: The destination address (a tuple), or None for a connected socket's peer.
+    #: The destination address (as ``WSASendTo``'s ``lpTo``), or None for the connected peer.
     name: object = None
+    #: The address's size in bytes (as ``WSASendTo``'s ``iTolen``).
     namelen: int = 0
     #: The buffers: a list of :class:`WSABUF` (or bytes-like objects).
     lpBuffers: object = attrs.Factory(list)
     dwBufferCount: int = 0
-    #: Ancillary data (``WSABUF``); only an empty one is supported (see docs/winsock.md).
+    #: Control (ancillary) data: None, an empty ``WSABUF``, or a list of ``(level, type, data)``
+    #: triples with Linux's values, as :meth:`socket.socket.sendmsg` takes them (e.g.
+    #: ``[(socket.SOL_SOCKET, socket.SCM_RIGHTS, array("i", [fd]))]``). A raw ``WSACMSGHDR``
+    #: buffer is not decoded (WSAEOPNOTSUPP; see docs/winsock.md).
     Control: object = None
     dwFlags: int = 0
 
@@ -521,29 +547,44 @@ def WSASendMsg(
     """Send one message described by a :class:`WSAMSG` (Winsock's WSASendMsg; SPEC S8.7).
 
     Overlapped and completion routines work as for ``WSASend``. Windows allows it only on
-    datagram and raw sockets: a stream socket is WSAEINVAL. The destination follows
-    ``WSASendTo``'s rules; control data must be empty (the engine carries none yet).
+    datagram and raw sockets: a stream socket is WSAEINVAL. The destination (``name``,
+    ``namelen``) follows ``WSASendTo``'s rules, implicit bind included; the control data goes
+    with the datagram as ``sendmsg`` ancillary data (``IP_PKTINFO``, ``SCM_RIGHTS`` on AF_UNIX,
+    ...), and any error the kernel finds in it is the send's error.
 
     Returns:
-        As ``WSASend``; also WSAEFAULT for an ``lpMsg`` that is not a WSAMSG, WSAEINVAL on a
-        stream socket, WSAEOPNOTSUPP for control data or another destination than the peer.
+        As ``WSASendTo``; also WSAEFAULT for an ``lpMsg`` that is not a WSAMSG, WSAEINVAL on a
+        stream socket or for control data that is not a list of ``(level, type, data)``,
+        WSAEOPNOTSUPP for a raw (non-empty ``WSABUF``) control buffer.
     """
     if _started() is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
     if not isinstance(lpMsg, WSAMSG):
         return _fail(WSAErrorCode.WSAEFAULT)
     control = lpMsg.Control
-    if control is not None and (control.len if isinstance(control, WSABUF) else control != b""):
-        return _fail(WSAErrorCode.WSAEOPNOTSUPP)
+    if isinstance(control, (WSABUF, bytes, bytearray, memoryview)):
+        if control.len if isinstance(control, WSABUF) else len(control):
+            return _fail(WSAErrorCode.WSAEOPNOTSUPP)
+        control = None
     try:
         sock = check_socket(Handle)
         if sock.type == socket.SOCK_STREAM:
             raise WSAError(WSAErrorCode.WSAEINVAL, detail="WSASendMsg on a stream socket")
-        _check_destination(sock, lpMsg.name)
+        if sock in _SHUT_SEND:
+            raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
+        dest = destination(sock, lpMsg.name, lpMsg.namelen, control)
     except WSAError as exc:
         return _fail(exc.winerror)
     return _send(
-        sock, lpMsg.lpBuffers, lpMsg.dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine
+        sock,
+        lpMsg.lpBuffers,
+        lpMsg.dwBufferCount,
+        lpNumberOfBytesSent,
+        dwFlags,
+        lpOverlapped,
+        lpCompletionRoutine,
+        message=True,
+        dest=dest,
     )
 
 
