@@ -9,6 +9,7 @@ from __future__ import annotations
 import collections
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -256,6 +257,11 @@ def test_port_8_threads_4_sockets_20000_sends_exactly_once_in_order() -> None:
         t.join(GUARD * 4)
     for ov in ovs:
         assert ov.wait(GUARD)
+    # ov.wait() wakes when the send completes; its packet reaches the port through the engine's
+    # call_soon (S5.3) a moment later. The stop packets must queue behind every real one.
+    deadline = time.monotonic() + GUARD
+    while sum(map(len, per_thread)) < total and time.monotonic() < deadline:
+        time.sleep(0.01)
     for _ in workers:
         assert PostQueuedCompletionStatus(port, 0, -1, None)
     for t in workers:
