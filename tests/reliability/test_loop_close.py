@@ -2,7 +2,7 @@
 
 No ``asyncio.run``/``Runner``, so no ``shutdown_asyncgens``: the only thing that notices is a
 thread that waits on one of the loop's pending sends (``ov.wait()``, ``WSAEvent.wait()`` on the
-send's event, ``winsock.WSAGetOverlappedResult(fWait=True)``). It must be woken with
+send's event, ``winsock.WSAGetOverlappedResult(fWait=True)``, ``winsock.WSAWaitForMultipleEvents``). It must be woken with
 WSA_OPERATION_ABORTED and the exact count, the ResourceWarning must come once, and the socket
 must work from a new loop without another warning.
 
@@ -50,7 +50,7 @@ def _get_overlapped_result(sock: socket.socket, ov: WSAOverlapped) -> bool:
 
 
 @FACTORIES
-@pytest.mark.parametrize("waiter", ["ov.wait", "event.wait", "WSAGetOverlappedResult"])
+@pytest.mark.parametrize("waiter", ["ov.wait", "event.wait", "WSAGetOverlappedResult", "WSAWaitForMultipleEvents"])
 def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
     factory: Callable[[], asyncio.AbstractEventLoop], waiter: str
 ) -> None:
@@ -62,7 +62,7 @@ def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
     ev = WSAEvent()
     ovs: list[WSAOverlapped] = []
     woke: list[bool] = []
-    started = waiter == "WSAGetOverlappedResult"
+    started = waiter in ("WSAGetOverlappedResult", "WSAWaitForMultipleEvents")
     if started:
         winsock.WSAStartup(0x0202)
 
@@ -76,6 +76,9 @@ def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
             woke.append(ovs[0].wait(GUARD))
         elif waiter == "event.wait":
             woke.append(ev.wait(GUARD))
+        elif waiter == "WSAWaitForMultipleEvents":
+            rc = winsock.WSAWaitForMultipleEvents([ev], False, int(GUARD * 1000), False)
+            woke.append(rc == winsock.WSA_WAIT_EVENT_0)
         else:
             woke.append(_get_overlapped_result(a, ovs[0]))
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterable
 
 from .._errors import WSAError, WSAErrorCode
-from .._overlapped import WSAEvent
+from .._overlapped import _CLOSED_LOOP_POLL, WSAEvent, _abandon_closed
 from . import _startup as _st
 from ._startup import (
     _CLOSED_EVENTS,
@@ -170,6 +170,20 @@ def _timeout_seconds(ms: object) -> float | None:
     return None if ms >= WSA_INFINITE else ms / 1000.0
 
 
+def _watch_sources(events: list[WSAEvent]) -> float | None:
+    """Abort the sends of closed loops behind ``events`` (S5.12); the slice to wait in while a
+    send behind one of them is pending on a live loop, else None (no slicing)."""
+    step = None
+    for event in events:
+        send = event._source
+        engine = send._engine if send is not None and send._pending else None
+        if engine is not None:
+            if engine.loop.is_closed():
+                _abandon_closed(engine)
+            step = _CLOSED_LOOP_POLL
+    return step
+
+
 def _wait(events: list[WSAEvent], wait_all: bool, timeout: float | None, alertable: bool) -> int:
     """The wait of WSAWaitForMultipleEvents and SleepEx: events, APCs and time-out, no polling.
 
@@ -196,13 +210,17 @@ def _wait(events: list[WSAEvent], wait_all: bool, timeout: float | None, alertab
                             return WSA_WAIT_EVENT_0 + index
             if alertable and state.run_apcs():
                 return WSA_WAIT_IO_COMPLETION
+            # S5.12: a send behind one of the events whose loop was closed bare (no hook ran)
+            # is aborted here, which sets its event; while such a send is pending the wait
+            # looks again every _CLOSED_LOOP_POLL (as WSAEvent.wait does).
+            step = _watch_sources(events)
             if deadline is None:
-                wake.wait()
+                wake.wait(step)
             else:
                 left = deadline - time.monotonic()
                 if left <= 0:
                     return WSA_WAIT_TIMEOUT
-                wake.wait(left)
+                wake.wait(left if step is None else min(left, step))
     finally:
         for event in events:
             event._remove_listener(listener)
