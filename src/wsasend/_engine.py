@@ -72,8 +72,9 @@ _EMPTY: list[Any] = []
 ZERO = 0
 # Smallest byte cap of an adaptive batch (see _flush). Arbitrary: a 64 KiB socket buffer's worth.
 _MIN_BATCH_CAP = 64 * 1024
-# Makes a WSAOverlapped without running __init__ (post_list sets every field itself).
-_new_overlapped = object.__new__
+# Makes a WSAOverlapped without running __init__ (post_list sets every field itself). Not
+# object.__new__, which a compiled (mypyc) class refuses (SPEC S10).
+_new_overlapped = WSAOverlapped.__new__
 
 
 def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
@@ -140,7 +141,7 @@ class SendEngine:
         # back while it takes everything; see _flush).
         self._batch_cap = BATCH_BYTES
         self._watchdog: asyncio.TimerHandle | None = None
-        self._thread = threading.get_ident()
+        self._owner_thread = threading.get_ident()
         self._alias: socket.socket | None = None
         self._alias_fd = -1
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
@@ -154,7 +155,7 @@ class SendEngine:
         return self._sockref()
 
     def in_loop_thread(self) -> bool:
-        return threading.get_ident() == self._thread
+        return threading.get_ident() == self._owner_thread
 
     def pending_count(self) -> int:
         return len(self._queue)
@@ -190,7 +191,9 @@ class SendEngine:
                 alias.setblocking(False)  # the fd is already O_NONBLOCK: Python's timeouts need it
             self._alias = alias
             self._alias_fd = fd
-            weakref.finalize(self, alias.detach)
+            # Detached when the socket goes (not the engine: a compiled SendEngine takes no
+            # weak reference, SPEC S10); until then it is only an object on the same fd.
+            weakref.finalize(sock, alias.detach)
         return alias
 
     # -- posting ------------------------------------------------------------------------------
@@ -200,7 +203,7 @@ class SendEngine:
         sock: socket.socket,
         buffers: object,
         flags: object = 0,
-        overlapped: WSAOverlapped | None = None,
+        overlapped: object = None,
         routine: CompletionRoutine | None = None,
     ) -> WSAOverlapped:
         """Post one overlapped send (SPEC S5). See :func:`wsasend.wsa_send`."""
