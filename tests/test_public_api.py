@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import wsasend
 
-# SPEC S1, plus the stream helpers and the server class of issue 4.
+# SPEC S1, plus the stream helpers and the server class of issue 4, and S10's build flag.
 DOCUMENTED = {
+    "compiled",
     "MSG_DONTROUTE",
     "MSG_OOB",
     "MSG_PARTIAL",
