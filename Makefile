@@ -14,7 +14,7 @@ EXTRA_PYTHONS ?= python3.12 python3.13
 # plain Python (src/ as is, no .so anywhere near it): it is what `.venv/bin/python -m pytest`,
 # mypy and an editor see.
 COMPILED := $(VENV)/compiled
-RUN_COMPILED := PYTHONPATH=$(COMPILED)
+RUN_COMPILED := PYTHONPATH=$(abspath $(COMPILED))
 BUILD_INPUTS := $(wildcard src/wsasend/*.py) setup.py buildsupport/wsasend_build.py pyproject.toml
 
 .PHONY: demo test test-pure lint bench bench-full test-all clean
