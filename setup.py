@@ -29,7 +29,14 @@ def _say(msg: str) -> None:
     print(f"wsasend build: {msg}", file=sys.stderr, flush=True)
 
 
+# The setup.py commands that build code; the others (egg_info, dist_info, sdist: metadata) run
+# before the build requirements are installed and need no extension.
+BUILDING = {"build", "build_ext", "bdist_wheel", "install", "develop", "editable_wheel"}
+
+
 def _mypyc_extensions() -> list[Any]:
+    if not BUILDING & set(sys.argv[1:]):
+        return []
     if not want_compiled():
         _say("building plain Python (WSASEND_PURE set, or no working C compiler / CPython)")
         return []
@@ -37,9 +44,10 @@ def _mypyc_extensions() -> list[Any]:
         from mypyc.build import mypycify
 
         paths = [os.path.join("src", "wsasend", f"{m}.py") for m in COMPILED_MODULES]
-        # mypyc type-checks first; its own cache dir keeps `mypy --strict src`'s cache intact.
+        # mypyc type-checks first. No incremental cache (/dev/null): every build checks what is
+        # installed now, never what an earlier build (another Python, another env) saw.
         exts = mypycify(
-            ["--cache-dir", os.path.join("build", "mypyc-cache"), *paths],
+            ["--cache-dir", os.devnull, *paths],
             opt_level="3",
             group_name="wsasend",
             target_dir=os.path.join("build", "mypyc"),

@@ -27,8 +27,9 @@ from setuptools.build_meta import *  # noqa: F403  (the rest of the PEP 517/660 
 #: The modules mypyc compiles, all into one shared library: all of them or none (SPEC S10).
 COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api")
 
-#: What the compiled build needs at build time (mypyc is part of mypy).
-MYPYC_REQUIREMENT = "mypy>=1.10"
+#: What the compiled build needs at build time: mypyc (part of mypy), and our runtime dependency
+#: attrs, since mypyc type-checks the modules first (without it, mypyc fails: a pure build).
+MYPYC_REQUIREMENTS = ("mypy>=1.10", "attrs>=23.1")
 
 #: Set to 1 (or true/yes/on) to build and install plain Python even where mypyc could compile.
 PURE_ENV = "WSASEND_PURE"
@@ -70,7 +71,7 @@ def want_compiled() -> bool:
 
 
 def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
-    extra = [MYPYC_REQUIREMENT] if want_compiled() else []
+    extra = list(MYPYC_REQUIREMENTS) if want_compiled() else []
     return [*_setuptools.get_requires_for_build_wheel(config_settings), *extra]
 
 
