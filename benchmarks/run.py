@@ -455,6 +455,8 @@ def machine() -> dict[str, Any]:
     import wsasend
 
     info["wsasend"] = wsasend.__version__
+    # Which build ran (SPEC S10): the mypyc-compiled modules or plain Python.
+    info["compiled"] = bool(getattr(wsasend, "compiled", False))
     info["wsatransport"] = has_transport()
     root = Path(__file__).resolve().parent.parent
     try:
@@ -661,7 +663,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"wsasend bench ({meta['mode']}, {rounds} timed rounds per case, {ncases} cases, {meta['seconds']} s)\n"
         f"machine: {m.get('cpu', '?')}, {m['cpus']} CPUs, Linux {m['kernel']}, Python {m['python']},"
-        f" uvloop {m['uvloop']}, wsasend {m['wsasend']} ({m['commit']}),"
+        f" uvloop {m['uvloop']}, wsasend {m['wsasend']} ({m['commit']},"
+        f" {'compiled' if m.get('compiled') else 'pure Python'}),"
         f" load {m['loadavg_start'][0]:.2f} -> {m['loadavg_end'][0]:.2f}\n"
     )
     print(table(groups))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import wsasend
 
-# SPEC S1, plus the stream helpers and the server class of issue 4.
+# SPEC S1, plus the stream helpers and the server class of issue 4, and S10's build flag.
 DOCUMENTED = {
     "CompletedSend",
     # S9.1: the loop (issue 12).
@@ -16,6 +16,7 @@ DOCUMENTED = {
     "new_event_loop",
     "new_uvloop_event_loop",
     "run",
+    "compiled",
     "MSG_DONTROUTE",
     "MSG_OOB",
     "MSG_PARTIAL",

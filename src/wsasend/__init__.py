@@ -3,7 +3,13 @@
 ``n = await wsa_send(sock, [header, body, trailer])`` sends the buffers as one gathered
 ``sendmsg`` vector, without copying them, and completes like an overlapped WSASend. See the
 README and docs/semantics.md (sections S1-S10, the "SPEC" the docstrings cite) for the contract.
+
+:data:`compiled` says which build is running (SPEC S10): True when the hot modules are the
+mypyc-compiled extensions, False when they are plain Python.
 """
+
+import importlib.machinery as _machinery
+import sys as _sys
 
 from ._api import closesocket, set_max_pending, wsa_send
 from ._buffers import WSABUF, remaining
@@ -22,6 +28,19 @@ from ._transport import (
     open_connection,
 )
 
+#: The modules a compiled build compiles with mypyc (all of them, or none: SPEC S10).
+_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api")
+
+
+def _is_extension(name: str) -> bool:
+    path = getattr(_sys.modules[f"{__name__}.{name}"], "__file__", None) or ""
+    return path.endswith(tuple(_machinery.EXTENSION_SUFFIXES))
+
+
+#: True when this is the mypyc-compiled build, False for plain Python (SPEC S10). Behaviour is
+#: the same in both; ``pip install .`` compiles where it can, ``WSASEND_PURE=1`` forces Python.
+compiled: bool = all(_is_extension(_m) for _m in _COMPILED_MODULES)
+
 __all__ = [
     "CompletedSend",
     "EventLoopPolicy",
@@ -38,6 +57,7 @@ __all__ = [
     "WSAServer",
     "WSATransport",
     "closesocket",
+    "compiled",
     "connect_accepted_socket",
     "create_connection",
     "create_server",

@@ -190,7 +190,7 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
 
 
-def set_max_pending(sock: socket.socket, max_pending: int) -> None:
+def set_max_pending(sock: socket.socket, max_pending: object) -> None:
     """Set the bound on outstanding overlapped sends for ``sock`` (SPEC S5.6; default 65536).
 
     Raises:
@@ -218,9 +218,9 @@ _NO_LOOP = (
 def wsa_send(
     sock: socket.socket,
     buffers: object,
-    flags: int = 0,
+    flags: object = 0,
     *,
-    overlapped: WSAOverlapped | None = None,
+    overlapped: object = None,
     completion_routine: CompletionRoutine | None = None,
     address: object = None,
 ) -> WSAOverlapped:
@@ -237,6 +237,8 @@ def wsa_send(
         buffers: bytes-like objects or ``WSABUF``\\ s (or one bytes-like object), captured now.
         flags: ``MSG_OOB``, ``MSG_DONTROUTE``, ``MSG_PARTIAL`` (Winsock values, S4.1).
         overlapped: a completed (or new) :class:`WSAOverlapped` to reuse, else one is made.
+            ``flags`` and ``overlapped`` are typed ``object`` so that a wrong type is reported
+            by this function as a :class:`WSAError`, in the compiled build too (S10).
         completion_routine: ``routine(error, transferred, overlapped, flags)``, called through
             ``loop.call_soon`` after completion (never inside this call, never nested for the
             socket); with a routine the overlapped's event is not set (S5.3).

@@ -19,6 +19,7 @@ from typing import Any, Union
 
 import attrs
 
+from ._compat import mypyc_attr
 from ._errors import WSAError, WSAErrorCode
 
 __all__ = ["IOV_MAX", "WSABUF", "Buffer", "gather_for_message", "normalize", "remaining", "split_last_byte"]
@@ -40,6 +41,9 @@ IOV_MAX = _iov_max()
 Buffer = Union[bytes, memoryview]
 
 
+# A plain Python class even in the compiled build: a compiled one would refuse a bad ``len``
+# with a TypeError where the post must report WSAEFAULT (SPEC S2.2, S10).
+@mypyc_attr(native_class=False)
 @attrs.define(eq=False)
 class WSABUF:
     """One Winsock ``WSABUF``: ``len`` bytes at the start of ``buf``.
@@ -74,14 +78,15 @@ def _view(obj: object, index: int) -> memoryview:
 
 def _one(obj: object, index: int) -> memoryview:
     if type(obj) is WSABUF:
-        length = obj.len
+        wsabuf: Any = obj  # read untyped: compiled code would check len's type itself (S10)
+        length = wsabuf.len
         if not isinstance(length, int) or isinstance(length, bool):
             raise WSAError(
                 WSAErrorCode.WSAEFAULT,
                 reason=f"WSABUF {index}: len must be an int, not {type(length).__name__!r}",
                 type_error=True,
             )
-        view = _view(obj.buf, index)
+        view = _view(wsabuf.buf, index)
         if length < 0 or length > view.nbytes:
             raise WSAError(
                 WSAErrorCode.WSAEFAULT,
@@ -142,7 +147,7 @@ def _is_bytes_like(obj: object) -> bool:
     return True
 
 
-def remaining(buffers: object, sent: int) -> list[memoryview]:
+def remaining(buffers: object, sent: object) -> list[memoryview]:
     """The tail of ``buffers`` left after ``sent`` bytes were consumed, as byte memoryviews.
 
     Zero-copy: each returned view points into the caller's own memory. Use it after a partial

@@ -11,6 +11,7 @@ from . import (
     WSAErrorCode,
     WSAOverlapped,
     closesocket,
+    compiled,
     max_message_size,
     remaining,
     wsa_send,
@@ -134,6 +135,7 @@ async def _overlapped_part() -> None:
 
 def run_demo() -> int:
     print("wsasend: Winsock's WSASend semantics for asyncio on Linux")
+    print(f"build: {'compiled with mypyc' if compiled else 'pure Python'} (wsasend.compiled = {compiled})")
     _sync_part()
     asyncio.run(_overlapped_part())
     try:

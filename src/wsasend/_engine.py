@@ -159,8 +159,9 @@ _EMPTY: list[Any] = []
 ZERO = 0
 # Smallest byte cap of an adaptive batch (see _flush). Arbitrary: a 64 KiB socket buffer's worth.
 _MIN_BATCH_CAP = 64 * 1024
-# Makes a WSAOverlapped without running __init__ (post_list sets every field itself).
-_new_overlapped = object.__new__
+# Makes a WSAOverlapped without running __init__ (post_list sets every field itself). Not
+# object.__new__, which a compiled (mypyc) class refuses (SPEC S10).
+_new_overlapped = WSAOverlapped.__new__
 
 
 def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
@@ -615,7 +616,7 @@ class SendEngine:
         sock: socket.socket,
         buffers: object,
         flags: object = 0,
-        overlapped: WSAOverlapped | None = None,
+        overlapped: object = None,
         routine: CompletionRoutine | None = None,
         dest: Destination | None = None,
     ) -> WSAOverlapped:

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable, Generator
 from typing import TYPE_CHECKING, Any, Final
 
+from ._compat import mypyc_attr
 from ._errors import WSAError, WSAErrorCode
 from ._queue import PendingSend
 
@@ -37,6 +38,9 @@ def _running_loop() -> asyncio.AbstractEventLoop | None:
         return None
 
 
+# A plain Python class even in the compiled build: callers keep weak references to events
+# (winsock's closed-event set), which a compiled class cannot take (SPEC S10). Not per send.
+@mypyc_attr(native_class=False)
 class WSAEvent:
     """A manual-reset event, for threads and for asyncio alike (SPEC S5.9; Winsock's WSAEVENT).
 
@@ -145,6 +149,8 @@ def _wake(fut: asyncio.Future[bool]) -> None:
         fut.set_result(True)
 
 
+# Compiled, it still lets Python classes extend it (SPEC S10).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class WSAOverlapped(PendingSend):
     """One overlapped send: awaitable, with status, byte count and event (SPEC S5; WSAOVERLAPPED).
 

@@ -39,6 +39,7 @@ from typing import Generic, TypeVar
 import attrs
 
 from ._buffers import IOV_MAX, Buffer, gather_for_message
+from ._compat import mypyc_attr
 
 #: Most bytes a stream batch gathers by coalescing sends behind the head (the head itself goes
 #: as posted). Arbitrary, but above any default socket send buffer (tcp_wmem's max is 4 MiB):
@@ -49,6 +50,8 @@ BATCH_BYTES = 8 * 1024 * 1024
 __all__ = ["BATCH_BYTES", "PendingSend", "SendCompletion", "SendQueue"]
 
 
+# Compiled, it still lets Python classes (the tests' ops) extend it (SPEC S10).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class PendingSend:
     """One posted send as the queue sees it: captured buffers, byte total, flags.
 

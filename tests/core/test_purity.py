@@ -19,7 +19,8 @@ import pytest
 import wsasend
 
 PACKAGE_DIR = Path(wsasend.__file__).parent
-PURE = ("_errors", "_buffers", "_queue")
+# _compat: mypyc_attr for the compiled build (SPEC S10), typing only.
+PURE = ("_compat", "_errors", "_buffers", "_queue")
 FORBIDDEN = {"asyncio", "socket", "selectors"}
 
 

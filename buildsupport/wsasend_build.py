@@ -1,0 +1,89 @@
+"""The build backend of wsasend (SPEC S10): setuptools, plus mypyc when it can compile.
+
+``pip install .`` compiles the hot modules (``COMPILED_MODULES``) with mypyc when this is
+CPython with a working C compiler, and installs the same modules as plain Python otherwise.
+Only then does the build ask for mypy (mypyc ships with it): a pure build (``WSASEND_PURE=1``,
+no compiler, PyPy, or an editable install) needs nothing but setuptools, so it also works
+offline. ``setup.py`` makes the final decision and falls back to pure Python, for every
+module at once, if mypyc or the C compiler fails there.
+
+Editable installs are always pure: they import ``src/`` directly, and a compiled ``.so`` in
+``src/`` would hide later edits of the ``.py`` next to it.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import sys
+import sysconfig
+import tempfile
+from typing import Any
+
+from setuptools import build_meta as _setuptools
+from setuptools.build_meta import *  # noqa: F403  (the rest of the PEP 517/660 hooks, unchanged)
+
+#: The modules mypyc compiles, all into one shared library: all of them or none (SPEC S10).
+COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api")
+
+#: What the compiled build needs at build time: mypyc (part of mypy), and our runtime dependency
+#: attrs, since mypyc type-checks the modules first (without it, mypyc fails: a pure build).
+MYPYC_REQUIREMENTS = ("mypy>=1.10", "attrs>=23.1")
+
+#: Set to 1 (or true/yes/on) to build and install plain Python even where mypyc could compile.
+PURE_ENV = "WSASEND_PURE"
+
+
+def pure_requested() -> bool:
+    return os.environ.get(PURE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def compiler_works() -> bool:
+    """Whether the C compiler build_ext would use (``$CC``, else Python's own) can compile an
+    extension here: CPython's headers included, run exactly as configured."""
+    if sys.implementation.name != "cpython":
+        return False
+    cc = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    include = sysconfig.get_paths()["include"]
+    if not cc or not os.path.exists(os.path.join(include, "Python.h")):
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        src = os.path.join(tmp, "probe.c")
+        with open(src, "w") as f:
+            f.write("#include <Python.h>\nint wsasend_probe(void) { return Py_IsNone(Py_None); }\n")
+        try:
+            done = subprocess.run(
+                [*cc, "-c", src, "-o", os.path.join(tmp, "probe.o"), "-I", include],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=120,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError):
+            return False
+        return done.returncode == 0
+
+
+def want_compiled() -> bool:
+    """Whether to try the compiled build (setup.py still falls back if it fails)."""
+    return not pure_requested() and compiler_works()
+
+
+def get_requires_for_build_wheel(config_settings: dict[str, Any] | None = None) -> list[str]:
+    extra = list(MYPYC_REQUIREMENTS) if want_compiled() else []
+    return [*_setuptools.get_requires_for_build_wheel(config_settings), *extra]
+
+
+def _pure(hook: Any) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        os.environ[PURE_ENV] = "1"
+        return hook(*args, **kwargs)
+
+    run.__name__ = hook.__name__
+    return run
+
+
+get_requires_for_build_editable = _pure(_setuptools.get_requires_for_build_editable)
+prepare_metadata_for_build_editable = _pure(_setuptools.prepare_metadata_for_build_editable)
+build_editable = _pure(_setuptools.build_editable)

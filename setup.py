@@ -1,0 +1,95 @@
+"""Builds wsasend: compiled with mypyc where possible, plain Python otherwise (SPEC S10).
+
+Metadata lives in pyproject.toml; this file only adds the mypyc extensions. See
+buildsupport/wsasend_build.py for when the compiled build is tried. Any failure, of mypyc or of
+the C compiler on any module, drops every extension: the wheel is then the plain-Python package,
+never a half-compiled one. The build directory is emptied first, so no ``.so`` from an earlier
+build can slip into a pure wheel, and nothing is ever written into ``src/``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import traceback
+from typing import Any
+
+from setuptools import setup
+from setuptools.command.build import build
+from setuptools.command.build_ext import build_ext
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "buildsupport"))
+
+from wsasend_build import COMPILED_MODULES, want_compiled  # noqa: E402
+
+
+def _say(msg: str) -> None:
+    print(f"wsasend build: {msg}", file=sys.stderr, flush=True)
+
+
+# The setup.py commands that build code; the others (egg_info, dist_info, sdist: metadata) run
+# before the build requirements are installed and need no extension.
+BUILDING = {"build", "build_ext", "bdist_wheel", "install", "develop", "editable_wheel"}
+
+
+def _mypyc_extensions() -> list[Any]:
+    if not BUILDING & set(sys.argv[1:]):
+        return []
+    if not want_compiled():
+        _say("building plain Python (WSASEND_PURE set, or no working C compiler / CPython)")
+        return []
+    try:
+        from mypyc.build import mypycify
+
+        paths = [os.path.join("src", "wsasend", f"{m}.py") for m in COMPILED_MODULES]
+        # mypyc type-checks first. No incremental cache (/dev/null): every build checks what is
+        # installed now, never what an earlier build (another Python, another env) saw.
+        exts = mypycify(
+            ["--cache-dir", os.devnull, *paths],
+            opt_level="3",
+            group_name="wsasend",
+            target_dir=os.path.join("build", "mypyc"),
+        )
+    except BaseException as exc:  # mypy missing, a type error, a mypyc crash: all mean pure
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        traceback.print_exc()
+        _say(f"mypyc failed ({exc!r}): building plain Python")
+        return []
+    _say(f"compiling with mypyc: {', '.join(COMPILED_MODULES)}")
+    return list(exts)
+
+
+class CleanBuild(build):
+    """Starts from an empty build/lib: a stale extension there would ship in the wheel."""
+
+    def run(self) -> None:
+        shutil.rmtree(self.build_lib, ignore_errors=True)
+        super().run()
+
+
+class AllOrNothingBuildExt(build_ext):
+    """Compiles every extension or none: one C failure removes them all (never half-compiled)."""
+
+    def run(self) -> None:
+        try:
+            super().run()
+        except (Exception, SystemExit) as exc:  # CompileError, LinkError, DistutilsExecError...
+            _say(f"C compilation failed ({exc!r}): installing plain Python for every module")
+            for ext in self.extensions:
+                for path in (self.get_ext_fullpath(ext.name),):
+                    if os.path.exists(path):
+                        os.remove(path)
+            self.extensions = []
+            self.distribution.ext_modules = []
+
+    def get_outputs(self) -> list[str]:
+        return super().get_outputs() if self.extensions else []
+
+
+setup(
+    ext_modules=_mypyc_extensions(),
+    cmdclass={"build": CleanBuild, "build_ext": AllOrNothingBuildExt},
+)

@@ -1,0 +1,168 @@
+"""The compiled and the plain-Python builds (SPEC S10).
+
+``wsasend.compiled`` must say the truth, and a run that expects one build must get it: CI sets
+``WSASEND_EXPECT_COMPILED=1`` for its compiled run and ``WSASEND_PURE=1`` for its pure run, so
+a build that silently fell back to Python (or a pure run that picked up a ``.so``) fails here.
+The wheel-building tests check the fallbacks: no working C compiler means a pure wheel, and a C
+failure in any one module means a pure wheel too, never a half-compiled one.
+"""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import importlib.util
+import os
+import shutil
+import socket
+import stat
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+import wsasend
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD_FILES = ("setup.py", "pyproject.toml", "README.md", "buildsupport", "src")
+# Nothing in this checkout must be importable from where the extensions would be written.
+EXT_SUFFIXES = (".so", ".pyd")
+
+
+def _module_file(name: str) -> str:
+    return str(importlib.import_module(f"wsasend.{name}").__file__)
+
+
+def _build_list() -> tuple[str, ...]:
+    """COMPILED_MODULES as buildsupport/wsasend_build.py spells it (read, not imported)."""
+    tree = ast.parse((ROOT / "buildsupport" / "wsasend_build.py").read_text())
+    for node in tree.body:
+        target = node.target if isinstance(node, ast.AnnAssign) else None
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        if isinstance(target, ast.Name) and target.id == "COMPILED_MODULES":
+            assert node.value is not None
+            value = ast.literal_eval(node.value)
+            assert isinstance(value, tuple)
+            return value
+    raise AssertionError("COMPILED_MODULES not found in buildsupport/wsasend_build.py")
+
+
+def test_compiled_flag_is_a_bool_in_the_public_api() -> None:
+    assert isinstance(wsasend.compiled, bool)
+    assert "compiled" in wsasend.__all__
+
+
+def test_the_package_and_the_build_name_the_same_modules() -> None:
+    assert _build_list() == wsasend._COMPILED_MODULES
+
+
+def test_compiled_says_what_was_imported_and_it_is_all_or_nothing() -> None:
+    kinds = {name: _module_file(name).endswith(EXT_SUFFIXES) for name in wsasend._COMPILED_MODULES}
+    assert set(kinds.values()) == {wsasend.compiled}, kinds
+    # The modules that are never compiled stay Python in both builds.
+    for name in ("_errors", "_transport", "_sync", "_server", "winsock"):
+        assert _module_file(name).endswith(".py")
+
+
+@pytest.mark.skipif(os.environ.get("WSASEND_EXPECT_COMPILED") != "1", reason="WSASEND_EXPECT_COMPILED=1 not set")
+def test_the_compiled_run_really_runs_compiled_code() -> None:
+    assert wsasend.compiled is True
+    # The installed package, not the checkout's src/ (which never holds an extension).
+    assert not _module_file("_engine").startswith(str(ROOT / "src"))
+
+
+@pytest.mark.skipif(os.environ.get("WSASEND_PURE") != "1", reason="WSASEND_PURE=1 not set")
+def test_the_pure_run_really_runs_python_sources() -> None:
+    assert wsasend.compiled is False
+    for name in wsasend._COMPILED_MODULES:
+        assert _module_file(name).endswith(".py"), name
+
+
+def test_no_extension_module_in_the_source_tree() -> None:
+    found = [p for p in (ROOT / "src").rglob("*") if p.name.endswith(EXT_SUFFIXES)]
+    assert found == []
+
+
+def test_a_send_in_this_build() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        assert wsasend.wsa_send_sync(a, [b"ab", memoryview(b"cd")]) == 4
+        assert b.recv(10) == b"abcd"
+
+
+# -- building wheels --------------------------------------------------------------------------
+
+
+def _build_wheel(tmp_path: Path, env_extra: dict[str, str]) -> tuple[list[str], str]:
+    """Builds a wheel of a copy of this checkout with the test's interpreter (no isolation: its
+    setuptools and mypy); returns the wheel's file names and the build's output."""
+    pytest.importorskip("setuptools")
+    tree = tmp_path / "tree"
+    for name in BUILD_FILES:
+        src = ROOT / name
+        if src.is_dir():
+            shutil.copytree(src, tree / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            tree.mkdir(exist_ok=True)
+            shutil.copy2(src, tree / name)
+    out = tmp_path / "dist"
+    env = {k: v for k, v in os.environ.items() if k not in ("WSASEND_PURE", "PYTHONPATH")}
+    env.update(env_extra)
+    done = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(out), str(tree)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+    log = done.stdout + done.stderr
+    assert done.returncode == 0, log[-4000:]
+    (wheel,) = out.glob("wsasend-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert not [p for p in (tree / "src").rglob("*") if p.name.endswith(EXT_SUFFIXES)]
+    return names, log
+
+
+def _assert_pure_wheel(names: list[str]) -> None:
+    assert not [n for n in names if n.endswith(EXT_SUFFIXES)], names
+    for name in _build_list():  # at the top, or under .data/purelib after a failed compile
+        assert any(n.endswith(f"wsasend/{name}.py") for n in names), name
+
+
+def test_no_working_compiler_builds_a_pure_wheel(tmp_path: Path) -> None:
+    names, log = _build_wheel(tmp_path, {"CC": "/bin/false"})
+    _assert_pure_wheel(names)
+    assert "building plain Python" in log
+
+
+def test_WSASEND_PURE_builds_a_pure_wheel(tmp_path: Path) -> None:
+    names, log = _build_wheel(tmp_path, {"WSASEND_PURE": "1"})
+    _assert_pure_wheel(names)
+    assert "building plain Python" in log
+
+
+@pytest.mark.slow
+def test_one_module_failing_to_compile_makes_the_whole_wheel_pure(tmp_path: Path) -> None:
+    """A compiler that builds everything but ``_engine``'s C file: the wheel holds no extension
+    at all (a half-compiled package would import the other modules compiled)."""
+    if importlib.util.find_spec("mypyc") is None:
+        pytest.skip("mypyc (mypy) is not installed in this environment")
+    cc = shutil.which(os.environ.get("CC", "") or "cc") or shutil.which("gcc")
+    if cc is None:
+        pytest.skip("no C compiler")
+    wrapper = tmp_path / "cc-but-not-engine"
+    wrapper.write_text(
+        "#!/bin/sh\n"
+        'for arg in "$@"; do case "$arg" in */wsasend/_engine.c) echo "refusing $arg" >&2; exit 1;; esac; done\n'
+        f'exec {cc} "$@"\n'
+    )
+    wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)
+    names, log = _build_wheel(tmp_path, {"CC": str(wrapper)})
+    assert "compiling with mypyc" in log  # the compiled build was tried...
+    assert "refusing" in log and "C compilation failed" in log  # ...and failed on one module
+    _assert_pure_wheel(names)
