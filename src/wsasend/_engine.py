@@ -641,7 +641,7 @@ class SendEngine:
         sock: socket.socket,
         buffers: object,
         flags: object,
-        overlapped: WSAOverlapped | None,
+        overlapped: object,
         routine: CompletionRoutine | None,
         dest: Destination | None = None,
     ) -> WSAOverlapped:

@@ -2,7 +2,8 @@
 
 No ``asyncio.run``/``Runner``, so no ``shutdown_asyncgens``: the only thing that notices is a
 thread that waits on one of the loop's pending sends (``ov.wait()``, ``WSAEvent.wait()`` on the
-send's event, ``winsock.WSAGetOverlappedResult(fWait=True)``, ``winsock.WSAWaitForMultipleEvents``). It must be woken with
+send's event, ``winsock.WSAGetOverlappedResult(fWait=True)``,
+``winsock.WSAWaitForMultipleEvents``). It must be woken with
 WSA_OPERATION_ABORTED and the exact count, the ResourceWarning must come once, and the socket
 must work from a new loop without another warning.
 
