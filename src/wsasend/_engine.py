@@ -279,12 +279,14 @@ def abandon(engines: list[SendEngine]) -> None:
     """
     aborted: list[tuple[socket.socket | None, int]] = []
     for engine in engines:
-        with OWNERSHIP.lock:
+        comps: list[SendCompletion] = []
+        with OWNERSHIP.lock:  # (no `continue` in here: mypyc cannot compile it in a with)
             count = len(engine._queue)
-            if not count:
-                continue
-            engine._remove_writer()
-            comps = engine._queue.fail()
+            if count:
+                engine._remove_writer()
+                comps = engine._queue.fail()
+        if not count:
+            continue
         engine._fail_ops(comps, WSAErrorCode.WSA_OPERATION_ABORTED, None)
         aborted.append((engine._sockref(), count))
     for sock, count in aborted:
