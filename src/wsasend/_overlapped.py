@@ -9,9 +9,10 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final
 
+from . import _awaiting
 from ._compat import mypyc_attr
 from ._errors import WSAError, WSAErrorCode
 from ._queue import PendingSend
@@ -104,33 +105,13 @@ class WSAEvent:
             return self._flag.wait(timeout)
         return _wait_watching(self._flag, timeout, None, self)
 
-    async def wait_async(self) -> bool:
-        """Wait on the running loop, without blocking it, until the event is set. Returns True."""
-        if self._flag.is_set():
-            return True
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[bool] = loop.create_future()
-        with self._lock:
-            if self._flag.is_set():
-                return True
-            self._async_waiters[fut] = loop
-        # The event's send belongs to another loop: watch that loop's end (S5.12, _watch_closed).
-        source = self._source
-        engine = source._engine if source is not None and source._pending else None
-        timer: list[asyncio.TimerHandle] = []
-        if engine is not None and engine.loop is not loop:
-            timer.append(loop.call_later(_CLOSED_LOOP_POLL, _watch_closed, loop, None, self, timer))
-        try:
-            return await fut
-        finally:
-            if timer:
-                timer[0].cancel()
-            # Cancelled (wait_for timed out...): fut is done then, cancelled by its task, and
-            # must leave the list, or polling with a time-out grows it without bound (issue 10
-            # item 14). A woken one was taken by set() already.
-            if fut.cancelled() or not fut.done():
-                with self._lock:
-                    self._async_waiters.pop(fut, None)
+    def wait_async(self) -> Coroutine[Any, Any, bool]:
+        """Wait on the running loop, without blocking it, until the event is set. Returns True.
+
+        (Returns the coroutine of the plain-Python ``_awaiting`` module, which does the
+        waiting: see there why.)
+        """
+        return _awaiting.event_wait(self, _watch_closed, _CLOSED_LOOP_POLL)
 
     def _add_listener(self, listener: Callable[[], object]) -> None:
         with self._lock:
@@ -340,6 +321,7 @@ class WSAOverlapped(PendingSend):
         return engine.withdraw(self)
 
     def __await__(self) -> Generator[Any, None, int]:
+        # Not a generator itself: the waiting is in the plain-Python _awaiting module (S10).
         engine = self._engine
         if self._pending:
             if engine is not None:
@@ -350,14 +332,14 @@ class WSAOverlapped(PendingSend):
             engine.end_window()
         if not self._pending:
             if self._exc is not None:
-                raise self._exc
-            return self._transferred
+                return _awaiting.failed(self._exc)
+            return _awaiting.finished(self._transferred)
         assert engine is not None
         loop = asyncio.get_running_loop()
         if loop is not engine.loop:
             # Awaited from another loop than the one that completes the send (a facade post runs
             # on the provider's loop): complete through call_soon_threadsafe (issue 10 item 16).
-            return (yield from self._await_from(loop, engine))
+            return self._await_from(loop)
         waiter = self._waiter
         fut: asyncio.Future[int]
         if isinstance(waiter, _Waiters):
@@ -366,16 +348,10 @@ class WSAOverlapped(PendingSend):
             fut = self._waiter = loop.create_future()
         else:
             fut = waiter
-        try:
-            return (yield from fut)
-        except asyncio.CancelledError:
-            # S5.7: a send none of whose bytes went out is withdrawn; a started one finishes.
-            if self._pending:
-                self.cancel()
-            raise
+        return _awaiting.on_own_loop(self, fut)
 
-    def _await_from(self, loop: asyncio.AbstractEventLoop, engine: SendEngine) -> Generator[Any, None, int]:
-        """Wait on ``loop`` for a send that ``engine.loop`` (in another thread) completes."""
+    def _await_from(self, loop: asyncio.AbstractEventLoop) -> Generator[Any, None, int]:
+        """Wait on ``loop`` for a send that its engine's loop (in another thread) completes."""
         old = self._waiter
         if isinstance(old, _Waiters):
             waiters = old
@@ -392,14 +368,7 @@ class WSAOverlapped(PendingSend):
         # The engine's loop may end with a bare loop.close(): watch it (S5.12, _watch_closed).
         timer: list[asyncio.TimerHandle] = []
         timer.append(loop.call_later(_CLOSED_LOOP_POLL, _watch_closed, loop, self, None, timer))
-        try:
-            return (yield from fut)
-        finally:
-            timer[0].cancel()
-            # Done or cancelled, it leaves the list: polling with a time-out must not grow it.
-            # (A cancelled await does not withdraw the send: the queue belongs to the other
-            # loop's thread. Call ``loop.call_soon_threadsafe(ov.cancel)`` for that.)
-            waiters.discard(fut)
+        return _awaiting.on_other_loop(fut, waiters, timer)
 
     def __repr__(self) -> str:
         if self._pending:
