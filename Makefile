@@ -17,7 +17,7 @@ COMPILED := $(VENV)/compiled
 RUN_COMPILED := PYTHONPATH=$(abspath $(COMPILED))
 BUILD_INPUTS := $(wildcard src/wsasend/*.py) setup.py buildsupport/wsasend_build.py pyproject.toml
 
-.PHONY: demo test test-pure lint bench bench-full test-all clean
+.PHONY: demo test test-pure lint bench bench-full bench-servers test-all clean
 
 $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 	$(PYTHON) -m venv $(VENV)
@@ -64,6 +64,11 @@ bench: $(COMPILED)/.stamp
 
 bench-full: $(COMPILED)/.stamp
 	$(RUN_COMPILED) $(PY) -m wsasend bench --full
+
+# Issue 11 item 5: real clients (ab, redis-benchmark) against HTTP and RESP servers, stock vs
+# wsasend, both loops, on the compiled build. BENCH_ARGS passes options (e.g. --rounds 3).
+bench-servers: $(COMPILED)/.stamp
+	$(RUN_COMPILED) $(PY) -m wsasend bench --servers $(BENCH_ARGS)
 
 # The suite on every extra interpreter that is installed, each in its own virtualenv.
 test-all: test
