@@ -55,6 +55,21 @@ def fill_socket(sock: socket.socket) -> int:
             return total
 
 
+def drain_ready(sock: socket.socket) -> int:
+    """Read (and drop) what ``sock`` has now, without waiting (it is made nonblocking); return
+    the byte count. Stops at EOF too."""
+    sock.setblocking(False)
+    total = 0
+    while True:
+        try:
+            data = sock.recv(1 << 20)
+        except BlockingIOError:
+            return total
+        if not data:
+            return total
+        total += len(data)
+
+
 async def read_exactly(sock: socket.socket, n: int) -> bytes:
     """Read ``n`` bytes from ``sock`` on the running loop (the socket is made nonblocking)."""
     loop = asyncio.get_running_loop()

@@ -19,24 +19,11 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import LOOP_FACTORIES
-from tests.helpers import fill_socket
+from tests.helpers import drain_ready, fill_socket
 from wsasend import WSAError, WSAErrorCode, WSAOverlapped, set_max_pending, winsock, wsa_send, wsa_send_sync
 
 GUARD = 30.0
 FACTORIES = pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
-
-
-def drain(sock: socket.socket) -> int:
-    sock.setblocking(False)
-    total = 0
-    while True:
-        try:
-            data = sock.recv(1 << 20)
-        except BlockingIOError:
-            return total
-        if not data:
-            return total
-        total += len(data)
 
 
 @FACTORIES
@@ -84,7 +71,7 @@ def test_a_loop_that_ends_with_sends_pending_aborts_them_and_frees_the_socket(
             loop = factory()
             loop.run_until_complete(post())
             loop.close()
-        assert drain(b) == filled
+        assert drain_ready(b) == filled
 
         async def again() -> int:
             return await wsa_send(a, [b"again"])
@@ -130,7 +117,7 @@ def test_a_loop_ending_with_a_partly_sent_send_reports_its_exact_count(
         warns = pytest.warns(ResourceWarning, match=r"1 overlapped send\(s\) pending")
         with warns, asyncio.Runner(loop_factory=factory) as runner:
             runner.run(post())
-        got = drain(b)
+        got = drain_ready(b)
         assert ovs[0].error == WSAErrorCode.WSA_OPERATION_ABORTED
         assert 0 < ovs[0].transferred == got < 4 << 20
     finally:
@@ -215,7 +202,7 @@ def test_one_socket_on_many_loops_keeps_no_closed_loop_alive(factory: Callable[[
         for _ in range(60):
             with asyncio.Runner(loop_factory=factory) as runner:
                 assert runner.run(send()) == 4
-            drain(b)
+            drain_ready(b)
         gc.collect()
         alive = sum(ref() is not None for ref in loops)
         assert alive <= 1, f"{alive} closed loops are still alive"

@@ -22,25 +22,12 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import LOOP_FACTORIES
-from tests.helpers import fill_socket
+from tests.helpers import drain_ready, fill_socket
 from wsasend import WSAError, WSAErrorCode, WSAEvent, WSAOverlapped, winsock, wsa_send
 
 GUARD = 8.0
 FACTORIES = pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
 BIG = 4 << 20
-
-
-def drain(sock: socket.socket) -> int:
-    sock.setblocking(False)
-    total = 0
-    while True:
-        try:
-            data = sock.recv(1 << 20)
-        except BlockingIOError:
-            return total
-        if not data:
-            return total
-        total += len(data)
 
 
 def _get_overlapped_result(sock: socket.socket, ov: WSAOverlapped) -> bool:
@@ -102,7 +89,7 @@ def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
             assert not ov.pending
             assert ov.error == WSAErrorCode.WSA_OPERATION_ABORTED
         assert ev.is_set()
-        got = drain(b)
+        got = drain_ready(b)
         assert 0 < ovs[0].transferred == got < BIG
         assert ovs[1].transferred == 0
 
@@ -137,7 +124,7 @@ def test_a_wait_on_a_live_loop_still_times_out(factory: Callable[[], asyncio.Abs
         thread.join(GUARD)
         assert out == [False]
         assert ov.pending
-        drain(b)
+        drain_ready(b)
         assert loop.run_until_complete(_await(ov)) == 10
         loop.close()
     finally:
