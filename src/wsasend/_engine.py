@@ -819,50 +819,47 @@ class SendEngine:
             if type(buf) is not bytes:
                 return self.post(sock, buffers)
             total += len(buf)
-        if not total:
-            return self.post(sock, buffers)  # S2.4: post() checks a zero-byte send's socket state
+        if not total or getattr(sock, "_closed", False):
+            # post() raises or checks: S2.4, a zero-byte send's socket state; S5.2, a closed
+            # socket (_closed: close() and detach() both set it; not left to EBADF, since uvloop
+            # keeps the descriptor open after close() while a task waits in sock_recv()).
+            return self.post(sock, buffers)
         ops = self._ops
         if ops or self._batch_open:
-            # (_closed alone: close() and detach() both set it, and this is the hot path.)
-            if len(ops) >= self.max_pending or getattr(sock, "_closed", False):
-                return self.post(sock, buffers)  # it raises: S5.6 bound, or closed (S5.2)
+            if len(ops) >= self.max_pending:
+                return self.post(sock, buffers)  # it raises WSAEWOULDBLOCK (S5.6)
             # S2.1: the list is captured now; the bytes are not copied.
             ov = _stream_overlapped(self, buffers.copy(), total, False)
             self._queue.submit(ov)
             if self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
-        if getattr(sock, "_closed", False):
-            # S5.2. Not left to EBADF: uvloop keeps the descriptor open after close() while
-            # another task waits in sock_recv(), and then sendmsg would succeed.
-            return self.post(sock, buffers)  # it raises WSAENOTSOCK
-        if total:
-            # S5.11: set _sending, then test _owned (see the theory of operation); cleared only
-            # once a partly sent op is in the queue, so nobody takes the socket in between.
-            self._sending = True
-            if not self._owned:
-                self._sending = False
-                return self.post(sock, buffers)  # claims the socket, or waits, or raises
-            tx = self._tx(sock) if sock.gettimeout() else sock
-            try:
-                # S2.3: at most IOV_MAX buffers per sendmsg; the writer sends the rest. (A plain
-                # send() for one buffer measured ~10% cheaper, within this machine's noise: we
-                # keep one syscall for every path, which also keeps sendmsg the one to script.)
-                n = tx.sendmsg(buffers if len(buffers) <= IOV_MAX else buffers[:IOV_MAX], _EMPTY, LINUX_SEND_FLAGS)
-            except (BlockingIOError, InterruptedError):
-                n = 0
-            except OSError as exc:
-                self._sending = False
-                raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
-            if n < total:
-                ov = _stream_overlapped(self, buffers.copy(), total, False)
-                self._queue.submit(ov)
-                if n:
-                    self._queue.bytes_sent(n)
-                self._add_writer(sock)
-                self._sending = False
-                return ov
+        # S5.11: set _sending, then test _owned (see the theory of operation); cleared only
+        # once a partly sent op is in the queue, so nobody takes the socket in between.
+        self._sending = True
+        if not self._owned:
             self._sending = False
+            return self.post(sock, buffers)  # claims the socket, or waits, or raises
+        tx = self._tx(sock) if sock.gettimeout() else sock
+        try:
+            # S2.3: at most IOV_MAX buffers per sendmsg; the writer sends the rest. (A plain
+            # send() for one buffer measured ~10% cheaper, within this machine's noise: we
+            # keep one syscall for every path, which also keeps sendmsg the one to script.)
+            n = tx.sendmsg(buffers if len(buffers) <= IOV_MAX else buffers[:IOV_MAX], _EMPTY, LINUX_SEND_FLAGS)
+        except (BlockingIOError, InterruptedError):
+            n = 0
+        except OSError as exc:
+            self._sending = False
+            raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
+        if n < total:
+            ov = _stream_overlapped(self, buffers.copy(), total, False)
+            self._queue.submit(ov)
+            if n:
+                self._queue.bytes_sent(n)
+            self._add_writer(sock)
+            self._sending = False
+            return ov
+        self._sending = False
         # Completed immediately (S5.1): no routine, no event, nothing to wake.
         ov = _stream_overlapped(self, buffers, total, True)
         if self.on_complete is not None and self.notify_immediate:
