@@ -15,6 +15,7 @@ import ctypes
 import errno
 import socket
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import attrs
@@ -431,6 +432,21 @@ def WSASend(
     return _send(s, lpBuffers, dwBufferCount, lpNumberOfBytesSent, dwFlags, lpOverlapped, lpCompletionRoutine)
 
 
+def _one_buffer(buf: object, len: int, call: Callable[[list[WSABUF], ctypes.c_uint32], int]) -> int:
+    """``send``/``sendto``: the first ``len`` bytes of ``buf`` as one nonoverlapped WSASend(To)
+    call; the bytes sent, or SOCKET_ERROR (WSAEFAULT when ``len`` is outside ``buf``)."""
+    if _started() is None:
+        return _fail(WSAErrorCode.WSANOTINITIALISED)
+    try:
+        wsabuf = WSABUF(len, buf)
+    except (WSAError, TypeError, ValueError):
+        return _fail(WSAErrorCode.WSAEFAULT)
+    count = ctypes.c_uint32(0)
+    if call([wsabuf], count) == SOCKET_ERROR:
+        return SOCKET_ERROR
+    return int(count.value)
+
+
 def send(s: socket.socket, buf: object, len: int, flags: int) -> int:
     """Send the first ``len`` bytes of ``buf`` (Winsock's send; SPEC S8.7).
 
@@ -441,16 +457,7 @@ def send(s: socket.socket, buf: object, len: int, flags: int) -> int:
         The bytes sent, or SOCKET_ERROR with ``WSAGetLastError()`` as for ``WSASend``
         (WSAEFAULT when ``len`` is outside ``buf``).
     """
-    if _started() is None:
-        return _fail(WSAErrorCode.WSANOTINITIALISED)
-    try:
-        wsabuf = WSABUF(len, buf)
-    except (WSAError, TypeError, ValueError):
-        return _fail(WSAErrorCode.WSAEFAULT)
-    count = ctypes.c_uint32(0)
-    if _send(s, [wsabuf], 1, count, flags, None, None) == SOCKET_ERROR:
-        return SOCKET_ERROR
-    return int(count.value)
+    return _one_buffer(buf, len, lambda bufs, count: _send(s, bufs, 1, count, flags, None, None))
 
 
 def WSASendTo(
@@ -505,16 +512,7 @@ def sendto(s: socket.socket, buf: object, len: int, flags: int, to: object, tole
     Returns:
         The bytes sent, or SOCKET_ERROR with ``WSAGetLastError()`` (codes as ``WSASendTo``).
     """
-    if _started() is None:
-        return _fail(WSAErrorCode.WSANOTINITIALISED)
-    try:
-        wsabuf = WSABUF(len, buf)
-    except (WSAError, TypeError, ValueError):
-        return _fail(WSAErrorCode.WSAEFAULT)
-    count = ctypes.c_uint32(0)
-    if WSASendTo(s, [wsabuf], 1, count, flags, to, tolen) == SOCKET_ERROR:
-        return SOCKET_ERROR
-    return int(count.value)
+    return _one_buffer(buf, len, lambda bufs, count: WSASendTo(s, bufs, 1, count, flags, to, tolen))
 
 
 @attrs.define(eq=False)
