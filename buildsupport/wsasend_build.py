@@ -25,7 +25,7 @@ from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the rest of the PEP 517/660 hooks, unchanged)
 
 #: The modules mypyc compiles, all into one shared library: all of them or none (SPEC S10).
-COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api")
+COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
 
 #: What the compiled build needs at build time: mypyc (part of mypy), and our runtime dependency
 #: attrs, since mypyc type-checks the modules first (without it, mypyc fails: a pure build).

@@ -29,7 +29,7 @@ from ._transport import (
 )
 
 #: The modules a compiled build compiles with mypyc (all of them, or none: SPEC S10).
-_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api")
+_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
 
 
 def _is_extension(name: str) -> bool:

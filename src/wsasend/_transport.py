@@ -32,6 +32,7 @@ protocol is never re-entered from inside one of its own calls into the transport
 from __future__ import annotations
 
 import asyncio
+import asyncio.protocols  # mypyc: the non-native WSAProtocol below needs this module declared
 import enum
 import errno
 import functools
@@ -51,6 +52,7 @@ from typing import Any, Final, Literal, TypeVar, overload
 
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
+from ._compat import mypyc_attr
 from ._engine import ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
@@ -190,6 +192,8 @@ class _ReadState(enum.Enum):
 # -- the protocol ---------------------------------------------------------------------------------
 
 
+# Users subclass it: an ordinary Python class in the compiled build too (SPEC S10).
+@mypyc_attr(native_class=False)
 class WSAProtocol(asyncio.Protocol):
     """An :class:`asyncio.Protocol` that is told of every completed send (SPEC S7.2).
 
@@ -241,6 +245,8 @@ def _drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
     return any(cls.__module__.split(".", 1)[0] == "uvloop" for cls in type(loop).__mro__)
 
 
+# Compiled in the compiled build (SPEC S10); tests and users may still subclass it.
+@mypyc_attr(allow_interpreted_subclasses=True)
 class WSATransport(asyncio.Transport):
     """An :class:`asyncio.Transport` whose sends are overlapped WSASends (SPEC S7.1).
 
@@ -281,6 +287,11 @@ class WSATransport(asyncio.Transport):
     _start_tls_compatible = True
     # True once close() handed the drain to the engine (which then refuses every new send).
     _close_draining = False
+    # get_extra_info's mapping, as our own attribute rather than asyncio.BaseTransport's
+    # ``__slots__ = ('_extra',)`` member, which is never written. Compiled (SPEC S10), this class
+    # lays its fields out right after the object header, where that slot would be: writing the
+    # slot (as BaseTransport.__init__ does) would overwrite the first of them.
+    _extra: dict[str, Any]
 
     def __init__(
         self,
@@ -320,7 +331,8 @@ class WSATransport(asyncio.Transport):
         info["socket"] = sock
         info["sockname"] = sock.getsockname()
         info.setdefault("peername", peername)
-        super().__init__(info)
+        # Not super().__init__(info): see _extra above.
+        self._extra = info
 
         self._loop = loop
         self._sock = sock
@@ -411,13 +423,17 @@ class WSATransport(asyncio.Transport):
             info.append(f"sends={engine.pending_count()} bufsize={engine.unsent_bytes()}")
         return "<{}>".format(" ".join(info))
 
-    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+    def __del__(self) -> None:
         sock = self._sock
         if sock is not None:
-            _warn(f"unclosed transport {self!r}", ResourceWarning, source=self)
+            warnings.warn(f"unclosed transport {self!r}", ResourceWarning, stacklevel=1, source=self)
             # Only the descriptor: the loop may be closed or in another thread. If sends were
             # still pending, the engine's watchdog fails them (S6.1).
             sock.close()
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        """As asyncio's: ``socket``, ``sockname``, ``peername`` and the ``extra`` given."""
+        return self._extra.get(name, default)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
         return self._protocol
