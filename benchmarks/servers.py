@@ -516,7 +516,8 @@ def run_matrix(
     impls: set[str] | None = None,
     log: Callable[[str], None] = lambda s: None,
 ) -> list[list[Case]]:
-    """Every workload x impl x loop, ``rounds`` paired rounds (all cases of a group per round).
+    """Every workload x impl x loop, ``rounds`` paired rounds (all cases of a group per round,
+    in an order rotated by one case each round).
 
     One server process per (protocol, impl, loop), kept for every workload of that protocol;
     each case gets one untimed warm-up run (it must verify) before the rounds.
@@ -544,7 +545,11 @@ def run_matrix(
                     log(f"  FAILED warm-up {w.key} {case.case_id}: {result.problem}")
                     case.rounds.append(result)
             for r in range(rounds):
-                for case in live:
+                # Each round starts at the next case (A B C, B C A, C A B, ...): no case always
+                # runs first (right after the previous round's last one, or the warm-ups), so a
+                # position effect does not bias one side of every pair.
+                k = r % len(live) if live else 0
+                for case in live[k:] + live[:k]:
                     result = run_client(w, servers[(w.proto, case.impl, case.loop)])
                     if not result.ok:
                         log(f"  FAILED round {r + 1} {w.key} {case.case_id}: {result.problem}")

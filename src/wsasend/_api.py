@@ -8,6 +8,7 @@ import socket
 import threading
 import weakref
 from collections.abc import AsyncGenerator
+from typing import Final
 
 from ._dest import destination
 from ._engine import (
@@ -28,7 +29,7 @@ __all__ = ["closesocket", "engine_for", "find_engine", "set_max_pending", "slot_
 # The current engine of each socket, keyed by id(sock): the hot path's one dict lookup. An
 # engine belongs to one loop; a socket that moves to another loop gets a new engine, which
 # replaces the old one here (the old one is dropped unless something else holds it, S5.10).
-_ENGINES: dict[int, SendEngine] = {}
+_ENGINES: Final[dict[int, SendEngine]] = {}
 # Each socket's registry slot: its owner (S5.11), current engine and send bound. One
 # weakref.finalize per socket (made with the slot) drops both entries when the socket dies,
 # before its id can be reused, so the registry never keeps a socket alive, and it holds no
@@ -36,7 +37,7 @@ _ENGINES: dict[int, SendEngine] = {}
 _SLOTS: dict[int, SocketSlot] = {}
 # Loops whose end (shutdown_asyncgens) we watch, each with its watcher async generator (S5.12).
 _WATCHED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = weakref.WeakKeyDictionary()
-_get_running_loop = asyncio.get_running_loop
+_get_running_loop: Final = asyncio.get_running_loop
 # The registry lock (reentrant: see slot_for), also the lock of every ownership change (S5.11).
 _LOCK = OWNERSHIP.lock
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from typing import Any, Union
+from typing import Any, Final, Union
 
 import attrs
 
@@ -35,7 +35,7 @@ def _iov_max() -> int:
 
 
 #: Most buffers one ``sendmsg`` may carry (``sysconf(SC_IOV_MAX)``, 1024 on Linux).
-IOV_MAX = _iov_max()
+IOV_MAX: Final = _iov_max()
 
 #: What the queue and ``sendmsg`` hold: ``bytes`` as given, or a byte ("B") memoryview.
 Buffer = Union[bytes, memoryview]

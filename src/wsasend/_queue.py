@@ -34,7 +34,7 @@ Invariants (checked by :meth:`SendQueue.check` in the tests after every step):
 from __future__ import annotations
 
 from collections import deque
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
 
 import attrs
 
@@ -45,7 +45,7 @@ from ._compat import mypyc_attr
 #: as posted). Arbitrary, but above any default socket send buffer (tcp_wmem's max is 4 MiB):
 #: no ``sendmsg`` takes more, and gathering more only costs Python time per syscall (issue 7:
 #: 1 GiB posted as 4,600 slices took 12 s to drain when each batch gathered ~1 GiB of views).
-BATCH_BYTES = 8 * 1024 * 1024
+BATCH_BYTES: Final = 8 * 1024 * 1024
 
 __all__ = ["BATCH_BYTES", "PendingSend", "SendCompletion", "SendQueue"]
 

@@ -9,6 +9,7 @@ import errno
 import socket
 import sys
 import weakref
+from typing import Final
 
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
 
@@ -39,10 +40,10 @@ _KNOWN_FLAGS = MSG_OOB | MSG_DONTROUTE | MSG_PARTIAL
 
 #: Added to every sendmsg we make: never block (the caller's blocking mode stays theirs, S5.10)
 #: and never raise SIGPIPE (Python ignores it by default, an embedding application may not).
-LINUX_SEND_FLAGS = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
+LINUX_SEND_FLAGS: Final = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 # Linux's values as plain ints: or-ing socket.MsgFlag members runs IntFlag.__or__ in Python,
 # which showed up in the hot path's profile.
-LINUX_OOB = int(socket.MSG_OOB)
+LINUX_OOB: Final = int(socket.MSG_OOB)
 _LINUX_DONTROUTE = int(socket.MSG_DONTROUTE)
 _LINUX_MORE = int(socket.MSG_MORE)
 LINUX_NOSIGNAL = int(socket.MSG_NOSIGNAL)

@@ -78,7 +78,7 @@ logger = logging.getLogger("wsasend")
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 #: Bytes asked of one ``recv`` on a stream socket: asyncio's ``_SelectorTransport.max_size``.
-MAX_READ = 256 * 1024
+MAX_READ: Final = 256 * 1024
 #: Bytes one message read can take on an AF_UNIX datagram or seqpacket socket: twice the largest
 #: datagram Linux 6.x on x86-64 can allocate (4263616, see _sockutil), a margin for kernels
 #: with more frags or larger pages. Address space only (an anonymous mapping, see _read_message).
@@ -89,7 +89,7 @@ UDP_READ_MAX = 64 * 1024
 #: are small again). Issue 11: ``recv(256 KiB)`` makes a bytes object above glibc's mmap
 #: threshold (128 KiB), so every read of a small request paid mmap + mremap + munmap and page
 #: faults (strace: 3 syscalls per request; uvloop's own transport reads into a reused buffer).
-SMALL_READ = 64 * 1024
+SMALL_READ: Final = 64 * 1024
 #: asyncio's default high-water mark (``transports._FlowControlMixin``); low defaults to high // 4.
 DEFAULT_HIGH_WATER = 64 * 1024
 # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES: after this many writes on a lost
@@ -175,7 +175,7 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
 }
 
 # The hot paths' state test, one global lookup instead of two.
-_OPEN = TransportState.OPEN
+_OPEN: Final = TransportState.OPEN
 # States in which the transport still reads (asyncio stops reading at close()).
 _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
 # States in which write()/writelines() drop their data as asyncio's transports do (CLOSING
