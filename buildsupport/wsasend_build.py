@@ -25,7 +25,18 @@ from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the rest of the PEP 517/660 hooks, unchanged)
 
 #: The modules mypyc compiles, all into one shared library: all of them or none (SPEC S10).
-COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
+COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api")
+#: Compiled as well on Python 3.11 only. On 3.12+ a compiled WSATransport is not
+#: weak-referenceable (mypyc gives native classes no weakref slot there; the engine and asyncio
+#: hold transports weakly), and mypyc's coroutines pass the deprecated three-argument throw() to
+#: the coroutines they await: there it stays Python.
+COMPILED_BEFORE_3_12 = ("_transport",)
+
+
+def compiled_modules(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> tuple[str, ...]:
+    """The modules the compiled build compiles on Python ``version`` (this one by default)."""
+    return COMPILED_MODULES + (COMPILED_BEFORE_3_12 if version < (3, 12) else ())
+
 
 #: What the compiled build needs at build time: mypyc (part of mypy), and our runtime dependency
 #: attrs, since mypyc type-checks the modules first (without it, mypyc fails: a pure build).

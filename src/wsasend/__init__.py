@@ -29,7 +29,10 @@ from ._transport import (
 )
 
 #: The modules a compiled build compiles with mypyc (all of them, or none: SPEC S10).
-_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
+# As buildsupport/wsasend_build.py's compiled_modules(): _transport only before Python 3.12.
+_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api") + (
+    ("_transport",) if _sys.version_info < (3, 12) else ()
+)
 
 
 def _is_extension(name: str) -> bool:

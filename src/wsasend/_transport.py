@@ -245,7 +245,8 @@ def _drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
     return any(cls.__module__.split(".", 1)[0] == "uvloop" for cls in type(loop).__mro__)
 
 
-# Compiled in the compiled build (SPEC S10); tests and users may still subclass it.
+# Compiled in the compiled build on Python 3.11 (SPEC S10; see buildsupport's compiled_modules);
+# tests and users may still subclass it.
 @mypyc_attr(allow_interpreted_subclasses=True)
 class WSATransport(asyncio.Transport):
     """An :class:`asyncio.Transport` whose sends are overlapped WSASends (SPEC S7.1).
