@@ -8,11 +8,11 @@ README and docs/semantics.md (sections S1-S10, the "SPEC" the docstrings cite) f
 mypyc-compiled extensions, False when they are plain Python.
 """
 
-import importlib.machinery as _machinery
 import sys as _sys
 
 from ._api import closesocket, set_max_pending, wsa_send
 from ._buffers import WSABUF, remaining
+from ._compat import is_extension_file
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
 from ._loop import EventLoopPolicy, WSAEventLoop, install, new_event_loop, new_uvloop_event_loop, run
 from ._overlapped import CompletedSend, WSAEvent, WSAOverlapped
@@ -36,8 +36,7 @@ _COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine"
 
 
 def _is_extension(name: str) -> bool:
-    path = getattr(_sys.modules[f"{__name__}.{name}"], "__file__", None) or ""
-    return path.endswith(tuple(_machinery.EXTENSION_SUFFIXES))
+    return is_extension_file(getattr(_sys.modules[f"{__name__}.{name}"], "__file__", None))
 
 
 #: True when this is the mypyc-compiled build, False for plain Python (SPEC S10). Behaviour is

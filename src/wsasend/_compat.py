@@ -1,11 +1,14 @@
-"""``mypyc_attr`` without a runtime dependency on mypy_extensions (SPEC S10).
+"""What the compiled and the plain-Python builds share (SPEC S10).
 
-mypyc reads the decorator when it compiles; at run time it only has to exist. A plain-Python
-install may lack mypy_extensions, so it then does nothing.
+``mypyc_attr`` without a runtime dependency on mypy_extensions: mypyc reads the decorator when
+it compiles; at run time it only has to exist. A plain-Python install may lack
+mypy_extensions, so it then does nothing. ``is_extension_file`` tells a compiled module from
+its ``.py`` source.
 """
 
 from __future__ import annotations
 
+from importlib.machinery import EXTENSION_SUFFIXES
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -19,4 +22,9 @@ else:
             return lambda cls: cls
 
 
-__all__ = ["mypyc_attr"]
+def is_extension_file(path: str | None) -> bool:
+    """True when ``path`` (a module's ``__file__``) is a compiled extension, not a ``.py``."""
+    return path is not None and path.endswith(tuple(EXTENSION_SUFFIXES))
+
+
+__all__ = ["is_extension_file", "mypyc_attr"]

@@ -124,10 +124,10 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable
-from importlib.machinery import EXTENSION_SUFFIXES
 from typing import Any, Final
 
 from ._buffers import IOV_MAX, gather_for_message, normalize, split_last_byte
+from ._compat import is_extension_file
 from ._dest import Destination
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
@@ -167,7 +167,7 @@ _new_overlapped: Final = WSAOverlapped.__new__
 # native allocation and a native __init__ (a few field stores): callgrind counted about 600
 # instructions per send less than calling __new__ through Python. Interpreted it is the other
 # way round (__init__ is a Python frame), so _stream_overlapped picks by build.
-_NATIVE: Final = __file__.endswith(tuple(EXTENSION_SUFFIXES))
+_NATIVE: Final = is_extension_file(__file__)
 # post_list's one-buffer fast path sends with send() on exactly this type (see there).
 _PLAIN_SOCKET: Final = socket.socket
 

@@ -289,9 +289,9 @@ class WSATransport(asyncio.Transport):
     # True once close() handed the drain to the engine (which then refuses every new send).
     _close_draining = False
     # get_extra_info's mapping, as our own attribute rather than asyncio.BaseTransport's
-    # ``__slots__ = ('_extra',)`` member, which is never written. Compiled (SPEC S10), this class
-    # lays its fields out right after the object header, where that slot would be: writing the
-    # slot (as BaseTransport.__init__ does) would overwrite the first of them.
+    # ``__slots__ = ('_extra',)`` member, which is never written. When compiled (SPEC S10, Python
+    # 3.11), this class lays its fields out right after the object header, where that slot would
+    # be: writing the slot (as BaseTransport.__init__ does) would overwrite the first of them.
     _extra: dict[str, Any]
 
     def __init__(
