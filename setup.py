@@ -15,7 +15,7 @@ import sys
 import traceback
 from typing import Any
 
-from setuptools import setup
+from setuptools import Extension, setup
 from setuptools.command.build import build
 from setuptools.command.build_ext import build_ext
 
@@ -31,6 +31,8 @@ def _say(msg: str) -> None:
 
 # The setup.py commands that build code; the others (egg_info, dist_info, sdist: metadata) run
 # before the build requirements are installed and need no extension.
+IOVSEND = Extension("wsasend._iovsend", sources=[os.path.join("src", "wsasend", "_iovsend.c")])
+
 BUILDING = {"build", "build_ext", "bdist_wheel", "install", "develop", "editable_wheel"}
 
 
@@ -58,8 +60,11 @@ def _mypyc_extensions() -> list[Any]:
         traceback.print_exc()
         _say(f"mypyc failed ({exc!r}): building plain Python")
         return []
-    _say(f"compiling with mypyc: {', '.join(compiled_modules())}")
-    return list(exts)
+    _say(f"compiling with mypyc: {', '.join(compiled_modules())}; and C: {IOVSEND.name}")
+    # The one hand-written C module (issue 11): sendmsg(2) of a list of buffers without
+    # socket.sendmsg's per-buffer argument parsing. Built with the mypyc modules, so it is
+    # dropped with them if anything fails (AllOrNothingBuildExt).
+    return [*exts, IOVSEND]
 
 
 class CleanBuild(build):

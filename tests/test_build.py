@@ -67,6 +67,8 @@ def test_compiled_says_what_was_imported_and_it_is_all_or_nothing() -> None:
     never = ("_errors", "_sync", "_server", "winsock") + (("_transport",) if sys.version_info >= (3, 12) else ())
     for name in never:
         assert _module_file(name).endswith(".py")
+    # The hand-written C helper (_iovsend.c) is built with them, and only with them.
+    assert (importlib.util.find_spec("wsasend._iovsend") is not None) == wsasend.compiled
 
 
 @pytest.mark.skipif(os.environ.get("WSASEND_EXPECT_COMPILED") != "1", reason="WSASEND_EXPECT_COMPILED=1 not set")
@@ -149,9 +151,11 @@ def test_WSASEND_PURE_builds_a_pure_wheel(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_one_module_failing_to_compile_makes_the_whole_wheel_pure(tmp_path: Path) -> None:
-    """A compiler that builds everything but ``_engine``'s C file: the wheel holds no extension
-    at all (a half-compiled package would import the other modules compiled)."""
+@pytest.mark.parametrize("refused", ["_engine.c", "_iovsend.c"])
+def test_one_module_failing_to_compile_makes_the_whole_wheel_pure(tmp_path: Path, refused: str) -> None:
+    """A compiler that builds everything but one C file (a mypyc module's, or the hand-written
+    helper's, built last): the wheel holds no extension at all (a half-compiled package would
+    import the other modules compiled)."""
     if importlib.util.find_spec("mypyc") is None:
         pytest.skip("mypyc (mypy) is not installed in this environment")
     cc = shutil.which(os.environ.get("CC", "") or "cc") or shutil.which("gcc")
@@ -160,7 +164,7 @@ def test_one_module_failing_to_compile_makes_the_whole_wheel_pure(tmp_path: Path
     wrapper = tmp_path / "cc-but-not-engine"
     wrapper.write_text(
         "#!/bin/sh\n"
-        'for arg in "$@"; do case "$arg" in */wsasend/_engine.c) echo "refusing $arg" >&2; exit 1;; esac; done\n'
+        f'for arg in "$@"; do case "$arg" in */wsasend/{refused}) echo "refusing $arg" >&2; exit 1;; esac; done\n'
         f'exec {cc} "$@"\n'
     )
     wrapper.chmod(wrapper.stat().st_mode | stat.S_IXUSR)

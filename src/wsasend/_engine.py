@@ -172,6 +172,25 @@ _NATIVE: Final = is_extension_file(__file__)
 _PLAIN_SOCKET: Final = socket.socket
 
 
+def _load_iov_sendmsg() -> Callable[[int, list[Any], int], int] | None:
+    """The compiled build's C ``sendmsg`` of a list of buffers (``_iovsend.c``), else None."""
+    if not _NATIVE:
+        return None  # plain Python: socket.sendmsg, as ever (a stray .so is not ours to use)
+    try:
+        from ._iovsend import sendmsg
+    except ImportError:
+        return None
+    return sendmsg
+
+
+# sendmsg(2) of a list of buffers on a descriptor, without socket.sendmsg's per-buffer argument
+# parsing (issue 11: ~500 instructions a buffer, a third of a posted 4x32 B send). The same
+# system call with the same iovecs and flags: no byte is copied (S2.1), and its errors are the
+# OSErrors socket.sendmsg raises. Used on an exact socket.socket only (like the send() path:
+# a subclass that overrides sendmsg still sees every send), on the compiled build only.
+_IOV_SENDMSG: Final = _load_iov_sendmsg()
+
+
 def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
     """A stream send with no flags, routine or event, every field set once: pending, or (with
     ``done``) completed immediately with every byte transferred and its buffers released."""
@@ -850,16 +869,21 @@ class SendEngine:
             return self.post(sock, buffers)  # claims the socket, or waits, or raises
         tx = self._tx(sock) if sock.gettimeout() else sock
         try:
-            if len(buffers) == 1 and type(tx) is _PLAIN_SOCKET:
+            # S2.3: at most IOV_MAX buffers per sendmsg; the writer sends the rest.
+            iov = buffers if len(buffers) <= IOV_MAX else buffers[:IOV_MAX]
+            if type(tx) is not _PLAIN_SOCKET:
+                n = tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
+            elif len(buffers) == 1:
                 # A lone buffer (write(bytes), a one-buffer send): send(2) is sendmsg(2) with
                 # one iovec, minus the msghdr and iovec set-up, in the kernel and in CPython's
                 # sendmsg(): measured 0.6-0.9 us less per call on loopback TCP (issue 11, W4
                 # and request/response). Only on a plain socket: a subclass that overrides
                 # sendmsg (a test's scripted socket, a user's wrapper) still sees every send.
                 n = tx.send(buffers[0], LINUX_SEND_FLAGS)
+            elif _IOV_SENDMSG is not None:
+                n = _IOV_SENDMSG(tx.fileno(), iov, LINUX_SEND_FLAGS)
             else:
-                # S2.3: at most IOV_MAX buffers per sendmsg; the writer sends the rest.
-                n = tx.sendmsg(buffers if len(buffers) <= IOV_MAX else buffers[:IOV_MAX], _EMPTY, LINUX_SEND_FLAGS)
+                n = tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
@@ -911,7 +935,11 @@ class SendEngine:
             return self.post(sock, buffers)  # claims the socket, or waits, or raises
         try:
             tx = self._tx(sock) if sock.gettimeout() else sock
-            tx.sendmsg(buffers if len(buffers) <= IOV_MAX else gather_for_message(buffers), _EMPTY, LINUX_SEND_FLAGS)
+            iov = buffers if len(buffers) <= IOV_MAX else gather_for_message(buffers)
+            if _IOV_SENDMSG is not None and type(tx) is _PLAIN_SOCKET:
+                _IOV_SENDMSG(tx.fileno(), iov, LINUX_SEND_FLAGS)
+            else:
+                tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
             ov = _stream_overlapped(self, buffers.copy(), total, False)  # S2.1: the list is captured
             self._queue.submit(ov)
@@ -1097,6 +1125,7 @@ class SendEngine:
             return
         tx = self._tx(sock)
         sendmsg = tx.sendmsg
+        iov_sendmsg = _IOV_SENDMSG if type(tx) is _PLAIN_SOCKET else None  # (see _IOV_SENDMSG)
         while queue:
             if getattr(sock, "_closed", False):
                 # Closed between two batches (another thread, or a completion routine): not
@@ -1117,7 +1146,12 @@ class SendEngine:
                     want -= 1
             if iov:
                 try:
-                    n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
+                    if iov_sendmsg is not None:
+                        # The descriptor is read at each call, as socket.sendmsg reads its own:
+                        # -1 (EBADF) once tx is closed, never a number another socket reuses.
+                        n = iov_sendmsg(tx.fileno(), iov, flags | LINUX_SEND_FLAGS)
+                    else:
+                        n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
                 except (BlockingIOError, InterruptedError):
                     self._add_writer(sock)
                     return

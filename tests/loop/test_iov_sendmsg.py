@@ -1,0 +1,179 @@
+"""The compiled build's C ``sendmsg`` (``wsasend._iovsend``, issue 11): socket.sendmsg's contract.
+
+The engine sends a list of buffers on a plain socket with this helper instead of
+``socket.sendmsg`` (which parses every buffer of the list with its argument parser). It must be
+the same system call to the byte: the buffers gathered in order and not copied (S2.1), a partial
+count when the kernel takes part (S5.4's accounting rests on it), ``IOV_MAX`` enforced by the
+kernel (S2.3), and the same ``OSError`` subclasses, so the engine's error mapping (S6) holds.
+It must also leave nothing behind: no reference or buffer export kept after a call, whether it
+succeeded or failed, and nothing sent when an item is not a buffer. Real sockets throughout.
+
+The first group calls the helper directly and runs on the compiled build only (the pure build
+has no helper, and test_build checks that each build has exactly what it should). The last test
+goes through ``wsa_send`` on both loops, on whichever build runs.
+"""
+
+from __future__ import annotations
+
+import array
+import asyncio
+import errno
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import wsasend
+from tests.conftest import LOOP_FACTORIES
+from tests.helpers import drain_ready, pattern, read_exactly, recv_to_eof, tcp_pair
+from wsasend import _engine
+
+GUARD = 30.0
+FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
+SENDMSG: Callable[[int, list[Any], int], int] | None = _engine._IOV_SENDMSG
+
+needs_helper = pytest.mark.skipif(SENDMSG is None, reason="plain-Python build: the engine uses socket.sendmsg")
+
+
+def _helper() -> Callable[[int, list[Any], int], int]:
+    assert SENDMSG is not None
+    return SENDMSG
+
+
+def test_the_compiled_engine_has_the_helper_and_the_pure_one_does_not() -> None:
+    assert (SENDMSG is not None) == wsasend.compiled
+
+
+@needs_helper
+def test_gathers_every_kind_of_buffer_in_order() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        whole = pattern(5000, seed=3)
+        bufs: list[Any] = [
+            whole[:10],
+            memoryview(whole)[10:1000],  # a consumed prefix skipped, as the engine slices heads
+            bytearray(whole[1000:1500]),
+            array.array("B", whole[1500:1501]),
+            b"",
+            whole[1501:],
+        ]
+        assert _helper()(a.fileno(), bufs, FLAGS) == len(whole)
+        assert b.recv(len(whole) + 1) == whole
+
+
+@needs_helper
+def test_more_buffers_than_fit_on_the_stack_and_the_kernel_limit() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        bufs = [pattern(3, seed=i) for i in range(1024)]  # IOV_MAX: the heap path
+        assert _helper()(a.fileno(), bufs, FLAGS) == 3 * 1024
+        assert b.recv(1 << 20) == b"".join(bufs)
+        with pytest.raises(OSError) as info:
+            _helper()(a.fileno(), [*bufs, b"x"], FLAGS)
+        assert info.value.errno == errno.EMSGSIZE
+        with pytest.raises(BlockingIOError):
+            b.recv(10, socket.MSG_DONTWAIT)  # nothing of the refused call went out
+
+
+@needs_helper
+def test_a_partial_send_counts_exactly_what_went_and_a_full_socket_blocks() -> None:
+    a, b = tcp_pair(bufsize=64 * 1024)
+    with a, b:
+        whole = pattern(1 << 20, seed=5)
+        bufs = [whole[i : i + 4096] for i in range(0, len(whole), 4096)]
+        n = _helper()(a.fileno(), bufs, FLAGS)
+        assert 0 < n < len(whole)
+        # Go on from the count, as the engine does (a memoryview of the partly sent buffer's
+        # tail, then the untouched ones), until the socket is full: the stream is exact.
+        sent = n
+        with pytest.raises(BlockingIOError):
+            for _ in range(1000):
+                index, off = divmod(sent, 4096)
+                sent += _helper()(a.fileno(), [memoryview(bufs[index])[off:], *bufs[index + 1 :]], FLAGS)
+        assert sent < len(whole)
+        a.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(b) == whole[:sent]
+
+
+@needs_helper
+def test_errors_are_socket_sendmsgs_errors() -> None:
+    a, b = socket.socketpair()
+    with a:
+        b.close()
+        with pytest.raises(BrokenPipeError):  # MSG_NOSIGNAL: EPIPE, no signal
+            _helper()(a.fileno(), [b"x", b"y"], FLAGS)
+        fd = a.fileno()
+    with pytest.raises(OSError) as info:
+        _helper()(a.fileno(), [b"x"], FLAGS)  # a closed socket object's descriptor is -1
+    assert info.value.errno == errno.EBADF and a.fileno() == -1 and fd >= 0
+
+
+@needs_helper
+@pytest.mark.parametrize("count", [3, 200])  # on the stack, on the heap
+def test_a_bad_item_sends_nothing_and_keeps_nothing(count: int) -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        held = [pattern(7, seed=i) for i in range(count)]
+        locked = bytearray(b"z" * 9)
+        refs = [sys.getrefcount(x) for x in held]
+        for bad in (12, "text", memoryview(b"abcdef")[::2]):
+            with pytest.raises((TypeError, BufferError)):
+                _helper()(a.fileno(), [*held, locked, bad, b"tail"], FLAGS)
+        with pytest.raises(BlockingIOError):
+            b.recv(10, socket.MSG_DONTWAIT)
+        assert [sys.getrefcount(x) for x in held] == refs
+        locked.extend(b"!")  # no buffer export left behind (a held export refuses a resize)
+        assert _helper()(a.fileno(), [*held, locked], FLAGS) == 7 * count + 10
+        assert [sys.getrefcount(x) for x in held] == refs
+
+
+@needs_helper
+def test_bad_arguments_are_type_errors() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        helper: Any = _helper()
+        with pytest.raises(TypeError):
+            helper(a.fileno(), (b"x",), FLAGS)  # a list only: the engine always passes one
+        with pytest.raises(TypeError):
+            helper(a.fileno(), [b"x"])
+        with pytest.raises(TypeError):
+            helper("3", [b"x"], FLAGS)
+        with pytest.raises(OverflowError):
+            helper(1 << 40, [b"x"], FLAGS)
+        with pytest.raises(BlockingIOError):
+            b.recv(10, socket.MSG_DONTWAIT)
+
+
+# -- through wsa_send, both loops, either build -------------------------------------------------
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOP_FACTORIES))
+@settings(max_examples=25, deadline=None)
+@given(sizes=st.lists(st.lists(st.integers(0, 5000), min_size=1, max_size=6), min_size=1, max_size=40))
+def test_posted_multi_buffer_sends_through_the_engine_are_byte_exact(loop_name: str, sizes: list[list[int]]) -> None:
+    """Back-to-back gathered sends (the immediate path, then the flush path once the 64 KiB
+    socket buffer is full) arrive whole and in order, each with its own exact count."""
+
+    async def main() -> None:
+        a, b = tcp_pair(bufsize=64 * 1024)
+        with a, b:
+            a.setblocking(False)
+            sends = [[pattern(n, seed=i * 7 + j) for j, n in enumerate(row)] for i, row in enumerate(sizes)]
+            total = sum(map(len, (x for row in sends for x in row)))
+            reader = asyncio.ensure_future(read_exactly(b, total))
+            ovs = [wsasend.wsa_send(a, row) for row in sends]
+            counts = [await asyncio.wait_for(ov, GUARD) for ov in ovs]
+            assert counts == [sum(map(len, row)) for row in sends]
+            assert await asyncio.wait_for(reader, GUARD) == b"".join(x for row in sends for x in row)
+            assert drain_ready(b) == 0
+
+    loop = LOOP_FACTORIES[loop_name]()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
