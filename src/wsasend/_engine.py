@@ -172,23 +172,32 @@ _NATIVE: Final = is_extension_file(__file__)
 _PLAIN_SOCKET: Final = socket.socket
 
 
-def _load_iov_sendmsg() -> Callable[[int, list[Any], int], int] | None:
-    """The compiled build's C ``sendmsg`` of a list of buffers (``_iovsend.c``), else None."""
+def _load_iovsend() -> Any:
+    """The compiled build's C socket calls (``_iovsend.c``), else None."""
     if not _NATIVE:
-        return None  # plain Python: socket.sendmsg, as ever (a stray .so is not ours to use)
+        return None  # plain Python: the socket methods, as ever (a stray .so is not ours to use)
     try:
-        from ._iovsend import sendmsg
+        from . import _iovsend
     except ImportError:
         return None
-    return sendmsg
+    return _iovsend
 
 
+_iovsend_module: Final = _load_iovsend()
 # sendmsg(2) of a list of buffers on a descriptor, without socket.sendmsg's per-buffer argument
 # parsing (issue 11: ~500 instructions a buffer, a third of a posted 4x32 B send). The same
 # system call with the same iovecs and flags: no byte is copied (S2.1), and its errors are the
 # OSErrors socket.sendmsg raises. Used on an exact socket.socket only (like the send() path:
-# a subclass that overrides sendmsg still sees every send), on the compiled build only.
-_IOV_SENDMSG: Final = _load_iov_sendmsg()
+# a subclass that overrides sendmsg still sees every send), on the compiled build only. The
+# descriptor is read at each call, as socket.sendmsg reads its own: -1 (EBADF) once the socket
+# object is closed, never a number another socket reuses.
+_IOV_SENDMSG: Final[Callable[[int, list[Any], int], int] | None] = (
+    None if _iovsend_module is None else _iovsend_module.sendmsg
+)
+# recv(2) with MSG_DONTWAIT and getsockopt(SO_ERROR), for WSATransport's stream reader (same
+# rules: exact socket.socket, compiled build; see _transport._read_stream).
+_IOV_RECV: Final[Callable[[int, int], bytes] | None] = None if _iovsend_module is None else _iovsend_module.recv
+_IOV_SO_ERROR: Final[Callable[[int], int] | None] = None if _iovsend_module is None else _iovsend_module.so_error
 
 
 def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
@@ -867,23 +876,25 @@ class SendEngine:
         if not self._owned:
             self._sending = False
             return self.post(sock, buffers)  # claims the socket, or waits, or raises
-        tx = self._tx(sock) if sock.gettimeout() else sock
         try:
             # S2.3: at most IOV_MAX buffers per sendmsg; the writer sends the rest.
             iov = buffers if len(buffers) <= IOV_MAX else buffers[:IOV_MAX]
-            if type(tx) is not _PLAIN_SOCKET:
-                n = tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
-            elif len(buffers) == 1:
-                # A lone buffer (write(bytes), a one-buffer send): send(2) is sendmsg(2) with
-                # one iovec, minus the msghdr and iovec set-up, in the kernel and in CPython's
-                # sendmsg(): measured 0.6-0.9 us less per call on loopback TCP (issue 11, W4
-                # and request/response). Only on a plain socket: a subclass that overrides
-                # sendmsg (a test's scripted socket, a user's wrapper) still sees every send.
-                n = tx.send(buffers[0], LINUX_SEND_FLAGS)
-            elif _IOV_SENDMSG is not None:
-                n = _IOV_SENDMSG(tx.fileno(), iov, LINUX_SEND_FLAGS)
+            if _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
+                # The compiled build's sendmsg (see _IOV_SENDMSG): MSG_DONTWAIT on the
+                # descriptor, so a socket timeout never polls and needs no dup (see _tx).
+                n = _IOV_SENDMSG(sock.fileno(), iov, LINUX_SEND_FLAGS)
             else:
-                n = tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
+                tx = self._tx(sock) if sock.gettimeout() else sock
+                if len(buffers) == 1 and type(tx) is _PLAIN_SOCKET:
+                    # A lone buffer (write(bytes), a one-buffer send): send(2) is sendmsg(2)
+                    # with one iovec, minus the msghdr and iovec set-up, in the kernel and in
+                    # CPython's sendmsg(): measured 0.6-0.9 us less per call on loopback TCP
+                    # (issue 11, W4 and request/response). Only on a plain socket: a subclass
+                    # that overrides sendmsg (a test's scripted socket, a user's wrapper) still
+                    # sees every send. (The compiled build's sendmsg above costs the same.)
+                    n = tx.send(buffers[0], LINUX_SEND_FLAGS)
+                else:
+                    n = tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
             n = 0
         except OSError as exc:
@@ -934,11 +945,11 @@ class SendEngine:
             self._sending = False
             return self.post(sock, buffers)  # claims the socket, or waits, or raises
         try:
-            tx = self._tx(sock) if sock.gettimeout() else sock
             iov = buffers if len(buffers) <= IOV_MAX else gather_for_message(buffers)
-            if _IOV_SENDMSG is not None and type(tx) is _PLAIN_SOCKET:
-                _IOV_SENDMSG(tx.fileno(), iov, LINUX_SEND_FLAGS)
+            if _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
+                _IOV_SENDMSG(sock.fileno(), iov, LINUX_SEND_FLAGS)  # (as in post_list)
             else:
+                tx = self._tx(sock) if sock.gettimeout() else sock
                 tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
         except (BlockingIOError, InterruptedError):
             ov = _stream_overlapped(self, buffers.copy(), total, False)  # S2.1: the list is captured
@@ -1147,8 +1158,6 @@ class SendEngine:
             if iov:
                 try:
                     if iov_sendmsg is not None:
-                        # The descriptor is read at each call, as socket.sendmsg reads its own:
-                        # -1 (EBADF) once tx is closed, never a number another socket reuses.
                         n = iov_sendmsg(tx.fileno(), iov, flags | LINUX_SEND_FLAGS)
                     else:
                         n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)

@@ -1,4 +1,5 @@
-/* wsasend._iovsend: sendmsg(2) of a list of buffers, for the compiled build's hot paths.
+/* wsasend._iovsend: the socket calls of the compiled build's hot paths, without CPython's
+ * per-call argument parsing: sendmsg(2) of a list of buffers, recv(2), and SO_ERROR.
  *
  * Why (issue 11): socket.socket.sendmsg() converts each buffer of its list with the argument
  * parser ("y*"), about 500 instructions a buffer measured with callgrind, which is a third of
@@ -8,8 +9,13 @@
  * through, and errors are raised as socket.sendmsg raises them (an OSError subclass chosen by
  * errno: BlockingIOError for EAGAIN, and so on).
  *
- * Only the engine calls it, only on an exact socket.socket, and only from the compiled build;
- * the plain-Python build calls socket.sendmsg (see _engine.py, _IOV_SENDMSG).
+ * recv and so_error serve WSATransport's stream reader on uvloop's request/response path
+ * (socket.recv and socket.getsockopt parse a tuple of arguments per call); recv passes
+ * MSG_DONTWAIT, so it never blocks whatever the descriptor's mode.
+ *
+ * Only the engine and the transport call these, only on an exact socket.socket, and only in
+ * the compiled build; the plain-Python build calls the socket methods (see _engine.py,
+ * _IOV_SENDMSG, and _transport.py, _IOV_RECV).
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -22,6 +28,22 @@
 
 /* Buffers handled without a heap allocation. Arbitrary: a batch of 64 sends of one buffer. */
 #define ON_STACK 64
+
+/* An int argument that must fit a C int (a descriptor), or -1 with an exception set. */
+static int
+int_arg(PyObject *obj, const char *what, int *out)
+{
+    long value = PyLong_AsLong(obj);
+    if (value == -1 && PyErr_Occurred()) {
+        return -1;
+    }
+    if (value < INT_MIN || value > INT_MAX) {
+        PyErr_Format(PyExc_OverflowError, "%s out of range", what);
+        return -1;
+    }
+    *out = (int)value;
+    return 0;
+}
 
 PyDoc_STRVAR(sendmsg_doc,
 "sendmsg(fd, buffers, flags, /) -> int\n\n"
@@ -36,12 +58,8 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "sendmsg() takes exactly 3 arguments (fd, buffers, flags)");
         return NULL;
     }
-    long fd = PyLong_AsLong(args[0]);
-    if (fd == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (fd < INT_MIN || fd > INT_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "descriptor out of range");
+    int fd, flags;
+    if (int_arg(args[0], "descriptor", &fd) < 0) {
         return NULL;
     }
     PyObject *list = args[1];
@@ -49,12 +67,7 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_Format(PyExc_TypeError, "buffers must be a list, not %.200s", Py_TYPE(list)->tp_name);
         return NULL;
     }
-    long flags = PyLong_AsLong(args[2]);
-    if (flags == -1 && PyErr_Occurred()) {
-        return NULL;
-    }
-    if (flags < INT_MIN || flags > INT_MAX) {
-        PyErr_SetString(PyExc_OverflowError, "flags out of range");
+    if (int_arg(args[2], "flags", &flags) < 0) {
         return NULL;
     }
 
@@ -109,7 +122,7 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int err;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
-        n = sendmsg((int)fd, &msg, (int)flags);
+        n = sendmsg(fd, &msg, flags);
         err = errno;
         Py_END_ALLOW_THREADS
         if (n >= 0 || err != EINTR) {
@@ -142,15 +155,93 @@ done:
     return result;
 }
 
+PyDoc_STRVAR(recv_doc,
+"recv(fd, size, /) -> bytes\n\n"
+"recv(2) of at most ``size`` bytes on descriptor ``fd`` with MSG_DONTWAIT (never blocks,\n"
+"whatever the descriptor's mode); b'' at end of stream. Raises OSError as socket.recv does\n"
+"(BlockingIOError when nothing is there).");
+
+static PyObject *
+iov_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    int fd;
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "recv() takes exactly 2 arguments (fd, size)");
+        return NULL;
+    }
+    if (int_arg(args[0], "descriptor", &fd) < 0) {
+        return NULL;
+    }
+    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    if (size == -1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (size < 0) {
+        PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
+        return NULL;
+    }
+    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
+    if (data == NULL) {
+        return NULL;
+    }
+    ssize_t n;
+    int err;
+    for (;;) {
+        Py_BEGIN_ALLOW_THREADS
+        n = recv(fd, PyBytes_AS_STRING(data), (size_t)size, MSG_DONTWAIT);
+        err = errno;
+        Py_END_ALLOW_THREADS
+        if (n >= 0 || err != EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {  /* as socket.recv does (PEP 475) */
+            Py_DECREF(data);
+            return NULL;
+        }
+    }
+    if (n < 0) {
+        Py_DECREF(data);
+        errno = err;
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (n != size && _PyBytes_Resize(&data, n) < 0) {
+        return NULL;
+    }
+    return data;
+}
+
+PyDoc_STRVAR(so_error_doc,
+"so_error(fd, /) -> int\n\n"
+"getsockopt(fd, SOL_SOCKET, SO_ERROR): the socket's pending error (0 for none), which the\n"
+"call clears. Raises OSError as socket.getsockopt does.");
+
+static PyObject *
+iov_so_error(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    int fd, value = 0;
+    socklen_t len = sizeof(value);
+    if (int_arg(arg, "descriptor", &fd) < 0) {
+        return NULL;
+    }
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &len) < 0) {  /* never blocks */
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    return PyLong_FromLong(value);
+}
+
 static PyMethodDef iovsend_methods[] = {
     {"sendmsg", (PyCFunction)(void (*)(void))iov_sendmsg, METH_FASTCALL, sendmsg_doc},
+    {"recv", (PyCFunction)(void (*)(void))iov_recv, METH_FASTCALL, recv_doc},
+    {"so_error", iov_so_error, METH_O, so_error_doc},
     {NULL, NULL, 0, NULL},
 };
 
 static struct PyModuleDef iovsend_module = {
     PyModuleDef_HEAD_INIT,
     "wsasend._iovsend",
-    "sendmsg(2) of a list of buffers without per-buffer argument parsing (compiled build only).",
+    "Socket calls of the hot paths without CPython's argument parsing (compiled build only).",
     0,
     iovsend_methods,
     NULL,

@@ -53,7 +53,7 @@ from typing import Any, Final, Literal, TypeVar, overload
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
 from ._compat import mypyc_attr
-from ._engine import ZERO, SendEngine
+from ._engine import _IOV_RECV, _IOV_SO_ERROR, ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket, is_message_socket, mark_shutdown
@@ -176,6 +176,11 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
 
 # The hot paths' state test, one global lookup instead of two.
 _OPEN: Final = TransportState.OPEN
+# Read by the stream reader per callback: Final, so compiled code does not look them up in the
+# socket module's dict each time.
+_PLAIN_SOCKET: Final = socket.socket
+_SOL_SOCKET: Final = socket.SOL_SOCKET
+_SO_ERROR: Final = socket.SO_ERROR
 # States in which the transport still reads (asyncio stops reading at close()).
 _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
 # States in which write()/writelines() drop their data as asyncio's transports do (CLOSING
@@ -944,7 +949,13 @@ class WSATransport(asyncio.Transport):
         assert sock is not None
         size = self._read_size
         try:
-            data = sock.recv(size)
+            if _IOV_RECV is not None and type(sock) is _PLAIN_SOCKET:
+                # The compiled build's recv(2) (issue 11: socket.recv parses an argument tuple
+                # per call). MSG_DONTWAIT: a timeout someone set on the socket since cannot
+                # block the loop. The descriptor is read now, as socket.recv reads its own.
+                data = _IOV_RECV(sock.fileno(), size)
+            else:
+                data = sock.recv(size)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -1026,7 +1037,10 @@ class WSATransport(asyncio.Transport):
         worth of data unread loses that tail (as a reset may anyway).
         """
         try:
-            err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if _IOV_SO_ERROR is not None and type(sock) is _PLAIN_SOCKET:
+                err = _IOV_SO_ERROR(sock.fileno())  # (as _IOV_RECV in _read_stream)
+            else:
+                err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         except OSError:
             return  # closed under us: the engine's watchdog and close paths report that
         if err:

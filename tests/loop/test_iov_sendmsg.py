@@ -1,12 +1,17 @@
-"""The compiled build's C ``sendmsg`` (``wsasend._iovsend``, issue 11): socket.sendmsg's contract.
+"""The compiled build's C socket calls (``wsasend._iovsend``, issue 11): the socket methods' contract.
 
-The engine sends a list of buffers on a plain socket with this helper instead of
-``socket.sendmsg`` (which parses every buffer of the list with its argument parser). It must be
+The engine sends a list of buffers on a plain socket with ``sendmsg`` instead of
+``socket.sendmsg`` (which parses every buffer of the list with its argument parser), and
+WSATransport's stream reader uses ``recv`` and ``so_error`` instead of ``socket.recv`` and
+``socket.getsockopt``. ``sendmsg`` must be
 the same system call to the byte: the buffers gathered in order and not copied (S2.1), a partial
 count when the kernel takes part (S5.4's accounting rests on it), ``IOV_MAX`` enforced by the
 kernel (S2.3), and the same ``OSError`` subclasses, so the engine's error mapping (S6) holds.
 It must also leave nothing behind: no reference or buffer export kept after a call, whether it
-succeeded or failed, and nothing sent when an item is not a buffer. Real sockets throughout.
+succeeded or failed, and nothing sent when an item is not a buffer. ``recv`` must return what
+``socket.recv`` would, never block (even on a blocking descriptor: a timeout set behind the
+transport's back must not stall the loop), and ``so_error`` must read and clear the pending
+error. Real sockets throughout.
 
 The first group calls the helper directly and runs on the compiled build only (the pure build
 has no helper, and test_build checks that each build has exactly what it should). The last test
@@ -19,7 +24,9 @@ import array
 import asyncio
 import errno
 import socket
+import struct
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -35,6 +42,8 @@ from wsasend import _engine
 GUARD = 30.0
 FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 SENDMSG: Callable[[int, list[Any], int], int] | None = _engine._IOV_SENDMSG
+RECV: Callable[[int, int], bytes] | None = _engine._IOV_RECV
+SO_ERROR: Callable[[int], int] | None = _engine._IOV_SO_ERROR
 
 needs_helper = pytest.mark.skipif(SENDMSG is None, reason="plain-Python build: the engine uses socket.sendmsg")
 
@@ -44,8 +53,8 @@ def _helper() -> Callable[[int, list[Any], int], int]:
     return SENDMSG
 
 
-def test_the_compiled_engine_has_the_helper_and_the_pure_one_does_not() -> None:
-    assert (SENDMSG is not None) == wsasend.compiled
+def test_the_compiled_engine_has_the_helpers_and_the_pure_one_does_not() -> None:
+    assert (SENDMSG is not None) == (RECV is not None) == (SO_ERROR is not None) == wsasend.compiled
 
 
 @needs_helper
@@ -147,6 +156,67 @@ def test_bad_arguments_are_type_errors() -> None:
             helper(1 << 40, [b"x"], FLAGS)
         with pytest.raises(BlockingIOError):
             b.recv(10, socket.MSG_DONTWAIT)
+
+
+@needs_helper
+def test_recv_returns_what_is_there_and_never_blocks() -> None:
+    assert RECV is not None
+    a, b = socket.socketpair()
+    with a, b:
+        b.setblocking(True)  # a blocking descriptor: MSG_DONTWAIT still returns at once
+        with pytest.raises(BlockingIOError):
+            RECV(b.fileno(), 100)
+        payload = pattern(5000, seed=9)
+        a.sendall(payload)
+        assert RECV(b.fileno(), 1000) == payload[:1000]
+        assert RECV(b.fileno(), 100_000) == payload[1000:]
+        a.send(b"tail")
+        assert RECV(b.fileno(), 0) == b""  # as socket.recv(0)
+        a.shutdown(socket.SHUT_WR)
+        assert RECV(b.fileno(), 10) == b"tail"
+        assert RECV(b.fileno(), 10) == b""  # end of stream
+        with pytest.raises(ValueError):
+            RECV(b.fileno(), -1)
+        with pytest.raises(TypeError):
+            RECV(b.fileno(), "10")  # type: ignore[arg-type]
+    with pytest.raises(OSError) as info:
+        RECV(b.fileno(), 10)  # a closed socket object's descriptor is -1
+    assert info.value.errno == errno.EBADF
+
+
+@needs_helper
+def test_recv_raises_a_reset_as_socket_recv_does() -> None:
+    assert RECV is not None
+    a, b = tcp_pair()
+    with a, b:
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        b.close()
+        with pytest.raises(ConnectionResetError):
+            for _ in range(1000):  # until the RST has arrived (loopback: at once)
+                try:
+                    RECV(a.fileno(), 10)
+                except BlockingIOError:
+                    time.sleep(0.001)
+
+
+@needs_helper
+def test_so_error_reads_and_clears_the_pending_error() -> None:
+    assert SO_ERROR is not None
+    a, b = tcp_pair()
+    with a, b:
+        assert SO_ERROR(a.fileno()) == 0
+        b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        b.close()
+        for _ in range(1000):
+            err = SO_ERROR(a.fileno())
+            if err:
+                break
+            time.sleep(0.001)
+        assert err == errno.ECONNRESET
+        assert SO_ERROR(a.fileno()) == 0  # taken by the first call, as getsockopt does
+        with pytest.raises(OSError) as info:
+            SO_ERROR(-1)
+        assert info.value.errno == errno.EBADF
 
 
 # -- through wsa_send, both loops, either build -------------------------------------------------
