@@ -15,7 +15,7 @@ EXTRA_PYTHONS ?= python3.12 python3.13
 # mypy and an editor see.
 COMPILED := $(VENV)/compiled
 RUN_COMPILED := PYTHONPATH=$(abspath $(COMPILED))
-BUILD_INPUTS := $(wildcard src/wsasend/*.py) setup.py buildsupport/wsasend_build.py pyproject.toml
+BUILD_INPUTS := $(wildcard src/wsasend/*.py src/wsasend/*.c src/wsasend/*.pyi) setup.py buildsupport/wsasend_build.py pyproject.toml
 
 .PHONY: demo test test-pure lint bench bench-full bench-servers test-all clean
 

@@ -122,7 +122,10 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int err;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
-        n = sendmsg(fd, &msg, flags);
+        /* One buffer: send(2), the same operation without the msghdr and iovec the kernel
+         * would copy in and check (cheaper per call: request/response replies are mostly one
+         * buffer). */
+        n = count == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, flags) : sendmsg(fd, &msg, flags);
         err = errno;
         Py_END_ALLOW_THREADS
         if (n >= 0 || err != EINTR) {
