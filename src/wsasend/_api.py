@@ -264,15 +264,18 @@ def wsa_send(
         RuntimeError: when no event loop is running in this thread; the message says what to
             use instead (``loop.call_soon_threadsafe``, ``wsa_send_sync``, the winsock facade).
     """
-    try:
-        loop = _get_running_loop()
-    except RuntimeError:
-        raise RuntimeError(_NO_LOOP) from None
     # id(sock) cannot name a dead socket here: the registry entry is dropped by the socket's
     # finalizer when it dies, before its id can be reused.
     engine = _ENGINES.get(id(sock))
-    if engine is None or engine.loop is not loop:
-        engine = engine_for(sock, loop)
+    if engine is None or not engine.runs_here():
+        # (runs_here: the engine's loop is this thread's running loop, told without asyncio's
+        # get_running_loop, a getpid() syscall per call on Python 3.11.)
+        try:
+            loop = _get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(_NO_LOOP) from None
+        if engine is None or engine.loop is not loop:
+            engine = engine_for(sock, loop)
     if address is None:
         if flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
             if engine.hot:

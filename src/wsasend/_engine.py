@@ -120,6 +120,7 @@ import asyncio
 import errno
 import os
 import socket
+import sys
 import threading
 import warnings
 import weakref
@@ -168,6 +169,8 @@ _new_overlapped: Final = WSAOverlapped.__new__
 # instructions per send less than calling __new__ through Python. Interpreted it is the other
 # way round (__init__ is a Python frame), so _stream_overlapped picks by build.
 _NATIVE: Final = is_extension_file(__file__)
+_get_ident: Final = threading.get_ident
+_get_asyncgen_hooks: Final = sys.get_asyncgen_hooks
 # post_list's one-buffer fast path sends with send() on exactly this type (see there).
 _PLAIN_SOCKET: Final = socket.socket
 
@@ -494,6 +497,8 @@ class SendEngine:
         self._batch_cap = BATCH_BYTES
         self._watchdog: asyncio.TimerHandle | None = None
         self._owner_thread = threading.get_ident()
+        # How runs_here() tells that self.loop runs in the calling thread (see there).
+        self._loop_records_thread = isinstance(loop, asyncio.BaseEventLoop)
         # The engine's own duplicate of the socket's descriptor (see "Descriptors" above): held
         # only while a writer is registered or a socket with a timeout is being sent through.
         self._dup: socket.socket | None = None
@@ -511,6 +516,30 @@ class SendEngine:
 
     def in_loop_thread(self) -> bool:
         return threading.get_ident() == self._owner_thread
+
+    def runs_here(self) -> bool:
+        """True when ``self.loop`` is running in the calling thread: it is then the thread's
+        running loop, which ``wsa_send`` would get from ``asyncio.get_running_loop()``.
+
+        Why not ask asyncio: on Python 3.11 ``get_running_loop()`` makes a ``getpid()`` system
+        call on every call (its fork check; 3.12+ do not), about 0.2 us here, 15% of a posted
+        send (issue 11). False means "ask asyncio", never "no loop", so a False where True was
+        possible only costs that call. True must never be wrong, and is not:
+
+        - an asyncio loop (``BaseEventLoop``) sets ``_thread_id`` to the running thread's
+          ident in ``run_forever`` before it becomes the running loop, and back to None as it
+          stops; a thread runs at most one loop at a time;
+        - uvloop keeps no such attribute, but its ``run_forever``, like asyncio's, installs
+          its own bound methods as the thread's async-generator hooks while it runs and
+          restores the previous hooks when it stops (``sys.get_asyncgen_hooks`` is per thread);
+          if anything else replaced them, the answer is only False;
+        - in a child process after ``fork()`` the engines are gone (``_api._reset_after_fork``),
+          so nothing here is asked about a loop inherited from the parent.
+        """
+        loop = self.loop
+        if self._loop_records_thread:
+            return getattr(loop, "_thread_id", None) == _get_ident()
+        return getattr(_get_asyncgen_hooks().firstiter, "__self__", None) is loop
 
     def pending_count(self) -> int:
         return len(self._queue)
