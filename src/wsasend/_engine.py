@@ -183,7 +183,14 @@ def _load_iovsend() -> Any:
         from . import _iovsend
     except ImportError:
         return None
-    return _iovsend
+    # The functions read the descriptor from CPython's socket object, released from the GIL as
+    # socket.sendmsg does (see _iovsend.c): check that layout on a real socket, open and closed.
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        ok = _iovsend.descriptor(probe) == probe.fileno() >= 0
+    finally:
+        probe.close()
+    return _iovsend if ok and _iovsend.descriptor(probe) == -1 else None
 
 
 _iovsend_module: Final = _load_iovsend()
@@ -191,16 +198,20 @@ _iovsend_module: Final = _load_iovsend()
 # parsing (issue 11: ~500 instructions a buffer, a third of a posted 4x32 B send). The same
 # system call with the same iovecs and flags: no byte is copied (S2.1), and its errors are the
 # OSErrors socket.sendmsg raises. Used on an exact socket.socket only (like the send() path:
-# a subclass that overrides sendmsg still sees every send), on the compiled build only. The
-# descriptor is read at each call, as socket.sendmsg reads its own: -1 (EBADF) once the socket
-# object is closed, never a number another socket reuses.
-_IOV_SENDMSG: Final[Callable[[int, list[Any], int], int] | None] = (
+# a subclass that overrides sendmsg still sees every send), on the compiled build only. It takes
+# the socket object and reads its descriptor right before the syscall, as socket.sendmsg does:
+# -1 (EBADF) once another thread closed it, never a number a new socket took (S5.11).
+_IOV_SENDMSG: Final[Callable[[socket.socket, list[Any], int], int] | None] = (
     None if _iovsend_module is None else _iovsend_module.sendmsg
 )
 # recv(2) with MSG_DONTWAIT and getsockopt(SO_ERROR), for WSATransport's stream reader (same
 # rules: exact socket.socket, compiled build; see _transport._read_stream).
-_IOV_RECV: Final[Callable[[int, int], bytes] | None] = None if _iovsend_module is None else _iovsend_module.recv
-_IOV_SO_ERROR: Final[Callable[[int], int] | None] = None if _iovsend_module is None else _iovsend_module.so_error
+_IOV_RECV: Final[Callable[[socket.socket, int], bytes] | None] = (
+    None if _iovsend_module is None else _iovsend_module.recv
+)
+_IOV_SO_ERROR: Final[Callable[[socket.socket], int] | None] = (
+    None if _iovsend_module is None else _iovsend_module.so_error
+)
 
 
 def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
@@ -911,7 +922,7 @@ class SendEngine:
             if _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
                 # The compiled build's sendmsg (see _IOV_SENDMSG): MSG_DONTWAIT on the
                 # descriptor, so a socket timeout never polls and needs no dup (see _tx).
-                n = _IOV_SENDMSG(sock.fileno(), iov, LINUX_SEND_FLAGS)
+                n = _IOV_SENDMSG(sock, iov, LINUX_SEND_FLAGS)
             else:
                 tx = self._tx(sock) if sock.gettimeout() else sock
                 if len(buffers) == 1 and type(tx) is _PLAIN_SOCKET:
@@ -976,7 +987,7 @@ class SendEngine:
         try:
             iov = buffers if len(buffers) <= IOV_MAX else gather_for_message(buffers)
             if _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
-                _IOV_SENDMSG(sock.fileno(), iov, LINUX_SEND_FLAGS)  # (as in post_list)
+                _IOV_SENDMSG(sock, iov, LINUX_SEND_FLAGS)  # (as in post_list)
             else:
                 tx = self._tx(sock) if sock.gettimeout() else sock
                 tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
@@ -1187,7 +1198,7 @@ class SendEngine:
             if iov:
                 try:
                     if iov_sendmsg is not None:
-                        n = iov_sendmsg(tx.fileno(), iov, flags | LINUX_SEND_FLAGS)
+                        n = iov_sendmsg(tx, iov, flags | LINUX_SEND_FLAGS)
                     else:
                         n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
                 except (BlockingIOError, InterruptedError):

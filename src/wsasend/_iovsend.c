@@ -16,6 +16,21 @@
  * Only the engine and the transport call these, only on an exact socket.socket, and only in
  * the compiled build; the plain-Python build calls the socket methods (see _engine.py,
  * _IOV_SENDMSG, and _transport.py, _IOV_RECV).
+ *
+ * Each function takes the socket object, not a number, and reads its descriptor only once the
+ * GIL is released, right before the system call, exactly as socket.sendmsg/recv do (SPEC
+ * S5.11: never a descriptor that is no longer ours). socket.close() sets the object's
+ * descriptor to -1 before it closes the number, so a close from another thread makes the
+ * call fail with EBADF instead of reaching a socket that took the number since. (A first
+ * version took sock.fileno() from the caller and released the GIL: another thread could close
+ * the socket and a new socket take the number in between, and
+ * tests/reliability/test_fd_lifecycle.py caught bytes reaching that socket. Holding the GIL
+ * across the call instead starved the other threads of the same test.)
+ *
+ * The descriptor is read from CPython's socket object layout (Modules/socketmodule.h,
+ * PySocketSockObject: the descriptor follows the object header; not an installed header).
+ * _engine checks that layout at import with descriptor() on a real socket, open and closed,
+ * and uses none of these functions if it does not hold.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -25,6 +40,28 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+
+/* The head of CPython's socket object (see above). */
+typedef struct {
+    PyObject_HEAD
+    int sock_fd;
+} sock_head;
+
+/* _socket.socket: every argument must be one (or a subclass) for sock_head to apply. */
+static PyTypeObject *socket_type = NULL;
+
+/* The descriptor, read now (call it with the GIL released, right before the syscall). */
+#define SOCK_FD(obj) (*(volatile int *)&((sock_head *)(obj))->sock_fd)
+
+static int
+check_socket(PyObject *obj)
+{
+    if (!PyObject_TypeCheck(obj, socket_type)) {
+        PyErr_Format(PyExc_TypeError, "a socket.socket is required, not %.200s", Py_TYPE(obj)->tp_name);
+        return -1;
+    }
+    return 0;
+}
 
 /* Buffers handled without a heap allocation. Arbitrary: a batch of 64 sends of one buffer. */
 #define ON_STACK 64
@@ -46,20 +83,22 @@ int_arg(PyObject *obj, const char *what, int *out)
 }
 
 PyDoc_STRVAR(sendmsg_doc,
-"sendmsg(fd, buffers, flags, /) -> int\n\n"
-"sendmsg(2) of ``buffers`` (a list of bytes-like objects, not copied) on descriptor ``fd``\n"
-"with ``flags``; the number of bytes sent. Raises OSError as socket.sendmsg does.");
+"sendmsg(sock, buffers, flags, /) -> int\n\n"
+"sendmsg(2) of ``buffers`` (a list of bytes-like objects, not copied) on socket ``sock``\n"
+"with ``flags`` and MSG_DONTWAIT; the number of bytes sent. Raises OSError as\n"
+"socket.sendmsg does.");
 
 static PyObject *
 iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
     if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "sendmsg() takes exactly 3 arguments (fd, buffers, flags)");
+        PyErr_SetString(PyExc_TypeError, "sendmsg() takes exactly 3 arguments (sock, buffers, flags)");
         return NULL;
     }
-    int fd, flags;
-    if (int_arg(args[0], "descriptor", &fd) < 0) {
+    int flags;
+    PyObject *sock = args[0];
+    if (check_socket(sock) < 0) {
         return NULL;
     }
     PyObject *list = args[1];
@@ -94,8 +133,8 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             goto done;
         }
     }
-    /* Every item is held (a reference, or its buffer) before the GIL is released, so another
-     * thread that changes the list or the objects cannot free or move memory being sent. */
+    /* Every item is held (a reference, or its buffer) for the call: a buffer export also keeps
+     * a bytearray from being resized under it. */
     for (i = 0; i < count; i++) {
         PyObject *item = PyList_GET_ITEM(list, i);
         if (PyBytes_CheckExact(item)) {
@@ -120,8 +159,10 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     msg.msg_iovlen = (size_t)count;
     ssize_t n;
     int err;
+    flags |= MSG_DONTWAIT;  /* never blocks, whatever the descriptor's mode */
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
+        int fd = SOCK_FD(sock);
         /* One buffer: send(2), the same operation without the msghdr and iovec the kernel
          * would copy in and check (cheaper per call: request/response replies are mostly one
          * buffer). */
@@ -159,8 +200,8 @@ done:
 }
 
 PyDoc_STRVAR(recv_doc,
-"recv(fd, size, /) -> bytes\n\n"
-"recv(2) of at most ``size`` bytes on descriptor ``fd`` with MSG_DONTWAIT (never blocks,\n"
+"recv(sock, size, /) -> bytes\n\n"
+"recv(2) of at most ``size`` bytes on socket ``sock`` with MSG_DONTWAIT (never blocks,\n"
 "whatever the descriptor's mode); b'' at end of stream. Raises OSError as socket.recv does\n"
 "(BlockingIOError when nothing is there).");
 
@@ -168,12 +209,12 @@ static PyObject *
 iov_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    int fd;
     if (nargs != 2) {
-        PyErr_SetString(PyExc_TypeError, "recv() takes exactly 2 arguments (fd, size)");
+        PyErr_SetString(PyExc_TypeError, "recv() takes exactly 2 arguments (sock, size)");
         return NULL;
     }
-    if (int_arg(args[0], "descriptor", &fd) < 0) {
+    PyObject *sock = args[0];
+    if (check_socket(sock) < 0) {
         return NULL;
     }
     Py_ssize_t size = PyLong_AsSsize_t(args[1]);
@@ -192,7 +233,7 @@ iov_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int err;
     for (;;) {
         Py_BEGIN_ALLOW_THREADS
-        n = recv(fd, PyBytes_AS_STRING(data), (size_t)size, MSG_DONTWAIT);
+        n = recv(SOCK_FD(sock), PyBytes_AS_STRING(data), (size_t)size, MSG_DONTWAIT);
         err = errno;
         Py_END_ALLOW_THREADS
         if (n >= 0 || err != EINTR) {
@@ -215,29 +256,50 @@ iov_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 }
 
 PyDoc_STRVAR(so_error_doc,
-"so_error(fd, /) -> int\n\n"
-"getsockopt(fd, SOL_SOCKET, SO_ERROR): the socket's pending error (0 for none), which the\n"
+"so_error(sock, /) -> int\n\n"
+"getsockopt(SOL_SOCKET, SO_ERROR) on socket ``sock``: the socket's pending error (0 for none), which the\n"
 "call clears. Raises OSError as socket.getsockopt does.");
 
 static PyObject *
 iov_so_error(PyObject *module, PyObject *arg)
 {
     (void)module;
-    int fd, value = 0;
+    int value = 0, res, err;
     socklen_t len = sizeof(value);
-    if (int_arg(arg, "descriptor", &fd) < 0) {
+    if (check_socket(arg) < 0) {
         return NULL;
     }
-    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &len) < 0) {  /* never blocks */
+    Py_BEGIN_ALLOW_THREADS
+    res = getsockopt(SOCK_FD(arg), SOL_SOCKET, SO_ERROR, &value, &len);
+    err = errno;
+    Py_END_ALLOW_THREADS
+    if (res < 0) {
+        errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromLong(value);
+}
+
+PyDoc_STRVAR(descriptor_doc,
+"descriptor(sock, /) -> int\n\n"
+"The descriptor as these functions read it from the socket object (-1 once closed); for the\n"
+"layout check at import, which compares it with fileno().");
+
+static PyObject *
+iov_descriptor(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (check_socket(arg) < 0) {
+        return NULL;
+    }
+    return PyLong_FromLong(SOCK_FD(arg));
 }
 
 static PyMethodDef iovsend_methods[] = {
     {"sendmsg", (PyCFunction)(void (*)(void))iov_sendmsg, METH_FASTCALL, sendmsg_doc},
     {"recv", (PyCFunction)(void (*)(void))iov_recv, METH_FASTCALL, recv_doc},
     {"so_error", iov_so_error, METH_O, so_error_doc},
+    {"descriptor", iov_descriptor, METH_O, descriptor_doc},
     {NULL, NULL, 0, NULL},
 };
 
@@ -256,5 +318,22 @@ static struct PyModuleDef iovsend_module = {
 PyMODINIT_FUNC
 PyInit__iovsend(void)
 {
+    if (socket_type == NULL) {
+        PyObject *mod = PyImport_ImportModule("_socket");
+        if (mod == NULL) {
+            return NULL;
+        }
+        PyObject *type = PyObject_GetAttrString(mod, "socket");
+        Py_DECREF(mod);
+        if (type == NULL) {
+            return NULL;
+        }
+        if (!PyType_Check(type)) {
+            Py_DECREF(type);
+            PyErr_SetString(PyExc_ImportError, "_socket.socket is not a type");
+            return NULL;
+        }
+        socket_type = (PyTypeObject *)type;  /* kept for the life of the process */
+    }
     return PyModuleDef_Init(&iovsend_module);
 }

@@ -949,13 +949,12 @@ class WSATransport(asyncio.Transport):
         assert sock is not None
         size = self._read_size
         try:
-            if _IOV_RECV is not None and type(sock) is _PLAIN_SOCKET:
-                # The compiled build's recv(2) (issue 11: socket.recv parses an argument tuple
-                # per call). MSG_DONTWAIT: a timeout someone set on the socket since cannot
-                # block the loop. The descriptor is read now, as socket.recv reads its own.
-                data = _IOV_RECV(sock.fileno(), size)
-            else:
-                data = sock.recv(size)
+            # The compiled build's recv(2) (issue 11: socket.recv parses an argument tuple per
+            # call). MSG_DONTWAIT: a timeout someone set on the socket since cannot block the
+            # loop. It reads the descriptor from the socket object right before the syscall,
+            # as socket.recv does (S5.11; see _iovsend.c).
+            recv = _IOV_RECV if type(sock) is _PLAIN_SOCKET else None
+            data = sock.recv(size) if recv is None else recv(sock, size)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -1038,7 +1037,7 @@ class WSATransport(asyncio.Transport):
         """
         try:
             if _IOV_SO_ERROR is not None and type(sock) is _PLAIN_SOCKET:
-                err = _IOV_SO_ERROR(sock.fileno())  # (as _IOV_RECV in _read_stream)
+                err = _IOV_SO_ERROR(sock)  # (as _IOV_RECV in _read_stream)
             else:
                 err = sock.getsockopt(_SOL_SOCKET, _SO_ERROR)
         except OSError:

@@ -41,14 +41,14 @@ from wsasend import _engine
 
 GUARD = 30.0
 FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
-SENDMSG: Callable[[int, list[Any], int], int] | None = _engine._IOV_SENDMSG
-RECV: Callable[[int, int], bytes] | None = _engine._IOV_RECV
-SO_ERROR: Callable[[int], int] | None = _engine._IOV_SO_ERROR
+SENDMSG: Callable[[socket.socket, list[Any], int], int] | None = _engine._IOV_SENDMSG
+RECV: Callable[[socket.socket, int], bytes] | None = _engine._IOV_RECV
+SO_ERROR: Callable[[socket.socket], int] | None = _engine._IOV_SO_ERROR
 
 needs_helper = pytest.mark.skipif(SENDMSG is None, reason="plain-Python build: the engine uses socket.sendmsg")
 
 
-def _helper() -> Callable[[int, list[Any], int], int]:
+def _helper() -> Callable[[socket.socket, list[Any], int], int]:
     assert SENDMSG is not None
     return SENDMSG
 
@@ -70,7 +70,7 @@ def test_gathers_every_kind_of_buffer_in_order() -> None:
             b"",
             whole[1501:],
         ]
-        assert _helper()(a.fileno(), bufs, FLAGS) == len(whole)
+        assert _helper()(a, bufs, FLAGS) == len(whole)
         assert b.recv(len(whole) + 1) == whole
 
 
@@ -80,10 +80,10 @@ def test_more_buffers_than_fit_on_the_stack_and_the_kernel_limit() -> None:
     with a, b:
         a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
         bufs = [pattern(3, seed=i) for i in range(1024)]  # IOV_MAX: the heap path
-        assert _helper()(a.fileno(), bufs, FLAGS) == 3 * 1024
+        assert _helper()(a, bufs, FLAGS) == 3 * 1024
         assert b.recv(1 << 20) == b"".join(bufs)
         with pytest.raises(OSError) as info:
-            _helper()(a.fileno(), [*bufs, b"x"], FLAGS)
+            _helper()(a, [*bufs, b"x"], FLAGS)
         assert info.value.errno == errno.EMSGSIZE
         with pytest.raises(BlockingIOError):
             b.recv(10, socket.MSG_DONTWAIT)  # nothing of the refused call went out
@@ -95,7 +95,7 @@ def test_a_partial_send_counts_exactly_what_went_and_a_full_socket_blocks() -> N
     with a, b:
         whole = pattern(1 << 20, seed=5)
         bufs = [whole[i : i + 4096] for i in range(0, len(whole), 4096)]
-        n = _helper()(a.fileno(), bufs, FLAGS)
+        n = _helper()(a, bufs, FLAGS)
         assert 0 < n < len(whole)
         # Go on from the count, as the engine does (a memoryview of the partly sent buffer's
         # tail, then the untouched ones), until the socket is full: the stream is exact.
@@ -103,7 +103,7 @@ def test_a_partial_send_counts_exactly_what_went_and_a_full_socket_blocks() -> N
         with pytest.raises(BlockingIOError):
             for _ in range(1000):
                 index, off = divmod(sent, 4096)
-                sent += _helper()(a.fileno(), [memoryview(bufs[index])[off:], *bufs[index + 1 :]], FLAGS)
+                sent += _helper()(a, [memoryview(bufs[index])[off:], *bufs[index + 1 :]], FLAGS)
         assert sent < len(whole)
         a.shutdown(socket.SHUT_WR)
         assert recv_to_eof(b) == whole[:sent]
@@ -115,11 +115,10 @@ def test_errors_are_socket_sendmsgs_errors() -> None:
     with a:
         b.close()
         with pytest.raises(BrokenPipeError):  # MSG_NOSIGNAL: EPIPE, no signal
-            _helper()(a.fileno(), [b"x", b"y"], FLAGS)
-        fd = a.fileno()
+            _helper()(a, [b"x", b"y"], FLAGS)
     with pytest.raises(OSError) as info:
-        _helper()(a.fileno(), [b"x"], FLAGS)  # a closed socket object's descriptor is -1
-    assert info.value.errno == errno.EBADF and a.fileno() == -1 and fd >= 0
+        _helper()(a, [b"x"], FLAGS)  # a closed socket object's descriptor is -1
+    assert info.value.errno == errno.EBADF and a.fileno() == -1
 
 
 @needs_helper
@@ -132,12 +131,12 @@ def test_a_bad_item_sends_nothing_and_keeps_nothing(count: int) -> None:
         refs = [sys.getrefcount(x) for x in held]
         for bad in (12, "text", memoryview(b"abcdef")[::2]):
             with pytest.raises((TypeError, BufferError)):
-                _helper()(a.fileno(), [*held, locked, bad, b"tail"], FLAGS)
+                _helper()(a, [*held, locked, bad, b"tail"], FLAGS)
         with pytest.raises(BlockingIOError):
             b.recv(10, socket.MSG_DONTWAIT)
         assert [sys.getrefcount(x) for x in held] == refs
         locked.extend(b"!")  # no buffer export left behind (a held export refuses a resize)
-        assert _helper()(a.fileno(), [*held, locked], FLAGS) == 7 * count + 10
+        assert _helper()(a, [*held, locked], FLAGS) == 7 * count + 10
         assert [sys.getrefcount(x) for x in held] == refs
 
 
@@ -147,13 +146,13 @@ def test_bad_arguments_are_type_errors() -> None:
     with a, b:
         helper: Any = _helper()
         with pytest.raises(TypeError):
-            helper(a.fileno(), (b"x",), FLAGS)  # a list only: the engine always passes one
+            helper(a, (b"x",), FLAGS)  # a list only: the engine always passes one
         with pytest.raises(TypeError):
-            helper(a.fileno(), [b"x"])
+            helper(a, [b"x"])
         with pytest.raises(TypeError):
-            helper("3", [b"x"], FLAGS)
+            helper(a.fileno(), [b"x"], FLAGS)  # a socket object only: it reads its descriptor
         with pytest.raises(OverflowError):
-            helper(1 << 40, [b"x"], FLAGS)
+            helper(a, [b"x"], 1 << 40)
         with pytest.raises(BlockingIOError):
             b.recv(10, socket.MSG_DONTWAIT)
 
@@ -165,22 +164,24 @@ def test_recv_returns_what_is_there_and_never_blocks() -> None:
     with a, b:
         b.setblocking(True)  # a blocking descriptor: MSG_DONTWAIT still returns at once
         with pytest.raises(BlockingIOError):
-            RECV(b.fileno(), 100)
+            RECV(b, 100)
         payload = pattern(5000, seed=9)
         a.sendall(payload)
-        assert RECV(b.fileno(), 1000) == payload[:1000]
-        assert RECV(b.fileno(), 100_000) == payload[1000:]
+        assert RECV(b, 1000) == payload[:1000]
+        assert RECV(b, 100_000) == payload[1000:]
         a.send(b"tail")
-        assert RECV(b.fileno(), 0) == b""  # as socket.recv(0)
+        assert RECV(b, 0) == b""  # as socket.recv(0)
         a.shutdown(socket.SHUT_WR)
-        assert RECV(b.fileno(), 10) == b"tail"
-        assert RECV(b.fileno(), 10) == b""  # end of stream
+        assert RECV(b, 10) == b"tail"
+        assert RECV(b, 10) == b""  # end of stream
         with pytest.raises(ValueError):
-            RECV(b.fileno(), -1)
+            RECV(b, -1)
         with pytest.raises(TypeError):
-            RECV(b.fileno(), "10")  # type: ignore[arg-type]
+            RECV(b, "10")  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            RECV(b.fileno(), 10)  # type: ignore[arg-type]
     with pytest.raises(OSError) as info:
-        RECV(b.fileno(), 10)  # a closed socket object's descriptor is -1
+        RECV(b, 10)  # a closed socket object's descriptor is -1
     assert info.value.errno == errno.EBADF
 
 
@@ -194,7 +195,7 @@ def test_recv_raises_a_reset_as_socket_recv_does() -> None:
         with pytest.raises(ConnectionResetError):
             for _ in range(1000):  # until the RST has arrived (loopback: at once)
                 try:
-                    RECV(a.fileno(), 10)
+                    RECV(a, 10)
                 except BlockingIOError:
                     time.sleep(0.001)
 
@@ -204,19 +205,19 @@ def test_so_error_reads_and_clears_the_pending_error() -> None:
     assert SO_ERROR is not None
     a, b = tcp_pair()
     with a, b:
-        assert SO_ERROR(a.fileno()) == 0
+        assert SO_ERROR(a) == 0
         b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         b.close()
         for _ in range(1000):
-            err = SO_ERROR(a.fileno())
+            err = SO_ERROR(a)
             if err:
                 break
             time.sleep(0.001)
         assert err == errno.ECONNRESET
-        assert SO_ERROR(a.fileno()) == 0  # taken by the first call, as getsockopt does
-        with pytest.raises(OSError) as info:
-            SO_ERROR(-1)
-        assert info.value.errno == errno.EBADF
+        assert SO_ERROR(a) == 0  # taken by the first call, as getsockopt does
+    with pytest.raises(OSError) as info:
+        SO_ERROR(a)  # closed: its descriptor is -1
+    assert info.value.errno == errno.EBADF
 
 
 # -- through wsa_send, both loops, either build -------------------------------------------------
