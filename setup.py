@@ -29,10 +29,11 @@ def _say(msg: str) -> None:
     print(f"wsasend build: {msg}", file=sys.stderr, flush=True)
 
 
-# The setup.py commands that build code; the others (egg_info, dist_info, sdist: metadata) run
-# before the build requirements are installed and need no extension.
+# The one hand-written C module (see _mypyc_extensions).
 IOVSEND = Extension("wsasend._iovsend", sources=[os.path.join("src", "wsasend", "_iovsend.c")])
 
+# The setup.py commands that build code; the others (egg_info, dist_info, sdist: metadata) run
+# before the build requirements are installed and need no extension.
 BUILDING = {"build", "build_ext", "bdist_wheel", "install", "develop", "editable_wheel"}
 
 

@@ -66,7 +66,7 @@ check_socket(PyObject *obj)
 /* Buffers handled without a heap allocation. Arbitrary: a batch of 64 sends of one buffer. */
 #define ON_STACK 64
 
-/* An int argument that must fit a C int (a descriptor), or -1 with an exception set. */
+/* An int argument that must fit a C int (the flags), or -1 with an exception set. */
 static int
 int_arg(PyObject *obj, const char *what, int *out)
 {

@@ -53,7 +53,7 @@ from typing import Any, Final, Literal, TypeVar, overload
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
 from ._compat import mypyc_attr
-from ._engine import _IOV_RECV, _IOV_SO_ERROR, ZERO, SendEngine
+from ._engine import _IOV_RECV, _IOV_SO_ERROR, _PLAIN_SOCKET, ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket, is_message_socket, mark_shutdown
@@ -178,7 +178,6 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
 _OPEN: Final = TransportState.OPEN
 # Read by the stream reader per callback: Final, so compiled code does not look them up in the
 # socket module's dict each time.
-_PLAIN_SOCKET: Final = socket.socket
 _SOL_SOCKET: Final = socket.SOL_SOCKET
 _SO_ERROR: Final = socket.SO_ERROR
 # States in which the transport still reads (asyncio stops reading at close()).
