@@ -17,15 +17,21 @@
  * the compiled build; the plain-Python build calls the socket methods (see _engine.py,
  * _IOV_SENDMSG, and _transport.py, _IOV_RECV).
  *
- * Each function takes the socket object, not a number, and reads its descriptor only once the
- * GIL is released, right before the system call, exactly as socket.sendmsg/recv do (SPEC
- * S5.11: never a descriptor that is no longer ours). socket.close() sets the object's
- * descriptor to -1 before it closes the number, so a close from another thread makes the
- * call fail with EBADF instead of reaching a socket that took the number since. (A first
- * version took sock.fileno() from the caller and released the GIL: another thread could close
- * the socket and a new socket take the number in between, and
- * tests/reliability/test_fd_lifecycle.py caught bytes reaching that socket. Holding the GIL
- * across the call instead starved the other threads of the same test.)
+ * Each function takes the socket object, not a number, and reads its descriptor right before
+ * the system call (SPEC S5.11: never a descriptor that is no longer ours). socket.close() sets
+ * the object's descriptor to -1 before it closes the number, so a close from another thread
+ * makes the call fail with EBADF instead of reaching a socket that took the number since.
+ * sendmsg reads it once the GIL is released, exactly as socket.sendmsg does. (A first version
+ * took sock.fileno() from the caller and then released the GIL: another thread could close the
+ * socket and a new socket take the number in between, and tests/reliability/test_fd_lifecycle.py
+ * caught bytes reaching that socket. Holding the GIL across every sendmsg instead starved the
+ * other threads of the same test, whose loop thread sends without pause.)
+ *
+ * recv and so_error keep the GIL across their one non-blocking call, as uvloop does for its
+ * reads and writes: releasing and taking the GIL back costs about 200 instructions a call
+ * (callgrind, issue 11: a third of what a request on uvloop cost over the stock transport),
+ * and each is called once per read callback, between which the loop releases the GIL anyway.
+ * Holding it also lets recv read small messages into one static buffer (see READ_SCRATCH).
  *
  * The descriptor is read from CPython's socket object layout (Modules/socketmodule.h,
  * PySocketSockObject: the descriptor follows the object header; not an installed header).
@@ -205,6 +211,18 @@ PyDoc_STRVAR(recv_doc,
 "whatever the descriptor's mode); b'' at end of stream. Raises OSError as socket.recv does\n"
 "(BlockingIOError when nothing is there).");
 
+/* Reads of at most this many bytes go into this buffer, and the bytes object is made at the
+ * size read: a request of a few hundred bytes then costs one small allocation instead of a
+ * 64 KiB one shrunk afterwards (malloc and realloc: about 450 instructions a read, callgrind,
+ * issue 11). It is used only with the GIL held from the recv to the copy, so one buffer serves
+ * every thread (this module is loaded only by interpreters that share the main GIL: it does
+ * not declare a per-interpreter GIL). The transport's small reads are 64 KiB (SMALL_READ in
+ * _transport.py); a bulk read asks for more and is read in place. */
+#define READ_SCRATCH (64 * 1024)
+#ifndef Py_GIL_DISABLED
+static char read_scratch[READ_SCRATCH];
+#endif
+
 static PyObject *
 iov_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -225,29 +243,40 @@ iov_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
         return NULL;
     }
-    PyObject *data = PyBytes_FromStringAndSize(NULL, size);
-    if (data == NULL) {
-        return NULL;
+    PyObject *data = NULL;
+    char *into;
+#ifndef Py_GIL_DISABLED
+    if (size <= READ_SCRATCH) {
+        into = read_scratch;
+    }
+    else
+#endif
+    {
+        data = PyBytes_FromStringAndSize(NULL, size);
+        if (data == NULL) {
+            return NULL;
+        }
+        into = PyBytes_AS_STRING(data);
     }
     ssize_t n;
-    int err;
     for (;;) {
-        Py_BEGIN_ALLOW_THREADS
-        n = recv(SOCK_FD(sock), PyBytes_AS_STRING(data), (size_t)size, MSG_DONTWAIT);
-        err = errno;
-        Py_END_ALLOW_THREADS
-        if (n >= 0 || err != EINTR) {
+        /* The GIL is held (see the top of this file): MSG_DONTWAIT, so it is not held long. */
+        n = recv(SOCK_FD(sock), into, (size_t)size, MSG_DONTWAIT);
+        if (n >= 0 || errno != EINTR) {
             break;
         }
-        if (PyErr_CheckSignals() < 0) {  /* as socket.recv does (PEP 475) */
-            Py_DECREF(data);
+        /* As socket.recv does (PEP 475). A handler may read too: the buffer holds nothing yet. */
+        if (PyErr_CheckSignals() < 0) {
+            Py_XDECREF(data);
             return NULL;
         }
     }
     if (n < 0) {
-        Py_DECREF(data);
-        errno = err;
+        Py_XDECREF(data);
         return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    if (data == NULL) {
+        return PyBytes_FromStringAndSize(into, n);
     }
     if (n != size && _PyBytes_Resize(&data, n) < 0) {
         return NULL;
@@ -264,17 +293,13 @@ static PyObject *
 iov_so_error(PyObject *module, PyObject *arg)
 {
     (void)module;
-    int value = 0, res, err;
+    int value = 0, res;
     socklen_t len = sizeof(value);
     if (check_socket(arg) < 0) {
         return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    res = getsockopt(SOCK_FD(arg), SOL_SOCKET, SO_ERROR, &value, &len);
-    err = errno;
-    Py_END_ALLOW_THREADS
+    res = getsockopt(SOCK_FD(arg), SOL_SOCKET, SO_ERROR, &value, &len);  /* GIL held: see the top */
     if (res < 0) {
-        errno = err;
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromLong(value);
