@@ -21,17 +21,19 @@
  * the system call (SPEC S5.11: never a descriptor that is no longer ours). socket.close() sets
  * the object's descriptor to -1 before it closes the number, so a close from another thread
  * makes the call fail with EBADF instead of reaching a socket that took the number since.
- * sendmsg reads it once the GIL is released, exactly as socket.sendmsg does. (A first version
- * took sock.fileno() from the caller and then released the GIL: another thread could close the
- * socket and a new socket take the number in between, and tests/reliability/test_fd_lifecycle.py
- * caught bytes reaching that socket. Holding the GIL across every sendmsg instead starved the
- * other threads of the same test, whose loop thread sends without pause.)
+ * A call that releases the GIL reads it after releasing, exactly as socket.sendmsg does. (A
+ * first version took sock.fileno() from the caller and then released the GIL: another thread
+ * could close the socket and a new socket take the number in between, and
+ * tests/reliability/test_fd_lifecycle.py caught bytes reaching that socket. Holding the GIL
+ * across every sendmsg, large ones included, instead starved the other threads of the same
+ * test, whose loop thread sends without pause.)
  *
- * recv and so_error keep the GIL across their one non-blocking call, as uvloop does for its
- * reads and writes: releasing and taking the GIL back costs about 200 instructions a call
- * (callgrind, issue 11: a third of what a request on uvloop cost over the stock transport),
- * and each is called once per read callback, between which the loop releases the GIL anyway.
- * Holding it also lets recv read small messages into one static buffer (see READ_SCRATCH).
+ * recv, so_error and small sends (HOLD_GIL_BYTES) keep the GIL across their one non-blocking
+ * call, as uvloop does for its reads and writes: releasing and taking the GIL back costs about
+ * 200 instructions a call (callgrind, issue 11: a request on uvloop made three such calls, a
+ * third of what it cost over the stock transport), and the loop releases the GIL between its
+ * callbacks anyway. Holding it also lets recv read small messages into one static buffer
+ * (see READ_SCRATCH).
  *
  * The descriptor is read from CPython's socket object layout (Modules/socketmodule.h,
  * PySocketSockObject: the descriptor follows the object header; not an installed header).
@@ -68,6 +70,13 @@ check_socket(PyObject *obj)
     }
     return 0;
 }
+
+/* A sendmsg of at most this many bytes keeps the GIL (see the top of this file): a reply, or a
+ * small send awaited on its own, is the case where releasing and taking it back is a visible
+ * share of the call. Larger batches (a flush of many queued sends) release it, so a loop
+ * thread that keeps sending still lets other threads run between its calls. Arbitrary: the
+ * kernel copies 64 KiB in a few microseconds. */
+#define HOLD_GIL_BYTES (64 * 1024)
 
 /* Buffers handled without a heap allocation. Arbitrary: a batch of 64 sends of one buffer. */
 #define ON_STACK 64
@@ -160,6 +169,10 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
 
     struct msghdr msg;
+    size_t total = 0;
+    for (i = 0; i < count; i++) {
+        total += iov[i].iov_len;
+    }
     memset(&msg, 0, sizeof(msg));
     msg.msg_iov = iov;
     msg.msg_iovlen = (size_t)count;
@@ -167,14 +180,21 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int err;
     flags |= MSG_DONTWAIT;  /* never blocks, whatever the descriptor's mode */
     for (;;) {
-        Py_BEGIN_ALLOW_THREADS
-        int fd = SOCK_FD(sock);
         /* One buffer: send(2), the same operation without the msghdr and iovec the kernel
          * would copy in and check (cheaper per call: request/response replies are mostly one
          * buffer). */
-        n = count == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, flags) : sendmsg(fd, &msg, flags);
-        err = errno;
-        Py_END_ALLOW_THREADS
+        if (total <= HOLD_GIL_BYTES) {
+            n = count == 1 ? send(SOCK_FD(sock), iov[0].iov_base, iov[0].iov_len, flags)
+                           : sendmsg(SOCK_FD(sock), &msg, flags);
+            err = errno;
+        }
+        else {
+            Py_BEGIN_ALLOW_THREADS
+            int fd = SOCK_FD(sock);
+            n = count == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, flags) : sendmsg(fd, &msg, flags);
+            err = errno;
+            Py_END_ALLOW_THREADS
+        }
         if (n >= 0 || err != EINTR) {
             break;
         }
