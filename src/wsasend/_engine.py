@@ -155,6 +155,10 @@ DEFAULT_MAX_PENDING = 65536
 _WATCHDOG_INTERVAL = 0.25
 
 _EMPTY: Final[list[Any]] = []
+# LINUX_SEND_FLAGS as the int object the C sendmsg takes: compiled, an int constant is a C
+# integer and would be made into a new int object on every call (it is above the small-int
+# cache; callgrind: ~60 instructions a send).
+_SEND_FLAGS_OBJECT: Final[Any] = LINUX_SEND_FLAGS
 # flags == 0 as a plain int: "flags is ZERO" is the hot path's one-op test for it (CPython keeps
 # one 0 object; any other zero, such as an IntFlag or a False, takes the general path, which is
 # right for them too).
@@ -934,7 +938,7 @@ class SendEngine:
             if _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
                 # The compiled build's sendmsg (see _IOV_SENDMSG): MSG_DONTWAIT on the
                 # descriptor, so a socket timeout never polls and needs no dup (see _tx).
-                n = _IOV_SENDMSG(sock, iov, LINUX_SEND_FLAGS)
+                n = _IOV_SENDMSG(sock, iov, _SEND_FLAGS_OBJECT)
             else:
                 tx = self._tx(sock) if sock.gettimeout() else sock
                 if len(buffers) == 1 and type(tx) is _PLAIN_SOCKET:
@@ -999,7 +1003,7 @@ class SendEngine:
         try:
             iov = buffers if len(buffers) <= IOV_MAX else gather_for_message(buffers)
             if _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
-                _IOV_SENDMSG(sock, iov, LINUX_SEND_FLAGS)  # (as in post_list)
+                _IOV_SENDMSG(sock, iov, _SEND_FLAGS_OBJECT)  # (as in post_list)
             else:
                 tx = self._tx(sock) if sock.gettimeout() else sock
                 tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
@@ -1222,8 +1226,11 @@ class SendEngine:
                 # Size the next batch by what the kernel takes: gathering far more than the
                 # socket buffer has room for only redoes the gathering on every writable event
                 # (issue 6: per-send cost grew with queue depth until batches were capped).
+                # Half as much again as it took: what it takes moves with the reader, and
+                # the unsent rest of a batch is gathered again (issue 11: twice as much cost
+                # the slow reader ~340 instructions a send more, with as many sendmsg calls).
                 if n < want:
-                    self._batch_cap = n * 2 if n > _MIN_BATCH_CAP else _MIN_BATCH_CAP
+                    self._batch_cap = n + (n >> 1) if n > _MIN_BATCH_CAP else _MIN_BATCH_CAP
                 elif self._batch_cap < BATCH_BYTES:
                     self._batch_cap *= 2
                 done = queue.bytes_sent(n)

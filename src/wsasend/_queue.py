@@ -217,8 +217,9 @@ class SendQueue(Generic[OpT]):
         # Coalesce the following sends. Scanning stops after iov_max sends so that a run of
         # empty sends cannot make one batch cost more than O(iov_max), and at max_bytes.
         extend = iov.extend
-        for index in range(1, len(ops)):
-            op = ops[index]
+        following = iter(ops)  # (iterated, not indexed: a deque's index is a generic call)
+        next(following)  # the head, gathered above
+        for index, op in enumerate(following, 1):
             if op._flags != flags:
                 break
             room = iov_max - len(iov)
