@@ -221,6 +221,11 @@ _IOV_RECV: Final[Callable[[socket.socket, int], bytes] | None] = (
 _IOV_SO_ERROR: Final[Callable[[socket.socket], int] | None] = (
     None if _iovsend_module is None else _iovsend_module.so_error
 )
+# Python 3.11: ``sys.get_asyncgen_hooks().firstiter.__self__ is obj`` without the hooks tuple
+# (see runs_here and _iovsend.c); None in the plain-Python build and on 3.12+.
+_FIRSTITER_SELF_IS: Final[Callable[[object], bool] | None] = (
+    None if _iovsend_module is None else getattr(_iovsend_module, "firstiter_self_is", None)
+)
 
 
 def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: bool) -> WSAOverlapped:
@@ -566,6 +571,8 @@ class SendEngine:
             return _running_loop() is loop
         if self._loop_records_thread:
             return getattr(loop, "_thread_id", None) == _get_ident()
+        if _FIRSTITER_SELF_IS is not None:
+            return _FIRSTITER_SELF_IS(loop)  # (the same test in C, without the hooks tuple)
         return getattr(_get_asyncgen_hooks().firstiter, "__self__", None) is loop
 
     def pending_count(self) -> int:

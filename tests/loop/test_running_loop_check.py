@@ -23,7 +23,7 @@ import pytest
 import wsasend
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import read_exactly
-from wsasend import _api, wsa_send
+from wsasend import _api, _engine, wsa_send
 
 GUARD = 30.0
 KINDS = sorted(LOOP_FACTORIES)
@@ -156,3 +156,44 @@ def test_sends_on_the_engines_own_loop_do_not_ask_asyncio(kind: str, monkeypatch
         finally:
             loop.close()
     assert len(calls) == 1
+
+
+# -- the compiled build's C form of uvloop's check (Python 3.11) --------------------------------
+
+FIRSTITER_SELF_IS = _engine._FIRSTITER_SELF_IS
+
+
+@pytest.mark.skipif(FIRSTITER_SELF_IS is None, reason="compiled build on Python 3.11 only")
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_c_check_answers_as_the_hooks_do(kind: str) -> None:
+    """``firstiter_self_is(obj)`` is ``sys.get_asyncgen_hooks().firstiter.__self__ is obj``:
+    True for the loop running here (both loops install their bound method), False for any other
+    object, for a hook that is not a bound method, and where no loop runs."""
+    assert FIRSTITER_SELF_IS is not None
+    other = LOOP_FACTORIES[kind]()
+    loop = LOOP_FACTORIES[kind]()
+    seen: list[tuple[bool, bool, bool, bool]] = []
+
+    async def main() -> None:
+        running = asyncio.get_running_loop()
+        hooks = sys.get_asyncgen_hooks()
+        assert getattr(hooks.firstiter, "__self__", None) is running  # what the C check mirrors
+        in_thread: list[bool] = []
+        thread = threading.Thread(target=lambda: in_thread.append(FIRSTITER_SELF_IS(running)))
+        thread.start()
+        thread.join(GUARD)
+        sys.set_asyncgen_hooks(firstiter=lambda agen: None, finalizer=hooks.finalizer)
+        try:
+            replaced = FIRSTITER_SELF_IS(running)
+        finally:
+            sys.set_asyncgen_hooks(*hooks)
+        seen.append((FIRSTITER_SELF_IS(running), FIRSTITER_SELF_IS(other), in_thread == [False], replaced))
+
+    try:
+        loop.run_until_complete(main())
+        after = FIRSTITER_SELF_IS(loop)
+    finally:
+        loop.close()
+        other.close()
+    assert seen == [(True, False, True, False)]
+    assert after is False  # the loop stopped: its hooks are gone from this thread
