@@ -30,9 +30,9 @@
  *
  * recv, so_error and small sends (HOLD_GIL_BYTES) keep the GIL across their one non-blocking
  * call, as uvloop does for its reads and writes: releasing and taking the GIL back costs about
- * 200 instructions a call (callgrind, issue 11: a request on uvloop made three such calls, a
- * third of what it cost over the stock transport), and the loop releases the GIL between its
- * callbacks anyway. Holding it also lets recv read small messages into one static buffer
+ * 200 instructions a call (callgrind, issue 11: a request on uvloop made three such calls,
+ * about a quarter of what it cost over the stock transport), and the loop releases the GIL
+ * between its callbacks anyway. Holding it also lets recv read small messages into one static buffer
  * (see READ_SCRATCH).
  *
  * The descriptor is read from CPython's socket object layout (Modules/socketmodule.h,
