@@ -192,8 +192,9 @@ def _load_iovsend() -> Any:
         from . import _iovsend
     except ImportError:
         return None
-    # The functions read the descriptor from CPython's socket object, released from the GIL as
-    # socket.sendmsg does (see _iovsend.c): check that layout on a real socket, open and closed.
+    # The functions read the descriptor from CPython's socket object right before each system
+    # call, as socket.sendmsg does (see _iovsend.c): check that layout on a real socket, open
+    # and closed.
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         ok = _iovsend.descriptor(probe) == probe.fileno() >= 0

@@ -58,7 +58,7 @@ typedef struct {
 /* _socket.socket: every argument must be one (or a subclass) for sock_head to apply. */
 static PyTypeObject *socket_type = NULL;
 
-/* The descriptor, read now (call it with the GIL released, right before the syscall). */
+/* The descriptor, read now: right before the system call (see the top of this file). */
 #define SOCK_FD(obj) (*(volatile int *)&((sock_head *)(obj))->sock_fd)
 
 static int
@@ -77,6 +77,20 @@ check_socket(PyObject *obj)
  * thread that keeps sending still lets other threads run between its calls. Arbitrary: the
  * kernel copies 64 KiB in a few microseconds. */
 #define HOLD_GIL_BYTES (64 * 1024)
+
+/* The system call of sendmsg() below, with or without the GIL: the descriptor is read here,
+ * right before it. One buffer goes out with send(2), the same operation without the msghdr and
+ * iovec the kernel would copy in and check (cheaper per call: request/response replies are
+ * mostly one buffer). */
+static ssize_t
+send_iov(PyObject *sock, const struct msghdr *msg, int flags)
+{
+    int fd = SOCK_FD(sock);
+    if (msg->msg_iovlen == 1) {
+        return send(fd, msg->msg_iov[0].iov_base, msg->msg_iov[0].iov_len, flags);
+    }
+    return sendmsg(fd, msg, flags);
+}
 
 /* Buffers handled without a heap allocation. Arbitrary: a batch of 64 sends of one buffer. */
 #define ON_STACK 64
@@ -180,18 +194,13 @@ iov_sendmsg(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     int err;
     flags |= MSG_DONTWAIT;  /* never blocks, whatever the descriptor's mode */
     for (;;) {
-        /* One buffer: send(2), the same operation without the msghdr and iovec the kernel
-         * would copy in and check (cheaper per call: request/response replies are mostly one
-         * buffer). */
         if (total <= HOLD_GIL_BYTES) {
-            n = count == 1 ? send(SOCK_FD(sock), iov[0].iov_base, iov[0].iov_len, flags)
-                           : sendmsg(SOCK_FD(sock), &msg, flags);
+            n = send_iov(sock, &msg, flags);
             err = errno;
         }
         else {
             Py_BEGIN_ALLOW_THREADS
-            int fd = SOCK_FD(sock);
-            n = count == 1 ? send(fd, iov[0].iov_base, iov[0].iov_len, flags) : sendmsg(fd, &msg, flags);
+            n = send_iov(sock, &msg, flags);
             err = errno;
             Py_END_ALLOW_THREADS
         }
