@@ -55,6 +55,7 @@ from ._buffers import normalize
 from ._compat import mypyc_attr
 from ._engine import _IOV_RECV, _IOV_SO_ERROR, _PLAIN_SOCKET, ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
+from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sockutil import check_socket, is_message_socket, mark_shutdown
 
@@ -191,6 +192,7 @@ class _ReadState(enum.Enum):
     ACTIVE = enum.auto()  # reading, or will read once connection_made has run
     PAUSED = enum.auto()  # pause_reading()
     EOF = enum.auto()  # the peer's EOF was delivered; nothing more to read
+    FAILED = enum.auto()  # a read error is taken and reported one callback later (_check_reset)
 
 
 # -- the protocol ---------------------------------------------------------------------------------
@@ -360,6 +362,10 @@ class WSATransport(asyncio.Transport):
         self._read_size = min(SMALL_READ, self._max_read)
         # The loop drops its reader after an error event (uvloop; see _check_reset).
         self._drops_reader = _drops_reader_on_error(loop)
+        # uvloop, stream sockets: the loop's ErrorWatch while the socket is registered in it,
+        # and whether it reported an error event (from then on each read checks SO_ERROR).
+        self._error_watch: ErrorWatch | None = None
+        self._error_seen = False
         self._partial_messages: PartialMessages = partial_messages
         if partial_messages == "cork":
             engine.cork = True
@@ -918,7 +924,23 @@ class WSATransport(asyncio.Transport):
 
     def _start_reading(self) -> None:
         self._read_started = True
+        if self._drops_reader and not self._message_mode and self._state in _READABLE:
+            # uvloop: learn of error events without a syscall per read (see _check_reset).
+            self._error_watch = watch = error_watch(self._loop)
+            watch.add(self._sock_fd, self)
         self._update_reader()
+
+    def _error_event(self) -> None:
+        """uvloop: the ErrorWatch saw EPOLLERR/EPOLLHUP on the socket (see _check_reset).
+
+        uvloop may have run the reader once for this event and dropped it, or may be about to:
+        read once more now (the data first, then the error, as the next ``recv`` has them) and
+        check ``SO_ERROR`` after every read from now on. While reading is paused the flag waits
+        for ``resume_reading``, whose registration meets the error event again.
+        """
+        self._error_seen = True
+        if self._reader_registered:
+            self._read_stream()  # (stream sockets only are watched; it serves both protocol kinds)
 
     def _update_reader(self) -> None:
         """Make the loop's reader registration match what the state wants."""
@@ -987,7 +1009,7 @@ class WSATransport(asyncio.Transport):
                     engine.release()
                 else:
                     engine._batch_open = False
-        if self._drops_reader and self._reader_registered:
+        if self._error_seen and self._reader_registered:
             self._check_reset(sock)
 
     def _read_ready(self) -> None:
@@ -1011,7 +1033,7 @@ class WSATransport(asyncio.Transport):
                     engine.release()
                 else:
                     engine._batch_open = False
-        if self._drops_reader and self._reader_registered and not self._message_mode:
+        if self._error_seen and self._reader_registered and not self._message_mode:
             sock = self._sock
             assert sock is not None
             self._check_reset(sock)
@@ -1028,11 +1050,13 @@ class WSATransport(asyncio.Transport):
         loop callback later as on asyncio: a task woken by the data runs first (a StreamReader
         holding an exception raises it before its buffered data).
 
-        Cost: one ``getsockopt`` per read callback, on uvloop only (asyncio's level-triggered
-        selector calls the reader again and its ``recv`` raises the error). The read callback
-        cannot tell an error event from a readable one, and a read that fills the buffer may be
-        the last one too, so no cheaper test is sound. A reset that leaves more than one read's
-        worth of data unread loses that tail (as a reset may anyway).
+        The read callback cannot tell an error event from a readable one, so this check ran after
+        every read on uvloop: one ``getsockopt`` per request (issue 11, ~3% of a keep-alive HTTP
+        request). Now the loop's :class:`~wsasend._errorwatch.ErrorWatch` says when the socket
+        has an error event (``_error_event``), and only from then on does each read check (asyncio
+        needs none: its level-triggered selector calls the reader again and ``recv`` raises the
+        error). A reset that leaves more than two reads' worth of data unread loses that tail
+        (as a reset may anyway). Once the error is taken no read runs before its report.
         """
         try:
             if _IOV_SO_ERROR is not None and type(sock) is _PLAIN_SOCKET:
@@ -1042,6 +1066,10 @@ class WSATransport(asyncio.Transport):
         except OSError:
             return  # closed under us: the engine's watchdog and close paths report that
         if err:
+            # No read may run before the report (uvloop may still hold this loop iteration's
+            # event for the socket; a read now would see an EOF, not the reset).
+            self._read_state = _ReadState.FAILED
+            self._update_reader()
             self._loop.call_soon(self._read_error, OSError(err, os.strerror(err)))
 
     def _read_data(self) -> None:
@@ -1311,6 +1339,9 @@ class WSATransport(asyncio.Transport):
         if self._reader_registered and sock is not None:
             self._reader_registered = False
             self._loop.remove_reader(sock)
+        watch, self._error_watch = self._error_watch, None
+        if watch is not None:
+            watch.discard(self._sock_fd, self)  # (only while the number is still ours there)
         engine = self._engine
         if engine is not None:
             engine.abort()  # nothing is queued by now; this removes the writer and its watchdog

@@ -1,0 +1,165 @@
+"""Tell a uvloop transport that its socket has an error pending, without a syscall per read.
+
+uvloop (libuv's poll handle) reports a socket error (``POLLERR``: a TCP reset, an AF_UNIX peer
+that closed with data unread) as an *error event*: it runs the reader once and then closes its
+handle for the descriptor for good. When data arrived before the error, that one read returns
+the data and the error stays pending with nobody left to notice (issue 10: a server leaked the
+connection). The reader cannot tell an error event from a readable one, so the transport used
+to ask ``getsockopt(SO_ERROR)`` after every read on uvloop: one system call per request, about
+3% of a keep-alive HTTP request's CPU (issue 11).
+
+Theory of operation
+-------------------
+Each uvloop loop gets one epoll instance of ours (an :class:`ErrorWatch`), created with its
+first stream transport and watched with ``loop.add_reader``. Every stream transport of that loop
+registers its socket in it with no event asked for and ``EPOLLONESHOT``: epoll always reports
+EPOLLERR and EPOLLHUP, so the instance turns readable exactly when one of the sockets has an
+error (or has shut down both ways), and one-shot reports each socket once, so a socket whose
+condition persists cannot make the loop spin. The watch's reader maps each reported descriptor
+to the transport registered for it and calls its ``_error_event``, which reads once more (data
+first, then the error, in order) and from then on checks ``SO_ERROR`` after each read, as every
+read used to (the transport may be paused, and uvloop will drop its reader again at the next
+error event). Cost: two ``epoll_ctl`` calls per connection, none per read; one ``epoll_wait``
+per error.
+
+Ownership (the fd-reuse rule of the project): a registration is keyed by the descriptor
+number, which the kernel reuses the moment a socket is closed. The watch maps a number to the
+transport that registered it last, and :meth:`ErrorWatch.discard` removes the kernel's
+registration only when the caller is still that transport, so a transport whose socket was
+closed (or detached) behind its back never removes the registration of a newer socket that got
+the same number. A report for a number whose owner changed (a registration the kernel kept for
+a file still open elsewhere) reaches the current owner: a spurious read and ``SO_ERROR`` check
+of its own socket, which is always sound.
+
+Loop and process lifetime: the watch closes its epoll when its last transport lets go of it (a
+descriptor of ours never outlives our transports), when the loop's ``shutdown_asyncgens`` runs
+(``asyncio.run``, ``uvloop.run``: transports left unclosed), or with the loop object otherwise;
+a forked child closes the inherited instances without touching their registrations (the
+parent's, shared).
+Not compiled (SPEC S10): nothing here runs per read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import select
+import weakref
+from collections.abc import AsyncGenerator
+from typing import Final, Protocol
+
+from ._loopwatch import watch as watch_loop_end
+
+__all__ = ["ErrorWatch", "error_watch"]
+
+# No event asked for: EPOLLERR and EPOLLHUP are reported whatever the mask; one report each.
+_MASK: Final = select.EPOLLONESHOT
+
+
+class _Watched(Protocol):
+    def _error_event(self) -> None: ...
+
+
+class ErrorWatch:
+    """One loop's epoll of sockets whose error events its transports must not miss."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._epoll: select.epoll | None = select.epoll()
+        self._fd = self._epoll.fileno()
+        # Descriptor number -> the transport that registered it last (see "Ownership"), weakly:
+        # an unclosed transport must still be collected (and warn).
+        self._owners: dict[int, weakref.ReferenceType[_Watched]] = {}
+        # The loop weakly: a watch lives in a WeakKeyDictionary keyed by its loop.
+        self._loopref = weakref.ref(loop)
+        loop.add_reader(self._fd, self._ready)
+        # Closes the epoll when the loop's shutdown_asyncgens runs (None outside a running loop:
+        # then it goes with the loop object).
+        self._end_watcher: AsyncGenerator[None, None] | None = watch_loop_end(loop, self._retire)
+
+    def add(self, fd: int, owner: _Watched) -> None:
+        """Watch ``fd`` for ``owner`` (its socket's descriptor, open and the owner's now)."""
+        epoll = self._epoll
+        if epoll is None:
+            return  # the loop is ending: no more reports
+        try:
+            epoll.register(fd, _MASK)
+        except FileExistsError:
+            # This very file is registered already (a second transport on the socket after the
+            # first let it go without discard): arm it again for the new owner.
+            epoll.modify(fd, _MASK)
+        # A number reused while an older owner is still listed (its socket closed behind its
+        # back) simply changes hands: the kernel keys registrations by file too, so the old
+        # file's registration (gone with the file, or reported once to the new owner) and this
+        # one do not clash, and the old owner's discard now leaves this one alone.
+        self._owners[fd] = weakref.ref(owner)
+
+    def discard(self, fd: int, owner: _Watched) -> None:
+        """Stop watching ``fd`` for ``owner``; nothing when another transport has the number now."""
+        ref = self._owners.get(fd)
+        if ref is None or ref() is not owner:
+            return
+        del self._owners[fd]
+        epoll = self._epoll
+        if epoll is None:
+            return
+        # OSError: closed already (the kernel dropped it), or the number is someone else's now.
+        with contextlib.suppress(OSError):
+            epoll.unregister(fd)
+        if not self._owners:
+            # The loop's last watched transport is gone: so is the epoll (no descriptor of ours
+            # outlives our transports; the next transport makes a new watch).
+            loop = self._loopref()
+            if loop is not None:
+                self._retire(loop)
+
+    def _ready(self) -> None:
+        epoll = self._epoll
+        if epoll is None:
+            return
+        for fd, _events in epoll.poll(0):
+            ref = self._owners.get(fd)
+            owner = None if ref is None else ref()
+            if owner is not None:
+                owner._error_event()
+
+    def _retire(self, loop: asyncio.AbstractEventLoop) -> None:
+        if _WATCHES.get(loop) is self:
+            del _WATCHES[loop]
+        if not loop.is_closed():
+            loop.remove_reader(self._fd)
+        self.close()
+
+    def close(self) -> None:
+        """Close the epoll instance; later calls and reports do nothing."""
+        epoll, self._epoll = self._epoll, None
+        self._owners.clear()
+        if epoll is not None:
+            epoll.close()
+
+
+_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ErrorWatch] = weakref.WeakKeyDictionary()
+
+
+def error_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch:
+    """The :class:`ErrorWatch` of ``loop`` (a uvloop loop, running, in its thread), made once."""
+    found = _WATCHES.get(loop)
+    if found is None or found._epoll is None:
+        found = _WATCHES[loop] = ErrorWatch(loop)
+    return found
+
+
+def _reset_after_fork() -> None:
+    # The child shares the parent's epoll instances (and so their registrations): close our
+    # descriptors for them and never unregister anything there.
+    watches = list(_WATCHES.values())
+    _WATCHES.clear()
+    for found in watches:
+        found._owners.clear()
+        epoll, found._epoll = found._epoll, None
+        if epoll is not None:
+            epoll.close()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,246 @@
+"""uvloop's error events reach a stream transport without a syscall per read (issue 11, S6.3).
+
+uvloop runs the reader once for a socket error event and then drops it; the transport used to
+ask ``getsockopt(SO_ERROR)`` after every read to catch an error that read left pending. The
+loop's ``ErrorWatch`` (one epoll of ours, see ``wsasend._errorwatch``) now says when a socket had
+an error event; only then do reads check. These tests hold it to that, and to the project's
+fd-reuse rule: a transport whose socket went behind its back never drops the watch of the
+newer socket that got the same descriptor number. Every test runs on both loops; on asyncio
+there is no watch and the same behaviour comes from the selector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import os
+import socket
+import struct
+
+import pytest
+import uvloop
+
+from wsasend import WSAError, WSAErrorCode, WSATransport, _errorwatch
+
+from .util import GUARD, Recorder
+
+
+def _on_uvloop() -> bool:
+    return isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+
+def _reset(peer: socket.socket) -> None:
+    """Close ``peer`` with a reset (SO_LINGER 0): the other end gets an RST, not a FIN."""
+    peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    peer.close()
+
+
+def _tcp_pair(lsock: socket.socket) -> tuple[socket.socket, socket.socket]:
+    ours = socket.create_connection(lsock.getsockname()[:2])
+    peer, _ = lsock.accept()
+    return ours, peer
+
+
+class _CountingTransport(WSATransport):
+    """Counts ``_check_reset``, the ``getsockopt(SO_ERROR)`` after a read."""
+
+    checks = 0
+
+    def _check_reset(self, sock: socket.socket) -> None:
+        _CountingTransport.checks += 1
+        super()._check_reset(sock)
+
+
+async def _spin(until: object, rounds: int = 200) -> None:
+    """Let the loop run until ``until()`` is true (a bounded number of iterations)."""
+    for _ in range(rounds):
+        if until():  # type: ignore[operator]
+            return
+        await asyncio.sleep(0)
+
+
+async def _expect_x_then_reset(proto: Recorder) -> None:
+    assert await proto.wait_data(1) == b"x"
+    exc = await proto.wait_lost()
+    assert isinstance(exc, WSAError)
+    assert exc.winerror == WSAErrorCode.WSAECONNRESET
+    proto.check()
+
+
+async def test_request_response_reads_make_no_error_check_until_an_error_event() -> None:
+    """100 request/response rounds: no ``SO_ERROR`` check (there was one per read on uvloop,
+    100 here, before the watch). Then data and a reset: the data, then WSAECONNRESET."""
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        ours, peer = _tcp_pair(lsock)
+        proto = Recorder()
+        _CountingTransport.checks = 0
+        transport = _CountingTransport(ours, proto)
+        with peer:
+            await proto.made
+            for i in range(100):
+                peer.sendall(b"ping")
+                await proto.wait_data(4 * (i + 1))
+                assert await transport.send(b"pong") == 4
+                assert peer.recv(4) == b"pong"
+            assert _CountingTransport.checks == 0
+            assert not transport._error_seen
+            proto.data.clear()
+            peer.send(b"x")
+            _reset(peer)
+            await _expect_x_then_reset(proto)
+        # On uvloop the watch reported the error event; asyncio has no watch.
+        assert transport._error_seen is _on_uvloop()
+
+
+async def test_a_reset_while_reading_is_paused_is_reported_after_resume() -> None:
+    """The error event comes while the transport is paused (its reader is not registered):
+    the watch's report waits for ``resume_reading``, whose reader then checks. Without the
+    saved report uvloop read b"x" on resume, dropped its reader, and ``connection_lost``
+    never came."""
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        ours, peer = _tcp_pair(lsock)
+        proto = Recorder()
+        transport = WSATransport(ours, proto)
+        await proto.made
+        await asyncio.sleep(0)  # reading starts
+        transport.pause_reading()
+        peer.send(b"x")
+        _reset(peer)
+        if _on_uvloop():
+            await _spin(lambda: transport._error_seen)
+            assert transport._error_seen  # reported while paused
+        else:
+            await _spin(lambda: False, 20)
+        assert proto.data == b""
+        transport.resume_reading()
+        await _expect_x_then_reset(proto)
+
+
+async def test_a_transport_whose_socket_was_detached_never_drops_the_new_owners_watch() -> None:
+    """Transport A's socket is detached behind its back and its descriptor closed; a new
+    socket gets the same number and transport B. A's close must leave B's registration in the
+    watch (the number is B's now). Before the owner check, A's close removed B's: B never
+    heard of its reset (uvloop: the wait for ``connection_lost`` timed out)."""
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        a_sock, a_peer = _tcp_pair(lsock)
+        a_proto = Recorder()
+        a = WSATransport(a_sock, a_proto)
+        await a_proto.made
+        await asyncio.sleep(0)  # A reads: it is in the watch (uvloop)
+        a.pause_reading()  # the loop's own reader for the number goes (not ours to test here)
+        number = a_sock.fileno()
+        os.close(a_sock.detach())  # behind A's back: the number is free
+        b_sock, b_peer = _tcp_pair(lsock)
+        try:
+            if b_sock.fileno() != number:
+                b_sock, spare = socket.socket(fileno=os.dup2(b_sock.fileno(), number)), b_sock
+                spare.close()
+            assert b_sock.fileno() == number
+            b_proto = Recorder()
+            b = WSATransport(b_sock, b_proto)
+            await b_proto.made
+            await asyncio.sleep(0)  # B reads: the number is B's in the watch
+            a.abort()
+            await a_proto.wait_lost()
+            assert b_sock.fileno() == number  # A's close did not close B's socket either
+            b_peer.send(b"x")
+            _reset(b_peer)
+            await _expect_x_then_reset(b_proto)
+            assert b.is_closing()
+        finally:
+            a_peer.close()
+            b_peer.close()
+
+
+async def test_the_watch_goes_with_the_last_transport_of_its_loop() -> None:
+    """No descriptor of ours outlives our transports: the loop's watch (its epoll) closes when
+    the last watched transport closes, and the next transport makes a new one."""
+    if not _on_uvloop():
+        assert not _errorwatch._WATCHES  # asyncio: no watch, ever
+        return
+    loop = asyncio.get_running_loop()
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        pairs = [_tcp_pair(lsock) for _ in range(3)]
+        try:
+            made = []
+            for ours, _peer in pairs[:2]:
+                proto = Recorder()
+                made.append((WSATransport(ours, proto), proto))
+                await proto.made
+            await asyncio.sleep(0)
+            watch = _errorwatch._WATCHES[loop]
+            assert [t._error_watch for t, _ in made] == [watch, watch]
+            for index, (transport, proto) in enumerate(made):
+                transport.close()
+                await proto.wait_lost()
+                assert (watch._epoll is None) == (index == 1)  # open until the last one goes
+            assert loop not in _errorwatch._WATCHES
+            proto = Recorder()
+            third = WSATransport(pairs[2][0], proto)
+            await proto.made
+            await asyncio.sleep(0)
+            assert third._error_watch is _errorwatch._WATCHES[loop] is not watch
+            third.close()
+            await proto.wait_lost()
+        finally:
+            for _ours, peer in pairs:
+                peer.close()
+
+
+def test_the_watch_closes_its_epoll_when_the_loop_ends() -> None:
+    """A transport left open when ``uvloop.run`` ends: the loop's ``shutdown_asyncgens`` closes
+    the watch's epoll then, not whenever the loop object is collected."""
+    kept: list[object] = []
+
+    async def main() -> None:
+        with socket.create_server(("127.0.0.1", 0)) as lsock:
+            ours, peer = _tcp_pair(lsock)
+            kept.append(peer)
+            proto = Recorder()
+            transport = WSATransport(ours, proto)
+            await proto.made
+            await asyncio.sleep(0)
+            assert transport._error_watch is not None and transport._error_watch._epoll is not None
+            kept.append(transport)
+
+    uvloop.run(main())
+    peer, transport = kept
+    assert isinstance(transport, WSATransport)
+    watch = transport._error_watch
+    assert watch is not None and watch._epoll is None
+    assert not any(found is watch for found in _errorwatch._WATCHES.values())
+    transport.get_extra_info("socket").close()  # (the loop is closed: no transport.close())
+    kept.clear()
+    del transport, watch
+    with pytest.warns(ResourceWarning, match="unclosed transport"):
+        gc.collect()
+    assert isinstance(peer, socket.socket)
+    peer.close()
+
+
+def test_a_forked_child_drops_the_inherited_watch_and_the_parent_keeps_its_own() -> None:
+    """Fork while a uvloop transport is watched: the child closes its copy of the epoll and
+    never unregisters (the instance is shared with the parent), and the parent's transport
+    still learns of its reset afterwards."""
+
+    async def main() -> None:
+        with socket.create_server(("127.0.0.1", 0)) as lsock:
+            ours, peer = _tcp_pair(lsock)
+            proto = Recorder()
+            transport = WSATransport(ours, proto)
+            await proto.made
+            await asyncio.sleep(0)
+            watch = transport._error_watch
+            assert watch is not None
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                ok = not _errorwatch._WATCHES and watch._epoll is None
+                os._exit(0 if ok else 1)
+            _, status = os.waitpid(pid, 0)
+            assert os.waitstatus_to_exitcode(status) == 0
+            assert watch._epoll is not None
+            peer.send(b"x")
+            _reset(peer)
+            await asyncio.wait_for(_expect_x_then_reset(proto), GUARD)
+
+    uvloop.run(main())
