@@ -16,6 +16,7 @@ import gc
 import os
 import socket
 import struct
+import threading
 
 import pytest
 import uvloop
@@ -244,3 +245,59 @@ def test_a_forked_child_drops_the_inherited_watch_and_the_parent_keeps_its_own()
             await asyncio.wait_for(_expect_x_then_reset(proto), GUARD)
 
     uvloop.run(main())
+
+
+def test_loops_in_four_threads_each_watch_their_own_transports() -> None:
+    """Four threads, a uvloop loop each, 16 connections per loop, half of them reset behind
+    data, in rounds: every reset reaches its own transport (data first) and every other
+    connection keeps echoing; each loop's watch closes with its last transport. The watches
+    are per loop and touched only in their loop's thread: a report dispatched on the wrong
+    loop, or a registration dropped by another loop's transport, hangs a thread here."""
+    errors: list[BaseException] = []
+    watches: list[_errorwatch.ErrorWatch] = []
+
+    async def main() -> None:
+        with socket.create_server(("127.0.0.1", 0), backlog=64) as lsock:
+            for _round in range(5):
+                pairs = [_tcp_pair(lsock) for _ in range(16)]
+                made = []
+                for ours, _peer in pairs:
+                    proto = Recorder()
+                    made.append((WSATransport(ours, proto), proto))
+                    await proto.made
+                await asyncio.sleep(0)
+                watch = made[0][0]._error_watch
+                assert watch is not None and all(t._error_watch is watch for t, _ in made)
+                watches.append(watch)
+                for index, (_made, (_ours, peer)) in enumerate(zip(made, pairs, strict=True)):
+                    if index % 2:
+                        peer.send(b"x")
+                        _reset(peer)
+                    else:
+                        peer.sendall(b"ping")
+                for index, ((transport, proto), (_ours, peer)) in enumerate(zip(made, pairs, strict=True)):
+                    if index % 2:
+                        await _expect_x_then_reset(proto)
+                    else:
+                        assert await proto.wait_data(4) == b"ping"
+                        assert await transport.send(b"pong") == 4
+                        assert peer.recv(4) == b"pong"
+                        transport.close()
+                        await proto.wait_lost()
+                        peer.close()
+                assert watch._epoll is None
+
+    def run() -> None:
+        try:
+            uvloop.run(asyncio.wait_for(main(), GUARD))
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(GUARD + 10)
+    assert not any(thread.is_alive() for thread in threads)
+    assert errors == []
+    assert len(watches) == 20 and all(watch._epoll is None for watch in watches)
