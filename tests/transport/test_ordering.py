@@ -129,3 +129,26 @@ async def test_WSATransport_ordering_mixed_send_write_writelines(family: int) ->
         elif ov.completion_routine is not None:
             assert id(ov) in seen
     proto.check()
+
+
+async def test_writelines_captures_the_list_when_called() -> None:
+    """S2.1 through ``writelines``: the caller's list is captured at the call (its bytes are
+    not copied), so emptying or refilling it afterwards changes nothing on the wire, whether
+    the write went out at once or had to wait behind a full socket buffer."""
+    ours, peer = tcp_pair(bufsize=SMALL_BUF)
+    with peer:
+        transport, proto = await wrap(ours)
+        expected = bytearray()
+        lines: list[bytes] = []
+        for seed in range(300):  # 300 x 3 KB against a 64 KiB buffer: most wait
+            block = pattern(3000, seed)
+            lines[:] = [block[:1000], block[1000:2500], block[2500:]]
+            transport.writelines(lines)
+            expected += block
+            lines[:] = [b"!" * 3000]  # what a reused list holds next: never sent
+            lines.clear()
+        assert transport.get_write_buffer_size() > 0  # some writes did wait
+        assert await asyncio.wait_for(read_exactly(peer, len(expected)), GUARD) == bytes(expected)
+        transport.close()
+        await proto.wait_lost()
+        proto.check()
