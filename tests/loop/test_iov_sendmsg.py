@@ -40,6 +40,7 @@ import wsasend
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import drain_ready, pattern, read_exactly, recv_to_eof, tcp_pair
 from wsasend import _engine
+from wsasend._api import find_engine
 
 GUARD = 30.0
 FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
@@ -306,25 +307,36 @@ def test_bytes_list_copy_is_an_untracked_copy_of_the_same_bytes() -> None:
         copy_list((b"a", b"b"))  # type: ignore[arg-type]
 
 
-def test_a_queued_sends_captured_list_is_left_to_the_collector_only_when_it_must() -> None:
-    """Through ``wsa_send``: the compiled build queues a list of bytes untracked by the
-    collector (10,000 of them queued made its passes a sixth of a send's cost); the bytes
-    still arrive exact and in order after the queue drains."""
+def test_a_deep_queues_captured_lists_are_left_out_of_the_collectors_passes() -> None:
+    """Through ``wsa_send``: once ``_UNTRACK_DEPTH`` sends wait, the compiled build captures
+    each further list of bytes untracked by the collector (10,000 of them queued made its
+    passes a sixth of a send's cost); shallower ones stay tracked (the call would cost more
+    than it saves). The bytes still arrive exact and in order once the queue drains."""
 
     async def main() -> None:
         a, b = tcp_pair(bufsize=64 * 1024)
         with a, b:
             a.setblocking(False)
             b.setblocking(False)
-            payload = [pattern(1000, seed) for seed in range(200)]
-            ops = [wsasend.wsa_send(a, [p[:500], p[500:]]) for p in payload]
-            queued = [op for op in ops if op.pending]
-            assert queued  # 200 KB against a 64 KiB buffer: most of them wait
-            for op in queued:
-                assert gc.is_tracked(op._bufs) is not wsasend.compiled
-            got = await asyncio.wait_for(read_exactly(b, 200_000), GUARD)
+            count = 2 * _engine._UNTRACK_DEPTH + 200
+            payload = [pattern(1000, seed) for seed in range(count)]
+            ops = []
+            untracked = []
+            for p in payload:
+                engine = find_engine(a)
+                depth = 0 if engine is None else len(engine._ops)
+                op = wsasend.wsa_send(a, [p[:500], p[500:]])
+                ops.append(op)
+                if op.pending:
+                    untracked.append((depth >= _engine._UNTRACK_DEPTH, not gc.is_tracked(op._bufs)))
+            deep = [flag for expected, flag in untracked if expected]
+            shallow = [flag for expected, flag in untracked if not expected]
+            assert deep and shallow  # ~700 KB against a 64 KiB buffer: the queue got deep
+            assert all(flag is wsasend.compiled for flag in deep)
+            assert not any(shallow)
+            got = await asyncio.wait_for(read_exactly(b, 1000 * count), GUARD)
             assert got == b"".join(payload)
-            assert [await op for op in ops] == [1000] * 200
+            assert [await op for op in ops] == [1000] * count
 
     for factory in LOOP_FACTORIES.values():
         loop = factory()
