@@ -77,22 +77,34 @@ class ErrorWatch:
         # then it goes with the loop object).
         self._end_watcher: AsyncGenerator[None, None] | None = watch_loop_end(loop, self._retire)
 
-    def add(self, fd: int, owner: _Watched) -> None:
-        """Watch ``fd`` for ``owner`` (its socket's descriptor, open and the owner's now)."""
+    def add(self, fd: int, owner: _Watched) -> bool:
+        """Watch ``fd`` for ``owner`` (its socket's descriptor, open and the owner's now).
+
+        False when it cannot be watched (the loop is ending, or the descriptor is no socket
+        any more): the owner then checks after every read, as before the watch.
+        """
         epoll = self._epoll
         if epoll is None:
-            return  # the loop is ending: no more reports
+            return False
         try:
             epoll.register(fd, _MASK)
         except FileExistsError:
             # This very file is registered already (a second transport on the socket after the
             # first let it go without discard): arm it again for the new owner.
             epoll.modify(fd, _MASK)
+        except OSError:
+            # EBADF, EPERM: closed or replaced behind the owner's back. A watch made for this
+            # owner alone goes again at once (no descriptor of ours without a transport).
+            loop = self._loopref()
+            if not self._owners and loop is not None:
+                self._retire(loop)
+            return False
         # A number reused while an older owner is still listed (its socket closed behind its
         # back) simply changes hands: the kernel keys registrations by file too, so the old
         # file's registration (gone with the file, or reported once to the new owner) and this
         # one do not clash, and the old owner's discard now leaves this one alone.
         self._owners[fd] = weakref.ref(owner)
+        return True
 
     def discard(self, fd: int, owner: _Watched) -> None:
         """Stop watching ``fd`` for ``owner``; nothing when another transport has the number now."""

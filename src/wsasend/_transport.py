@@ -926,10 +926,16 @@ class WSATransport(asyncio.Transport):
 
     def _start_reading(self) -> None:
         self._read_started = True
-        if self._drops_reader and not self._message_mode and self._state in _READABLE:
-            # uvloop: learn of error events without a syscall per read (see _check_reset).
-            self._error_watch = watch = error_watch(self._loop)
-            watch.add(self._sock_fd, self)
+        sock = self._sock
+        if self._drops_reader and not self._message_mode and self._state in _READABLE and sock is not None:
+            # uvloop: learn of error events without a syscall per read (see _check_reset). A
+            # socket closed or detached behind our back since (its number may be another
+            # socket's now) is not watched: its reads check each time, as before the watch.
+            watch = error_watch(self._loop) if sock.fileno() == self._sock_fd else None
+            if watch is not None and watch.add(self._sock_fd, self):
+                self._error_watch = watch
+            else:
+                self._error_seen = True
         self._update_reader()
 
     def _error_event(self) -> None:

@@ -188,6 +188,25 @@ async def test_the_watch_goes_with_the_last_transport_of_its_loop() -> None:
                 peer.close()
 
 
+class _NoOwner:
+    def _error_event(self) -> None:
+        raise AssertionError("never reported")
+
+
+async def test_a_descriptor_that_cannot_be_watched_is_refused_and_leaves_nothing_open() -> None:
+    """``ErrorWatch.add`` of a descriptor epoll refuses (a regular file here, as a number
+    that stopped being a socket would be): False, so the transport checks each read as before
+    the watch, and a watch made for it alone closes again at once."""
+    if not _on_uvloop():
+        return  # (asyncio transports make no watch)
+    loop = asyncio.get_running_loop()
+    assert loop not in _errorwatch._WATCHES
+    with open(__file__, "rb") as regular:
+        watch = _errorwatch.error_watch(loop)
+        assert watch.add(regular.fileno(), _NoOwner()) is False
+    assert watch._epoll is None and loop not in _errorwatch._WATCHES
+
+
 def test_the_watch_closes_its_epoll_when_the_loop_ends() -> None:
     """A transport left open when ``uvloop.run`` ends: the loop's ``shutdown_asyncgens`` closes
     the watch's epoll then, not whenever the loop object is collected."""
