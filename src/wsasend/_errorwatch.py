@@ -167,10 +167,7 @@ def _reset_after_fork() -> None:
     watches = list(_WATCHES.values())
     _WATCHES.clear()
     for found in watches:
-        found._owners.clear()
-        epoll, found._epoll = found._epoll, None
-        if epoll is not None:
-            epoll.close()
+        found.close()  # (close() only closes our descriptor: nothing is unregistered)
 
 
 if hasattr(os, "register_at_fork"):
