@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterable, Iterator
 
 #: Socket buffer size that makes sends pend while data still moves fast on loopback (field
 #: notes: 4 KiB crawls at ~50 KB/s on these machines).
@@ -97,3 +98,13 @@ def recv_to_eof(sock: socket.socket, guard: float = 30.0) -> bytes:
 def every_split(total: int) -> Iterator[int]:
     """Every byte count a kernel could consume of ``total`` bytes: 0..total."""
     return iter(range(total + 1))
+
+
+def run_threads(threads: Iterable[threading.Thread], guard: float) -> None:
+    """Start every thread, join each with the hang guard ``guard``, and fail if any still runs."""
+    pool = list(threads)
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(guard)
+    assert not any(thread.is_alive() for thread in pool)

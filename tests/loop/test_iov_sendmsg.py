@@ -38,7 +38,7 @@ from hypothesis import strategies as st
 
 import wsasend
 from tests.conftest import LOOP_FACTORIES
-from tests.helpers import drain_ready, pattern, read_exactly, recv_to_eof, tcp_pair
+from tests.helpers import drain_ready, pattern, read_exactly, recv_to_eof, run_threads, tcp_pair
 from wsasend import _engine
 from wsasend._api import find_engine
 
@@ -242,12 +242,7 @@ def test_recv_from_many_threads_at_once_never_mixes_their_data() -> None:
                     errors.append(f"thread {index} round {r}: data of another read")
                     return
 
-    pool = [threading.Thread(target=worker, args=(i,)) for i in range(threads)]
-    for t in pool:
-        t.start()
-    for t in pool:
-        t.join(GUARD)
-    assert not any(t.is_alive() for t in pool)
+    run_threads([threading.Thread(target=worker, args=(i,)) for i in range(threads)], GUARD)
     assert errors == []
 
 

@@ -21,6 +21,7 @@ import threading
 import pytest
 import uvloop
 
+from tests.helpers import run_threads
 from wsasend import WSAError, WSAErrorCode, WSATransport, _errorwatch
 
 from .util import GUARD, Recorder
@@ -312,11 +313,6 @@ def test_loops_in_four_threads_each_watch_their_own_transports() -> None:
         except BaseException as exc:
             errors.append(exc)
 
-    threads = [threading.Thread(target=run) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(GUARD + 10)
-    assert not any(thread.is_alive() for thread in threads)
+    run_threads([threading.Thread(target=run) for _ in range(4)], GUARD + 10)
     assert errors == []
     assert len(watches) == 20 and all(watch._epoll is None for watch in watches)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import SMALL_BUF, fill_socket, pattern, tcp_pair
+from tests.helpers import SMALL_BUF, fill_socket, pattern, run_threads, tcp_pair
 from wsasend import winsock
 from wsasend.winsock import (
     DWORD,
@@ -130,12 +130,7 @@ def test_eight_threads_with_events_on_one_socket(tcp: tuple[socket.socket, socke
         except BaseException as exc:
             failures.append(f"thread {tid}: {exc!r}")
 
-    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(GUARD)
-    assert not any(w.is_alive() for w in workers)
+    run_threads([threading.Thread(target=worker, args=(t,)) for t in range(threads)], GUARD)
     assert failures == []
     seen = _parse(reader.join(), threads, frames)
     assert seen == {t: list(range(frames)) for t in range(threads)}
@@ -177,12 +172,7 @@ def test_eight_threads_with_completion_routines(tcp: tuple[socket.socket, socket
         except BaseException as exc:
             failures.append(f"thread {tid}: {exc!r}")
 
-    workers = [threading.Thread(target=worker, args=(t,)) for t in range(threads)]
-    for w in workers:
-        w.start()
-    for w in workers:
-        w.join(GUARD)
-    assert not any(w.is_alive() for w in workers)
+    run_threads([threading.Thread(target=worker, args=(t,)) for t in range(threads)], GUARD)
     assert failures == []
     assert _parse(reader.join(), threads, frames) == {t: list(range(frames)) for t in range(threads)}
 
