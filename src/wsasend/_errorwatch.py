@@ -32,7 +32,9 @@ a file still open elsewhere) reaches the current owner: a spurious read and ``SO
 of its own socket, which is always sound.
 
 Loop and process lifetime: the watch closes its epoll when its last transport lets go of it (a
-descriptor of ours never outlives our transports), when the loop's ``shutdown_asyncgens`` runs
+descriptor of ours never outlives our transports; a transport collected unclosed lets go through
+its weak reference's callback, the reader then removed in the loop's thread), when the loop's
+``shutdown_asyncgens`` runs
 (``asyncio.run``, ``uvloop.run``: transports left unclosed), or with the loop object otherwise;
 a forked child closes the inherited instances without touching their registrations (the
 parent's, shared).
@@ -103,7 +105,7 @@ class ErrorWatch:
         # back) simply changes hands: the kernel keys registrations by file too, so the old
         # file's registration (gone with the file, or reported once to the new owner) and this
         # one do not clash, and the old owner's discard now leaves this one alone.
-        self._owners[fd] = weakref.ref(owner)
+        self._owners[fd] = weakref.ref(owner, lambda ref: self._collected(fd, ref))
         return True
 
     def discard(self, fd: int, owner: _Watched) -> None:
@@ -111,19 +113,38 @@ class ErrorWatch:
         ref = self._owners.get(fd)
         if ref is None or ref() is not owner:
             return
-        del self._owners[fd]
-        epoll = self._epoll
-        if epoll is None:
-            return
-        # OSError: closed already (the kernel dropped it), or the number is someone else's now.
-        with contextlib.suppress(OSError):
-            epoll.unregister(fd)
-        if not self._owners:
+        if self._drop(fd):
             # The loop's last watched transport is gone: so is the epoll (no descriptor of ours
             # outlives our transports; the next transport makes a new watch).
             loop = self._loopref()
             if loop is not None:
                 self._retire(loop)
+
+    def _collected(self, fd: int, ref: weakref.ReferenceType[_Watched]) -> None:
+        # An owner collected without being closed (its __del__ warned and closed its socket):
+        # it can discard nothing, so its entry goes here, and with the last one the watch. Any
+        # thread may collect it: the loop's reader is removed in the loop's thread.
+        if self._owners.get(fd) is not ref or not self._drop(fd):
+            return
+        loop = self._loopref()
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # closed in the meantime: it went with the loop
+                loop.call_soon_threadsafe(self._retire_if_unused, loop)
+
+    def _drop(self, fd: int) -> bool:
+        """Unregister ``fd`` (listed); True when it was the last one."""
+        del self._owners[fd]
+        epoll = self._epoll
+        if epoll is None:
+            return False
+        # OSError: closed already (the kernel dropped it), or the number is someone else's now.
+        with contextlib.suppress(OSError):
+            epoll.unregister(fd)
+        return not self._owners
+
+    def _retire_if_unused(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._owners and self._epoll is not None:
+            self._retire(loop)
 
     def _ready(self) -> None:
         epoll = self._epoll

@@ -189,6 +189,35 @@ async def test_the_watch_goes_with_the_last_transport_of_its_loop() -> None:
                 peer.close()
 
 
+async def test_a_transport_collected_unclosed_lets_its_watch_go() -> None:
+    """An unclosed transport taken by the collector (it warns ResourceWarning and closes its
+    socket) cannot discard its registration: its entry goes with it all the same, and with the
+    loop's last entry the watch and its epoll, as when the last transport closes."""
+    if not _on_uvloop():
+        assert not _errorwatch._WATCHES  # asyncio: no watch, ever
+        return
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    try:
+        proto = Recorder()
+        transport = WSATransport(ours, proto)
+        await proto.made
+        await asyncio.sleep(0)
+        watch = _errorwatch._WATCHES[loop]
+        assert list(watch._owners) == [ours.fileno()]
+        transport.pause_reading()  # (the loop's reader no longer holds it)
+        del transport, proto
+        with pytest.warns(ResourceWarning, match="unclosed transport"):
+            gc.collect()
+        assert ours.fileno() == -1  # its __del__ closed the socket
+        assert not watch._owners
+        await _spin(lambda: watch._epoll is None)
+        assert watch._epoll is None
+        assert loop not in _errorwatch._WATCHES
+    finally:
+        peer.close()
+
+
 class _NoOwner:
     def _error_event(self) -> None:
         raise AssertionError("never reported")
