@@ -94,7 +94,16 @@ class WSAEvent:
         self._flag.clear()
 
     def is_set(self) -> bool:
-        """True while the event is signalled."""
+        """True while the event is signalled.
+
+        While the last send posted with this event is pending, a bare ``loop.close()`` of
+        its loop is noticed here too (see :attr:`WSAOverlapped.pending`; S5.12).
+        """
+        if self._flag.is_set():
+            return True
+        source = self._source
+        if source is not None and source._pending:
+            source._still_pending()
         return self._flag.is_set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -196,8 +205,14 @@ class WSAOverlapped(PendingSend):
 
     @property
     def pending(self) -> bool:
-        """True from a pending post (WSA_IO_PENDING) until completion."""
-        return self._pending
+        """True from a pending post (WSA_IO_PENDING) until completion.
+
+        Like :meth:`done`, :meth:`result` and the event's ``is_set()``, it never reports
+        "pending" for ever: asked about a send whose loop was closed with a bare
+        ``loop.close()`` (which completes nothing any more), it first aborts that loop's
+        pending sends, as a blocking :meth:`wait` does (S5.12).
+        """
+        return self._pending and self._still_pending()
 
     @property
     def completed_immediately(self) -> bool:
@@ -261,7 +276,7 @@ class WSAOverlapped(PendingSend):
         Raises:
             WSAError: WSA_IO_INCOMPLETE while pending; the send's own error once it failed.
         """
-        if self._pending:
+        if self._pending and self._still_pending():
             raise WSAError(WSAErrorCode.WSA_IO_INCOMPLETE)
         if self._exc is not None:
             raise self._exc
@@ -269,7 +284,20 @@ class WSAOverlapped(PendingSend):
 
     def done(self) -> bool:
         """True once the send completed (or was never posted)."""
-        return not self._pending
+        return not (self._pending and self._still_pending())
+
+    def _still_pending(self) -> bool:
+        """A pending send's status looked at from outside: False once its loop is closed.
+
+        A loop closed with a bare ``loop.close()`` ran no ``shutdown_asyncgens`` and will never
+        complete its sends: a thread that polls (``WSAGetOverlappedResult`` without waiting)
+        would spin for ever. The first look after the close aborts that loop's pending sends
+        (S5.12; once, whoever looks first: see ``_api.abandon_closed_loop``).
+        """
+        engine = self._engine
+        if engine is not None and engine.loop.is_closed():
+            _abandon_closed(engine)
+        return self._pending
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block this thread until the send completes; True if it did within ``timeout``.

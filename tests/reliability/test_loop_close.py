@@ -110,6 +110,76 @@ def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
 
 
 @FACTORIES
+@pytest.mark.parametrize("look", ["ov.pending", "ov.done", "ov.result", "event.is_set", "WSAGetOverlappedResult"])
+def test_a_bare_loop_close_is_noticed_by_a_thread_that_polls(
+    factory: Callable[[], asyncio.AbstractEventLoop], look: str
+) -> None:
+    """A thread that polls instead of blocking (Winsock's ``WSAGetOverlappedResult`` with
+    ``fWait`` false, ``pending``, ``done()``, ``result()``, the event's state) must not spin for
+    ever on a send whose loop was closed bare: its first look aborts the loop's pending sends
+    (WSA_OPERATION_ABORTED, exact counts, one ResourceWarning), as a blocking wait does."""
+    a, b = socket.socketpair()
+    ev = WSAEvent()
+    ovs: list[WSAOverlapped] = []
+    if look == "WSAGetOverlappedResult":
+        winsock.WSAStartup(0x0202)
+
+    async def post() -> None:
+        ovs.append(wsa_send(a, [b"z" * BIG], overlapped=WSAOverlapped(event=ev)))
+        ovs.append(wsa_send(a, [b"y" * 10]))
+        assert ovs[0].pending and ovs[1].pending
+
+    def still_pending() -> bool:
+        ov = ovs[0]
+        if look == "ov.pending":
+            return ov.pending
+        if look == "ov.done":
+            return not ov.done()
+        if look == "event.is_set":
+            return not ev.is_set()
+        if look == "WSAGetOverlappedResult":
+            n = ctypes.c_uint32(0)
+            flags = ctypes.c_uint32(0)
+            ok = winsock.WSAGetOverlappedResult(a, ov, n, False, flags)
+            return not ok and winsock.WSAGetLastError() == WSAErrorCode.WSA_IO_INCOMPLETE
+        try:
+            ov.result()
+        except WSAError as exc:
+            return exc.winerror == WSAErrorCode.WSA_IO_INCOMPLETE
+        return False
+
+    looks: list[int] = []
+
+    def poll() -> None:
+        for count in range(1, 1001):
+            if not still_pending():
+                looks.append(count)
+                return
+
+    try:
+        loop = factory()
+        loop.run_until_complete(post())
+        with pytest.warns(ResourceWarning) as warned:
+            loop.close()
+            thread = threading.Thread(target=poll, daemon=True)
+            thread.start()
+            thread.join(GUARD)
+        assert looks == [1]  # the first look after the close
+        messages = [str(w.message) for w in warned if issubclass(w.category, ResourceWarning)]
+        assert len(messages) == 1 and "2 overlapped send(s) pending" in messages[0], messages
+        for ov in ovs:
+            assert not ov.pending and ov.error == WSAErrorCode.WSA_OPERATION_ABORTED
+        assert ev.is_set()
+        assert 0 < ovs[0].transferred == drain_ready(b) < BIG
+        assert ovs[1].transferred == 0
+    finally:
+        if look == "WSAGetOverlappedResult":
+            winsock.WSACleanup()
+        a.close()
+        b.close()
+
+
+@FACTORIES
 def test_a_wait_on_a_live_loop_still_times_out(factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     """The waiter's checks of the loop do not end a wait early while the loop is open: a
     pending send on a live (stopped) loop gives a plain time-out, and no abort, no warning."""
