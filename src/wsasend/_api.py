@@ -114,14 +114,39 @@ def _watch_loop(loop: asyncio.AbstractEventLoop) -> None:
     """Have ``loop``'s ``shutdown_asyncgens`` abort its pending sends (S5.12; docs/overlapped.md).
 
     Loops closed without ``shutdown_asyncgens`` are caught by a thread waiting on one of their
-    sends (``abandon_closed_loop``) or at the socket's next claim (``take_from`` sees the
-    closed loop).
+    sends (``abandon_closed_loop``), by a look at one of their sends' status, at the socket's
+    next claim (``take_from`` sees the closed loop), and here, when the next loop starts
+    sending: whatever a bare-closed loop left queued is aborted then (see ``_sweep_closed``).
     """
     if loop in _WATCHED:
         return
+    _sweep_closed()
     watcher = watch(loop, _loop_ending)
     if watcher is not None:
         _WATCHED[loop] = watcher
+
+
+def _sweep_closed() -> None:
+    """Abort the sends of every loop that was closed with a bare ``loop.close()`` (S5.12).
+
+    Nothing else may ever look at them: such a loop's engines keep their sockets and their
+    descriptor duplicates open, so a socket the caller closed with a plain ``close()`` would
+    stay connected (the peer never sees the close) and the sends' buffers stay held until the
+    process ends. Run once per new loop (the "loop per job" pattern: each job's loop clears
+    what the last one left); O(sockets with an engine). Safe from any thread: a closed loop
+    runs nothing, and ``_loop_ending`` takes each queue once under the registry lock.
+    """
+    with _LOCK:
+        # (A copy first: a socket's finalizer may run in here, at any allocation, and drop its slot.)
+        slots = list(_SLOTS.values())
+        closed = {
+            id(engine.loop): engine.loop
+            for slot in slots
+            for engine in (slot.owner, slot.engine, *slot.waiting)
+            if engine is not None and engine.loop.is_closed()
+        }
+    for old in closed.values():
+        _loop_ending(old)
 
 
 def _loop_ending(loop: asyncio.AbstractEventLoop) -> None:

@@ -20,7 +20,16 @@ import pytest
 
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import drain_ready, fill_socket
-from wsasend import WSAError, WSAErrorCode, WSAOverlapped, set_max_pending, winsock, wsa_send, wsa_send_sync
+from wsasend import (
+    WSAError,
+    WSAErrorCode,
+    WSAOverlapped,
+    closesocket,
+    set_max_pending,
+    winsock,
+    wsa_send,
+    wsa_send_sync,
+)
 
 GUARD = 30.0
 FACTORIES = pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
@@ -166,7 +175,7 @@ def test_a_forked_child_inherits_no_engine(factory: Callable[[], asyncio.Abstrac
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
         loop.close()
-        a.close()
+        closesocket(a)  # the parent's send is still pending: abort it here, not at the next loop
         b.close()
 
 

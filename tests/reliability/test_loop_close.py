@@ -180,6 +180,53 @@ def test_a_bare_loop_close_is_noticed_by_a_thread_that_polls(
 
 
 @FACTORIES
+def test_the_next_loop_aborts_what_a_bare_closed_loop_left_and_the_peer_sees_the_close(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """A loop closed bare with sends pending, then the socket closed with a plain ``close()``
+    and nobody looking at the sends again (the "loop per job" pattern): the engine's duplicate
+    of the descriptor kept the connection open for good, so the peer never saw the close. The
+    next loop that starts sending aborts them (exact counts, one ResourceWarning) and lets the
+    socket go: the peer reads exactly what was consumed, then end of stream."""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    a.setblocking(False)
+    ovs: list[WSAOverlapped] = []
+
+    async def post() -> None:
+        for _ in range(8):
+            ovs.append(wsa_send(a, [b"z" * BIG]))
+        await asyncio.sleep(0)
+        assert ovs[-1].pending
+
+    async def next_job() -> int:
+        return await wsa_send(c, [b"next"])
+
+    try:
+        loop = factory()
+        loop.run_until_complete(post())
+        loop.close()  # bare: no shutdown_asyncgens
+        a.close()  # plain close: the engine still holds its duplicate
+        assert all(ov._pending for ov in ovs)  # (nobody looked: ov.pending would abort them)
+        with pytest.warns(ResourceWarning) as warned, asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(next_job()) == 4
+        messages = [str(w.message) for w in warned if issubclass(w.category, ResourceWarning)]
+        assert len(messages) == 1 and "overlapped send(s) pending" in messages[0], messages
+        assert not any(ov._pending for ov in ovs)
+        assert all(ov.error in (0, WSAErrorCode.WSA_OPERATION_ABORTED) for ov in ovs)
+        assert ovs[-1].error == WSAErrorCode.WSA_OPERATION_ABORTED
+        b.settimeout(GUARD)
+        got = 0
+        while data := b.recv(1 << 20):  # ends only at the peer's end of stream
+            got += len(data)
+        assert got == sum(ov.transferred for ov in ovs)
+        assert d.recv(10) == b"next"
+    finally:
+        for sock in (a, b, c, d):
+            sock.close()
+
+
+@FACTORIES
 def test_a_wait_on_a_live_loop_still_times_out(factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
     """The waiter's checks of the loop do not end a wait early while the loop is open: a
     pending send on a live (stopped) loop gives a plain time-out, and no abort, no warning."""
