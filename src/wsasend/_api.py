@@ -137,8 +137,7 @@ def _sweep_closed() -> None:
     runs nothing, and ``_loop_ending`` takes each queue once under the registry lock.
     """
     with _LOCK:
-        # (A copy first: a socket's finalizer may run in here, at any allocation, and drop its slot.)
-        slots = list(_SLOTS.values())
+        slots = _SLOTS.copy().values()  # (a copy: see _loop_ending)
         closed = {
             id(engine.loop): engine.loop
             for slot in slots
@@ -153,7 +152,10 @@ def _loop_ending(loop: asyncio.AbstractEventLoop) -> None:
     """``loop`` is ending: abort its engines' pending sends, free their sockets (S5.12)."""
     dead: list[SendEngine] = []
     with _LOCK:
-        for key, slot in list(_SLOTS.items()):
+        # A copy, made without allocating per item: a socket's finalizer (_forget) may run at
+        # any allocation of this thread, here too (the lock is reentrant), and drop its slot;
+        # list(_SLOTS.items()) made a tuple per item and so could meet that mid-way.
+        for key, slot in _SLOTS.copy().items():
             engines: list[SendEngine] = []
             if slot.owner is not None and slot.owner.loop is loop:
                 engines.append(slot.owner)
@@ -199,7 +201,7 @@ def _reset_after_fork() -> None:
     global _LOCK
     OWNERSHIP.reset()
     _LOCK = OWNERSHIP.lock
-    for slot in _SLOTS.values():
+    for slot in _SLOTS.copy().values():  # (a copy: see _loop_ending)
         for engine in (slot.owner, slot.engine, *slot.waiting):
             if engine is not None:
                 engine._owned = False
