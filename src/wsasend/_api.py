@@ -120,10 +120,13 @@ def _watch_loop(loop: asyncio.AbstractEventLoop) -> None:
     """
     if loop in _WATCHED:
         return
-    _sweep_closed()
     watcher = watch(loop, _loop_ending)
     if watcher is not None:
         _WATCHED[loop] = watcher
+    # Soon, not here: its ResourceWarnings are about other sockets, and under ``-W error`` one
+    # would otherwise fail this caller's send (it goes to the loop's exception handler then).
+    if not loop.is_closed():
+        loop.call_soon(_sweep_closed)
 
 
 def _sweep_closed() -> None:

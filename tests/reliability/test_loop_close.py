@@ -17,6 +17,7 @@ import asyncio
 import ctypes
 import socket
 import threading
+import warnings
 from collections.abc import Callable
 
 import pytest
@@ -220,6 +221,47 @@ def test_the_next_loop_aborts_what_a_bare_closed_loop_left_and_the_peer_sees_the
         while data := b.recv(1 << 20):  # ends only at the peer's end of stream
             got += len(data)
         assert got == sum(ov.transferred for ov in ovs)
+        assert d.recv(10) == b"next"
+    finally:
+        for sock in (a, b, c, d):
+            sock.close()
+
+
+@FACTORIES
+def test_under_w_error_the_leftovers_warning_never_fails_the_next_loops_send(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """The sweep's ResourceWarning is about another socket: with warnings as errors it must
+    not fail the send that started the new loop's engine (nor keep that loop from being
+    watched); it reaches the new loop's exception handler instead, and the leftovers are
+    aborted all the same."""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    a.setblocking(False)
+    ovs: list[WSAOverlapped] = []
+    seen: list[BaseException | None] = []
+
+    async def post() -> None:
+        ovs.append(wsa_send(a, [b"z" * BIG]))
+        await asyncio.sleep(0)
+
+    async def next_job() -> int:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: seen.append(ctx.get("exception")))
+        n = await wsa_send(c, [b"next"])
+        await asyncio.sleep(0)
+        return n
+
+    try:
+        loop = factory()
+        loop.run_until_complete(post())
+        loop.close()
+        a.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            with asyncio.Runner(loop_factory=factory) as runner:
+                assert runner.run(next_job()) == 4
+        assert len(seen) == 1 and isinstance(seen[0], ResourceWarning), seen
+        assert ovs[0].error == WSAErrorCode.WSA_OPERATION_ABORTED and not ovs[0]._pending
         assert d.recv(10) == b"next"
     finally:
         for sock in (a, b, c, d):
