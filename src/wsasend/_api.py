@@ -17,6 +17,7 @@ from ._engine import (
     ZERO,
     SendEngine,
     SocketSlot,
+    _running_loop,
     abandon,
     notify_locked,
 )
@@ -39,8 +40,6 @@ _SLOTS: dict[int, SocketSlot] = {}
 # Loops whose end (shutdown_asyncgens) we watch, each with its watcher async generator (S5.12).
 _WATCHED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = weakref.WeakKeyDictionary()
 _get_running_loop: Final = asyncio.get_running_loop
-# The same question without the RuntimeError: the running loop or None (asyncio's C function).
-_running_loop_or_none: Final = asyncio._get_running_loop
 # The registry lock (reentrant: see slot_for), also the lock of every ownership change (S5.11).
 _LOCK = OWNERSHIP.lock
 
@@ -300,7 +299,7 @@ def wsa_send(
     # id(sock) cannot name a dead socket here: the registry entry is dropped by the socket's
     # finalizer when it dies, before its id can be reused.
     engine = _ENGINES.get(id(sock))
-    if engine is None or (not engine.runs_here() if _NATIVE else engine.loop is not _running_loop_or_none()):
+    if engine is None or (not engine.runs_here() if _NATIVE else engine.loop is not _running_loop()):
         # (runs_here: the engine's loop is this thread's running loop, told without asyncio's
         # get_running_loop, a getpid() syscall per call on Python 3.11. Pure Python asks
         # asyncio: there the method call costs more than asyncio's C function and its syscall;
