@@ -461,9 +461,8 @@ def _wait_watching(
     deadline = None if timeout is None else time.monotonic() + timeout
     while True:
         send = ov if event is None else event._source
-        engine = send._engine if send is not None and send._pending else None
-        if engine is not None and engine.loop.is_closed():
-            _abandon_closed(engine)
+        if send is not None and send._pending:
+            send._still_pending()  # (aborts the sends of a closed loop)
         if deadline is None:
             step = _CLOSED_LOOP_POLL
         else:
