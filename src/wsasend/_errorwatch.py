@@ -34,10 +34,9 @@ of its own socket, which is always sound.
 Loop and process lifetime: the watch closes its epoll when its last transport lets go of it (a
 descriptor of ours never outlives our transports; a transport collected unclosed lets go through
 its weak reference's callback, the reader then removed in the loop's thread), when the loop's
-``shutdown_asyncgens`` runs
-(``asyncio.run``, ``uvloop.run``: transports left unclosed), or with the loop object otherwise;
-a forked child closes the inherited instances without touching their registrations (the
-parent's, shared).
+``shutdown_asyncgens`` runs (``asyncio.run``, ``uvloop.run``: transports left unclosed), or
+with the loop object otherwise; a forked child closes the inherited instances without touching
+their registrations (the parent's, shared).
 Not compiled (SPEC S10): nothing here runs per read.
 """
 
