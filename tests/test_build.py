@@ -39,12 +39,15 @@ def _build_list(name: str = "COMPILED_MODULES") -> tuple[str, ...]:
     """A module tuple as buildsupport/wsasend_build.py spells it (read, not imported)."""
     tree = ast.parse((ROOT / "buildsupport" / "wsasend_build.py").read_text())
     for node in tree.body:
-        target = node.target if isinstance(node, ast.AnnAssign) else None
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            target = node.targets[0]
+        target: ast.expr | None = None
+        value_node: ast.expr | None = None
+        if isinstance(node, ast.AnnAssign):
+            target, value_node = node.target, node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target, value_node = node.targets[0], node.value
         if isinstance(target, ast.Name) and target.id == name:
-            assert node.value is not None
-            value = ast.literal_eval(node.value)
+            assert value_node is not None
+            value = ast.literal_eval(value_node)
             assert isinstance(value, tuple)
             return value
     raise AssertionError(f"{name} not found in buildsupport/wsasend_build.py")
