@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import threading
 import weakref
 from typing import Any
 
@@ -230,3 +231,55 @@ def test_marked_closed_answers_as_getattr() -> None:
     finally:
         s.close()
         sub.close()
+
+
+def test_threads_each_with_its_loop_and_sockets_never_share_an_engine() -> None:
+    """Four threads, each running its own loop (both kinds) and sending on two sockets of its
+    own, all writing the one remembered engine at once: every send goes through its socket's
+    engine on the thread's loop, and every stream arrives whole and in order."""
+    errors: list[BaseException] = []
+    kinds = [KINDS[i % len(KINDS)] for i in range(4)]
+
+    def worker(kind: str, tag: int) -> None:
+        async def main() -> None:
+            pairs = [_pair() for _ in range(2)]
+            try:
+                expected = [bytearray() for _ in pairs]
+                ovs: list[wsasend.WSAOverlapped] = []
+                for i in range(1500):
+                    k = (i // 3) % 2
+                    a = pairs[k][0]
+                    data = b"%d:%d:%d;" % (tag, k, i)
+                    ov = wsa_send(a, [data])
+                    engine = _engine_of(ov)
+                    assert engine is find_engine(a)
+                    assert engine.loop is asyncio.get_running_loop()
+                    expected[k] += data
+                    ovs.append(ov)
+                    if i % 100 == 99:
+                        await asyncio.sleep(0)  # let the other threads' loops interleave
+                reads = [read_exactly(b, len(exp)) for (_, b), exp in zip(pairs, expected, strict=True)]
+                got = await asyncio.wait_for(asyncio.gather(*reads), GUARD)
+                assert [bytes(g) for g in got] == [bytes(e) for e in expected]
+                for ov in ovs:
+                    await asyncio.wait_for(ov, GUARD)
+            finally:
+                for a, b in pairs:
+                    closesocket(a)
+                    b.close()
+
+        loop = LOOP_FACTORIES[kind]()
+        try:
+            loop.run_until_complete(main())
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            loop.close()
+
+    threads = [threading.Thread(target=worker, args=(kind, tag)) for tag, kind in enumerate(kinds)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(GUARD * 2)
+    assert not any(t.is_alive() for t in threads)
+    assert not errors, errors
