@@ -294,6 +294,32 @@ _NO_LOOP = (
 )
 
 
+def _engine_here(sock: socket.socket) -> SendEngine:
+    """The engine of ``sock`` on the loop running in this thread, made if need be; remembered
+    for the next ``wsa_send`` in the compiled build (see _LastEngine).
+
+    ``id(sock)`` cannot name a dead socket here: the registry entry is dropped by the socket's
+    finalizer when it dies, before its id can be reused. ``runs_here``: the engine's loop is
+    this thread's running loop, told without asyncio's ``get_running_loop``, a ``getpid()``
+    syscall per call on Python 3.11 (see SendEngine.runs_here).
+
+    Raises:
+        RuntimeError: no event loop runs in this thread (the message says what to use).
+        WSAError: as :func:`engine_for`.
+    """
+    engine = _ENGINES.get(id(sock))
+    if engine is None or (not engine.runs_here() if _NATIVE else engine.loop is not _running_loop()):
+        try:
+            loop = _get_running_loop()
+        except RuntimeError:
+            raise RuntimeError(_NO_LOOP) from None
+        if engine is None or engine.loop is not loop:
+            engine = engine_for(sock, loop)
+    if _NATIVE:
+        _LAST.engine = engine
+    return engine
+
+
 def wsa_send(
     sock: socket.socket,
     buffers: object,
@@ -342,28 +368,19 @@ def wsa_send(
         RuntimeError: when no event loop is running in this thread; the message says what to
             use instead (``loop.call_soon_threadsafe``, ``wsa_send_sync``, the winsock facade).
     """
-    # The last engine used, if it is still the socket's current one (see _LastEngine); else
-    # the registry. id(sock) cannot name a dead socket here: the registry entry is dropped by
-    # the socket's finalizer when it dies, before its id can be reused.
+    # Compiled: the last engine used, if it is still the socket's current one and its loop runs
+    # here (see _LastEngine). Interpreted, those checks cost more than the registry's lookup
+    # (pure W4 posted +4%), so the pure build asks the registry, and asyncio for the loop: the
+    # runs_here method call costs more there than asyncio's C function and its getpid() (W4
+    # posted, pure: 15,695 user-space instructions a send with runs_here, issue 11).
     if _NATIVE:
         engine = _LAST.engine
-        if engine is None or engine._key != id(sock) or not engine._current:
-            engine = _ENGINES.get(id(sock))
-    else:  # (interpreted, the three checks cost more than the lookup: pure W4 posted +4%)
+        if engine is None or engine._key != id(sock) or not engine._current or not engine.runs_here():
+            engine = _engine_here(sock)
+    else:
         engine = _ENGINES.get(id(sock))
-    if engine is None or (not engine.runs_here() if _NATIVE else engine.loop is not _running_loop()):
-        # (runs_here: the engine's loop is this thread's running loop, told without asyncio's
-        # get_running_loop, a getpid() syscall per call on Python 3.11. Pure Python asks
-        # asyncio: there the method call costs more than asyncio's C function and its syscall;
-        # W4 posted, pure: 15,695 user-space instructions a send with runs_here, issue 11.)
-        try:
-            loop = _get_running_loop()
-        except RuntimeError:
-            raise RuntimeError(_NO_LOOP) from None
-        if engine is None or engine.loop is not loop:
-            engine = engine_for(sock, loop)
-    if _NATIVE:
-        _LAST.engine = engine
+        if engine is None or engine.loop is not _running_loop():
+            engine = _engine_here(sock)
     if address is None:
         if flags is ZERO and overlapped is None and completion_routine is None and type(buffers) is list:
             if engine.hot:
