@@ -46,6 +46,23 @@ def _pair() -> tuple[socket.socket, socket.socket]:
     return a, b
 
 
+async def _finish(
+    pairs: list[tuple[socket.socket, socket.socket]], expected: list[bytearray], ovs: list[wsasend.WSAOverlapped]
+) -> None:
+    """Each peer reads exactly its own stream; every send completes whole."""
+    reads = [read_exactly(b, len(exp)) for (_, b), exp in zip(pairs, expected, strict=True)]
+    got = await asyncio.wait_for(asyncio.gather(*reads), GUARD)
+    assert [bytes(g) for g in got] == [bytes(e) for e in expected]
+    for ov in ovs:
+        assert await asyncio.wait_for(ov, GUARD) == ov.nbytes
+
+
+def _close(pairs: list[tuple[socket.socket, socket.socket]]) -> None:
+    for a, b in pairs:
+        closesocket(a)
+        b.close()
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_socket_that_takes_a_dead_sockets_id_gets_its_own_engine(kind: str) -> None:
     """The dead socket's engine had ``max_pending=1``: sent through it, the new socket's second
@@ -121,15 +138,9 @@ def test_sends_interleaved_over_sockets_each_use_their_sockets_engine(kind: str)
                 assert _engine_of(ov) is find_engine(a)
                 expected[k] += chunk + b"|"
                 ovs.append(ov)
-            reads = [read_exactly(b, len(exp)) for (_, b), exp in zip(pairs, expected, strict=True)]
-            got = await asyncio.wait_for(asyncio.gather(*reads), GUARD)
-            assert [bytes(g) for g in got] == [bytes(e) for e in expected]
-            for ov in ovs:
-                assert await asyncio.wait_for(ov, GUARD) == 81
+            await _finish(pairs, expected, ovs)
         finally:
-            for a, b in pairs:
-                closesocket(a)
-                b.close()
+            _close(pairs)
 
     loop = LOOP_FACTORIES[kind]()
     try:
@@ -258,15 +269,9 @@ def test_threads_each_with_its_loop_and_sockets_never_share_an_engine() -> None:
                     ovs.append(ov)
                     if i % 100 == 99:
                         await asyncio.sleep(0)  # let the other threads' loops interleave
-                reads = [read_exactly(b, len(exp)) for (_, b), exp in zip(pairs, expected, strict=True)]
-                got = await asyncio.wait_for(asyncio.gather(*reads), GUARD)
-                assert [bytes(g) for g in got] == [bytes(e) for e in expected]
-                for ov in ovs:
-                    await asyncio.wait_for(ov, GUARD)
+                await _finish(pairs, expected, ovs)
             finally:
-                for a, b in pairs:
-                    closesocket(a)
-                    b.close()
+                _close(pairs)
 
         loop = LOOP_FACTORIES[kind]()
         try:
