@@ -13,7 +13,7 @@ from collections.abc import Callable, Coroutine, Generator
 from typing import TYPE_CHECKING, Any, Final
 
 from . import _awaiting
-from ._compat import mypyc_attr
+from ._compat import is_extension_file, mypyc_attr
 from ._errors import WSAError, WSAErrorCode
 from ._queue import PendingSend
 
@@ -34,6 +34,9 @@ _finished: Final = _awaiting.finished
 _failed: Final = _awaiting.failed
 _on_own_loop: Final = _awaiting.on_own_loop
 
+# Whether this module runs compiled (see _engine._NATIVE): the pure build asks asyncio for the
+# running loop, as its wsa_send does (an interpreted runs_here() costs more than that C call).
+_NATIVE: Final = is_extension_file(__file__)
 # How often a thread blocked on a pending send looks whether the send's loop was closed with a
 # bare loop.close() (S5.12): nothing else can notice it (see _wait_watching).
 _CLOSED_LOOP_POLL: Final = 0.25
@@ -370,9 +373,10 @@ class WSAOverlapped(PendingSend):
                 return _failed(self._exc)
             return _finished(self._transferred)
         assert engine is not None
-        # (runs_here: as in wsa_send, the engine tells without asyncio's get_running_loop, a
-        # getpid() syscall per call on Python 3.11.)
-        loop = engine.loop if engine.runs_here() else asyncio.get_running_loop()
+        # (runs_here: as in wsa_send, the compiled engine tells without asyncio's
+        # get_running_loop, a getpid() syscall per call on Python 3.11; interpreted, the method
+        # call costs more than asyncio's C function and its syscall.)
+        loop = engine.loop if _NATIVE and engine.runs_here() else asyncio.get_running_loop()
         if loop is not engine.loop:
             # Awaited from another loop than the one that completes the send (a facade post runs
             # on the provider's loop): complete through call_soon_threadsafe (issue 10 item 16).
