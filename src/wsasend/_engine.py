@@ -370,13 +370,16 @@ def notify_locked(slot: SocketSlot, dead: list[SendEngine]) -> None:
             slot.waiting.remove(engine)
 
 
-def abandon(engines: list[SendEngine]) -> None:
+def abandon(engines: list[SendEngine], warn_on: asyncio.AbstractEventLoop | None = None) -> None:
     """Abort the pending sends of engines whose loop ended (S5.12), with a ResourceWarning.
 
     Any thread may call it (a waiter of a loop closed with a bare ``loop.close()`` does, see
     ``_overlapped._wait_watching``): each queue is taken under ``OWNERSHIP.lock``, so when two
     callers race over one engine one of them aborts it (and warns), the other finds it empty.
-    The warnings come after every abort: under ``-W error`` the first one raises.
+    The warnings come after every abort: under ``-W error`` the first one raises. With
+    ``warn_on`` (a running loop, from its own thread) they are given in a callback of that loop
+    instead: a send that took the socket over from a dead loop's engine must not fail with a
+    warning about that loop's sends under ``-W error`` (the loop's exception handler gets it).
     """
     aborted: list[tuple[socket.socket | None, int]] = []
     for engine in engines:
@@ -390,11 +393,18 @@ def abandon(engines: list[SendEngine]) -> None:
             continue
         engine._fail_ops(comps, WSAErrorCode.WSA_OPERATION_ABORTED, None)
         aborted.append((engine._sockref(), count))
+    if aborted and warn_on is not None and not warn_on.is_closed():
+        warn_on.call_soon(_warn_abandoned, aborted)
+    else:
+        _warn_abandoned(aborted)
+
+
+def _warn_abandoned(aborted: list[tuple[socket.socket | None, int]]) -> None:
     for sock, count in aborted:
         warnings.warn(
             f"event loop ended with {count} overlapped send(s) pending on {sock!r}: aborted (S5.12)",
             ResourceWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
 
 
@@ -661,7 +671,7 @@ class SendEngine:
                     owner._release_wanted = True
                 if self not in slot.waiting:
                     slot.waiting.append(self)
-        abandon(dead)
+        abandon(dead, self.loop)  # (its warnings soon, not in the caller's send: see abandon)
         return owned
 
     def _retry_claim(self) -> None:

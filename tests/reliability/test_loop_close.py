@@ -228,6 +228,58 @@ def test_the_next_loop_aborts_what_a_bare_closed_loop_left_and_the_peer_sees_the
 
 
 @FACTORIES
+def test_under_w_error_reclaiming_the_same_socket_never_fails_the_send(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """A bare-closed loop left sends pending on a socket; the next loop's first send on that
+    same socket takes it over and aborts them (S5.11, S5.12). Its ResourceWarning is about the
+    dead loop's sends: with warnings as errors it must not fail this send (which has already
+    claimed the socket); it reaches the new loop's exception handler, and the old sends are
+    aborted with their exact counts. Before the fix the send raised the ResourceWarning."""
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    filled = fill_socket(a)
+    ovs: list[WSAOverlapped] = []
+    seen: list[BaseException | None] = []
+
+    async def post() -> None:
+        ovs.append(wsa_send(a, [b"x" * 1000]))
+        ovs.append(wsa_send(a, [b"y" * 10]))
+        assert ovs[0].pending and ovs[1].pending
+
+    async def again() -> int:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: seen.append(ctx.get("exception")))
+        ov = wsa_send(a, [b"again"])
+        got = bytearray()
+        while len(got) < filled + 5:  # the old fill first, then only this send's bytes
+            chunk = await asyncio.get_running_loop().sock_recv(b, 1 << 16)
+            assert chunk
+            got += chunk
+        assert bytes(got[filled:]) == b"again"
+        n = await ov
+        await asyncio.sleep(0)
+        return n
+
+    try:
+        b.setblocking(False)
+        loop = factory()
+        loop.run_until_complete(post())
+        loop.close()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", ResourceWarning)
+            with asyncio.Runner(loop_factory=factory) as runner:
+                assert runner.run(again()) == 5
+        assert len(seen) == 1 and isinstance(seen[0], ResourceWarning), seen
+        assert "2 overlapped send(s) pending" in str(seen[0])
+        for ov in ovs:
+            assert ov.error == WSAErrorCode.WSA_OPERATION_ABORTED and not ov._pending
+            assert ov.transferred == 0
+    finally:
+        a.close()
+        b.close()
+
+
+@FACTORIES
 def test_under_w_error_the_leftovers_warning_never_fails_the_next_loops_send(
     factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
