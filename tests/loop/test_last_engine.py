@@ -17,7 +17,8 @@ import gc
 import socket
 import threading
 import weakref
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
@@ -26,15 +27,27 @@ from tests.conftest import LOOP_FACTORIES
 from tests.helpers import read_exactly
 from wsasend import _engine, closesocket, set_max_pending, wsa_send
 from wsasend._api import find_engine
+from wsasend._engine import SendEngine
 
 GUARD = 30.0
 KINDS = sorted(LOOP_FACTORIES)
+T = TypeVar("T")
 
 
-def _engine_of(ov: wsasend.WSAOverlapped) -> Any:
+def _engine_of(ov: wsasend.WSAOverlapped) -> SendEngine:
     engine = ov._engine
     assert engine is not None
     return engine
+
+
+def _run_on(kind: str, main: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """``main()`` on a new loop of ``kind``, closed afterwards (a bare close, no Runner: the
+    tests look at what the sends did, not at what a loop's end does)."""
+    loop = LOOP_FACTORIES[kind]()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
 
 
 def _pair() -> tuple[socket.socket, socket.socket]:
@@ -111,11 +124,7 @@ def test_a_socket_that_takes_a_dead_sockets_id_gets_its_own_engine(kind: str) ->
                 b2.close()
         return reused
 
-    loop = LOOP_FACTORIES[kind]()
-    try:
-        reused = loop.run_until_complete(main())
-    finally:
-        loop.close()
+    reused = _run_on(kind, main)
     # The test means something only if the address was taken again at least once.
     assert reused >= 1
 
@@ -142,11 +151,7 @@ def test_sends_interleaved_over_sockets_each_use_their_sockets_engine(kind: str)
         finally:
             _close(pairs)
 
-    loop = LOOP_FACTORIES[kind]()
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
+    _run_on(kind, main)
 
 
 @pytest.mark.parametrize("first", KINDS)
@@ -238,7 +243,7 @@ def test_marked_closed_answers_as_getattr() -> None:
         assert answers == [bool(getattr(c, "_closed", False)) for c in cases]
         assert answers == [False, True, True, False, False, True, True, False]
         with pytest.raises(ValueError, match="boom"):
-            _engine.marked_closed(Raising())  # type: ignore[arg-type]
+            _engine.marked_closed(Raising())
     finally:
         s.close()
         sub.close()
@@ -273,13 +278,10 @@ def test_threads_each_with_its_loop_and_sockets_never_share_an_engine() -> None:
             finally:
                 _close(pairs)
 
-        loop = LOOP_FACTORIES[kind]()
         try:
-            loop.run_until_complete(main())
+            _run_on(kind, main)
         except BaseException as exc:
             errors.append(exc)
-        finally:
-            loop.close()
 
     threads = [threading.Thread(target=worker, args=(kind, tag)) for tag, kind in enumerate(kinds)]
     for t in threads:
