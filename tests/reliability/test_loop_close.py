@@ -18,7 +18,8 @@ import ctypes
 import socket
 import threading
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 import pytest
 
@@ -227,6 +228,26 @@ def test_the_next_loop_aborts_what_a_bare_closed_loop_left_and_the_peer_sees_the
             sock.close()
 
 
+def _next_loop_under_w_error(
+    factory: Callable[[], asyncio.AbstractEventLoop], job: Callable[[], Coroutine[Any, Any, int]]
+) -> tuple[int, list[BaseException | None]]:
+    """Run ``job`` on a new loop with ResourceWarnings as errors: what it returned, and the
+    exceptions that loop's exception handler got (one iteration after ``job`` returns, so a
+    warning given soon is in)."""
+    seen: list[BaseException | None] = []
+
+    async def main() -> int:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: seen.append(ctx.get("exception")))
+        n = await job()
+        await asyncio.sleep(0)
+        return n
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)
+        with asyncio.Runner(loop_factory=factory) as runner:
+            return runner.run(main()), seen
+
+
 @FACTORIES
 def test_under_w_error_reclaiming_the_same_socket_never_fails_the_send(
     factory: Callable[[], asyncio.AbstractEventLoop],
@@ -240,7 +261,6 @@ def test_under_w_error_reclaiming_the_same_socket_never_fails_the_send(
     a.setblocking(False)
     filled = fill_socket(a)
     ovs: list[WSAOverlapped] = []
-    seen: list[BaseException | None] = []
 
     async def post() -> None:
         ovs.append(wsa_send(a, [b"x" * 1000]))
@@ -248,7 +268,6 @@ def test_under_w_error_reclaiming_the_same_socket_never_fails_the_send(
         assert ovs[0].pending and ovs[1].pending
 
     async def again() -> int:
-        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: seen.append(ctx.get("exception")))
         ov = wsa_send(a, [b"again"])
         got = bytearray()
         while len(got) < filled + 5:  # the old fill first, then only this send's bytes
@@ -256,19 +275,15 @@ def test_under_w_error_reclaiming_the_same_socket_never_fails_the_send(
             assert chunk
             got += chunk
         assert bytes(got[filled:]) == b"again"
-        n = await ov
-        await asyncio.sleep(0)
-        return n
+        return await ov
 
     try:
         b.setblocking(False)
         loop = factory()
         loop.run_until_complete(post())
         loop.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ResourceWarning)
-            with asyncio.Runner(loop_factory=factory) as runner:
-                assert runner.run(again()) == 5
+        n, seen = _next_loop_under_w_error(factory, again)
+        assert n == 5
         assert len(seen) == 1 and isinstance(seen[0], ResourceWarning), seen
         assert "2 overlapped send(s) pending" in str(seen[0])
         for ov in ovs:
@@ -291,27 +306,21 @@ def test_under_w_error_the_leftovers_warning_never_fails_the_next_loops_send(
     c, d = socket.socketpair()
     a.setblocking(False)
     ovs: list[WSAOverlapped] = []
-    seen: list[BaseException | None] = []
 
     async def post() -> None:
         ovs.append(wsa_send(a, [b"z" * BIG]))
         await asyncio.sleep(0)
 
     async def next_job() -> int:
-        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: seen.append(ctx.get("exception")))
-        n = await wsa_send(c, [b"next"])
-        await asyncio.sleep(0)
-        return n
+        return await wsa_send(c, [b"next"])
 
     try:
         loop = factory()
         loop.run_until_complete(post())
         loop.close()
         a.close()
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ResourceWarning)
-            with asyncio.Runner(loop_factory=factory) as runner:
-                assert runner.run(next_job()) == 4
+        n, seen = _next_loop_under_w_error(factory, next_job)
+        assert n == 4
         assert len(seen) == 1 and isinstance(seen[0], ResourceWarning), seen
         assert ovs[0].error == WSAErrorCode.WSA_OPERATION_ABORTED and not ovs[0]._pending
         assert d.recv(10) == b"next"
