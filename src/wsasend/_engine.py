@@ -286,6 +286,11 @@ def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: b
     return ov
 
 
+# What post_list(keep=False) returns for a send nobody sees complete (see there): a fresh
+# overlapped that is never posted, awaited or handed out.
+_UNSEEN: Final = WSAOverlapped()
+
+
 def check_connected(sock: socket.socket) -> None:
     """S2.4: a zero-byte stream send is WSAENOTCONN on a listening or unconnected socket.
 
@@ -997,7 +1002,7 @@ class SendEngine:
         self._complete_immediately(ov, nbytes)
         return ov
 
-    def post_list(self, sock: socket.socket, buffers: list[Any]) -> WSAOverlapped:
+    def post_list(self, sock: socket.socket, buffers: list[Any], keep: bool = True) -> WSAOverlapped:
         """``post(sock, buffers)`` for the commonest call: a list, no flags, overlapped or routine.
 
         Only used while ``self.hot``. Falls back to :meth:`post` for anything that is not a
@@ -1005,6 +1010,11 @@ class SendEngine:
         saves is the calls and checks that cannot fail for such a send, and it makes the
         overlapped only once the outcome is known so each field is set once (measured: about
         half the per-send cost of ``post``).
+
+        ``keep=False`` is for a caller that drops the result (the transport's ``write`` and
+        ``writelines``): a send that completes immediately, with no ``on_complete`` to tell,
+        then makes no overlapped at all and the result is a shared placeholder (issue 11:
+        making and freeing it was about 400 instructions of a keep-alive request).
         """
         total = 0
         for buf in buffers:
@@ -1072,9 +1082,12 @@ class SendEngine:
             return ov
         self._sending = False
         # Completed immediately (S5.1): no routine, no event, nothing to wake.
-        ov = _stream_overlapped(self, buffers, total, True)
-        if self.on_complete is not None and self.notify_immediate:
-            self.on_complete([ov])
+        if keep or (self.on_complete is not None and self.notify_immediate):
+            ov = _stream_overlapped(self, buffers, total, True)
+            if self.on_complete is not None and self.notify_immediate:
+                self.on_complete([ov])
+        else:
+            ov = _UNSEEN
         # The batch window (see _open_batch), inline: this is the request/response hot path.
         self._batch_open = True
         if not self._batch_scheduled and not self._held:

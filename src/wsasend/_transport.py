@@ -91,6 +91,10 @@ UDP_READ_MAX = 64 * 1024
 #: threshold (128 KiB), so every read of a small request paid mmap + mremap + munmap and page
 #: faults (strace: 3 syscalls per request; uvloop's own transport reads into a reused buffer).
 SMALL_READ: Final = 64 * 1024
+# SMALL_READ as the int object the compiled build's recv takes (as _engine's _SEND_FLAGS_OBJECT):
+# compiled, an int is a C integer made into a new int object at every call (callgrind: about
+# 80 instructions of a keep-alive request, with its deallocation).
+_SMALL_READ_OBJECT: Final[Any] = SMALL_READ
 #: asyncio's default high-water mark (``transports._FlowControlMixin``); low defaults to high // 4.
 DEFAULT_HIGH_WATER = 64 * 1024
 # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES: after this many writes on a lost
@@ -292,6 +296,11 @@ class WSATransport(asyncio.Transport):
     _sendfiles = 0
     #: asyncio's ``loop.start_tls`` (and ours) take transports that declare this (S9.2).
     _start_tls_compatible = True
+    # The largest read (a subclass may lower it). A class default, not set in __init__: an
+    # interpreted transport (pure build, Python 3.12+) keeps at most 29 attributes in its
+    # instance dict before CPython stops sharing its keys and every attribute read becomes a
+    # dict lookup (see SendEngine's __slots__); the transport is at that limit.
+    _max_read = MAX_READ
     # True once close() handed the drain to the engine (which then refuses every new send).
     _close_draining = False
     # get_extra_info's mapping, as our own attribute rather than asyncio.BaseTransport's
@@ -347,7 +356,6 @@ class WSATransport(asyncio.Transport):
         self._engine = engine
         self._message_mode = is_message_socket(sock)
         self._is_dgram = sock.type == socket.SOCK_DGRAM
-        self._max_read = MAX_READ
         # Message sockets: one recv is one message, and a message cut short is lost, so each is
         # read into a scratch area as large as any message the kernel can carry (issue 10 item
         # 12). An anonymous mapping costs address space only: pages are touched as messages
@@ -388,6 +396,7 @@ class WSATransport(asyncio.Transport):
         self._protocol: asyncio.BaseProtocol = protocol
         self._protocol_connected = False
         self._buffered = False
+        self._data_received: Callable[[bytes], object] | None = None
         self._completions_wanted = False
         self.set_protocol(protocol)
 
@@ -450,9 +459,17 @@ class WSATransport(asyncio.Transport):
         return self._protocol
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
-        """Switch protocols; reading and ``send_completed`` go to the new one from now on."""
+        """Switch protocols; reading and ``send_completed`` go to the new one from now on.
+
+        The protocol's ``data_received`` is looked up here, once, as uvloop's transports do
+        (issue 11: a lookup per read cost about 150 instructions of a keep-alive request): a
+        protocol that rebinds ``data_received`` on itself later is read through the method it
+        had when it was set. Call ``set_protocol`` again to switch methods.
+        """
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
+        # None when the protocol has none: the read then looks it up, and fails, as asyncio's.
+        self._data_received = getattr(protocol, "data_received", None)
         self._completions_wanted = _wants_completions(protocol)
         self._protocol_connected = True
         engine = self._engine
@@ -610,7 +627,7 @@ class WSATransport(asyncio.Transport):
         assert sock is not None
         try:
             if engine.hot:
-                engine.post_list(sock, data)
+                engine.post_list(sock, data, False)
             else:
                 engine.post_message_list(sock, data)
         except WSAError as exc:
@@ -643,7 +660,7 @@ class WSATransport(asyncio.Transport):
         assert engine is not None and self._sock is not None
         try:
             if engine.hot and type(data) is bytes:
-                engine.post_list(self._sock, [data])
+                engine.post_list(self._sock, [data], False)
             else:
                 engine.post(self._sock, data, 0, None, None)
         except WSAError as exc:
@@ -983,7 +1000,7 @@ class WSATransport(asyncio.Transport):
             # loop. It reads the descriptor from the socket object right before the syscall,
             # as socket.recv does (S5.11; see _iovsend.c).
             recv = _IOV_RECV if type(sock) is _PLAIN_SOCKET else None
-            data = sock.recv(size) if recv is None else recv(sock, size)
+            data = sock.recv(size) if recv is None else recv(sock, _SMALL_READ_OBJECT if size == SMALL_READ else size)
         except (BlockingIOError, InterruptedError):
             return
         except (SystemExit, KeyboardInterrupt):
@@ -1005,7 +1022,11 @@ class WSATransport(asyncio.Transport):
         assert engine is not None
         engine._held = True
         try:
-            self._protocol.data_received(data)  # type: ignore[attr-defined]
+            received = self._data_received
+            if received is not None:
+                received(data)
+            else:
+                self._protocol.data_received(data)  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -1103,7 +1124,11 @@ class WSATransport(asyncio.Transport):
             self._on_eof()
             return
         try:
-            self._protocol.data_received(data)  # type: ignore[attr-defined]
+            received = self._data_received
+            if received is not None:
+                received(data)
+            else:
+                self._protocol.data_received(data)  # type: ignore[attr-defined]
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:

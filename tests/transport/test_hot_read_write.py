@@ -1,0 +1,170 @@
+"""WSATransport's request/response paths, on both loops (issue 11 item 3; SPEC S7.1).
+
+The reader calls the ``data_received`` the protocol had when it was set, as uvloop's transports
+do, and ``write``/``writelines`` that complete at once make no overlapped when nobody would see
+it. These tests pin what a user sees of both: which method gets the data, byte-exact streams,
+a completion per write for a protocol that asks for them, and real overlappeds from ``send``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import wsasend
+from tests.helpers import pattern, tcp_pair
+from wsasend import WSAOverlapped, WSATransport
+from wsasend._engine import _UNSEEN
+
+from .util import Recorder, drain_peer, until, wrap
+
+
+class _Collecting(asyncio.Protocol):
+    """A plain Protocol (no ``send_completed``) that keeps what it reads, per method."""
+
+    def __init__(self) -> None:
+        self.first = bytearray()
+        self.second = bytearray()
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def data_received(self, data: bytes) -> None:
+        self.first += data
+
+    def rebound(self, data: bytes) -> None:
+        self.second += data
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+async def test_data_goes_to_the_data_received_the_protocol_had_when_set() -> None:
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours, _Collecting)
+        peer.sendall(b"one")
+        await until(lambda: bytes(proto.first) == b"one")
+        # Rebinding on the instance is not seen (as uvloop's transports, documented in
+        # set_protocol) until the protocol is set again.
+        proto.data_received = proto.rebound
+        peer.sendall(b"two")
+        await until(lambda: bytes(proto.first) == b"onetwo")
+        assert proto.second == b""
+        transport.set_protocol(proto)
+        peer.sendall(b"three")
+        await until(lambda: bytes(proto.second) == b"three")
+        assert proto.first == b"onetwo"
+        transport.close()
+        assert await proto.lost is None
+
+
+class _NoDataReceived(asyncio.BaseProtocol):
+    def __init__(self) -> None:
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+async def test_a_protocol_without_data_received_fails_the_transport_as_asyncio() -> None:
+    # asyncio's transports call protocol.data_received(data) and end the connection with what
+    # it raises; with nothing to call, that is the AttributeError.
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours, _NoDataReceived)
+        loop = asyncio.get_running_loop()
+        seen: list[dict[str, Any]] = []
+        loop.set_exception_handler(lambda _loop, context: seen.append(context))
+        try:
+            peer.sendall(b"data")
+            exc = await asyncio.wait_for(proto.lost, 20)
+        finally:
+            loop.set_exception_handler(None)
+        assert isinstance(exc, AttributeError)
+        assert transport.is_closing()
+        assert [c["message"] for c in seen] == ["Fatal error: protocol.data_received() call failed."]
+
+
+async def test_writes_that_complete_at_once_keep_a_byte_exact_stream_and_real_send_overlappeds() -> None:
+    ours, peer = tcp_pair()
+    with peer:
+        transport, proto = await wrap(ours, _Collecting)
+        assert isinstance(transport, WSATransport)
+        reader = asyncio.ensure_future(drain_peer(peer))
+        payload = pattern(64 * 1024, seed=3)
+        expected = bytearray()
+        overlappeds: list[tuple[WSAOverlapped, int]] = []
+        pos = 0
+        for i in range(600):
+            size = 1 + (i * 37) % 300
+            chunk = payload[pos : pos + size]
+            pos = (pos + size) % (len(payload) - 400)
+            if i % 3 == 0:
+                transport.write(chunk)
+            elif i % 3 == 1:
+                transport.writelines([chunk[:7], chunk[7:]])
+            else:
+                ov = transport.send([chunk])
+                overlappeds.append((ov, len(chunk)))
+            expected += chunk
+            if i % 5 < 3:
+                await asyncio.sleep(0)  # (isolated writes complete at once; the others queue)
+        for ov, size in overlappeds:
+            assert ov is not _UNSEEN
+            assert await ov == size
+        assert len({id(ov) for ov, _ in overlappeds}) == len(overlappeds)
+        transport.close()
+        assert await proto.lost is None
+        assert await reader == bytes(expected)
+        # The placeholder that write() and writelines() drop is still as made: never posted.
+        fresh = WSAOverlapped()
+        assert (_UNSEEN.pending, _UNSEEN.completed_immediately, _UNSEEN.transferred, _UNSEEN.nbytes) == (
+            fresh.pending,
+            fresh.completed_immediately,
+            fresh.transferred,
+            fresh.nbytes,
+        )
+        assert (fresh.pending, fresh.transferred, fresh.nbytes) == (False, 0, 0)
+
+
+async def test_a_protocol_that_asks_for_completions_hears_of_every_write() -> None:
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours, Recorder)
+        reader = asyncio.ensure_future(drain_peer(peer))
+        sizes = [1 + i % 17 for i in range(200)]
+        for i, size in enumerate(sizes):
+            if i % 2:
+                transport.write(b"w" * size)
+            else:
+                transport.writelines([b"a" * (size // 2), b"b" * (size - size // 2)])
+            if i % 4 < 2:
+                # One write per loop iteration, as a request/response server writes: each
+                # completes at once (the path that makes no overlapped for a plain Protocol).
+                await asyncio.sleep(0)
+        await until(lambda: len(proto.completed) == len(sizes))
+        assert [ov.nbytes for ov in proto.completed] == sizes
+        assert all(ov is not _UNSEEN for ov in proto.completed)
+        assert sum(ov.completed_immediately for ov in proto.completed) >= len(sizes) // 4
+        transport.close()
+        await proto.wait_lost()
+        assert len(await reader) == sum(sizes)
+        proto.check()
+
+
+async def test_wsa_send_still_returns_its_own_overlapped_after_transport_writes() -> None:
+    # The module-level wsa_send on another socket of the same loop is never given the placeholder.
+    ours, peer = socket.socketpair()
+    a, b = socket.socketpair()
+    with peer, a, b:
+        transport, proto = await wrap(ours, _Collecting)
+        transport.write(b"x")
+        a.setblocking(False)
+        ov = wsasend.wsa_send(a, [b"abc"])
+        assert ov is not _UNSEEN and ov.completed_immediately
+        assert await ov == 3
+        assert b.recv(10) == b"abc"
+        transport.close()
+        assert await proto.lost is None
+        assert peer.recv(10) == b"x"
+        wsasend.closesocket(a)
