@@ -142,7 +142,8 @@ def _child_work(loop_kind: str) -> int:
     signal.alarm(20)  # hang guard: a child using its parent's dead provider would wait forever
     if winsock.provider_loop() is not None:
         return 3  # the parent's provider leaked into the child
-    if winsock.WSASend(None, [], 0, DWORD(), 0) != SOCKET_ERROR or WSAGetLastError() != WSANOTINITIALISED:
+    # No socket: not started, the call must fail before it looks at one.
+    if winsock.WSASend(None, [], 0, DWORD(), 0) != SOCKET_ERROR or WSAGetLastError() != WSANOTINITIALISED:  # type: ignore[arg-type]
         return 4  # the parent's startup count leaked into the child
     WSAStartup(0x0202, loop=LOOP_FACTORIES[loop_kind])
     a, b = socket.socketpair()

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from tests.helpers import SMALL_BUF, fill_socket, pattern, tcp_pair, udp_pair
-from wsasend import max_message_size, set_max_pending, winsock
+from wsasend import WSAError, max_message_size, set_max_pending, winsock
 from wsasend.winsock import (
     DWORD,
     MSG_DONTROUTE,
@@ -137,7 +137,10 @@ def fails_with(result: int, code: int) -> bool:
 
 
 def post_pending(
-    sock: socket.socket, data: object, ov: WSAOVERLAPPED | None = None, routine: Routines | None = None
+    sock: socket.socket,
+    data: object,
+    ov: WSAOVERLAPPED | None = None,
+    routine: Callable[[int, int, WSAOVERLAPPED, int], object] | None = None,
 ) -> WSAOVERLAPPED:
     """Post an overlapped send that must pend; return its overlapped."""
     ov = ov if ov is not None else overlapped_with_event()
@@ -158,7 +161,7 @@ def test_p1_s_must_be_a_connected_socket(closer: Callable[..., None]) -> None:
     sent = DWORD()
     assert fails_with(WSASend(s, [b"x"], 1, sent, 0, None, None), WSAENOTCONN)
     assert fails_with(WSASend(s, [b"x"], 1, None, 0, WSAOVERLAPPED(), None), WSAENOTCONN)
-    assert fails_with(WSASend(object(), [b"x"], 1, sent, 0, None, None), WSAENOTSOCK)
+    assert fails_with(WSASend(object(), [b"x"], 1, sent, 0, None, None), WSAENOTSOCK)  # type: ignore[arg-type]
 
 
 def test_p2_wsabuf_is_a_buffer_and_its_length(pair: tuple[socket.socket, socket.socket]) -> None:
@@ -454,15 +457,15 @@ def test_e06_wsaefault_for_each_argument(pair: tuple[socket.socket, socket.socke
     argument is not totally contained in a valid part of the user address space." (S2.2, S8.3)"""
     a, b = pair
     sent = DWORD(3)
-    cases = [
+    cases: list[tuple[str, Callable[[], int]]] = [
         ("lpBuffers: not a list", lambda: WSASend(a, "text", 1, sent, 0, None, None)),
         ("lpBuffers: not bytes-like", lambda: WSASend(a, [b"ok", 42], 2, sent, 0, None, None)),
         ("lpBuffers: not contiguous", lambda: WSASend(a, [memoryview(b"abcd")[::2]], 1, sent, 0, None, None)),
         ("lpNumberOfBytesSent: None", lambda: WSASend(a, [b"x"], 1, None, 0, None, None)),
         ("lpNumberOfBytesSent: an int", lambda: WSASend(a, [b"x"], 1, 0, 0, None, None)),
         ("lpNumberOfBytesSent: NULL", lambda: WSASend(a, [b"x"], 1, ctypes.POINTER(DWORD)(), 0, None, None)),
-        ("lpOverlapped: not one", lambda: WSASend(a, [b"x"], 1, sent, 0, object(), None)),
-        ("lpCompletionRoutine: not callable", lambda: WSASend(a, [b"x"], 1, sent, 0, WSAOVERLAPPED(), 7)),
+        ("lpOverlapped: not one", lambda: WSASend(a, [b"x"], 1, sent, 0, object(), None)),  # type: ignore[arg-type]
+        ("lpCompletionRoutine: not callable", lambda: WSASend(a, [b"x"], 1, sent, 0, WSAOVERLAPPED(), 7)),  # type: ignore[arg-type]
     ]
     for what, call in cases:
         assert fails_with(call(), WSAEFAULT), what
@@ -1043,6 +1046,7 @@ def test_o6_the_overlapped_stays_valid_for_the_operation(stuffed: tuple[socket.s
     held = post_pending(a, b"!")
     with pytest.raises(OSError) as info:
         held.hEvent = WSACreateEvent()
+    assert isinstance(info.value, WSAError)
     assert info.value.winerror == WSAEINVAL
     recv_exactly(b, filled + 11)
     settle(held)
@@ -1110,8 +1114,8 @@ def test_o10_with_a_routine_hevent_is_context(stuffed: tuple[socket.socket, sock
     def routine(error: int, transferred: int, ov: WSAOVERLAPPED, flags: int) -> None:
         seen.append(ov.hEvent)
 
-    post_pending(a, b"ctx", with_context, routine)  # type: ignore[arg-type]
-    post_pending(a, b"evt", with_event, routine)  # type: ignore[arg-type]
+    post_pending(a, b"ctx", with_context, routine)
+    post_pending(a, b"evt", with_event, routine)
     recv_exactly(b, filled + 6)
     settle(with_context, with_event)
     assert SleepEx(GUARD_MS, True) == WAIT_IO_COMPLETION
@@ -1146,7 +1150,9 @@ def test_o12_completion_routines_are_not_nested(stuffed: tuple[socket.socket, so
     def routine(error: int, transferred: int, ov: WSAOVERLAPPED, flags: int) -> None:
         depth[0] += 1
         inner = SleepEx(0, True)
-        inner_wait = WSAWaitForMultipleEvents([WSACreateEvent()], False, 0, True)
+        unset = WSACreateEvent()
+        assert unset is not None
+        inner_wait = WSAWaitForMultipleEvents([unset], False, 0, True)
         log.append((depth[0], inner, inner_wait, transferred))
         depth[0] -= 1
 
@@ -1196,7 +1202,9 @@ def test_o14_all_waiting_routines_run_before_the_wait_returns(
     more = [post_pending(a, b"w" * (i + 1), WSAOVERLAPPED(), routine) for i in range(3)]
     recv_exactly(b, filled + 6)
     settle(*more)
-    assert WSAWaitForMultipleEvents([WSACreateEvent()], False, WSA_INFINITE, True) == WSA_WAIT_IO_COMPLETION
+    unset = WSACreateEvent()
+    assert unset is not None
+    assert WSAWaitForMultipleEvents([unset], False, WSA_INFINITE, True) == WSA_WAIT_IO_COMPLETION
     assert [call[1] for call in routine.calls] == [1, 2, 3, 1, 2, 3]
     assert SleepEx(0, True) == 0  # nothing left
 

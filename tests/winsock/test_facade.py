@@ -9,7 +9,7 @@ from __future__ import annotations
 import ctypes
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
@@ -112,7 +112,7 @@ def test_every_call_before_startup_is_wsanotinitialised(pair: tuple[socket.socke
     WSANOTINITIALISED, each with its own failure value."""
     a, b = pair
     event = wsasend.WSAEvent()
-    calls = {
+    calls: dict[str, tuple[Callable[[], object], object]] = {
         "WSASend": (lambda: WSASend(a, [b"x"], 1, DWORD(), 0, None, None), SOCKET_ERROR),
         "WSASend overlapped": (lambda: WSASend(a, [b"x"], 1, None, 0, WSAOVERLAPPED(), None), SOCKET_ERROR),
         "WSASocket": (lambda: WSASocket(socket.AF_INET, socket.SOCK_STREAM, 0), None),
@@ -362,10 +362,20 @@ def test_event_calls() -> None:
     assert WSAGetLastError() == WSA_INVALID_HANDLE
 
 
+def _new_events(count: int) -> list[wsasend.WSAEvent]:
+    """``count`` calls of WSACreateEvent, started: each gives an event, not WSA_INVALID_EVENT (None)."""
+    events: list[wsasend.WSAEvent] = []
+    for _ in range(count):
+        event = WSACreateEvent()
+        assert event is not None
+        events.append(event)
+    return events
+
+
 @pytest.mark.usefixtures("provider")
 def test_wait_for_multiple_events_arguments() -> None:
     """S8.4: 1 to 64 events; more, or none, is WSA_INVALID_PARAMETER; so is a bad time-out."""
-    events = [WSACreateEvent() for _ in range(WSA_MAXIMUM_WAIT_EVENTS + 1)]
+    events = _new_events(WSA_MAXIMUM_WAIT_EVENTS + 1)
     assert WSAWaitForMultipleEvents(events, False, 0, False) == WSA_WAIT_FAILED
     assert WSAGetLastError() == WSA_INVALID_PARAMETER
     assert WSAWaitForMultipleEvents(events[:64], False, 0, False) == WSA_WAIT_TIMEOUT
@@ -382,7 +392,7 @@ def test_wait_for_multiple_events_arguments() -> None:
 
 @pytest.mark.usefixtures("provider")
 def test_wait_reports_the_lowest_signalled_event() -> None:
-    events = [WSACreateEvent() for _ in range(64)]
+    events = _new_events(64)
     WSASetEvent(events[63])
     WSASetEvent(events[17])
     assert WSAWaitForMultipleEvents(events, False, 0, False) == WSA_WAIT_EVENT_0 + 17
@@ -402,6 +412,7 @@ def test_a_signalled_event_wins_over_queued_routines(pair: tuple[socket.socket, 
     assert WSASend(a, [b"r"], 1, None, 0, ov, routine) == 0
     settle(ov)
     ready = WSACreateEvent()
+    assert ready is not None
     WSASetEvent(ready)
     assert WSAWaitForMultipleEvents([ready], False, GUARD_MS, True) == WSA_WAIT_EVENT_0
     assert routine.calls == []
@@ -439,11 +450,11 @@ def test_get_overlapped_result_arguments(pair: tuple[socket.socket, socket.socke
     a never-posted overlapped reads as 0 bytes, success."""
     a, _ = pair
     ov = WSAOVERLAPPED()
-    cases = [
+    cases: list[tuple[Callable[[], bool], int]] = [
         (lambda: WSAGetOverlappedResult(a, ov, None, False, DWORD()), WSAEFAULT),
         (lambda: WSAGetOverlappedResult(a, ov, DWORD(), False, None), WSAEFAULT),
-        (lambda: WSAGetOverlappedResult(a, "ov", DWORD(), False, DWORD()), WSAEFAULT),
-        (lambda: WSAGetOverlappedResult(42, ov, DWORD(), False, DWORD()), WSAENOTSOCK),
+        (lambda: WSAGetOverlappedResult(a, "ov", DWORD(), False, DWORD()), WSAEFAULT),  # type: ignore[arg-type]  # bad
+        (lambda: WSAGetOverlappedResult(42, ov, DWORD(), False, DWORD()), WSAENOTSOCK),  # type: ignore[arg-type]  # bad
     ]
     for call, code in cases:
         assert call() is False

@@ -15,6 +15,7 @@ import threading
 import pytest
 
 from tests.helpers import fill_socket
+from wsasend import WSAEvent
 from wsasend.winsock import (
     DWORD,
     FD_CLOSE,
@@ -55,10 +56,12 @@ def test_auto_reset_event_wakes_exactly_one_waiter_per_set() -> None:
 
     Four threads wait on one auto-reset event; each SetEvent releases exactly one of them."""
     manual = WSACreateEvent()
+    assert manual is not None
     assert SetEvent(manual)
     assert WSAWaitForMultipleEvents([manual], False, 0, False) == WSA_WAIT_EVENT_0
     assert WSAWaitForMultipleEvents([manual], False, 0, False) == WSA_WAIT_EVENT_0  # still set
     auto = CreateEvent(None, False, True, None)
+    assert auto is not None
     assert WSAWaitForMultipleEvents([auto], False, 0, False) == WSA_WAIT_EVENT_0
     assert WSAWaitForMultipleEvents([auto], False, 0, False) == WSA_WAIT_TIMEOUT  # consumed
     woken: list[int] = []
@@ -98,7 +101,7 @@ def test_auto_reset_event_as_an_overlapped_hevent() -> None:
         assert not ov.hEvent.is_set()
 
 
-def _wait_events(sock: socket.socket, event: object) -> WSANETWORKEVENTS:
+def _wait_events(sock: socket.socket, event: WSAEvent) -> WSANETWORKEVENTS:
     assert WSAWaitForMultipleEvents([event], False, GUARD_MS, False) == WSA_WAIT_EVENT_0
     events = WSANETWORKEVENTS()
     assert WSAEnumNetworkEvents(sock, event, events) == 0
@@ -112,6 +115,7 @@ def test_event_select_fd_write_on_connect_and_after_wouldblock_then_fd_close() -
     s = socket.socket()
     with server, s:
         event = WSACreateEvent()
+        assert event is not None
         assert WSAEventSelect(s, event, FD_WRITE | FD_CLOSE) == 0
         assert s.gettimeout() == 0.0  # WSAEventSelect makes the socket nonblocking
         s.connect_ex(server.getsockname())
@@ -148,6 +152,7 @@ def test_event_select_fd_close_reports_a_reset() -> None:
         conn, _ = server.accept()
         with conn:
             event = WSACreateEvent()
+            assert event is not None
             assert WSAEventSelect(conn, event, FD_CLOSE) == 0
             client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
             client.close()

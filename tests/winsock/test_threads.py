@@ -184,6 +184,7 @@ def test_pending_send_completed_through_wait_for_multiple_events() -> None:
         ov = WSAOVERLAPPED()
         ov.hEvent = WSACreateEvent()
         other = WSACreateEvent()
+        assert other is not None
         sent = DWORD(5)
         assert WSASend(a, [pattern(120_000)], 1, sent, 0, ov, None) == SOCKET_ERROR
         assert WSAGetLastError() == WSA_IO_PENDING
@@ -257,7 +258,9 @@ def test_routines_run_only_in_sleepex_of_the_posting_thread() -> None:
         settle(*ovs)
         # Another thread's (this one's) alertable wait does not run them.
         assert SleepEx(0, True) == 0
-        assert WSAWaitForMultipleEvents([WSACreateEvent()], False, 0, True) == WSA_WAIT_TIMEOUT
+        unset = WSACreateEvent()
+        assert unset is not None
+        assert WSAWaitForMultipleEvents([unset], False, 0, True) == WSA_WAIT_TIMEOUT
         assert routine.calls == []
         go.set()
         thread.join(GUARD)
