@@ -13,6 +13,7 @@ import select
 import socket
 import struct
 import threading
+from collections.abc import Callable
 
 import pytest
 
@@ -107,6 +108,7 @@ async def test_except_ConnectionResetError_catches_a_reset_from_await_ov() -> No
             await asyncio.wait_for(ov, GUARD)
         except ConnectionResetError as exc:
             _is_reset(exc)
+            assert isinstance(exc, WSAError)  # as _is_reset checked; narrows it for the fields
             assert exc is ov.exception and exc.bytes_sent == ov.transferred
         else:
             pytest.fail("the pending send did not fail")
@@ -125,6 +127,7 @@ async def test_except_ConnectionAbortedError_catches_an_abort_from_await_ov() ->
         closesocket(ours)
         with pytest.raises(ConnectionAbortedError) as info:
             await asyncio.wait_for(ov, GUARD)
+        assert isinstance(info.value, WSAError)
         assert info.value.winerror is WSAErrorCode.WSA_OPERATION_ABORTED and info.value.bytes_sent == 0
 
 
@@ -135,6 +138,7 @@ async def test_except_BrokenPipeError_catches_a_send_after_close() -> None:
         transport.close()
         with pytest.raises(BrokenPipeError) as info:
             transport.send([b"late"])
+        assert isinstance(info.value, WSAError)
         assert info.value.winerror is WSAErrorCode.WSAESHUTDOWN and info.value.bytes_sent == 0
         assert await drain_peer(peer) == b""
         await proto.wait_lost()
@@ -147,10 +151,12 @@ def test_except_BlockingIOError_and_TimeoutError_catch_sync_sends() -> None:
         fill_socket(a)
         with pytest.raises(BlockingIOError) as info:
             wsa_send_sync(a, [b"full"])
+        assert isinstance(info.value, WSAError)
         assert info.value.winerror is WSAErrorCode.WSAEWOULDBLOCK and info.value.bytes_sent == 0
         a.settimeout(0.05)
         with pytest.raises(TimeoutError) as info2:
             wsa_send_sync(a, [b"still full"])
+        assert isinstance(info2.value, WSAError)
         assert info2.value.winerror is WSAErrorCode.WSAETIMEDOUT and info2.value.bytes_sent == 0
 
 
@@ -183,11 +189,13 @@ def test_except_InterruptedError_catches_a_send_closed_under_it() -> None:
         (lambda s: wsa_send_sync(s, [b"ok"], "1"), "flags must be an int, not 'str'"),  # type: ignore[arg-type]
     ],
 )
-def test_wrong_python_type_is_also_a_TypeError_with_the_reason_first(call: object, message: str) -> None:
+def test_wrong_python_type_is_also_a_TypeError_with_the_reason_first(
+    call: Callable[[socket.socket], object], message: str
+) -> None:
     a, b = socket.socketpair()
     with a, b:
         with pytest.raises(TypeError) as info:
-            call(a)  # type: ignore[operator]
+            call(a)
         err = info.value
         assert isinstance(err, WSAError) and err.winerror in (WSAErrorCode.WSAEFAULT, WSAErrorCode.WSAEINVAL)
         assert str(err) == f"[{err.winerror.name} {int(err.winerror)}] {message}"
@@ -202,7 +210,7 @@ async def test_wsa_send_wrong_types_are_TypeErrors() -> None:
         with pytest.raises(TypeError):
             wsa_send(a, ["text"])
         with pytest.raises(TypeError):
-            wsa_send(a, [b"ok"], "1")  # type: ignore[arg-type]
+            wsa_send(a, [b"ok"], "1")
         # A non-contiguous buffer is a WSAEFAULT but not a type error.
         with pytest.raises(WSAError) as info:
             wsa_send(a, [memoryview(b"abcdef")[::2]])

@@ -239,7 +239,7 @@ async def test_create_connection_arguments() -> None:
         await wsasend.create_connection(Recorder, "127.0.0.1", port, server_hostname="x")
     # A protocol factory that fails leaves no socket behind (ours are closed).
     with pytest.raises(ZeroDivisionError):
-        await wsasend.create_connection(lambda: 1 // 0, "127.0.0.1", port)  # type: ignore[arg-type,return-value]
+        await wsasend.create_connection(lambda: 1 // 0, "127.0.0.1", port)  # type: ignore[type-var]  # raises, on purpose
     await until(lambda: len(registry) == 2)
     for accepted in registry[1:]:
         assert await accepted.wait_lost() is None  # it saw our close
@@ -252,5 +252,5 @@ async def test_connect_accepted_socket_validation() -> None:
     with socket.socket() as sock, pytest.raises(ValueError):  # asyncio's check: the timeout needs ssl
         await wsasend.connect_accepted_socket(Recorder, sock, ssl_handshake_timeout=1.0)
     with pytest.raises(WSAError) as info:
-        await wsasend.connect_accepted_socket(Recorder, "not a socket")  # type: ignore[arg-type]
+        await wsasend.connect_accepted_socket(Recorder, "not a socket")  # type: ignore[call-overload]  # on purpose
     assert info.value.winerror == WSAErrorCode.WSAENOTSOCK

@@ -174,7 +174,7 @@ async def test_WSATransport_partial_messages_option() -> None:
         assert await drain_peer(peer) == b"GET / HTTP/1.1\r\n\r\n"
         await proto.wait_lost()
     with socket.socket() as unused, pytest.raises(ValueError, match="partial_messages"):
-        await wsasend.connect_accepted_socket(Recorder, unused, partial_messages="maybe")  # type: ignore[arg-type]
+        await wsasend.connect_accepted_socket(Recorder, unused, partial_messages="maybe")  # type: ignore[call-overload]  # a bad value, on purpose
 
 
 async def test_WSATransport_max_pending_sends() -> None:
