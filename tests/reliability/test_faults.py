@@ -53,7 +53,7 @@ class Stream:
 
     def post(self, size: int, pieces: int = 1, **kwargs: object) -> WSAOverlapped:
         """One send of ``size`` pattern bytes split over ``pieces`` buffers."""
-        bufs = []
+        bufs: list[memoryview] = []
         step = max(1, size // pieces)
         pos = 0
         while pos < size:
@@ -129,7 +129,7 @@ async def test_fault_peer_reset_mid_stream() -> None:
         closesocket(stream.sock)
     finally:
         peer.close()
-    stream = None  # drop our last reference to the socket before counting fds
+    del stream  # drop our last reference to the socket before counting fds
     fds.assert_no_leak()
 
 
@@ -145,7 +145,7 @@ async def test_fault_peer_killed_with_sends_pending() -> None:
         assert got["ok"]
         received = got["received"]
         stream.post_many(1500)
-        await _until(lambda: stream.pending() > 100, "sends never pended")
+        await _until(lambda: stream.pending() > 100, "sends never pended")  # noqa: F821 - bound; del at the end
         peer.kill()  # the kernel closes its socket with unread data: RST
         await settle(stream.ops, GUARD)
         total = _finish(stream, loop)
@@ -155,7 +155,7 @@ async def test_fault_peer_killed_with_sends_pending() -> None:
         closesocket(stream.sock)
     finally:
         peer.close()
-    stream = None  # drop our last reference to the socket before counting fds
+    del stream  # drop our last reference to the socket before counting fds
     fds.assert_no_leak()
 
 
@@ -184,7 +184,7 @@ async def test_fault_zero_window_10000_queued_then_drained() -> None:
         assert got == {"received": total, "ok": True, "eof": True, "error": ""}
     finally:
         peer.close()
-    stream = engine = None  # drop our last references to the socket before counting fds
+    del stream, engine  # drop our last references to the socket before counting fds
     fds.assert_no_leak()
 
 
@@ -204,7 +204,7 @@ async def test_fault_close_with_sends_pending(how: str) -> None:
         stream.post_many(300)
         for _ in range(300):
             stream.post(3000, pieces=2, completion_routine=routine)
-        await _until(lambda: stream.pending() > 100, "sends never pended")
+        await _until(lambda: stream.pending() > 100, "sends never pended")  # noqa: F821 - bound; del at the end
         before = stream.pending()
         if how == "closesocket":
             closesocket(stream.sock)
@@ -231,5 +231,5 @@ async def test_fault_close_with_sends_pending(how: str) -> None:
         assert got == {"received": total, "ok": True, "eof": True, "error": ""}
     finally:
         peer.close()
-    stream = None  # drop our last reference to the socket before counting fds
+    del stream  # drop our last reference to the socket before counting fds
     fds.assert_no_leak()

@@ -148,7 +148,7 @@ async def test_netns_link_cut_then_restored(link: Link) -> None:
     finally:
         link.up()
         peer.close()
-    stream = None  # drop our last reference to the socket before counting fds
+    del stream  # drop our last reference to the socket before counting fds
     fds.assert_no_leak()
 
 
@@ -165,7 +165,7 @@ async def test_netns_link_cut_for_good(link: Link) -> None:
         assert got["ok"]
         link.down()
         try:
-            await _until(lambda: stream.pending() == 0, "sends still pending after the kernel gave up")
+            await _until(lambda: stream.pending() == 0, "sends still pending after the kernel gave up")  # noqa: F821
             await settle(stream.ops, GUARD)
             total = _finish(stream, loop)
             errors = {ov.error for ov, _ in stream.ops if ov.error}
@@ -180,7 +180,7 @@ async def test_netns_link_cut_for_good(link: Link) -> None:
         link.up()
         peer.kill()
         peer.close()
-    stream = None  # drop our last reference to the socket before counting fds
+    del stream  # drop our last reference to the socket before counting fds
     fds.assert_no_leak()
 
 
@@ -211,5 +211,5 @@ async def test_netns_netem_delay_and_loss(link: Link) -> None:
         ):
             subprocess.run(["tc", *args], capture_output=True, check=False, timeout=30)
         peer.close()
-    stream = None  # drop our last reference to the socket before counting fds
+    del stream  # drop our last reference to the socket before counting fds
     fds.assert_no_leak()

@@ -25,7 +25,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -159,7 +159,7 @@ def encode_split(args: list[bytes | memoryview], salt: int) -> list[bytes | byte
         return out
     if shape == 2:
         # Glue each length prefix to the argument before it where possible: fewer, odder buffers.
-        out = [parts[0] + parts[1]]
+        out = [cast(bytes, parts[0]) + cast(bytes, parts[1])]  # framing: both built as bytes above
         out.extend(parts[2:])
         return out
     # Split each value into 3 views.
