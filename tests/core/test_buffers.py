@@ -16,7 +16,7 @@ import pytest
 
 from tests.helpers import pattern
 from wsasend import WSABUF, WSAError, WSAErrorCode, remaining
-from wsasend._buffers import IOV_MAX, gather_for_message, normalize
+from wsasend._buffers import IOV_MAX, Buffer, gather_for_message, normalize
 
 
 def flat(bufs: list[Any]) -> bytes:
@@ -190,7 +190,7 @@ def test_remaining_every_split_is_the_exact_tail_zero_copy() -> None:
 def test_remaining_bad_counts_are_WSAEINVAL() -> None:
     for bad in (-1, 7, 1.0, None):
         with pytest.raises(WSAError) as info:
-            remaining([b"abc", b"def"], bad)  # type: ignore[arg-type]
+            remaining([b"abc", b"def"], bad)
         assert info.value.winerror is WSAErrorCode.WSAEINVAL
     with pytest.raises(WSAError) as info:
         remaining(["str"], 0)
@@ -199,7 +199,7 @@ def test_remaining_bad_counts_are_WSAEINVAL() -> None:
 
 
 def test_gather_for_message_fits_any_count_into_iov_max() -> None:
-    few = [b"a", b"b"]
+    few: list[Buffer] = [b"a", b"b"]
     assert gather_for_message(few, 4) is few, "no copy when the count fits"
     many: list[Any] = [bytes([i % 256]) for i in range(IOV_MAX + 500)]
     gathered = gather_for_message(list(many))

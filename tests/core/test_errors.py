@@ -134,7 +134,8 @@ def test_WSAErrorCode_is_an_IntEnum_of_unique_numbers() -> None:
     values = [int(c) for c in WSAErrorCode]
     assert len(values) == len(set(values))
     assert set(SEED_TABLE) | set(S31_EXTRAS) <= {c.name for c in WSAErrorCode}
-    assert WSAErrorCode.WSAECONNRESET == 10054  # an int, usable where Winsock code compares numbers
+    connreset: int = WSAErrorCode.WSAECONNRESET  # an int, usable where Winsock code compares numbers
+    assert connreset == 10054
 
 
 def test_WSAError_message_format() -> None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import itertools
 from array import array
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import event, given
@@ -251,7 +251,7 @@ def step_fail(queue: SendQueue[Op], model: Model) -> None:
     assert all(isinstance(c, SendCompletion) for c in comps)
     want = [model.head_consumed] + [0] * (len(model.live) - 1) if model.live else []
     assert [c.bytes_sent for c in comps] == want, "fail(): the head keeps its exact count, the rest 0"
-    model.finished.extend((c.op, c.bytes_sent) for c in comps)
+    model.finished.extend((cast(Op, c.op), c.bytes_sent) for c in comps)  # c.op is the queue's OpT, typed its bound
     # Failed sends will never be sent: their unsent bytes leave the expected stream.
     unsent = sum(op._nbytes for op in model.live) - model.head_consumed
     if unsent:

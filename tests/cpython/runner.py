@@ -69,10 +69,10 @@ def use_wsasend_loop() -> None:
         def __init__(self) -> None:
             super().__init__("asyncio")
 
-    asyncio.SelectorEventLoop = wsasend.WSAEventLoop  # type: ignore[misc]
-    asyncio.unix_events.SelectorEventLoop = wsasend.WSAEventLoop  # type: ignore[misc]
-    asyncio.DefaultEventLoopPolicy = Policy  # type: ignore[misc]
-    asyncio.unix_events.DefaultEventLoopPolicy = Policy  # type: ignore[misc]
+    asyncio.SelectorEventLoop = wsasend.WSAEventLoop
+    asyncio.unix_events.SelectorEventLoop = wsasend.WSAEventLoop
+    asyncio.DefaultEventLoopPolicy = Policy
+    asyncio.unix_events.DefaultEventLoopPolicy = Policy
     asyncio.set_event_loop_policy(Policy())
 
 

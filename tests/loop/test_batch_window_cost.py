@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Callable
-from typing import Any
+from contextvars import Context
+from typing import Any, TypeVarTuple
 
 import wsasend
 from tests.helpers import read_exactly
-from wsasend import wsa_send
+from wsasend import WSAOverlapped, wsa_send
+
+_Ts = TypeVarTuple("_Ts")
 
 GUARD = 30.0
 
@@ -34,7 +37,9 @@ class CountingLoop(asyncio.SelectorEventLoop):
         super().__init__()
         self.ours: list[str] = []
 
-    def call_soon(self, callback: Callable[..., object], *args: Any, context: Any = None) -> asyncio.Handle:
+    def call_soon(
+        self, callback: Callable[[*_Ts], object], *args: *_Ts, context: Context | None = None
+    ) -> asyncio.Handle:
         owner = getattr(callback, "__self__", None)
         if owner is not None and type(owner).__module__.startswith("wsasend._engine"):
             self.ours.append(getattr(callback, "__qualname__", repr(callback)))
@@ -57,6 +62,8 @@ async def test_windows_of_one_loop_close_in_one_shared_callback() -> None:
     a2, b2 = socket.socketpair()
     try:
         seen: list[tuple[bool, bool]] = []
+        second: WSAOverlapped  # read by the callback below, which runs after both are bound
+        third: WSAOverlapped
         first = wsa_send(a1, [b"1"])
         assert first.completed_immediately
         loop.call_soon(lambda: seen.append((second.pending, third.pending)))

@@ -475,7 +475,7 @@ async def test_send_that_cannot_start_raises_and_leaves_the_queue_alone() -> Non
             wsa_send(a, b"x", completion_routine="not callable")  # type: ignore[arg-type]
         assert info.value.winerror == WSAErrorCode.WSAEFAULT
         with pytest.raises(WSAError) as info:
-            wsa_send(a, b"x", overlapped="not an overlapped")  # type: ignore[arg-type]
+            wsa_send(a, b"x", overlapped="not an overlapped")
         assert info.value.winerror == WSAErrorCode.WSAEFAULT
         last = wsa_send(a, b"last")
         async with asyncio.timeout(GUARD):

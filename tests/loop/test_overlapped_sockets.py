@@ -109,7 +109,7 @@ def fill_messages(tx: socket.socket) -> int:
 async def test_wsa_send_stream_kinds_keep_order_through_pending_sends(kind: str) -> None:
     a, b = stream_pair(kind)
     try:
-        payloads = [
+        payloads: list[list[bytes | bytearray | memoryview | array.array[int]]] = [
             [b"hdr0:", pattern(200_000, 1), b":end0"],
             [bytearray(pattern(10, 2))],
             [],
@@ -136,7 +136,7 @@ async def test_wsa_send_stream_kinds_keep_order_through_pending_sends(kind: str)
 async def test_wsa_send_message_kinds_one_send_is_one_message(kind: str) -> None:
     tx, rx = message_pair(kind)
     try:
-        messages = [
+        messages: list[list[bytes | bytearray | memoryview | array.array[int]]] = [
             [b"one:", bytearray(b"two:"), memoryview(b"three")],
             [],  # S2.4: an empty send on a message socket is one empty message
             [pattern(3000, 4)],
