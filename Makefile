@@ -57,7 +57,7 @@ test-pure: $(VENV)/.installed
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check src tests benchmarks setup.py buildsupport
 	$(VENV)/bin/ruff format --check src tests benchmarks setup.py buildsupport
-	$(VENV)/bin/mypy --strict src
+	$(VENV)/bin/mypy --strict src tests
 
 bench: $(COMPILED)/.stamp
 	$(RUN_COMPILED) $(PY) -m wsasend bench
