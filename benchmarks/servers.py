@@ -12,7 +12,8 @@ Two tiny servers, each built once on the stock transport (``loop.create_server``
   (Debian's ``redis-tools``). With pipelining, the replies to one read are posted back to back:
   the engine's coalescing (SPEC S5.4) is what is measured there.
 
-Each server runs in its own process (``python -m benchmarks.servers serve ...``). Its CPU time
+Each server runs in its own process (``python -m benchmarks.servers serve ...``), a fresh one
+every round, warmed up by one untimed client run (see ``run_matrix``). Its CPU time
 is read from ``/proc/<pid>/task/*/schedstat`` (nanoseconds, every thread; ``/proc/<pid>/stat``
 ticks where schedstat is missing) just before and after each client run, so the number is the
 server's own CPU per request, whatever the client costs. Rounds are paired: within one round
@@ -519,46 +520,48 @@ def run_matrix(
     """Every workload x impl x loop, ``rounds`` paired rounds (all cases of a group per round,
     in an order rotated by one case each round).
 
-    One server process per (protocol, impl, loop), kept for every workload of that protocol;
-    each case gets one untimed warm-up run (it must verify) before the rounds.
+    Every round starts a fresh server process per case and gives it one untimed warm-up run
+    (it must verify) before the timed one. One process kept for all rounds carried its own
+    bias into every round of its case: on this 2-core machine one server process ran every
+    round at about 14 us of CPU per request where the next, same code, ran at about 10 (issue
+    11), so a run's paired median moved by that much from run to run. Fresh processes make
+    that bias one more per-round noise, which the median of the rounds evens out.
     """
     groups: list[list[Case]] = []
-    servers: dict[tuple[str, str, str], ServerProcess] = {}
-    try:
-        for w in workloads:
-            if shutil.which(w.client) is None:
-                log(f"{w.key}: skipped, {w.client} is not installed (Debian package {PACKAGES[w.client]})")
-                continue
-            group = [Case(w, impl, loop) for loop in loops for impl in _impls(w.proto, impls)]
-            for case in group:
-                key = (w.proto, case.impl, case.loop)
-                if key not in servers:
+    for w in workloads:
+        if shutil.which(w.client) is None:
+            log(f"{w.key}: skipped, {w.client} is not installed (Debian package {PACKAGES[w.client]})")
+            continue
+        group = [Case(w, impl, loop) for loop in loops for impl in _impls(w.proto, impls)]
+        log(f"{w.key}: {w.describe()}, {len(group)} cases x {rounds} rounds")
+        warm = Workload(w.key, w.proto, w.client, max(100, w.requests // 10), w.pipeline)
+        for r in range(rounds):
+            servers: dict[tuple[str, str, str], ServerProcess] = {}
+            try:
+                live = []
+                for case in group:
+                    key = (w.proto, case.impl, case.loop)
                     servers[key] = ServerProcess(*key)
-            log(f"{w.key}: {w.describe()}, {len(group)} cases x {rounds} rounds")
-            warm = Workload(w.key, w.proto, w.client, max(100, w.requests // 10), w.pipeline)
-            live = []
-            for case in group:
-                result = run_client(warm, servers[(w.proto, case.impl, case.loop)])
-                if result.ok:
-                    live.append(case)
-                else:
-                    log(f"  FAILED warm-up {w.key} {case.case_id}: {result.problem}")
-                    case.rounds.append(result)
-            for r in range(rounds):
+                    result = run_client(warm, servers[key])
+                    if result.ok:
+                        live.append(case)
+                    else:
+                        log(f"  FAILED warm-up {w.key} {case.case_id} (round {r + 1}): {result.problem}")
+                        case.rounds.append(result)  # (this round's result: failed)
                 # Each round starts at the next case (A B C, B C A, C A B, ...): no case always
-                # runs first (right after the previous round's last one, or the warm-ups), so a
-                # position effect does not bias one side of every pair.
+                # runs first (right after the warm-ups), so a position effect does not bias one
+                # side of every pair.
                 k = r % len(live) if live else 0
                 for case in live[k:] + live[:k]:
                     result = run_client(w, servers[(w.proto, case.impl, case.loop)])
                     if not result.ok:
                         log(f"  FAILED round {r + 1} {w.key} {case.case_id}: {result.problem}")
                     case.rounds.append(result)
-                log(f"  round {r + 1}/{rounds} done")
-            groups.append(group)
-    finally:
-        for server in servers.values():
-            server.close()
+            finally:
+                for server in servers.values():
+                    server.close()
+            log(f"  round {r + 1}/{rounds} done")
+        groups.append(group)
     return groups
 
 
