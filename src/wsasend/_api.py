@@ -190,8 +190,11 @@ def _sweep_closed() -> None:
         _loop_ending(old)
 
 
-def _loop_ending(loop: asyncio.AbstractEventLoop) -> None:
-    """``loop`` is ending: abort its engines' pending sends, free their sockets (S5.12)."""
+def _loop_ending(loop: asyncio.AbstractEventLoop, raising: bool = True) -> None:
+    """``loop`` is ending: abort its engines' pending sends, free their sockets (S5.12).
+
+    ``raising``: as ``abandon``'s (False from a user's call, True from a loop's callback).
+    """
     dead: list[SendEngine] = []
     with _LOCK:
         # A copy, made without allocating per item: a socket's finalizer (_forget) may run at
@@ -220,7 +223,7 @@ def _loop_ending(loop: asyncio.AbstractEventLoop) -> None:
         last = _LAST.engine
         if last is not None and last.loop is loop:
             _LAST.engine = None  # nothing keeps the loop alive (a stale write may have left it)
-    abandon(dead)
+    abandon(dead, None, raising)
 
 
 def abandon_closed_loop(engine: SendEngine) -> None:
@@ -231,9 +234,9 @@ def abandon_closed_loop(engine: SendEngine) -> None:
     done: abort the loop's pending sends, warn once per socket, free the sockets. Idempotent
     (see ``abandon``). An engine no longer in the registry is aborted alone.
     """
-    _loop_ending(engine.loop)
+    _loop_ending(engine.loop, False)  # (a user's wait or look: see abandon)
     if engine._ops:
-        abandon([engine])
+        abandon([engine], None, False)
 
 
 def _reset_after_fork() -> None:

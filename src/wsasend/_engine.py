@@ -122,6 +122,8 @@ import os
 import socket
 import sys
 import threading
+import traceback
+import types
 import warnings
 import weakref
 from collections.abc import Callable
@@ -375,16 +377,21 @@ def notify_locked(slot: SocketSlot, dead: list[SendEngine]) -> None:
             slot.waiting.remove(engine)
 
 
-def abandon(engines: list[SendEngine], warn_on: asyncio.AbstractEventLoop | None = None) -> None:
+def abandon(engines: list[SendEngine], warn_on: asyncio.AbstractEventLoop | None = None, raising: bool = True) -> None:
     """Abort the pending sends of engines whose loop ended (S5.12), with a ResourceWarning.
 
     Any thread may call it (a waiter of a loop closed with a bare ``loop.close()`` does, see
     ``_overlapped._wait_watching``): each queue is taken under ``OWNERSHIP.lock``, so when two
     callers race over one engine one of them aborts it (and warns), the other finds it empty.
-    The warnings come after every abort: under ``-W error`` the first one raises. With
-    ``warn_on`` (a running loop, from its own thread) they are given in a callback of that loop
-    instead: a send that took the socket over from a dead loop's engine must not fail with a
-    warning about that loop's sends under ``-W error`` (the loop's exception handler gets it).
+    The warnings come after every abort, and never fail a user's call: that call (a send that
+    took the socket over, a sync send, a look at a send's status) is not what they are about.
+    From a callback of a loop (the default, ``raising``) a warning that the filters make an
+    error is raised there, and the loop's exception handler gets it. With ``warn_on`` (a
+    running loop, from its own thread) they are given in a callback of that loop. With
+    ``raising=False`` (a user's call in any thread, no loop to give them to) such an error goes
+    to ``sys.unraisablehook``, as CPython reports a ResourceWarning it cannot raise (one from a
+    ``__del__``); before, ``wsa_send_sync`` raised it after it had claimed the socket, and the
+    socket stayed claimed by that thread for good.
     """
     aborted: list[tuple[socket.socket | None, int]] = []
     for engine in engines:
@@ -399,18 +406,41 @@ def abandon(engines: list[SendEngine], warn_on: asyncio.AbstractEventLoop | None
         engine._fail_ops(comps, WSAErrorCode.WSA_OPERATION_ABORTED, None)
         aborted.append((engine._sockref(), count))
     if aborted and warn_on is not None and not warn_on.is_closed():
-        warn_on.call_soon(_warn_abandoned, aborted)
+        warn_on.call_soon(_warn_abandoned, aborted, True)
     else:
-        _warn_abandoned(aborted)
+        _warn_abandoned(aborted, raising)
 
 
-def _warn_abandoned(aborted: list[tuple[socket.socket | None, int]]) -> None:
+def _warn_abandoned(aborted: list[tuple[socket.socket | None, int]], raising: bool) -> None:
     for sock, count in aborted:
-        warnings.warn(
-            f"event loop ended with {count} overlapped send(s) pending on {sock!r}: aborted (S5.12)",
-            ResourceWarning,
-            stacklevel=3,
-        )
+        try:
+            warnings.warn(
+                f"event loop ended with {count} overlapped send(s) pending on {sock!r}: aborted (S5.12)",
+                ResourceWarning,
+                stacklevel=3,
+            )
+        except ResourceWarning as exc:
+            if raising:
+                raise
+            _unraisable(exc, "Exception ignored in wsasend (pending sends of an ended event loop)")
+
+
+def _unraisable(exc: BaseException, message: str) -> None:
+    """Report ``exc`` as CPython reports an exception it cannot raise: ``sys.unraisablehook``.
+
+    CPython's own hook takes only its own argument type, which Python code cannot make, so
+    with that hook in place this prints what it prints; another hook (pytest's, a user's) is
+    called with an object that has the documented attributes.
+    """
+    hook = sys.unraisablehook
+    if hook is sys.__unraisablehook__:
+        print(f"{message}:", file=sys.stderr)
+        traceback.print_exception(exc, file=sys.stderr)
+        return
+    args = types.SimpleNamespace(
+        exc_type=type(exc), exc_value=exc, exc_traceback=exc.__traceback__, err_msg=message, object=None
+    )
+    hook(args)
 
 
 # The queue flags of a file send (SPEC S9.3): a value no sendmsg flag combination has, so the

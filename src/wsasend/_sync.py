@@ -97,7 +97,7 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                     raise WSAError(WSAErrorCode.WSAETIMEDOUT, detail="timed out waiting for pending overlapped sends")
                 OWNERSHIP.changed.wait(remaining)
     finally:
-        abandon(dead)
+        abandon(dead, None, False)  # (in the caller's sync send: see abandon)
 
 
 def _release(slot: SocketSlot) -> None:
@@ -106,7 +106,7 @@ def _release(slot: SocketSlot) -> None:
     with OWNERSHIP.lock:
         slot.sync_owner = 0
         notify_locked(slot, dead)
-    abandon(dead)
+    abandon(dead, None, False)
 
 
 def _reset_after_fork() -> None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import ctypes
 import socket
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Coroutine
@@ -23,6 +24,7 @@ from typing import Any
 
 import pytest
 
+import wsasend
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import drain_ready, fill_socket
 from wsasend import WSAError, WSAErrorCode, WSAEvent, WSAOverlapped, winsock, wsa_send
@@ -327,6 +329,63 @@ def test_under_w_error_the_leftovers_warning_never_fails_the_next_loops_send(
     finally:
         for sock in (a, b, c, d):
             sock.close()
+
+
+@FACTORIES
+@pytest.mark.parametrize("hook", ["custom", "default"])
+def test_under_w_error_a_sync_send_that_reclaims_the_socket_never_fails(
+    factory: Callable[[], asyncio.AbstractEventLoop], hook: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``wsa_send_sync`` takes the socket over from a bare-closed loop's engine and aborts its
+    sends (S5.11, S5.12). There is no loop to give that loop's ResourceWarning to, and with
+    warnings as errors it must not fail the sync send: it goes to ``sys.unraisablehook`` (a
+    custom hook gets it; CPython's own hook's output is printed). Before the fix the sync send
+    raised it after claiming the socket, which then stayed claimed by that thread, so a later
+    loop's send never went out."""
+    a, b = socket.socketpair()
+    got: list[Any] = []
+    try:
+        a.setblocking(False)
+        filled = fill_socket(a)
+        loop = factory()
+
+        async def post() -> list[WSAOverlapped]:
+            return [wsa_send(a, [b"x" * 1000]), wsa_send(a, [b"y" * 10])]
+
+        ovs = loop.run_until_complete(post())
+        assert all(ov.pending for ov in ovs)
+        loop.close()
+        assert drain_ready(b) == filled
+        saved = sys.unraisablehook
+        sys.unraisablehook = got.append if hook == "custom" else sys.__unraisablehook__
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", ResourceWarning)
+                assert wsasend.wsa_send_sync(a, [b"sync"]) == 4
+        finally:
+            sys.unraisablehook = saved
+        if hook == "custom":
+            assert len(got) == 1 and isinstance(got[0].exc_value, ResourceWarning), got
+            assert got[0].exc_type is ResourceWarning
+            assert "2 overlapped send(s) pending" in str(got[0].exc_value)
+            assert "ended event loop" in got[0].err_msg
+        else:
+            err = capsys.readouterr().err
+            assert "ended event loop" in err and "ResourceWarning" in err and "2 overlapped send(s) pending" in err
+        for ov in ovs:
+            assert ov.error == WSAErrorCode.WSA_OPERATION_ABORTED and ov.transferred == 0
+        assert b.recv(10) == b"sync"
+
+        async def after() -> int:
+            return await wsa_send(a, [b"after"])
+
+        # The socket is free again: a new loop's send goes out.
+        with asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(asyncio.wait_for(after(), GUARD)) == 5
+        assert b.recv(10) == b"after"
+    finally:
+        a.close()
+        b.close()
 
 
 @FACTORIES
