@@ -20,22 +20,29 @@ from wsasend._engine import _UNSEEN
 from .util import Recorder, drain_peer, until, wrap
 
 
-class _Collecting(asyncio.Protocol):
+class _NoDataReceived(asyncio.BaseProtocol):
+    """A protocol with no ``data_received``; ``lost`` resolves with what ``connection_lost`` got."""
+
+    def __init__(self) -> None:
+        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+class _Collecting(_NoDataReceived, asyncio.Protocol):
     """A plain Protocol (no ``send_completed``) that keeps what it reads, per method."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.first = bytearray()
         self.second = bytearray()
-        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
 
     def data_received(self, data: bytes) -> None:
         self.first += data
 
     def rebound(self, data: bytes) -> None:
         self.second += data
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost.set_result(exc)
 
 
 async def test_data_goes_to_the_data_received_the_protocol_had_when_set() -> None:
@@ -56,14 +63,6 @@ async def test_data_goes_to_the_data_received_the_protocol_had_when_set() -> Non
         assert proto.first == b"onetwo"
         transport.close()
         assert await proto.lost is None
-
-
-class _NoDataReceived(asyncio.BaseProtocol):
-    def __init__(self) -> None:
-        self.lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
-
-    def connection_lost(self, exc: BaseException | None) -> None:
-        self.lost.set_result(exc)
 
 
 async def test_a_protocol_without_data_received_fails_the_transport_as_asyncio() -> None:
@@ -168,3 +167,19 @@ async def test_wsa_send_still_returns_its_own_overlapped_after_transport_writes(
         assert await proto.lost is None
         assert peer.recv(10) == b"x"
         wsasend.closesocket(a)
+
+
+async def test_an_interpreted_transport_keeps_its_instance_dict_keys_shared() -> None:
+    # Interpreted (pure build, or Python 3.12+ where _transport is not compiled), CPython shares
+    # one key table among a class's instance dicts only up to 29 keys; past that every
+    # attribute read of the transport's hot paths is a dict lookup (SendEngine got __slots__
+    # for this). The compiled transport is a C struct with no instance dict.
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours, _Collecting)
+        if not hasattr(transport, "__dict__"):
+            assert wsasend.compiled
+        else:
+            assert len(vars(transport)) <= 29, sorted(vars(transport))
+        transport.close()
+        assert await proto.lost is None
