@@ -1112,10 +1112,11 @@ class SendEngine:
             return ov
         self._sending = False
         # Completed immediately (S5.1): no routine, no event, nothing to wake.
-        if keep or (self.on_complete is not None and self.notify_immediate):
+        on_complete = self.on_complete if self.notify_immediate else None
+        if keep or on_complete is not None:
             ov = _stream_overlapped(self, buffers, total, True)
-            if self.on_complete is not None and self.notify_immediate:
-                self.on_complete([ov])
+            if on_complete is not None:
+                on_complete([ov])
         else:
             ov = _UNSEEN
         # The batch window (see _open_batch), inline: this is the request/response hot path.

@@ -238,6 +238,11 @@ def _wants_completions(protocol: object) -> bool:
     return callable(getattr(protocol, "send_completed", None))
 
 
+def _data_received_of(protocol: object, data: bytes) -> None:
+    """``protocol.data_received(data)``, looked up now (for a protocol that had none when set)."""
+    protocol.data_received(data)  # type: ignore[attr-defined]
+
+
 def _fatal_for_connection(exc: WSAError) -> bool:
     """True when a send that could not start (S5.2) says the connection itself is gone.
 
@@ -303,6 +308,8 @@ class WSATransport(asyncio.Transport):
     _max_read = MAX_READ
     # True once close() handed the drain to the engine (which then refuses every new send).
     _close_draining = False
+    # The protocol's data_received, as set_protocol found it (set there, in __init__ too).
+    _data_received: Callable[[bytes], object]
     # get_extra_info's mapping, as our own attribute rather than asyncio.BaseTransport's
     # ``__slots__ = ('_extra',)`` member, which is never written. When compiled (SPEC S10, Python
     # 3.11), this class lays its fields out right after the object header, where that slot would
@@ -396,7 +403,6 @@ class WSATransport(asyncio.Transport):
         self._protocol: asyncio.BaseProtocol = protocol
         self._protocol_connected = False
         self._buffered = False
-        self._data_received: Callable[[bytes], object] | None = None
         self._completions_wanted = False
         self.set_protocol(protocol)
 
@@ -468,8 +474,9 @@ class WSATransport(asyncio.Transport):
         """
         self._protocol = protocol
         self._buffered = isinstance(protocol, asyncio.BufferedProtocol)
-        # None when the protocol has none: the read then looks it up, and fails, as asyncio's.
-        self._data_received = getattr(protocol, "data_received", None)
+        received = getattr(protocol, "data_received", None)
+        # A protocol with none: each read looks it up, and fails, as asyncio's.
+        self._data_received = received if received is not None else functools.partial(_data_received_of, protocol)
         self._completions_wanted = _wants_completions(protocol)
         self._protocol_connected = True
         engine = self._engine
@@ -1022,11 +1029,7 @@ class WSATransport(asyncio.Transport):
         assert engine is not None
         engine._held = True
         try:
-            received = self._data_received
-            if received is not None:
-                received(data)
-            else:
-                self._protocol.data_received(data)  # type: ignore[attr-defined]
+            self._data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
@@ -1124,11 +1127,7 @@ class WSATransport(asyncio.Transport):
             self._on_eof()
             return
         try:
-            received = self._data_received
-            if received is not None:
-                received(data)
-            else:
-                self._protocol.data_received(data)  # type: ignore[attr-defined]
+            self._data_received(data)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
