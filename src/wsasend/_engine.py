@@ -224,6 +224,12 @@ _iovsend_module: Final = _load_iovsend()
 _IOV_SENDMSG: Final[Callable[[socket.socket, list[Any], int], int] | None] = (
     None if _iovsend_module is None else _iovsend_module.sendmsg
 )
+# The same call, returning the bytes it did NOT send (see _iovsend.c: 0 when all went, an int
+# CPython keeps, where a count above 256 is an int object made and freed per call, ~170
+# instructions of a keep-alive reply or a posted datagram). None in the plain-Python build.
+_IOV_SENDMSG_REST: Final[Callable[[socket.socket, list[Any], int], int] | None] = (
+    None if _iovsend_module is None else _iovsend_module.sendmsg_rest
+)
 # recv(2) with MSG_DONTWAIT and getsockopt(SO_ERROR), for WSATransport's stream reader (same
 # rules: exact socket.socket, compiled build; see _transport._read_stream).
 _IOV_RECV: Final[Callable[[socket.socket, int], bytes] | None] = (
@@ -237,6 +243,15 @@ _IOV_SO_ERROR: Final[Callable[[socket.socket], int] | None] = (
 # the collector's passes a sixth of a send's cost). None in the plain-Python build.
 _IOV_BYTES_LIST_COPY: Final[Callable[[list[Any]], list[Any]] | None] = (
     None if _iovsend_module is None else _iovsend_module.bytes_list_copy
+)
+# A queued overlapped off the collector's lists, and back on (see _iovsend.c's gc_untrack: the
+# engine tracks every one it untracked again in _complete or _fail_ops, the only two ways out of
+# its queue). None in the plain-Python build, which has no way to untrack an object.
+_IOV_GC_UNTRACK: Final[Callable[[object], None] | None] = (
+    None if _iovsend_module is None else _iovsend_module.gc_untrack
+)
+_IOV_GC_TRACK_ALL: Final[Callable[[list[Any]], None] | None] = (
+    None if _iovsend_module is None else _iovsend_module.gc_track_all
 )
 # Whether close() or detach() was called on the socket object, read from its slot (see
 # marked_closed); None in the plain-Python build.
@@ -256,9 +271,11 @@ def marked_closed(sock: object) -> bool:
     return bool(getattr(sock, "_closed", False))
 
 
-# Queue depth from which post_list captures lists untracked: below it the collector's passes
-# over the few lists alive cost less than the call (~150 instructions a send, W3 posted with
-# 64 in flight; callgrind, issue 11), above it they cost more (~300 saved at 10,000).
+# Queue depth from which post_list captures lists untracked, and untracks the overlapped too:
+# below it the collector's passes over the few objects alive cost less than the calls (~150
+# instructions a send, W3 posted with 64 in flight; callgrind, issue 11), above it they cost
+# more (~300 saved at 10,000 for the lists, ~490 more for the overlapped, whose own promotions
+# brought full collections sooner).
 _UNTRACK_DEPTH: Final = 256
 # Python 3.11: ``sys.get_asyncgen_hooks().firstiter.__self__ is obj`` without the hooks tuple
 # (see runs_here and _iovsend.c); None in the plain-Python build and on 3.12+.
@@ -584,6 +601,7 @@ class SendEngine:
         "_state",
         "_tick",
         "_udp_max",
+        "_untracked",
         "_watchdog",
         "_writer",
         "cork",
@@ -653,6 +671,8 @@ class SendEngine:
         # Most bytes the next stream batch gathers (halved to what the kernel takes, doubled
         # back while it takes everything; see _flush).
         self._batch_cap = BATCH_BYTES
+        # Whether post_list ever untracked an overlapped (see _IOV_GC_UNTRACK).
+        self._untracked = False
         self._watchdog: asyncio.TimerHandle | None = None
         self._owner_thread = threading.get_ident()
         # How runs_here() tells that self.loop runs in the calling thread (see there).
@@ -1069,10 +1089,12 @@ class SendEngine:
                 return self.post(sock, buffers)  # it raises WSAEWOULDBLOCK (S5.6)
             # S2.1: the list is captured now; the bytes are not copied.
             if _IOV_BYTES_LIST_COPY is None or depth < _UNTRACK_DEPTH:
-                captured = buffers.copy()
+                ov = _stream_overlapped(self, buffers.copy(), total, False)
             else:
-                captured = _IOV_BYTES_LIST_COPY(buffers)
-            ov = _stream_overlapped(self, captured, total, False)
+                ov = _stream_overlapped(self, _IOV_BYTES_LIST_COPY(buffers), total, False)
+                if _IOV_GC_UNTRACK is not None:
+                    _IOV_GC_UNTRACK(ov)  # tracked again on its way out (_complete, _fail_ops)
+                    self._untracked = True
             self._queue.submit(ov)
             if self._writer is None and not self._batch_open:
                 self._open_batch()
@@ -1086,10 +1108,12 @@ class SendEngine:
         try:
             # S2.3: at most IOV_MAX buffers per sendmsg; the writer sends the rest.
             iov = buffers if len(buffers) <= IOV_MAX else buffers[:IOV_MAX]
-            if _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
+            if _IOV_SENDMSG_REST is not None and type(sock) is _PLAIN_SOCKET and iov is buffers:
                 # The compiled build's sendmsg (see _IOV_SENDMSG): MSG_DONTWAIT on the
                 # descriptor, so a socket timeout never polls and needs no dup (see _tx).
-                n = _IOV_SENDMSG(sock, iov, _SEND_FLAGS_OBJECT)
+                n = total - _IOV_SENDMSG_REST(sock, iov, _SEND_FLAGS_OBJECT)
+            elif _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
+                n = _IOV_SENDMSG(sock, iov, _SEND_FLAGS_OBJECT)  # (IOV_MAX buffers of more)
             else:
                 tx = self._tx(sock) if sock.gettimeout() else sock
                 if len(buffers) == 1 and type(tx) is _PLAIN_SOCKET:
@@ -1161,8 +1185,8 @@ class SendEngine:
             return self.post(sock, buffers)  # claims the socket, or waits, or raises
         try:
             iov = buffers if len(buffers) <= IOV_MAX else gather_for_message(buffers)
-            if _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
-                _IOV_SENDMSG(sock, iov, _SEND_FLAGS_OBJECT)  # (as in post_list)
+            if _IOV_SENDMSG_REST is not None and type(sock) is _PLAIN_SOCKET:
+                _IOV_SENDMSG_REST(sock, iov, _SEND_FLAGS_OBJECT)  # (as in post_list; all or nothing)
             else:
                 tx = self._tx(sock) if sock.gettimeout() else sock
                 tx.sendmsg(iov, _EMPTY, LINUX_SEND_FLAGS)
@@ -1476,6 +1500,8 @@ class SendEngine:
 
     def _complete(self, done: list[WSAOverlapped]) -> None:
         """Complete whole sends in bulk, in posting order (SPEC S5.3)."""
+        if self._untracked and _IOV_GC_TRACK_ALL is not None:
+            _IOV_GC_TRACK_ALL(done)  # (see post_list: back on the collector's lists first)
         call_soon = self.loop.call_soon
         for ov in done:
             n = ov._nbytes
@@ -1509,6 +1535,10 @@ class SendEngine:
         for comp in comps:
             ov = comp.op
             assert isinstance(ov, WSAOverlapped)
+            done.append(ov)
+        if self._untracked and _IOV_GC_TRACK_ALL is not None:
+            _IOV_GC_TRACK_ALL(done)  # (as in _complete)
+        for ov, comp in zip(done, comps, strict=True):
             exc = WSAError(code, errno=getattr(cause, "errno", None), bytes_sent=comp.bytes_sent)
             if cause is not None:
                 exc.__cause__ = cause
@@ -1518,7 +1548,6 @@ class SendEngine:
             ov._pending = False
             ov._bufs = _EMPTY
             self._signal(ov, int(code), comp.bytes_sent, exc, live)
-            done.append(ov)
         if self.on_complete is not None:
             self.on_complete(done)
 
