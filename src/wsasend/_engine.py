@@ -1409,11 +1409,13 @@ class SendEngine:
                 # Size the next batch by what the kernel takes: gathering far more than the
                 # socket buffer has room for only redoes the gathering on every writable event
                 # (issue 6: per-send cost grew with queue depth until batches were capped).
-                # Half as much again as it took: what it takes moves with the reader, and
-                # the unsent rest of a batch is gathered again (issue 11: twice as much cost
-                # the slow reader ~340 instructions a send more, with as many sendmsg calls).
+                # An eighth more than it took: what it takes moves with the reader (and when
+                # it takes a whole batch the cap doubles), and the unsent rest of a batch is
+                # gathered again (issue 11, a send behind a slow reader on uvloop, callgrind:
+                # 2x cost ~340 instructions more than 1.5x, 1.5x ~220 more than 1.125x, each
+                # with as many sendmsg calls).
                 if n < want:
-                    self._batch_cap = n + (n >> 1) if n > _MIN_BATCH_CAP else _MIN_BATCH_CAP
+                    self._batch_cap = n + (n >> 3) if n > _MIN_BATCH_CAP else _MIN_BATCH_CAP
                 elif self._batch_cap < BATCH_BYTES:
                     self._batch_cap *= 2
                 done = queue.bytes_sent(n)
