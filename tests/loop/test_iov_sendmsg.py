@@ -340,6 +340,48 @@ def test_gc_untrack_and_gc_track_all_take_objects_off_the_collectors_lists_and_b
         track_all((ov,))  # type: ignore[arg-type]
 
 
+def _post_deep(
+    a: socket.socket, b: socket.socket
+) -> tuple[list[bytes], list[wsasend.WSAOverlapped], list[tuple[bool, bool, bool]]]:
+    """Post ``2 * _UNTRACK_DEPTH + 200`` sends of 1,000 bytes (two buffers each) on ``a``, whose
+    peer ``b`` does not read yet (both made nonblocking): the payloads, the sends, and for each
+    pending one whether the queue was at least ``_UNTRACK_DEPTH`` deep when it was posted,
+    whether its captured list is untracked and whether the overlapped itself is."""
+    a.setblocking(False)
+    b.setblocking(False)
+    count = 2 * _engine._UNTRACK_DEPTH + 200
+    payload = [pattern(1000, seed) for seed in range(count)]
+    ops = []
+    seen = []
+    for p in payload:
+        engine = find_engine(a)
+        depth = 0 if engine is None else len(engine._ops)
+        op = wsasend.wsa_send(a, [p[:500], p[500:]])
+        ops.append(op)
+        if op.pending:
+            seen.append((depth >= _engine._UNTRACK_DEPTH, not gc.is_tracked(op._bufs), not gc.is_tracked(op)))
+    return payload, ops, seen
+
+
+def _assert_untracked_only_when_deep(seen: list[tuple[bool, bool]]) -> None:
+    """``(deep, untracked)`` per pending send: untracked exactly when deep, in the compiled build."""
+    deep = [flag for expected, flag in seen if expected]
+    shallow = [flag for expected, flag in seen if not expected]
+    assert deep and shallow  # ~1 MB against a 64 KiB buffer: the queue got deep
+    assert all(flag is wsasend.compiled for flag in deep)
+    assert not any(shallow)
+
+
+def _on_each_loop(main: Callable[[], Any]) -> None:
+    """Run the coroutine function ``main`` once on each loop of the suite."""
+    for factory in LOOP_FACTORIES.values():
+        loop = factory()
+        try:
+            loop.run_until_complete(main())
+        finally:
+            loop.close()
+
+
 def test_a_deep_queues_captured_lists_are_left_out_of_the_collectors_passes() -> None:
     """Through ``wsa_send``: once ``_UNTRACK_DEPTH`` sends wait, the compiled build captures
     each further list of bytes untracked by the collector (10,000 of them queued made its
@@ -349,34 +391,13 @@ def test_a_deep_queues_captured_lists_are_left_out_of_the_collectors_passes() ->
     async def main() -> None:
         a, b = tcp_pair(bufsize=64 * 1024)
         with a, b:
-            a.setblocking(False)
-            b.setblocking(False)
-            count = 2 * _engine._UNTRACK_DEPTH + 200
-            payload = [pattern(1000, seed) for seed in range(count)]
-            ops = []
-            untracked = []
-            for p in payload:
-                engine = find_engine(a)
-                depth = 0 if engine is None else len(engine._ops)
-                op = wsasend.wsa_send(a, [p[:500], p[500:]])
-                ops.append(op)
-                if op.pending:
-                    untracked.append((depth >= _engine._UNTRACK_DEPTH, not gc.is_tracked(op._bufs)))
-            deep = [flag for expected, flag in untracked if expected]
-            shallow = [flag for expected, flag in untracked if not expected]
-            assert deep and shallow  # ~700 KB against a 64 KiB buffer: the queue got deep
-            assert all(flag is wsasend.compiled for flag in deep)
-            assert not any(shallow)
-            got = await asyncio.wait_for(read_exactly(b, 1000 * count), GUARD)
+            payload, ops, seen = _post_deep(a, b)
+            _assert_untracked_only_when_deep([(deep, lists) for deep, lists, _ in seen])
+            got = await asyncio.wait_for(read_exactly(b, 1000 * len(payload)), GUARD)
             assert got == b"".join(payload)
-            assert [await op for op in ops] == [1000] * count
+            assert [await op for op in ops] == [1000] * len(ops)
 
-    for factory in LOOP_FACTORIES.values():
-        loop = factory()
-        try:
-            loop.run_until_complete(main())
-        finally:
-            loop.close()
+    _on_each_loop(main)
 
 
 @pytest.mark.parametrize("way_out", ["completed", "cancelled", "aborted"])
@@ -391,25 +412,8 @@ def test_a_deep_queues_overlappeds_leave_the_collector_while_queued_and_come_bac
     async def main() -> None:
         a, b = tcp_pair(bufsize=64 * 1024)
         with a, b:
-            a.setblocking(False)
-            b.setblocking(False)
-            count = 2 * _engine._UNTRACK_DEPTH + 200
-            payload = [pattern(1000, seed) for seed in range(count)]
-            ops = []
-            off = []
-            for p in payload:
-                engine = find_engine(a)
-                depth = 0 if engine is None else len(engine._ops)
-                op = wsasend.wsa_send(a, [p[:500], p[500:]])
-                ops.append(op)
-                if op.pending:
-                    off.append((depth >= _engine._UNTRACK_DEPTH, not gc.is_tracked(op)))
-            del op  # (the last one: only the list holds the sends now)
-            deep = [flag for expected, flag in off if expected]
-            shallow = [flag for expected, flag in off if not expected]
-            assert deep and shallow  # ~1 MB against a 64 KiB buffer: the queue got deep
-            assert all(flag is wsasend.compiled for flag in deep)
-            assert not any(shallow)
+            payload, ops, seen = _post_deep(a, b)
+            _assert_untracked_only_when_deep([(deep, overlapped) for deep, _, overlapped in seen])
             # A cycle through a queued overlapped: its event refers back to it. The event's
             # weak reference tells whether the cycle was collected.
             cyclic = ops.pop() if way_out != "cancelled" else ops.pop(-2)
@@ -436,12 +440,7 @@ def test_a_deep_queues_overlappeds_leave_the_collector_while_queued_and_come_bac
         gc.collect()
         assert event() is None
 
-    for factory in LOOP_FACTORIES.values():
-        loop = factory()
-        try:
-            loop.run_until_complete(main())
-        finally:
-            loop.close()
+    _on_each_loop(main)
 
 
 # -- through wsa_send, both loops, either build -------------------------------------------------
