@@ -244,7 +244,8 @@ def _reset_after_fork() -> None:
 
     Registered with ``os.register_at_fork(after_in_child=...)`` at import; the sockets keep
     their slots (and their one finalizer each), emptied, so an inherited socket is usable from
-    a fresh loop in the child.
+    a fresh loop in the child. The dropped engines' queued sends go back on the garbage
+    collector's lists (see ``SendEngine.track_queued``).
     """
     global _LOCK
     OWNERSHIP.reset()
@@ -254,12 +255,14 @@ def _reset_after_fork() -> None:
             if engine is not None:
                 engine._owned = False
                 engine._sending = False
+                engine.track_queued()
         slot.owner = None
         slot.engine = None
         slot.sync_owner = 0
         slot.waiting = []
     for engine in _ENGINES.values():
         engine._current = False
+        engine.track_queued()
     _ENGINES.clear()
     _LAST.engine = None
     _WATCHED.clear()

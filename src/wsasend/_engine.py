@@ -1500,6 +1500,16 @@ class SendEngine:
         if self._release_wanted:
             self._release_if_idle()
 
+    def track_queued(self) -> None:
+        """Put every queued send back on the garbage collector's lists (see _IOV_GC_UNTRACK).
+
+        For a forked child (``_api._reset_after_fork``): it drops its inherited engines, whose
+        queues never empty there through ``_complete`` or ``_fail_ops``; an untracked send left
+        in one would keep a cycle through it (its event) from ever being collected.
+        """
+        if self._untracked and _IOV_GC_TRACK_ALL is not None:
+            _IOV_GC_TRACK_ALL(list(self._ops))
+
     def _complete(self, done: list[WSAOverlapped]) -> None:
         """Complete whole sends in bulk, in posting order (SPEC S5.3)."""
         if self._untracked and _IOV_GC_TRACK_ALL is not None:

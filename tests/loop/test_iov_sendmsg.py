@@ -24,6 +24,7 @@ import array
 import asyncio
 import errno
 import gc
+import os
 import socket
 import struct
 import sys
@@ -441,6 +442,34 @@ def test_a_deep_queues_overlappeds_leave_the_collector_while_queued_and_come_bac
         assert event() is None
 
     _on_each_loop(main)
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOP_FACTORIES))
+def test_a_forked_child_puts_an_inherited_deep_queue_back_on_the_collectors_lists(loop_name: str) -> None:
+    """S5.12: a forked child drops the engines it inherits, and their queues never empty there
+    through a completion or a failure; the sends the parent's queue had off the collector's
+    lists must be back on them in the child (else a cycle through one is never collected)."""
+    a, b = tcp_pair(bufsize=64 * 1024)
+    loop = LOOP_FACTORIES[loop_name]()
+    try:
+
+        async def post() -> list[wsasend.WSAOverlapped]:
+            _, ops, seen = _post_deep(a, b)
+            _assert_untracked_only_when_deep([(deep, overlapped) for deep, _, overlapped in seen])
+            return ops
+
+        ops = loop.run_until_complete(post())
+        assert any(op.pending for op in ops)
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            os._exit(0 if all(gc.is_tracked(op) for op in ops) else 2)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        loop.close()
+        wsasend.closesocket(a)  # the parent's sends are still pending: abort them here
+        b.close()
+    assert all(gc.is_tracked(op) for op in ops)
 
 
 # -- through wsa_send, both loops, either build -------------------------------------------------
