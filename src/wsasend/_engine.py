@@ -1113,7 +1113,7 @@ class SendEngine:
                 # descriptor, so a socket timeout never polls and needs no dup (see _tx).
                 n = total - _IOV_SENDMSG_REST(sock, iov, _SEND_FLAGS_OBJECT)
             elif _IOV_SENDMSG is not None and type(sock) is _PLAIN_SOCKET:
-                n = _IOV_SENDMSG(sock, iov, _SEND_FLAGS_OBJECT)  # (IOV_MAX buffers of more)
+                n = _IOV_SENDMSG(sock, iov, _SEND_FLAGS_OBJECT)  # (the first IOV_MAX of more buffers)
             else:
                 tx = self._tx(sock) if sock.gettimeout() else sock
                 if len(buffers) == 1 and type(tx) is _PLAIN_SOCKET:
@@ -1547,10 +1547,6 @@ class SendEngine:
         for comp in comps:
             ov = comp.op
             assert isinstance(ov, WSAOverlapped)
-            done.append(ov)
-        if self._untracked and _IOV_GC_TRACK_ALL is not None:
-            _IOV_GC_TRACK_ALL(done)  # (as in _complete)
-        for ov, comp in zip(done, comps, strict=True):
             exc = WSAError(code, errno=getattr(cause, "errno", None), bytes_sent=comp.bytes_sent)
             if cause is not None:
                 exc.__cause__ = cause
@@ -1560,6 +1556,10 @@ class SendEngine:
             ov._pending = False
             ov._bufs = _EMPTY
             self._signal(ov, int(code), comp.bytes_sent, exc, live)
+            done.append(ov)
+        # (See post_list.) Before anything here can drop them: comps and done still hold them.
+        if self._untracked and _IOV_GC_TRACK_ALL is not None:
+            _IOV_GC_TRACK_ALL(done)
         if self.on_complete is not None:
             self.on_complete(done)
 

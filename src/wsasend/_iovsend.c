@@ -434,7 +434,7 @@ static PyObject *
 iov_gc_untrack(PyObject *module, PyObject *obj)
 {
     (void)module;
-    if (PyObject_IS_GC(obj) && PyObject_GC_IsTracked(obj)) {
+    if (PyObject_GC_IsTracked(obj)) {  /* (0 for a type the collector does not know) */
         PyObject_GC_UnTrack(obj);
     }
     Py_RETURN_NONE;
