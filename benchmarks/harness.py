@@ -84,7 +84,10 @@ def syscw() -> int:
 class Receiver:
     """The receiver process (:mod:`benchmarks.receiver`) and its ack pipe."""
 
-    def __init__(self) -> None:
+    def __init__(self, recv_size: int = 0) -> None:
+        # Bytes per recv_into call on a TCP connection, 0 for the receiver's default (see
+        # benchmarks.receiver; ``--recv-size``).
+        self.recv_size = recv_size
         self.proc: subprocess.Popen[bytes] | None = None
         self.ack_fd = -1
         self.start()
@@ -372,6 +375,7 @@ def run_case(receiver: Receiver, workload: Workload, sender: Sender, *, verify: 
         "cycles": workload.cycles,
         "stall": workload.kind == "stall",
         "sockbuf": workload.sockbuf,
+        "recv_size": receiver.recv_size,
         "verify": verify,
     }
     port = receiver.request(job)

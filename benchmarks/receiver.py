@@ -12,8 +12,9 @@ per call; the CRC32 and count are computed only in verify runs (``"verify": true
 Job fields: ``proto`` (``"tcp"`` or ``"udp"``), ``bytes`` (per run), ``cycles`` (acks per run;
 with ``"stall": true`` the receiver reads nothing of a cycle until a ``go`` line arrives on
 stdin), ``datagrams`` (UDP: how many to expect), ``sockbuf`` (SO_RCVBUF, 0 for the default),
-``verify``. After the last ack it counts any extra byte: until EOF (TCP) or, for UDP, whatever
-is queued when the ``done`` line arrives.
+``recv_size`` (TCP: bytes per ``recv_into``, 0 for ``_RECV_BUF``), ``verify``. After the last
+ack it counts any extra byte: until EOF (TCP) or, for UDP, whatever is queued when the ``done``
+line arrives.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ def _tcp(job: dict[str, Any], inp: BinaryIO, out: BinaryIO, ack_fd: int, state: 
     cycles = int(job["cycles"])
     stall = bool(job.get("stall"))
     sockbuf = int(job.get("sockbuf", 0))
+    size = int(job.get("recv_size") or _RECV_BUF)
     per_cycle = total // cycles
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:
         if sockbuf:
@@ -79,7 +81,7 @@ def _tcp(job: dict[str, Any], inp: BinaryIO, out: BinaryIO, ack_fd: int, state: 
     with conn:
         conn.settimeout(None)
         _set_rcvtimeo(conn, _GUARD_SECONDS)
-        buf = bytearray(_RECV_BUF)
+        buf = bytearray(size)
         view = memoryview(buf)
         recv_into = conn.recv_into
         crc = 0
@@ -89,7 +91,7 @@ def _tcp(job: dict[str, Any], inp: BinaryIO, out: BinaryIO, ack_fd: int, state: 
                 _wait_line(inp, b"go")
             left = per_cycle
             while left:
-                n = recv_into(view, left if left < _RECV_BUF else _RECV_BUF)
+                n = recv_into(view, left if left < size else size)
                 if not n:
                     raise RuntimeError(f"EOF after {got} of {total} bytes")
                 if verify:

@@ -136,11 +136,19 @@ def build_cases(workloads: Sequence[Workload], senders: Sequence[Sender]) -> lis
 
 
 def run_matrix(
-    groups: list[list[Case]], rounds: int, *, receiver: Receiver | None = None, progress: Progress | None = None
+    groups: list[list[Case]],
+    rounds: int,
+    *,
+    receiver: Receiver | None = None,
+    progress: Progress | None = None,
+    recv_size: int = 0,
 ) -> dict[str, float]:
-    """Fill in every case's verify run and timed rounds; return the seconds each group took."""
+    """Fill in every case's verify run and timed rounds; return the seconds each group took.
+
+    ``recv_size``: bytes per ``recv_into`` of the receiver it starts (0: its default).
+    """
     own = receiver is None
-    rx = receiver if receiver is not None else Receiver()
+    rx = receiver if receiver is not None else Receiver(recv_size)
     seconds: dict[str, float] = {}
     try:
         for group in groups:
@@ -597,6 +605,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--workloads", help="comma-separated workload keys or groups (W1,W2,W3,W4,S,U)")
     p.add_argument("--senders", help="comma-separated sender keys or case ids, e.g. wsa-posted,writelines[uvloop]")
     p.add_argument("--max-sends", type=int, help="cap every workload at this many sends (smoke runs)")
+    p.add_argument(
+        "--recv-size",
+        type=int,
+        default=0,
+        metavar="BYTES",
+        help="bytes per recv_into of the TCP receiver (default 4 MiB: one call takes whatever is queued;"
+        " asyncio's transports read 256 KiB, a StreamReader 64 KiB)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress on stderr")
     p.add_argument(
         "--profile",
@@ -632,6 +648,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if rounds < 1:
         print("--rounds must be at least 1", file=sys.stderr)
         return 2
+    if args.recv_size < 0:
+        print("--recv-size must be positive (0: the receiver's default)", file=sys.stderr)
+        return 2
     workloads = full_matrix() if args.full else quick_matrix()
     workloads = _select(workloads, args.workloads, lambda w: (w.key, w.group))
     if args.max_sends:
@@ -649,12 +668,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         "command": "python -m wsasend bench " + " ".join(argv),
         "mode": "full" if args.full else "quick",
         "rounds": rounds,
+        "recv_size": args.recv_size or None,
         "machine": machine(),
     }
     progress = Progress(ncases * (1 + rounds), enabled=not args.quiet)
     started = time.monotonic()
     try:
-        meta["group_seconds"] = run_matrix(groups, rounds, progress=progress)
+        meta["group_seconds"] = run_matrix(groups, rounds, progress=progress, recv_size=args.recv_size)
     finally:
         progress.close()
     meta["seconds"] = round(time.monotonic() - started, 1)
@@ -666,7 +686,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"machine: {m.get('cpu', '?')}, {m['cpus']} CPUs, Linux {m['kernel']}, Python {m['python']},"
         f" uvloop {m['uvloop']}, wsasend {m['wsasend']} ({m['commit']},"
         f" {'compiled' if m.get('compiled') else 'pure Python'}),"
-        f" load {m['loadavg_start'][0]:.2f} -> {m['loadavg_end'][0]:.2f}\n"
+        f" load {m['loadavg_start'][0]:.2f} -> {m['loadavg_end'][0]:.2f}"
+        + (f"\nreceiver: recv_into of {args.recv_size} bytes" if args.recv_size else "")
+        + "\n"
     )
     print(table(groups))
     print(targets_table(measured))

@@ -137,6 +137,21 @@ def test_bench_verify_catches_reordered_sends() -> None:
     assert timed.ok
 
 
+def test_bench_receiver_with_a_small_recv_size_verifies_every_byte() -> None:
+    # --recv-size (the W1 bulk case of issue 11 depends on the reader's call size): an odd size
+    # that no send lines up with, so every read splits buffers, and the CRC must still hold.
+    raw = next(s for s in all_senders() if s.case_id == "raw-sendmsg[raw]")
+    bulk = Workload("TB", "test 3x1000 B", 3, 1000, 40)
+    with Receiver(recv_size=7) as rx:
+        result = run_case(rx, bulk, raw, verify=True)
+    assert result.ok, result.problem
+
+
+def test_bench_rejects_a_negative_recv_size(capsys: pytest.CaptureFixture[str]) -> None:
+    assert bench_run.main(["--recv-size", "-1", "--workloads", "W4"]) == 2
+    assert "--recv-size" in capsys.readouterr().err
+
+
 def test_bench_verify_catches_extra_bytes() -> None:
     broken = Sender("extra", "broken", None, frozenset({"stream"}), _one_byte_too_many)
     with Receiver() as rx:
