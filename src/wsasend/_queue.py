@@ -42,10 +42,14 @@ from ._buffers import IOV_MAX, Buffer, gather_for_message
 from ._compat import mypyc_attr
 
 #: Most bytes a stream batch gathers by coalescing sends behind the head (the head itself goes
-#: as posted). Arbitrary, but above any default socket send buffer (tcp_wmem's max is 4 MiB):
-#: no ``sendmsg`` takes more, and gathering more only costs Python time per syscall (issue 7:
-#: 1 GiB posted as 4,600 slices took 12 s to drain when each batch gathered ~1 GiB of views).
-BATCH_BYTES: Final = 8 * 1024 * 1024
+#: as posted). Issue 7: uncapped, 1 GiB posted as 4,600 slices took 12 s to drain, each batch
+#: gathering ~1 GiB of views for the kernel to take ~200 KiB. Issue 11: at 8 MiB, a reader that
+#: drains as it goes let loopback TCP take up to 13.7 MB in one non-blocking call, and bulk
+#: sends (W1, 16x64 KiB) to a reader of 64 KiB to 1 MiB ``recv`` calls moved at 0.4-0.8x the
+#: bytes per second of a blocking 1 MiB ``sendmsg`` (a reader of 4 MiB calls saw no
+#: difference); at 1 MiB they match it, and 4x4 KiB sends keep their speed. A batch smaller than
+#: the socket could take costs one more system call per MiB, against ~200 us of copying it.
+BATCH_BYTES: Final = 1024 * 1024
 
 __all__ = ["BATCH_BYTES", "PendingSend", "SendCompletion", "SendQueue"]
 
