@@ -109,8 +109,11 @@ class WSAEvent:
             source._still_pending()
         return self._flag.is_set()
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: object = None) -> bool:
         """Block this thread until the event is set or ``timeout`` seconds pass.
+
+        ``timeout``: seconds (an int or a float) or None for no limit; anything else is a
+        TypeError, in both builds alike (typed ``object`` for that: S10).
 
         Returns:
             True when the event is set, False on time-out.
@@ -119,10 +122,11 @@ class WSAEvent:
         send's loop: closed with a bare ``loop.close()``, its pending sends are aborted here
         (S5.12), which sets the event.
         """
+        seconds = _seconds(timeout)
         source = self._source
         if source is None or not source._pending:
-            return self._flag.wait(timeout)
-        return _wait_watching(self._flag, timeout, None, self)
+            return self._flag.wait(seconds)
+        return _wait_watching(self._flag, seconds, None, self)
 
     def wait_async(self) -> Coroutine[Any, Any, bool]:
         """Wait on the running loop, without blocking it, until the event is set. Returns True.
@@ -302,8 +306,11 @@ class WSAOverlapped(PendingSend):
             _abandon_closed(engine)
         return self._pending
 
-    def wait(self, timeout: float | None = None) -> bool:
+    def wait(self, timeout: object = None) -> bool:
         """Block this thread until the send completes; True if it did within ``timeout``.
+
+        ``timeout``: seconds (an int or a float) or None for no limit; anything else is a
+        TypeError, checked first, whether the send is pending or not (S10: typed ``object``).
 
         For threads only: the loop that completes the send must keep running, so calling this
         in that loop's own thread while the send is pending raises WSAEINVAL instead of hanging.
@@ -311,6 +318,7 @@ class WSAOverlapped(PendingSend):
         it (within a quarter second) and aborts that loop's pending sends itself (S5.12:
         WSA_OPERATION_ABORTED, exact counts, one ResourceWarning), then returns True.
         """
+        seconds = _seconds(timeout)
         if not self._pending:
             return True
         engine = self._engine
@@ -330,8 +338,8 @@ class WSAOverlapped(PendingSend):
         if not self._pending:  # completed while we made the event (see _complete_ok)
             return True
         if engine is None:
-            return tev.wait(timeout)
-        return _wait_watching(tev, timeout, self, None)
+            return tev.wait(seconds)
+        return _wait_watching(tev, seconds, self, None)
 
     def cancel(self) -> bool:
         """Withdraw the send if none of its bytes reached the kernel (S5.7).
@@ -444,6 +452,16 @@ def _abandon_closed(engine: SendEngine) -> None:
     from ._api import abandon_closed_loop  # _api imports this module
 
     abandon_closed_loop(engine)
+
+
+def _seconds(timeout: object) -> float | None:
+    """A ``wait`` timeout: None, or seconds as a float (from an int or a float, as
+    ``threading.Event.wait`` takes them)."""
+    if timeout is None:
+        return None
+    if isinstance(timeout, (int, float)):
+        return float(timeout)
+    raise TypeError(f"timeout must be a number of seconds or None, not {type(timeout).__name__!r}")
 
 
 def _wait_watching(

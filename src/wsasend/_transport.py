@@ -39,6 +39,7 @@ import functools
 import io
 import itertools
 import logging
+import math
 import mmap
 import os
 import socket
@@ -314,7 +315,7 @@ class WSATransport(asyncio.Transport):
     # ``__slots__ = ('_extra',)`` member, which is never written. When compiled (SPEC S10, Python
     # 3.11), this class lays its fields out right after the object header, where that slot would
     # be: writing the slot (as BaseTransport.__init__ does) would overwrite the first of them.
-    _extra: dict[str, Any]
+    _extra: dict[Any, Any]
 
     def __init__(
         self,
@@ -457,8 +458,12 @@ class WSATransport(asyncio.Transport):
             # still pending, the engine's watchdog fails them (S6.1).
             sock.close()
 
-    def get_extra_info(self, name: str, default: Any = None) -> Any:
-        """As asyncio's: ``socket``, ``sockname``, ``peername`` and the ``extra`` given."""
+    def get_extra_info(self, name: object, default: Any = None) -> Any:
+        """As asyncio's: ``socket``, ``sockname``, ``peername`` and the ``extra`` given.
+
+        ``name`` is typed ``object``: as asyncio's, any other key gives ``default``, in the
+        compiled build too (S10; a ``str`` annotation is a TypeError there).
+        """
         return self._extra.get(name, default)
 
     def get_protocol(self) -> asyncio.BaseProtocol:
@@ -521,12 +526,15 @@ class WSATransport(asyncio.Transport):
     def send(
         self,
         buffers: object,
-        flags: int = 0,
+        flags: object = 0,
         *,
-        overlapped: WSAOverlapped | None = None,
+        overlapped: object = None,
         completion_routine: CompletionRoutine | None = None,
     ) -> WSAOverlapped:
         """Post an overlapped send on the transport's socket (SPEC S5, S7.1): ``wsa_send`` for it.
+
+        ``flags`` and ``overlapped`` are typed ``object``, as ``wsa_send``'s, so that a wrong
+        type is this method's WSAError (WSAEINVAL, WSAEFAULT) in the compiled build too (S10).
 
         Ordered with ``write``/``writelines`` and every other send on the socket; zero-copy
         (leave the buffers alone until it completes). ``n = await transport.send(bufs)`` gives
@@ -829,23 +837,28 @@ class WSATransport(asyncio.Transport):
     def get_write_buffer_limits(self) -> tuple[int, int]:
         return (self._low_water, self._high_water)
 
-    def set_write_buffer_limits(self, high: int | None = None, low: int | None = None) -> None:
+    def set_write_buffer_limits(self, high: object = None, low: object = None) -> None:
         """asyncio's water marks: pause when the buffer is above ``high``, resume at ``low`` or below.
 
         ``high`` defaults to 64 KiB (or ``4 * low``), ``low`` to ``high // 4``; ``high=0`` forces
-        ``low=0`` and pauses whenever the buffer is non-empty.
+        ``low=0`` and pauses whenever the buffer is non-empty. Numbers of bytes, as asyncio's
+        (which takes a float too; a float is rounded down here). Typed ``object`` so that a
+        wrong type gets the same TypeError in both builds (S10).
 
         Raises:
+            TypeError: a limit that is not a number (int or float) or None.
             ValueError: unless ``high >= low >= 0``.
         """
-        if high is None:
-            high = DEFAULT_HIGH_WATER if low is None else 4 * low
-        if low is None:
-            low = high // 4
-        if not high >= low >= 0:
-            raise ValueError(f"high ({high!r}) must be >= low ({low!r}) must be >= 0")
-        self._high_water = high
-        self._low_water = low
+        hi = _water_mark("high", high)
+        lo = _water_mark("low", low)
+        if hi is None:
+            hi = DEFAULT_HIGH_WATER if lo is None else 4 * lo
+        if lo is None:
+            lo = hi // 4
+        if not hi >= lo >= 0:
+            raise ValueError(f"high ({hi!r}) must be >= low ({lo!r}) must be >= 0")
+        self._high_water = hi
+        self._low_water = lo
         self._maybe_pause_protocol()
 
     def _maybe_pause_protocol(self) -> None:
@@ -1394,6 +1407,20 @@ class WSATransport(asyncio.Transport):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
+
+
+def _water_mark(name: str, value: object) -> int | None:
+    """A ``set_write_buffer_limits`` argument as bytes: None, or an int (a finite float is
+    rounded down, as asyncio, which keeps floats, compares them)."""
+    if value is None or type(value) is int:
+        return value
+    if isinstance(value, int):  # a bool, an int subclass
+        return int(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{name} ({value!r}) must be a finite number of bytes")
+        return math.floor(value)
+    raise TypeError(f"{name} must be a number of bytes or None, not {type(value).__name__!r}")
 
 
 def _bad_data_message(items: list[Any]) -> str:
