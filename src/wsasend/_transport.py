@@ -323,13 +323,15 @@ class WSATransport(asyncio.Transport):
         protocol: asyncio.BaseProtocol,
         *,
         loop: asyncio.AbstractEventLoop | None = None,
-        max_pending_sends: int | None = None,
-        partial_messages: PartialMessages = "reject",
+        max_pending_sends: object = None,
+        partial_messages: object = "reject",
         extra: Mapping[str, Any] | None = None,
         _waiter: asyncio.Future[None] | None = None,
         _server: Any = None,
     ) -> None:
-        if partial_messages not in ("reject", "cork"):
+        # (max_pending_sends and partial_messages typed object: a wrong value is our WSAError or
+        # ValueError below in the compiled build too, not mypyc's TypeError; S10.)
+        if partial_messages != "reject" and partial_messages != "cork":
             raise ValueError(f"partial_messages must be 'reject' or 'cork', not {partial_messages!r}")
         check_socket(sock)
         if loop is None:
@@ -382,7 +384,7 @@ class WSATransport(asyncio.Transport):
         # and whether it reported an error event (from then on each read checks SO_ERROR).
         self._error_watch: ErrorWatch | None = None
         self._error_seen = False
-        self._partial_messages: PartialMessages = partial_messages
+        self._partial_messages: PartialMessages = "cork" if partial_messages == "cork" else "reject"
         if partial_messages == "cork":
             engine.cork = True
 
@@ -1510,8 +1512,8 @@ def tls_protocol(
     *,
     server_side: bool,
     server_hostname: str | None,
-    ssl_handshake_timeout: float | None,
-    ssl_shutdown_timeout: float | None,
+    ssl_handshake_timeout: Any,
+    ssl_shutdown_timeout: Any,
     call_connection_made: bool = True,
 ) -> sslproto.SSLProtocol:
     """asyncio's TLS record layer, as a protocol to sit on a :class:`WSATransport` (S9.2).
@@ -1529,7 +1531,8 @@ def tls_protocol(
         server_side,
         server_hostname,
         call_connection_made=call_connection_made,
-        ssl_handshake_timeout=ssl_handshake_timeout,  # type: ignore[arg-type]  # typeshed says int
+        # (Any: asyncio checks the time-outs, with its errors, in both builds; S10.)
+        ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout,
     )
 
@@ -1539,15 +1542,15 @@ async def make_transport(
     protocol_factory: Callable[[], _P],
     *,
     loop: asyncio.AbstractEventLoop,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
+    max_pending_sends: object = None,
+    partial_messages: object = "reject",
     extra: Mapping[str, Any] | None = None,
     close_on_error: bool = False,
     ssl: SSLArg = None,
     server_side: bool = False,
     server_hostname: str | None = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
+    ssl_handshake_timeout: object = None,
+    ssl_shutdown_timeout: object = None,
 ) -> tuple[asyncio.Transport, _P]:
     """Wrap a connected socket; return once ``connection_made`` has run (asyncio's order).
 
@@ -1637,10 +1640,10 @@ async def connect_accepted_socket(
     sock: socket.socket,
     *,
     ssl: SSLArg = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
+    ssl_handshake_timeout: object = None,
+    ssl_shutdown_timeout: object = None,
+    max_pending_sends: object = None,
+    partial_messages: object = "reject",
 ) -> tuple[asyncio.Transport, _P]:
     """Wrap an already connected socket in a :class:`WSATransport` (SPEC S7.3, S9.2).
 
@@ -1805,23 +1808,23 @@ async def create_connection(
 ) -> tuple[asyncio.Transport, _P]: ...
 async def create_connection(
     protocol_factory: Callable[[], _P],
-    host: str | None = None,
-    port: int | str | None = None,
+    host: Any = None,
+    port: Any = None,
     *,
     ssl: SSLArg = None,
     family: int = 0,
     proto: int = 0,
     flags: int = 0,
     sock: socket.socket | None = None,
-    local_addr: tuple[str, int] | None = None,
+    local_addr: Any = None,
     server_hostname: str | None = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
+    ssl_handshake_timeout: object = None,
+    ssl_shutdown_timeout: object = None,
     happy_eyeballs_delay: float | None = None,
     interleave: int | None = None,
-    all_errors: bool = False,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
+    all_errors: object = False,
+    max_pending_sends: object = None,
+    partial_messages: object = "reject",
 ) -> tuple[asyncio.Transport, _P]:
     """Open a TCP connection (or wrap ``sock``) with a :class:`WSATransport` (SPEC S7.3, S9).
 
@@ -1833,7 +1836,9 @@ async def create_connection(
     True for a default one), ``server_hostname``, ``ssl_handshake_timeout`` and
     ``ssl_shutdown_timeout`` put asyncio's TLS layer on the transport (S9.2): the first item
     returned is then the TLS app transport, whose ciphertext the WSATransport below sends.
-    Plus the transport's options ``max_pending_sends`` and ``partial_messages``.
+    Plus the transport's options ``max_pending_sends`` and ``partial_messages``. (The
+    overloads above carry the types; this signature takes ``object``/``Any`` where a wrong
+    value must meet asyncio's or our own error in the compiled build too, S10.)
 
     Returns:
         ``(transport, protocol)``, after ``protocol.connection_made(transport)`` ran.
@@ -1885,15 +1890,29 @@ async def create_connection(
         ordered = list(infos)
         if interleave:
             ordered = _interleave(ordered, interleave)
-        sock = await _connect_any(loop, ordered, laddr_infos, happy_eyeballs_delay, all_errors)
+        sock = await _connect_any(loop, ordered, laddr_infos, happy_eyeballs_delay, bool(all_errors))
         return await make_transport(sock, protocol_factory, loop=loop, close_on_error=True, **options)
     if sock is None:
         raise ValueError("host and port was not specified and no sock specified")
     return await make_transport(_check_kind(sock), protocol_factory, loop=loop, **options)
 
 
+@overload
 async def create_unix_connection(
-    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    protocol_factory: Callable[[], _P],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
+    *,
+    ssl: None = None,
+    sock: socket.socket | None = None,
+    server_hostname: None = None,
+    ssl_handshake_timeout: None = None,
+    ssl_shutdown_timeout: None = None,
+    max_pending_sends: int | None = None,
+    partial_messages: PartialMessages = "reject",
+) -> tuple[WSATransport, _P]: ...
+@overload
+async def create_unix_connection(
+    protocol_factory: Callable[[], _P],
     path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
     *,
     ssl: SSLArg = None,
@@ -1903,11 +1922,25 @@ async def create_unix_connection(
     ssl_shutdown_timeout: float | None = None,
     max_pending_sends: int | None = None,
     partial_messages: PartialMessages = "reject",
-) -> tuple[asyncio.Transport, asyncio.BaseProtocol]:
+) -> tuple[asyncio.Transport, _P]: ...
+async def create_unix_connection(
+    protocol_factory: Callable[[], _P],
+    path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
+    *,
+    ssl: SSLArg = None,
+    sock: socket.socket | None = None,
+    server_hostname: str | None = None,
+    ssl_handshake_timeout: object = None,
+    ssl_shutdown_timeout: object = None,
+    max_pending_sends: object = None,
+    partial_messages: object = "reject",
+) -> tuple[asyncio.Transport, _P]:
     """``loop.create_unix_connection`` with a :class:`WSATransport` (S9.1), same arguments and meaning.
 
     Connects an AF_UNIX stream socket to ``path`` (or wraps ``sock``, a connected one); TLS as
     :func:`create_connection`, except that ``server_hostname`` is required with ``ssl``.
+    Without ``ssl`` the transport returned is the :class:`WSATransport` itself (the overloads
+    say so); the protocol is the factory's, typed as it returns it (S9.4).
 
     Raises:
         ValueError: both or neither of ``path`` and ``sock``; a ``sock`` that is not an AF_UNIX

@@ -4,19 +4,23 @@ mypyc checks a parameter's annotation before the body runs, with its own TypeErr
 expected; got float"): a parameter that takes user input is therefore typed ``object`` and
 checked by us (S4.1's WSAEINVAL for flags, S5.5's WSAEFAULT for an overlapped, asyncio's own
 answers elsewhere). Each test here failed on the compiled build before that was so for
-``WSATransport.send``, ``set_write_buffer_limits``, ``get_extra_info`` and ``wait(timeout)``;
-the ``wait`` of an overlapped that is not pending also ignored a bad timeout in plain Python.
+``WSATransport.send``, ``set_write_buffer_limits``, ``get_extra_info``, ``wait(timeout)`` and
+the connection functions' ``max_pending_sends``, ``partial_messages``, TLS time-outs, ``host``,
+``port``, ``local_addr`` and ``all_errors``; the ``wait`` of an overlapped that is not pending
+also ignored a bad timeout in plain Python.
 CI runs this module on both builds, so the answers below are the same in each.
 """
 
 from __future__ import annotations
 
+import asyncio
 import math
 import socket
 from typing import Any
 
 import pytest
 
+import wsasend
 from wsasend import WSAError, WSAErrorCode, WSAEvent, WSAOverlapped
 
 from .util import drain_peer, wrap
@@ -119,3 +123,77 @@ def test_wait_takes_ints_and_floats() -> None:
     event.set()
     assert event.wait(5) is True
     assert WSAOverlapped().wait(2.5) is True
+
+
+# -- the connection functions (their overloads carry the types; the implementation takes object) --
+
+
+@pytest.mark.parametrize("bad", [1.5, "8", object(), -1], ids=repr)
+async def test_connect_accepted_socket_refuses_a_bad_max_pending_sends_with_WSAEINVAL(bad: Any) -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        with pytest.raises(WSAError) as info:
+            await wsasend.connect_accepted_socket(asyncio.Protocol, ours, max_pending_sends=bad)
+        assert info.value.winerror == WSAErrorCode.WSAEINVAL
+
+
+@pytest.mark.parametrize("bad", [None, 1, "corked", b"cork"], ids=repr)
+async def test_connection_functions_refuse_a_bad_partial_messages_with_ValueError(bad: Any, tmp_path: Any) -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer, pytest.raises(ValueError, match="partial_messages must be 'reject' or 'cork'"):
+        await wsasend.connect_accepted_socket(asyncio.Protocol, ours, partial_messages=bad)
+    path = str(tmp_path / "s")
+    with socket.socket(socket.AF_UNIX) as listener:
+        listener.bind(path)
+        listener.listen()
+        with pytest.raises(ValueError, match="partial_messages must be 'reject' or 'cork'"):
+            await wsasend.create_unix_connection(asyncio.Protocol, path, partial_messages=bad)
+        with pytest.raises(WSAError) as info:
+            bad_count: Any = "8"
+            await wsasend.create_unix_connection(asyncio.Protocol, path, max_pending_sends=bad_count)
+        assert info.value.winerror == WSAErrorCode.WSAEINVAL
+
+
+@pytest.mark.parametrize("timeout", [5, 1.5, "5", object()], ids=repr)
+async def test_tls_time_outs_without_ssl_are_asyncios_ValueError(timeout: Any) -> None:
+    ours, peer = socket.socketpair()
+    with ours, peer:
+        for name in ("ssl_handshake_timeout", "ssl_shutdown_timeout"):
+            with pytest.raises(ValueError, match=f"{name} is only meaningful with ssl"):
+                await wsasend.connect_accepted_socket(asyncio.Protocol, ours, **{name: timeout})
+            with pytest.raises(ValueError, match=f"{name} is only meaningful with ssl"):
+                await wsasend.create_connection(asyncio.Protocol, sock=ours, **{name: timeout})
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "error"),
+    [("127.0.0.1", 1.5, OSError), (1.5, 80, TypeError), (None, b"80", OSError)],
+)
+async def test_create_connection_bad_host_or_port_is_getaddrinfos_error(host: Any, port: Any, error: type) -> None:
+    # Both builds hand host and port to loop.getaddrinfo, which answers (compiled, the str/int
+    # annotations answered first, with a TypeError of mypyc's for a port of 1.5). asyncio's own
+    # create_connection turns a float port of a numeric host into an int; uvloop does not.
+    with pytest.raises(error) as info:
+        await wsasend.create_connection(asyncio.Protocol, host, port)
+    assert "object expected" not in str(info.value)  # not mypyc's argument check
+
+
+async def test_create_connection_takes_a_local_addr_list_and_a_truthy_all_errors() -> None:
+    # asyncio unpacks local_addr (a list works) and tests all_errors for truth (1 works).
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(asyncio.Protocol, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        as_list: Any = ["127.0.0.1", 0]  # (typed a tuple, as typeshed types asyncio's)
+        transport, _ = await wsasend.create_connection(asyncio.Protocol, "127.0.0.1", port, local_addr=as_list)
+        assert transport.get_extra_info("sockname")[0] == "127.0.0.1"
+        transport.close()
+    finally:
+        server.close()
+        await server.wait_closed()
+    with socket.socket() as probe:  # a port nobody listens on: bound, never listening
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+        with pytest.raises(ExceptionGroup):
+            truthy: Any = 1  # (typed a bool, as typeshed types asyncio's)
+            await wsasend.create_connection(asyncio.Protocol, "127.0.0.1", closed_port, all_errors=truthy)
