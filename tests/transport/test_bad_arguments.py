@@ -32,31 +32,25 @@ NOT_OVERLAPPED: list[Any] = ["ov", 0, 1.5, [], object(), WSAEvent()]
 NOT_NUMBERS: list[Any] = ["1", b"1", [], object(), 1j]
 
 
-@pytest.mark.parametrize("flags", NOT_FLAGS, ids=repr)
-async def test_WSATransport_send_refuses_flags_of_another_type_with_WSAEINVAL(flags: Any) -> None:
+# (keyword, value, the code S4.1 / S5.5 give it): every wrong flags word, every non-overlapped.
+SEND_REFUSALS: list[tuple[str, Any, WSAErrorCode]] = [("flags", v, WSAErrorCode.WSAEINVAL) for v in NOT_FLAGS] + [
+    ("overlapped", v, WSAErrorCode.WSAEFAULT) for v in NOT_OVERLAPPED
+]
+
+
+@pytest.mark.parametrize(("keyword", "value", "code"), SEND_REFUSALS, ids=repr)
+async def test_WSATransport_send_refuses_a_wrong_argument_with_its_code(
+    keyword: str, value: Any, code: WSAErrorCode
+) -> None:
     ours, peer = socket.socketpair()
     with peer:
         transport, proto = await wrap(ours)
         with pytest.raises(WSAError) as info:
-            transport.send([b"not sent"], flags)
-        assert info.value.winerror == WSAErrorCode.WSAEINVAL
+            transport.send([b"not sent"], **{keyword: value})
+        assert info.value.winerror == code
         assert info.value.bytes_sent == 0
-        transport.send([b"sent"])  # the transport is fine, and nothing of the refused call went
-        transport.close()
-        assert await drain_peer(peer) == b"sent"
-        await proto.wait_lost()
-
-
-@pytest.mark.parametrize("overlapped", NOT_OVERLAPPED, ids=repr)
-async def test_WSATransport_send_refuses_a_non_overlapped_with_WSAEFAULT(overlapped: Any) -> None:
-    ours, peer = socket.socketpair()
-    with peer:
-        transport, proto = await wrap(ours)
-        with pytest.raises(WSAError) as info:
-            transport.send([b"not sent"], overlapped=overlapped)
-        assert info.value.winerror == WSAErrorCode.WSAEFAULT
-        reused = WSAOverlapped()
-        assert await transport.send([b"sent"], overlapped=reused) == 4  # a real one still works
+        # The transport is fine (a real overlapped works), and nothing of the refused call went.
+        assert await transport.send([b"sent"], overlapped=WSAOverlapped()) == 4
         transport.close()
         assert await drain_peer(peer) == b"sent"
         await proto.wait_lost()
