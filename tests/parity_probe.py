@@ -17,6 +17,7 @@ import asyncio
 import re
 import socket
 import sys
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -76,6 +77,9 @@ CALLS: list[tuple[str, Callable[[Any, socket.socket], Any]]] = [
     ("WSAOverlapped().wait(v)", lambda v, s: WSAOverlapped().wait(v)),
     ("WSAOverlapped(v)", lambda v, s: WSAOverlapped(v)),
     ("ov.hEvent = v", lambda v, s: setattr(WSAOverlapped(), "hEvent", v)),
+    ("weakref.ref(WSAOverlapped())", lambda v, s: weakref.ref(WSAOverlapped())),
+    ("weakref.ref(WSAEvent(v))", lambda v, s: weakref.ref(WSAEvent(v))),
+    ("setattr(WSAOverlapped(), 'custom', v)", lambda v, s: setattr(WSAOverlapped(), "custom", v)),
     ("remaining([b'ab'], v)", lambda v, s: remaining([b"ab"], v)),
     ("remaining(v, 0)", lambda v, s: remaining(v, 0)),
     ("WSABUF(v, 1)", lambda v, s: WSABUF(v, 1)),

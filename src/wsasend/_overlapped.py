@@ -61,7 +61,9 @@ class WSAEvent:
 
     __slots__ = ("__weakref__", "_async_waiters", "_flag", "_listeners", "_lock", "_source")
 
-    def __init__(self, initial_state: bool = False) -> None:
+    def __init__(self, initial_state: object = False) -> None:
+        # (``object``: any true value starts it set, in the compiled build too, where a ``bool``
+        # annotation refused the rest with mypyc's TypeError; S10.)
         self._flag = threading.Event()
         self._lock = threading.Lock()
         # Futures of wait_async() callers -> their loop. Invariant: a future is here only while
@@ -171,11 +173,13 @@ class WSAOverlapped(PendingSend):
             event is made on first access of :attr:`event`.
 
     This is a plain ``__slots__`` class rather than an attrs one on purpose: one is made per send
-    on the hot path, and every field it sets there costs time (see ``benchmarks/``).
+    on the hot path, and every field it sets there costs time (see ``benchmarks/``). It cannot
+    be weakly referenced: a compiled class cannot be, and so that both builds behave alike
+    (S10) the plain-Python one has no ``__weakref__`` slot either (keep overlappeds in an
+    ordinary set or dict, and drop them once they complete).
     """
 
     __slots__ = (
-        "__weakref__",
         "_completed_immediately",
         "_dest",
         "_engine",

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import math
 import socket
+import weakref
 from typing import Any
 
 import pytest
@@ -191,3 +192,15 @@ async def test_create_connection_takes_a_local_addr_list_and_a_truthy_all_errors
         with pytest.raises(ExceptionGroup):
             truthy: Any = 1  # (typed a bool, as typeshed types asyncio's)
             await wsasend.create_connection(asyncio.Protocol, "127.0.0.1", closed_port, all_errors=truthy)
+
+
+def test_WSAEvent_initial_state_is_any_truth_value_and_an_overlapped_takes_no_weak_reference() -> None:
+    # WSAEvent(initial_state) tests it for truth, as plain Python did; compiled, a bool
+    # annotation refused 1 or "yes" with mypyc's TypeError.
+    assert WSAEvent(1).is_set() and WSAEvent("yes").is_set() and WSAEvent([0]).is_set()
+    assert not WSAEvent(0).is_set() and not WSAEvent(None).is_set() and not WSAEvent().is_set()
+    # A compiled class cannot be weakly referenced, so the plain-Python overlapped cannot be either.
+    with pytest.raises(TypeError, match="weak reference"):
+        weakref.ref(WSAOverlapped())
+    event = WSAEvent()
+    assert weakref.ref(event)() is event  # (an event can: it is a plain class in both builds)
