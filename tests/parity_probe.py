@@ -73,7 +73,7 @@ _EVENT.set()
 
 # Each call gets a value of VALUES and a fresh connected socket of its own (``s``).
 CALLS: list[tuple[str, Callable[[Any, socket.socket], Any]]] = [
-    ("WSAEvent().wait(v)", lambda v, s: _EVENT.wait(v) if v is not None else 0),
+    ("WSAEvent().wait(v)", lambda v, s: _EVENT.wait(v)),
     ("WSAOverlapped().wait(v)", lambda v, s: WSAOverlapped().wait(v)),
     ("WSAOverlapped(v)", lambda v, s: WSAOverlapped(v)),
     ("ov.hEvent = v", lambda v, s: setattr(WSAOverlapped(), "hEvent", v)),

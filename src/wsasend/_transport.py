@@ -331,7 +331,7 @@ class WSATransport(asyncio.Transport):
     ) -> None:
         # (max_pending_sends and partial_messages typed object: a wrong value is our WSAError or
         # ValueError below in the compiled build too, not mypyc's TypeError; S10.)
-        if partial_messages != "reject" and partial_messages != "cork":
+        if partial_messages not in ("reject", "cork"):
             raise ValueError(f"partial_messages must be 'reject' or 'cork', not {partial_messages!r}")
         check_socket(sock)
         if loop is None:
@@ -1414,10 +1414,10 @@ class WSATransport(asyncio.Transport):
 def _water_mark(name: str, value: object) -> int | None:
     """A ``set_write_buffer_limits`` argument as bytes: None, or an int (a finite float is
     rounded down, as asyncio, which keeps floats, compares them)."""
-    if value is None or type(value) is int:
-        return value
-    if isinstance(value, int):  # a bool, an int subclass
-        return int(value)
+    if value is None:
+        return None
+    if isinstance(value, int):
+        return int(value)  # (a bool or another int subclass as a plain int)
     if isinstance(value, float):
         if not math.isfinite(value):
             raise ValueError(f"{name} ({value!r}) must be a finite number of bytes")
