@@ -569,6 +569,115 @@ iov_firstiter_self_is(PyObject *module, PyObject *obj)
 }
 #endif
 
+PyDoc_STRVAR(support_weakrefs_doc,
+"support_weakrefs(cls, /) -> None\n\n"
+"Let the instances of ``cls``, a class compiled by mypyc that extends a Python class, be\n"
+"weakly referenced, safely (WSATransport: asyncio's transports can be). Call it once, before\n"
+"any instance exists.");
+
+/* Weak references to a compiled WSATransport (SPEC S10: it behaves as the plain-Python class).
+ *
+ * mypyc gives a native class that extends a Python class (WSATransport extends
+ * asyncio.Transport) a __dict__, and on Python 3.11 a weak reference list as well, but:
+ * - its tp_dealloc never calls PyObject_ClearWeakRefs. A weak reference that outlives the
+ *   object (freed by its reference count: a protocol that drops its transport in
+ *   connection_lost) is left pointing at freed memory. Calling it, or a WeakSet holding it,
+ *   crashed the interpreter (tests/transport/test_weakref.py);
+ * - from 3.12 on the class has no weak reference list at all (weakref.ref raises TypeError),
+ *   which is why _transport stayed plain Python there until this function.
+ *
+ * What this does, per version:
+ * - 3.11: the list mypyc reserved (tp_weaklistoffset, inside tp_basicsize) is kept;
+ * - 3.12 and later: mypyc sets Py_TPFLAGS_MANAGED_DICT, whose pre-header holds two pointers,
+ *   the dict and the weak reference list (_PyType_PreHeaderSize: two pointers for either flag
+ *   of Py_TPFLAGS_PREHEADER). Setting Py_TPFLAGS_MANAGED_WEAKREF and the managed offset (what
+ *   PyType_Ready sets for a class that declares the flag, CPython's MANAGED_WEAKREF_OFFSET)
+ *   makes that second pointer the list. The layout does not change: no object is bigger;
+ * - every version: tp_dealloc becomes weakref_dealloc, which does what CPython's
+ *   subtype_dealloc does for a class with a weak reference list: the finalizer first (__del__,
+ *   which may resurrect the object: then nothing else happens), then PyObject_ClearWeakRefs
+ *   (callbacks run, references die), then mypyc's own tp_dealloc, whose call of the finalizer
+ *   is then a no-op (an object is finalized once). A Python subclass's subtype_dealloc ends
+ *   in its base's tp_dealloc, this one, so its instances are covered too.
+ * The cyclic collector clears weak references by itself before it frees anything; this is
+ * about objects freed by their reference count. */
+static destructor weakref_base_dealloc = NULL;
+static PyTypeObject *weakref_type = NULL;
+
+static void
+weakref_dealloc(PyObject *self)
+{
+    if (Py_TYPE(self)->tp_finalize != NULL) {
+        /* As mypyc's tp_dealloc: the current exception kept, the finalizer's own reported. */
+        PyObject *type, *value, *traceback;
+        int res;
+        PyErr_Fetch(&type, &value, &traceback);
+        res = PyObject_CallFinalizerFromDealloc(self);
+        if (PyErr_Occurred() != NULL) {
+            PyErr_WriteUnraisable(self);
+        }
+        PyErr_Restore(type, value, traceback);
+        if (res < 0) {
+            return;  /* resurrected */
+        }
+    }
+    PyObject_ClearWeakRefs(self);
+    weakref_base_dealloc(self);
+}
+
+static PyObject *
+iov_support_weakrefs(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    PyTypeObject *tp;
+    if (!PyType_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "support_weakrefs() needs a class");
+        return NULL;
+    }
+    tp = (PyTypeObject *)arg;
+    if (weakref_type != NULL) {
+        if (tp == weakref_type) {
+            Py_RETURN_NONE;
+        }
+        PyErr_SetString(PyExc_RuntimeError, "support_weakrefs() serves one class");
+        return NULL;
+    }
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE) || !PyType_HasFeature(tp, Py_TPFLAGS_HAVE_GC)
+        || tp->tp_dealloc == NULL || tp->tp_itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "support_weakrefs(): %s is not a compiled class of the expected kind",
+                     tp->tp_name);
+        return NULL;
+    }
+#if PY_VERSION_HEX >= 0x030C0000
+#ifdef Py_GIL_DISABLED
+    PyErr_SetString(PyExc_RuntimeError, "support_weakrefs(): not for a free-threaded build");
+    return NULL;
+#else
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_MANAGED_DICT) || tp->tp_weaklistoffset != 0) {
+        PyErr_Format(PyExc_RuntimeError,
+                     "support_weakrefs(): %s has no managed dict, or has weak references already",
+                     tp->tp_name);
+        return NULL;
+    }
+    tp->tp_flags |= Py_TPFLAGS_MANAGED_WEAKREF;
+    tp->tp_weaklistoffset = -4 * (Py_ssize_t)sizeof(PyObject *);  /* MANAGED_WEAKREF_OFFSET */
+#endif
+#else
+    if (tp->tp_weaklistoffset <= 0
+        || tp->tp_weaklistoffset + (Py_ssize_t)sizeof(PyObject *) > tp->tp_basicsize) {
+        PyErr_Format(PyExc_RuntimeError, "support_weakrefs(): %s has no weak reference list",
+                     tp->tp_name);
+        return NULL;
+    }
+#endif
+    weakref_base_dealloc = tp->tp_dealloc;
+    tp->tp_dealloc = weakref_dealloc;
+    Py_INCREF(tp);
+    weakref_type = tp;  /* kept for the life of the process */
+    PyType_Modified(tp);
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef iovsend_methods[] = {
     {"sendmsg", (PyCFunction)(void (*)(void))iov_sendmsg, METH_FASTCALL, sendmsg_doc},
     {"sendmsg_rest", (PyCFunction)(void (*)(void))iov_sendmsg_rest, METH_FASTCALL, sendmsg_rest_doc},
@@ -579,6 +688,7 @@ static PyMethodDef iovsend_methods[] = {
     {"marked_closed", iov_marked_closed, METH_O, marked_closed_doc},
     {"gc_untrack", iov_gc_untrack, METH_O, gc_untrack_doc},
     {"gc_track_all", iov_gc_track_all, METH_O, gc_track_all_doc},
+    {"support_weakrefs", iov_support_weakrefs, METH_O, support_weakrefs_doc},
 #if PY_VERSION_HEX < 0x030C0000
     {"firstiter_self_is", iov_firstiter_self_is, METH_O, firstiter_self_is_doc},
 #endif

@@ -53,7 +53,7 @@ from typing import Any, Final, Literal, TypeVar, overload
 
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
-from ._compat import mypyc_attr
+from ._compat import is_extension_file, mypyc_attr
 from ._engine import _IOV_RECV, _IOV_SO_ERROR, _PLAIN_SOCKET, ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
 from ._errorwatch import ErrorWatch, error_watch
@@ -1409,6 +1409,15 @@ class WSATransport(asyncio.Transport):
             raise
         except BaseException as exc:
             self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
+
+
+if is_extension_file(__file__):
+    # Compiled: weak references to a transport, as to asyncio's and to the plain-Python class
+    # (S10). mypyc's class alone either has none (Python 3.12+) or leaves them pointing at
+    # freed memory (3.11). The engine, the ErrorWatch and the servers hold transports weakly.
+    from . import _iovsend
+
+    _iovsend.support_weakrefs(WSATransport)
 
 
 def _water_mark(name: str, value: object) -> int | None:

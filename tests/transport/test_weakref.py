@@ -1,0 +1,171 @@
+"""Weak references to a WSATransport, as to asyncio's transports, in both builds (SPEC S10).
+
+The compiled build's WSATransport is a mypyc class. On Python 3.11 its weak references were
+never cleared when it was freed by its reference count (a protocol that drops its transport in
+``connection_lost``, as most do): the first test's script then crashed the interpreter
+(SIGSEGV) calling such a reference. On 3.12+ it had none at all, which kept ``_transport``
+plain Python there. ``_iovsend.support_weakrefs`` gives it CPython's own handling.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import socket
+import subprocess
+import sys
+import textwrap
+import weakref
+from collections.abc import Iterator
+
+import pytest
+
+import wsasend
+from wsasend import WSATransport
+
+from .util import drain_peer
+
+# Refcount-freed transports, each weakly referenced three ways, then every reference used.
+_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, gc, socket, sys, weakref
+    import wsasend
+
+    class Forgetful(asyncio.Protocol):  # keeps no transport: nothing but the count frees it
+        def __init__(self):
+            self.lost = asyncio.get_running_loop().create_future()
+        def connection_lost(self, exc):
+            self.lost.set_result(None)
+
+    async def main():
+        gc.disable()
+        refs, fired, live = [], [], weakref.WeakSet()
+        peers = []
+        for _ in range(50):
+            ours, peer = socket.socketpair()
+            peers.append(peer)
+            transport, proto = await wsasend.connect_accepted_socket(Forgetful, ours)
+            transport.write(b"x" * 100)
+            refs.append(weakref.ref(transport, fired.append))
+            live.add(transport)
+            transport.close()
+            await proto.lost
+            del transport
+        for _ in range(100):  # reuse the freed memory
+            bytearray(512)
+        print(sum(r() is not None for r in refs), len(fired), len(list(live)))
+        for peer in peers:
+            peer.close()
+
+    if sys.argv[1] == "uvloop":
+        import uvloop
+        uvloop.run(main())
+    else:
+        asyncio.run(main())
+    """
+)
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_weak_references_to_freed_transports_are_dead_not_dangling(loop_name: str) -> None:
+    run = subprocess.run([sys.executable, "-c", _SCRIPT, loop_name], capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    # No reference still answers, every callback ran once, the WeakSet is empty.
+    assert run.stdout.split() == ["0", "50", "0"]
+
+
+class _Lost(asyncio.Protocol):
+    """Records connection_lost; keeps no reference to its transport."""
+
+    def __init__(self) -> None:
+        self.lost: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(None)
+
+
+@pytest.fixture
+def no_collector() -> Iterator[None]:
+    """Only reference counts free objects in the test (the collector clears weak references
+    by itself, so with it running a test could pass without the transport's own handling)."""
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+async def test_a_weak_reference_dies_with_its_transport(no_collector: None) -> None:
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wsasend.connect_accepted_socket(_Lost, ours)
+        fired: list[weakref.ref[WSATransport]] = []
+        ref = weakref.ref(transport, fired.append)
+        assert ref() is transport
+        assert await transport.send([b"weak", b"ref"]) == 7
+        transport.close()
+        await proto.lost
+        assert await drain_peer(peer) == b"weakref"
+        del transport
+        assert ref() is None
+        assert fired == [ref]
+
+
+async def test_a_subclass_of_the_transport_can_be_weakly_referenced(no_collector: None) -> None:
+    class Mine(WSATransport):
+        pass
+
+    ours, peer = socket.socketpair()
+    with peer:
+        proto = _Lost()
+        transport = Mine(ours, proto)
+        fired: list[object] = []
+        ref = weakref.ref(transport, fired.append)
+        transport.write(b"sub")
+        transport.close()
+        await proto.lost
+        assert await drain_peer(peer) == b"sub"
+        del transport
+        assert ref() is None
+        assert fired == [ref]
+
+
+async def test_a_weakset_of_transports_empties_as_they_go(no_collector: None) -> None:
+    live: weakref.WeakSet[WSATransport] = weakref.WeakSet()
+    pairs = [socket.socketpair() for _ in range(5)]
+    protos = []
+    for ours, _ in pairs:
+        transport, proto = await wsasend.connect_accepted_socket(_Lost, ours)
+        live.add(transport)
+        protos.append(proto)
+    del transport
+    assert len(live) == 5
+    for transport in list(live):
+        transport.close()
+    del transport
+    for proto in protos:
+        await proto.lost
+    assert len(live) == 0
+    for _, peer in pairs:
+        peer.close()
+
+
+async def test_an_unclosed_transport_in_a_cycle_is_still_collected_and_warns() -> None:
+    # The collector's path (a protocol that keeps its transport): the reference dies too.
+    class Keeper(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wsasend.connect_accepted_socket(Keeper, ours)
+        await asyncio.sleep(0)
+        assert proto.transport is transport
+        transport.pause_reading()  # (the loop's reader would keep it alive, as asyncio's)
+        await asyncio.sleep(0)
+        ref = weakref.ref(transport)
+        del transport, proto
+        with pytest.warns(ResourceWarning, match="unclosed transport"):
+            gc.collect()
+        assert ref() is None
