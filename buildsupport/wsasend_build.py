@@ -25,17 +25,15 @@ from setuptools import build_meta as _setuptools
 from setuptools.build_meta import *  # noqa: F403  (the rest of the PEP 517/660 hooks, unchanged)
 
 #: The modules mypyc compiles, all into one shared library: all of them or none (SPEC S10).
-COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api")
-#: Compiled as well on Python 3.11 only. On 3.12+ a compiled WSATransport is not
-#: weak-referenceable (mypyc gives native classes no weakref slot there; the engine and asyncio
-#: hold transports weakly), and mypyc's coroutines pass the deprecated three-argument throw() to
-#: the coroutines they await: there it stays Python.
-COMPILED_BEFORE_3_12 = ("_transport",)
+#: Coroutines stay out of them (``_connect``, ``_sendfile``, ``_awaiting`` are Python): a
+#: compiled coroutine throws into what it awaits with the three-argument throw(), deprecated
+#: from Python 3.12 on. ``_transport`` needs ``_iovsend.support_weakrefs`` (see _iovsend.c).
+COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
 
 
-def compiled_modules(version: tuple[int, ...] = tuple(sys.version_info[:2])) -> tuple[str, ...]:
-    """The modules the compiled build compiles on Python ``version`` (this one by default)."""
-    return COMPILED_MODULES + (COMPILED_BEFORE_3_12 if version < (3, 12) else ())
+def compiled_modules() -> tuple[str, ...]:
+    """The modules the compiled build compiles (the same on every supported Python)."""
+    return COMPILED_MODULES
 
 
 #: What the compiled build needs at build time: mypyc (part of mypy), and our runtime dependency

@@ -59,15 +59,14 @@ def test_compiled_flag_is_a_bool_in_the_public_api() -> None:
 
 
 def test_the_package_and_the_build_name_the_same_modules() -> None:
-    extra = _build_list("COMPILED_BEFORE_3_12") if sys.version_info < (3, 12) else ()
-    assert _build_list() + extra == wsasend._COMPILED_MODULES
+    assert _build_list() == wsasend._COMPILED_MODULES
 
 
 def test_compiled_says_what_was_imported_and_it_is_all_or_nothing() -> None:
     kinds = {name: _module_file(name).endswith(EXT_SUFFIXES) for name in wsasend._COMPILED_MODULES}
     assert set(kinds.values()) == {wsasend.compiled}, kinds
     # The modules that are never compiled stay Python in both builds.
-    never = ("_errors", "_sync", "_server", "winsock") + (("_transport",) if sys.version_info >= (3, 12) else ())
+    never = ("_errors", "_sync", "_server", "winsock", "_connect", "_sendfile", "_awaiting")
     for name in never:
         assert _module_file(name).endswith(".py")
     # The hand-written C helper (_iovsend.c) is built with them, and only with them.

@@ -13,26 +13,18 @@ import sys as _sys
 from ._api import closesocket, set_max_pending, wsa_send
 from ._buffers import WSABUF, remaining
 from ._compat import is_extension_file
+from ._connect import connect_accepted_socket, create_connection, create_unix_connection, open_connection
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
 from ._loop import EventLoopPolicy, WSAEventLoop, install, new_event_loop, new_uvloop_event_loop, run
 from ._overlapped import CompletedSend, WSAEvent, WSAOverlapped
 from ._server import WSAServer, create_server, create_unix_server, start_server
 from ._sockutil import MSG_DONTROUTE, MSG_OOB, MSG_PARTIAL, max_message_size
 from ._sync import wsa_send_sync
-from ._transport import (
-    WSAProtocol,
-    WSATransport,
-    connect_accepted_socket,
-    create_connection,
-    create_unix_connection,
-    open_connection,
-)
+from ._transport import WSAProtocol, WSATransport
 
-#: The modules a compiled build compiles with mypyc (all of them, or none: SPEC S10).
-# As buildsupport/wsasend_build.py's compiled_modules(): _transport only before Python 3.12.
-_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api") + (
-    ("_transport",) if _sys.version_info < (3, 12) else ()
-)
+#: The modules a compiled build compiles with mypyc (all of them, or none: SPEC S10), as
+#: buildsupport/wsasend_build.py's COMPILED_MODULES.
+_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
 
 
 def _is_extension(name: str) -> bool:

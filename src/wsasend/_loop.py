@@ -31,16 +31,10 @@ import ssl as ssl_module
 from collections.abc import Callable, Coroutine, Sequence
 from typing import IO, Any, Literal, TypeVar
 
+from ._connect import connect_accepted_socket, create_connection, create_unix_connection, tls_protocol
+from ._sendfile import check_sendfile_params
 from ._server import create_server, create_unix_server
-from ._transport import (
-    SSLArg,
-    WSATransport,
-    check_sendfile_params,
-    connect_accepted_socket,
-    create_connection,
-    create_unix_connection,
-    tls_protocol,
-)
+from ._transport import SSLArg, WSATransport
 
 __all__ = [
     "EventLoopPolicy",

@@ -23,7 +23,8 @@ from asyncio import trsock
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport, check_not_ssl_socket, tls_protocol
+from ._connect import check_not_ssl_socket, tls_protocol
+from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport
 
 __all__ = ["WSAServer", "create_server", "create_unix_server", "start_server"]
 

@@ -36,21 +36,18 @@ import asyncio.protocols  # mypyc: the non-native WSAProtocol below needs this m
 import enum
 import errno
 import functools
-import io
-import itertools
 import logging
 import math
 import mmap
 import os
 import socket
 import ssl as ssl_module
-import stat
 import warnings
 import weakref
-from asyncio import sslproto, staggered
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Literal, TypeVar, overload
+from collections.abc import Callable, Coroutine, Iterable, Mapping
+from typing import Any, Final, Literal
 
+from . import _sendfile
 from ._api import engine_for, set_max_pending
 from ._buffers import normalize
 from ._compat import is_extension_file, mypyc_attr
@@ -58,6 +55,7 @@ from ._engine import _IOV_RECV, _IOV_SO_ERROR, _PLAIN_SOCKET, ZERO, SendEngine
 from ._errors import WSAError, WSAErrorCode
 from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
+from ._sendfile import fatal_for_connection
 from ._sockutil import check_socket, is_message_socket, mark_shutdown
 
 __all__ = [
@@ -66,18 +64,9 @@ __all__ = [
     "TransportState",
     "WSAProtocol",
     "WSATransport",
-    "connect_accepted_socket",
-    "create_connection",
-    "create_unix_connection",
-    "make_transport",
-    "open_connection",
 ]
 
 logger = logging.getLogger("wsasend")
-
-#: The protocol type a connection function returns, as in typeshed's loop methods: the
-#: factory's own return type, so ``proto.attr`` type-checks (issue 12, section 5).
-_P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 #: Bytes asked of one ``recv`` on a stream socket: asyncio's ``_SelectorTransport.max_size``.
 MAX_READ: Final = 256 * 1024
@@ -244,15 +233,6 @@ def _data_received_of(protocol: object, data: bytes) -> None:
     protocol.data_received(data)  # type: ignore[attr-defined]
 
 
-def _fatal_for_connection(exc: WSAError) -> bool:
-    """True when a send that could not start (S5.2) says the connection itself is gone.
-
-    The kernel said it (``errno`` is set), and it is not a message too large for the kernel,
-    which fails that message alone. The engine's flush treats the same errors as fatal.
-    """
-    return exc.errno is not None and exc.errno != errno.EMSGSIZE
-
-
 # -- the transport ----------------------------------------------------------------------------------
 
 
@@ -303,7 +283,7 @@ class WSATransport(asyncio.Transport):
     #: asyncio's ``loop.start_tls`` (and ours) take transports that declare this (S9.2).
     _start_tls_compatible = True
     # The largest read (a subclass may lower it). A class default, not set in __init__: an
-    # interpreted transport (pure build, Python 3.12+) keeps at most 29 attributes in its
+    # interpreted transport (the pure build) keeps at most 29 attributes in its
     # instance dict before CPython stops sharing its keys and every attribute read becomes a
     # dict lookup (see SendEngine's __slots__); the transport is at that limit.
     _max_read = MAX_READ
@@ -569,7 +549,7 @@ class WSATransport(asyncio.Transport):
             else:
                 ov = engine.post(self._sock, buffers, flags, overlapped, completion_routine)
         except WSAError as exc:
-            if _fatal_for_connection(exc):
+            if fatal_for_connection(exc):
                 self._fatal_error(exc, "Fatal write error on WSATransport")
             raise
         if engine._ops and engine.unsent_bytes() > self._high_water:
@@ -648,7 +628,7 @@ class WSATransport(asyncio.Transport):
             else:
                 engine.post_message_list(sock, data)
         except WSAError as exc:
-            if _fatal_for_connection(exc):
+            if fatal_for_connection(exc):
                 # asyncio's write(): the error goes to connection_lost, not to the caller.
                 self._fatal_error(exc, "Fatal write error on WSATransport")
                 return
@@ -681,7 +661,7 @@ class WSATransport(asyncio.Transport):
             else:
                 engine.post(self._sock, data, 0, None, None)
         except WSAError as exc:
-            if _fatal_for_connection(exc):
+            if fatal_for_connection(exc):
                 # asyncio's write(): the error goes to connection_lost, not to the caller.
                 self._fatal_error(exc, "Fatal write error on WSATransport")
                 return
@@ -724,7 +704,9 @@ class WSATransport(asyncio.Transport):
 
     # -- sendfile (SPEC S9.3) -----------------------------------------------------------------------
 
-    async def sendfile(self, file: Any, offset: int = 0, count: int | None = None, *, fallback: bool = True) -> int:
+    def sendfile(
+        self, file: Any, offset: object = 0, count: object = None, *, fallback: object = True
+    ) -> Coroutine[Any, Any, int]:
         """Send ``count`` bytes of ``file`` from ``offset`` (to its end by default); the bytes sent.
 
         ``loop.sendfile(transport, ...)`` for a WSATransport (SPEC S9.3), with TransmitFile's
@@ -736,6 +718,9 @@ class WSATransport(asyncio.Transport):
         native send runs ``write()``/``writelines()`` raise RuntimeError; ``send()`` and
         ``wsa_send`` are accepted and go out after the file.
 
+        A coroutine, as asyncio's: ``await transport.sendfile(f)``. It is plain Python in every
+        build (see :mod:`wsasend._sendfile`), and checks its arguments when it runs, as asyncio's.
+
         Raises:
             RuntimeError: the transport is closing, or is a datagram transport.
             ValueError, TypeError: a text-mode file, a bad ``offset`` or ``count`` (as asyncio).
@@ -743,16 +728,9 @@ class WSATransport(asyncio.Transport):
             WSAError: the send failed; ``bytes_sent`` is how many of the file's bytes the kernel
                 consumed (exact, S6.4).
         """
-        if self.is_closing():
-            raise RuntimeError("Transport is closing")
-        try:
-            return await self._sendfile_native(file, offset, count)
-        except asyncio.SendfileNotAvailableError:
-            if not fallback:
-                raise
-        return await self._sendfile_fallback(file, offset, count)
+        return _sendfile.sendfile(self, file, offset, count, bool(fallback))
 
-    async def _sendfile_native(self, file: Any, offset: int, count: int | None) -> int:
+    def _sendfile_native(self, file: Any, offset: object, count: object) -> Coroutine[Any, Any, int]:
         """The native half of :meth:`sendfile` (what ``loop._sendfile_native`` is to asyncio).
 
         A wsasend loop's ``_sendfile_native(transport, ...)`` calls this, and its
@@ -763,71 +741,11 @@ class WSATransport(asyncio.Transport):
             asyncio.SendfileNotAvailableError: the file cannot go by ``os.sendfile``.
             RuntimeError: a datagram transport (asyncio: "sendfile is not supported").
         """
-        if self._message_mode:
-            raise RuntimeError(f"sendfile is not supported for transport {self!r}")
-        check_sendfile_params(file, offset, count)
-        fd, size = _regular_file(file)
-        if fd < 0:
-            raise asyncio.SendfileNotAvailableError("not a regular file")
-        nbytes = max(size - offset, 0) if count is None else max(min(count, size - offset), 0)
-        if not nbytes:
-            return 0
-        engine = self._engine
-        assert engine is not None and self._sock is not None
-        try:
-            ov = engine.post_file(self._sock, file, fd, offset, nbytes)
-        except WSAError as exc:
-            if _fatal_for_connection(exc):
-                self._fatal_error(exc, "Fatal write error on WSATransport")
-            raise
-        # Waited for through its future, not ``await ov``: awaiting an overlapped flushes at
-        # once (flush_for), which could finish a small file inside this call, whereas asyncio's
-        # sendfile is always "in progress" for at least one loop iteration after it starts
-        # (CPython's test_sendfile_prevents_bare_write counts on it). The batch window flushes
-        # it on the next iteration instead.
-        waiter: asyncio.Future[int] = self._loop.create_future()
-        ov._waiter = waiter
-        self._sendfiles += 1
-        sent = 0
-        try:
-            sent = await waiter
-        except WSAError as exc:
-            sent = exc.bytes_sent
-            raise
-        except asyncio.CancelledError:
-            if ov.pending:
-                ov.cancel()  # S5.7: withdrawn if it had not started; else it finishes
-            raise
-        finally:
-            self._sendfiles -= 1
-            if sent > 0:
-                os.lseek(fd, offset + sent, os.SEEK_SET)  # asyncio's _sock_sendfile_update_filepos
-        return sent
+        return _sendfile.native(self, file, offset, count)
 
-    async def _sendfile_fallback(self, file: Any, offset: int, count: int | None) -> int:
+    def _sendfile_fallback(self, file: Any, offset: object, count: object) -> Coroutine[Any, Any, int]:
         """Read and send ``file`` in chunks, each one send in the queue (asyncio's fallback)."""
-        if offset:
-            file.seek(offset)
-        total = 0
-        try:
-            while True:
-                size = _SENDFILE_CHUNK if count is None else min(count - total, _SENDFILE_CHUNK)
-                if size <= 0:
-                    return total
-                buf = bytearray(size)
-                n = await self._loop.run_in_executor(None, file.readinto, buf)
-                if not n:
-                    return total
-                try:
-                    await self.send([memoryview(buf)[:n]])
-                except WSAError as exc:
-                    err = WSAError(exc.winerror, errno=exc.errno, bytes_sent=total + exc.bytes_sent)
-                    total += exc.bytes_sent
-                    raise err from exc
-                total += n
-        finally:
-            if total > 0 and getattr(file, "seekable", bool)():  # (a pipe has no position to set)
-                file.seek(offset + total)
+        return _sendfile.fallback(self, file, offset, count)
 
     # -- flow control (asyncio's _FlowControlMixin, to the letter) ---------------------------------------
 
@@ -1446,575 +1364,6 @@ def _bad_data_message(items: list[Any]) -> str:
     return "data argument must be bytes-like objects"
 
 
-#: Bytes read and sent per chunk by the sendfile fallback (asyncio reads 16 KiB; a larger chunk
-#: costs fewer round trips through the executor for the same memory order).
-_SENDFILE_CHUNK: Final = 256 * 1024
-
-
-def check_sendfile_params(file: Any, offset: object, count: object) -> None:
-    """asyncio's checks of ``sock_sendfile``'s arguments, with its messages."""
-    if "b" not in getattr(file, "mode", "b"):
-        raise ValueError("file should be opened in binary mode")
-    if count is not None:
-        if not isinstance(count, int):
-            raise TypeError(f"count must be a positive integer (got {count!r})")
-        if count <= 0:
-            raise ValueError(f"count must be a positive integer (got {count!r})")
-    if not isinstance(offset, int):
-        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
-    if offset < 0:
-        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
-
-
-def _regular_file(file: Any) -> tuple[int, int]:
-    """``(descriptor, size)`` of a file ``os.sendfile`` can read, else ``(-1, 0)``."""
-    try:
-        fd = file.fileno()
-        st = os.fstat(fd)
-    except (AttributeError, io.UnsupportedOperation, OSError, ValueError, TypeError):
-        return -1, 0
-    if not isinstance(fd, int) or not stat.S_ISREG(st.st_mode):
-        return -1, 0
-    return fd, st.st_size
-
-
 def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled():
         fut.set_result(None)
-
-
-# -- making connections --------------------------------------------------------------------------
-
-
-_SOCKET_KINDS = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
-
-
-def check_tls_arguments(
-    ssl: object,
-    *,
-    server_hostname: object = None,
-    ssl_handshake_timeout: object = None,
-    ssl_shutdown_timeout: object = None,
-) -> None:
-    """asyncio's checks of the TLS keywords (``base_events``), with its messages (S9.2)."""
-    if ssl is not None and not isinstance(ssl, (bool, ssl_module.SSLContext)):
-        raise TypeError(f"ssl argument must be an SSLContext or None, got {ssl!r}")
-    if server_hostname is not None and not ssl:
-        raise ValueError("server_hostname is only meaningful with ssl")
-    if ssl_handshake_timeout is not None and not ssl:
-        raise ValueError("ssl_handshake_timeout is only meaningful with ssl")
-    if ssl_shutdown_timeout is not None and not ssl:
-        raise ValueError("ssl_shutdown_timeout is only meaningful with ssl")
-
-
-def check_not_ssl_socket(sock: object) -> None:
-    """asyncio's ``_check_ssl_socket``: an ``ssl.SSLSocket`` cannot carry a transport."""
-    if isinstance(sock, ssl_module.SSLSocket):
-        raise TypeError("Socket cannot be of type SSLSocket")
-
-
-def tls_protocol(
-    loop: asyncio.AbstractEventLoop,
-    app_protocol: asyncio.BaseProtocol,
-    ssl: ssl_module.SSLContext | bool,
-    waiter: asyncio.Future[None],
-    *,
-    server_side: bool,
-    server_hostname: str | None,
-    ssl_handshake_timeout: Any,
-    ssl_shutdown_timeout: Any,
-    call_connection_made: bool = True,
-) -> sslproto.SSLProtocol:
-    """asyncio's TLS record layer, as a protocol to sit on a :class:`WSATransport` (S9.2).
-
-    ``asyncio.sslproto.SSLProtocol`` works over any transport: it writes ciphertext with the
-    transport's ``write()``, so TLS records go through the engine in order, and a write of the
-    app transport has gone once its records were consumed. ``ssl=True`` is a default context.
-    """
-    context = None if isinstance(ssl, bool) else ssl
-    return sslproto.SSLProtocol(
-        loop,
-        app_protocol,
-        context,  # type: ignore[arg-type]  # None makes a default context, as asyncio does
-        waiter,
-        server_side,
-        server_hostname,
-        call_connection_made=call_connection_made,
-        # (Any: asyncio checks the time-outs, with its errors, in both builds; S10.)
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-    )
-
-
-async def make_transport(
-    sock: socket.socket,
-    protocol_factory: Callable[[], _P],
-    *,
-    loop: asyncio.AbstractEventLoop,
-    max_pending_sends: object = None,
-    partial_messages: object = "reject",
-    extra: Mapping[str, Any] | None = None,
-    close_on_error: bool = False,
-    ssl: SSLArg = None,
-    server_side: bool = False,
-    server_hostname: str | None = None,
-    ssl_handshake_timeout: object = None,
-    ssl_shutdown_timeout: object = None,
-) -> tuple[asyncio.Transport, _P]:
-    """Wrap a connected socket; return once ``connection_made`` has run (asyncio's order).
-
-    With ``ssl``, the :class:`WSATransport` carries asyncio's TLS layer and the call returns
-    after the handshake, with the TLS app transport (S9.2). ``close_on_error``: the socket is
-    ours (we connected it), so close it if no transport could be made; once one exists, the
-    transport closes it.
-    """
-    try:
-        protocol = protocol_factory()
-        waiter: asyncio.Future[None] = loop.create_future()
-        if ssl:
-            tls = tls_protocol(
-                loop,
-                protocol,
-                ssl,
-                waiter,
-                server_side=server_side,
-                server_hostname=server_hostname,
-                ssl_handshake_timeout=ssl_handshake_timeout,
-                ssl_shutdown_timeout=ssl_shutdown_timeout,
-            )
-            transport = WSATransport(
-                sock,
-                tls,
-                loop=loop,
-                max_pending_sends=max_pending_sends,
-                partial_messages=partial_messages,
-                extra=extra,
-            )
-            result: asyncio.Transport = tls._app_transport
-        else:
-            transport = WSATransport(
-                sock,
-                protocol,
-                loop=loop,
-                max_pending_sends=max_pending_sends,
-                partial_messages=partial_messages,
-                extra=extra,
-                _waiter=waiter,
-            )
-            result = transport
-    except BaseException:
-        if close_on_error:
-            sock.close()
-        raise
-    try:
-        await waiter
-    except BaseException:
-        transport.close()
-        raise
-    return result, protocol
-
-
-def _check_kind(sock: object) -> socket.socket:
-    check_not_ssl_socket(sock)
-    sock = check_socket(sock)
-    if sock.type not in _SOCKET_KINDS:
-        raise ValueError(f"a stream, datagram or seqpacket socket was expected, got {sock!r}")
-    return sock
-
-
-@overload
-async def connect_accepted_socket(
-    protocol_factory: Callable[[], _P],
-    sock: socket.socket,
-    *,
-    ssl: None = None,
-    ssl_handshake_timeout: None = None,
-    ssl_shutdown_timeout: None = None,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, _P]: ...
-@overload
-async def connect_accepted_socket(
-    protocol_factory: Callable[[], _P],
-    sock: socket.socket,
-    *,
-    ssl: SSLArg = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
-) -> tuple[asyncio.Transport, _P]: ...
-async def connect_accepted_socket(
-    protocol_factory: Callable[[], _P],
-    sock: socket.socket,
-    *,
-    ssl: SSLArg = None,
-    ssl_handshake_timeout: object = None,
-    ssl_shutdown_timeout: object = None,
-    max_pending_sends: object = None,
-    partial_messages: object = "reject",
-) -> tuple[asyncio.Transport, _P]:
-    """Wrap an already connected socket in a :class:`WSATransport` (SPEC S7.3, S9.2).
-
-    ``loop.connect_accepted_socket`` for this package: a socket from ``accept()``, or any
-    connected socket of S5.10 (TCP, AF_UNIX stream, connected UDP, AF_UNIX datagram,
-    SOCK_SEQPACKET). The transport takes the socket over. With ``ssl`` (a server-side context),
-    asyncio's TLS layer runs on the transport and the TLS app transport is returned after the
-    handshake.
-
-    Returns:
-        ``(transport, protocol)``, after ``protocol.connection_made(transport)`` ran.
-
-    Raises:
-        ValueError: a TLS keyword without ``ssl``, or a socket of another type.
-        TypeError: an ``ssl.SSLSocket``.
-        WSAError: WSAENOTSOCK (closed socket), WSAENOTCONN (no peer).
-    """
-    check_tls_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
-    loop = asyncio.get_running_loop()
-    return await make_transport(
-        _check_kind(sock),
-        protocol_factory,
-        loop=loop,
-        max_pending_sends=max_pending_sends,
-        partial_messages=partial_messages,
-        ssl=ssl,
-        server_side=True,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-    )
-
-
-async def _connect_sock(
-    loop: asyncio.AbstractEventLoop,
-    exceptions: list[OSError],
-    addr_info: tuple[Any, ...],
-    local_addr_infos: list[tuple[Any, ...]] | None,
-) -> socket.socket:
-    """One connection attempt (asyncio's ``BaseEventLoop._connect_sock``)."""
-    family, type_, proto, _, address = addr_info
-    sock = None
-    try:
-        sock = socket.socket(family=family, type=type_, proto=proto)
-        sock.setblocking(False)
-        if local_addr_infos is not None:
-            bind_errors: list[OSError] = []
-            for lfamily, _, _, _, laddr in local_addr_infos:
-                if lfamily != family:
-                    continue
-                try:
-                    sock.bind(laddr)
-                    break
-                except OSError as exc:
-                    msg = f"error while attempting to bind on address {laddr!r}: {(exc.strerror or '').lower()}"
-                    bind_errors.append(OSError(exc.errno, msg))
-            else:
-                if bind_errors:
-                    raise bind_errors.pop()
-                raise OSError(f"no matching local address with family={family} found")
-        await loop.sock_connect(sock, address)
-        return sock
-    except OSError as exc:
-        exceptions.append(exc)
-        if sock is not None:
-            sock.close()
-        raise
-    except BaseException:
-        if sock is not None:
-            sock.close()
-        raise
-
-
-def _interleave(infos: list[tuple[Any, ...]], first_family_count: int) -> list[tuple[Any, ...]]:
-    """asyncio's ``_interleave_addrinfos`` (RFC 8305): alternate the address families."""
-    by_family: dict[int, list[tuple[Any, ...]]] = {}
-    for info in infos:
-        by_family.setdefault(info[0], []).append(info)
-    lists = list(by_family.values())
-    reordered: list[tuple[Any, ...]] = []
-    if first_family_count > 1:
-        reordered.extend(lists[0][: first_family_count - 1])
-        del lists[0][: first_family_count - 1]
-    reordered.extend(a for a in itertools.chain.from_iterable(itertools.zip_longest(*lists)) if a is not None)
-    return reordered
-
-
-async def _connect_any(
-    loop: asyncio.AbstractEventLoop,
-    infos: list[tuple[Any, ...]],
-    laddr_infos: list[tuple[Any, ...]] | None,
-    happy_eyeballs_delay: float | None,
-    all_errors: bool,
-) -> socket.socket:
-    exceptions: list[OSError] = []
-    sock: socket.socket | None = None
-    if happy_eyeballs_delay is None:
-        for info in infos:
-            try:
-                sock = await _connect_sock(loop, exceptions, info, laddr_infos)
-                break
-            except OSError:
-                continue
-    else:
-        attempts = [functools.partial(_connect_sock, loop, exceptions, info, laddr_infos) for info in infos]
-        sock, _, _ = await staggered.staggered_race(attempts, happy_eyeballs_delay)
-    if sock is not None:
-        return sock
-    try:
-        if all_errors:
-            raise ExceptionGroup("create_connection failed", exceptions)
-        if len(exceptions) == 1:
-            raise exceptions[0]
-        model = str(exceptions[0])
-        if all(str(exc) == model for exc in exceptions):
-            raise exceptions[0]
-        raise OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in exceptions)))
-    finally:
-        exceptions = []
-
-
-@overload
-async def create_connection(
-    protocol_factory: Callable[[], _P],
-    host: str | None = None,
-    port: int | str | None = None,
-    *,
-    ssl: None = None,
-    family: int = 0,
-    proto: int = 0,
-    flags: int = 0,
-    sock: socket.socket | None = None,
-    local_addr: tuple[str, int] | None = None,
-    server_hostname: None = None,
-    ssl_handshake_timeout: None = None,
-    ssl_shutdown_timeout: None = None,
-    happy_eyeballs_delay: float | None = None,
-    interleave: int | None = None,
-    all_errors: bool = False,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, _P]: ...
-@overload
-async def create_connection(
-    protocol_factory: Callable[[], _P],
-    host: str | None = None,
-    port: int | str | None = None,
-    *,
-    ssl: SSLArg = None,
-    family: int = 0,
-    proto: int = 0,
-    flags: int = 0,
-    sock: socket.socket | None = None,
-    local_addr: tuple[str, int] | None = None,
-    server_hostname: str | None = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
-    happy_eyeballs_delay: float | None = None,
-    interleave: int | None = None,
-    all_errors: bool = False,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
-) -> tuple[asyncio.Transport, _P]: ...
-async def create_connection(
-    protocol_factory: Callable[[], _P],
-    host: Any = None,
-    port: Any = None,
-    *,
-    ssl: SSLArg = None,
-    family: int = 0,
-    proto: int = 0,
-    flags: int = 0,
-    sock: socket.socket | None = None,
-    local_addr: Any = None,
-    server_hostname: str | None = None,
-    ssl_handshake_timeout: object = None,
-    ssl_shutdown_timeout: object = None,
-    happy_eyeballs_delay: float | None = None,
-    interleave: int | None = None,
-    all_errors: object = False,
-    max_pending_sends: object = None,
-    partial_messages: object = "reject",
-) -> tuple[asyncio.Transport, _P]:
-    """Open a TCP connection (or wrap ``sock``) with a :class:`WSATransport` (SPEC S7.3, S9).
-
-    ``loop.create_connection`` for this package, with every argument it takes, with the same
-    meaning: ``host``/``port`` resolved with ``loop.getaddrinfo`` and tried in order
-    (``happy_eyeballs_delay``/``interleave`` as in asyncio), ``family``/``proto``/``flags``,
-    ``local_addr``, ``all_errors``; or ``sock``, a connected socket of any kind of S5.10 (TCP,
-    AF_UNIX stream, connected UDP, AF_UNIX datagram, SOCK_SEQPACKET). ``ssl`` (a context, or
-    True for a default one), ``server_hostname``, ``ssl_handshake_timeout`` and
-    ``ssl_shutdown_timeout`` put asyncio's TLS layer on the transport (S9.2): the first item
-    returned is then the TLS app transport, whose ciphertext the WSATransport below sends.
-    Plus the transport's options ``max_pending_sends`` and ``partial_messages``. (The
-    overloads above carry the types; this signature takes ``object``/``Any`` where a wrong
-    value must meet asyncio's or our own error in the compiled build too, S10.)
-
-    Returns:
-        ``(transport, protocol)``, after ``protocol.connection_made(transport)`` ran.
-
-    Raises:
-        OSError: what ``loop.create_connection`` raises when connecting fails
-            (``ConnectionRefusedError``, ``socket.gaierror``...; several different errors make
-            one ``OSError``, or an ``ExceptionGroup`` with ``all_errors=True``); an
-            ``ssl.SSLError`` when the handshake fails.
-        ValueError: both or neither of host/port and ``sock``; a TLS keyword without ``ssl``;
-            ``ssl`` without a host name to check.
-        WSAError: for a ``sock`` that is closed (WSAENOTSOCK) or not connected (WSAENOTCONN).
-    """
-    check_tls_arguments(
-        ssl,
-        server_hostname=server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-    )
-    if server_hostname is None and ssl:
-        # asyncio: the host name to check the certificate against defaults to host.
-        if not host:
-            raise ValueError("You must set server_hostname when using ssl without a host")
-        server_hostname = host
-    if happy_eyeballs_delay is not None and interleave is None:
-        interleave = 1  # RFC 8305, as asyncio
-    loop = asyncio.get_running_loop()
-    options: dict[str, Any] = {
-        "max_pending_sends": max_pending_sends,
-        "partial_messages": partial_messages,
-        "ssl": ssl,
-        "server_hostname": server_hostname,
-        "ssl_handshake_timeout": ssl_handshake_timeout,
-        "ssl_shutdown_timeout": ssl_shutdown_timeout,
-    }
-    if host is not None or port is not None:
-        if sock is not None:
-            raise ValueError("host/port and sock can not be specified at the same time")
-        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags)
-        if not infos:
-            raise OSError("getaddrinfo() returned empty list")
-        laddr_infos = None
-        if local_addr is not None:
-            laddr_infos = await loop.getaddrinfo(
-                *local_addr, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
-            )
-            if not laddr_infos:
-                raise OSError("getaddrinfo() returned empty list")
-        ordered = list(infos)
-        if interleave:
-            ordered = _interleave(ordered, interleave)
-        sock = await _connect_any(loop, ordered, laddr_infos, happy_eyeballs_delay, bool(all_errors))
-        return await make_transport(sock, protocol_factory, loop=loop, close_on_error=True, **options)
-    if sock is None:
-        raise ValueError("host and port was not specified and no sock specified")
-    return await make_transport(_check_kind(sock), protocol_factory, loop=loop, **options)
-
-
-@overload
-async def create_unix_connection(
-    protocol_factory: Callable[[], _P],
-    path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
-    *,
-    ssl: None = None,
-    sock: socket.socket | None = None,
-    server_hostname: None = None,
-    ssl_handshake_timeout: None = None,
-    ssl_shutdown_timeout: None = None,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
-) -> tuple[WSATransport, _P]: ...
-@overload
-async def create_unix_connection(
-    protocol_factory: Callable[[], _P],
-    path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
-    *,
-    ssl: SSLArg = None,
-    sock: socket.socket | None = None,
-    server_hostname: str | None = None,
-    ssl_handshake_timeout: float | None = None,
-    ssl_shutdown_timeout: float | None = None,
-    max_pending_sends: int | None = None,
-    partial_messages: PartialMessages = "reject",
-) -> tuple[asyncio.Transport, _P]: ...
-async def create_unix_connection(
-    protocol_factory: Callable[[], _P],
-    path: str | bytes | os.PathLike[str] | os.PathLike[bytes] | None = None,
-    *,
-    ssl: SSLArg = None,
-    sock: socket.socket | None = None,
-    server_hostname: str | None = None,
-    ssl_handshake_timeout: object = None,
-    ssl_shutdown_timeout: object = None,
-    max_pending_sends: object = None,
-    partial_messages: object = "reject",
-) -> tuple[asyncio.Transport, _P]:
-    """``loop.create_unix_connection`` with a :class:`WSATransport` (S9.1), same arguments and meaning.
-
-    Connects an AF_UNIX stream socket to ``path`` (or wraps ``sock``, a connected one); TLS as
-    :func:`create_connection`, except that ``server_hostname`` is required with ``ssl``.
-    Without ``ssl`` the transport returned is the :class:`WSATransport` itself (the overloads
-    say so); the protocol is the factory's, typed as it returns it (S9.4).
-
-    Raises:
-        ValueError: both or neither of ``path`` and ``sock``; a ``sock`` that is not an AF_UNIX
-            stream socket; ``ssl`` without ``server_hostname``, or a TLS keyword without ``ssl``.
-        OSError: connecting failed (``FileNotFoundError``, ``ConnectionRefusedError``...).
-    """
-    if ssl and server_hostname is None:
-        raise ValueError("you have to pass server_hostname when using ssl")
-    check_tls_arguments(
-        ssl,
-        server_hostname=server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-    )
-    loop = asyncio.get_running_loop()
-    close_on_error = False
-    if path is not None:
-        if sock is not None:
-            raise ValueError("path and sock can not be specified at the same time")
-        fspath = os.fspath(path)
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0)
-        try:
-            sock.setblocking(False)
-            await loop.sock_connect(sock, fspath)
-        except BaseException:
-            sock.close()
-            raise
-        close_on_error = True
-    else:
-        if sock is None:
-            raise ValueError("no path and sock were specified")
-        check_not_ssl_socket(sock)
-        if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
-            raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
-        sock.setblocking(False)
-    return await make_transport(
-        sock,
-        protocol_factory,
-        loop=loop,
-        max_pending_sends=max_pending_sends,
-        partial_messages=partial_messages,
-        close_on_error=close_on_error,
-        ssl=ssl,
-        server_hostname=server_hostname,
-        ssl_handshake_timeout=ssl_handshake_timeout,
-        ssl_shutdown_timeout=ssl_shutdown_timeout,
-    )
-
-
-async def open_connection(
-    host: str | None = None,
-    port: int | str | None = None,
-    *,
-    limit: int = STREAM_LIMIT,
-    **kwds: Any,
-) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """``asyncio.open_connection`` over a :class:`WSATransport`: a ``(reader, writer)`` pair.
-
-    ``writer.write`` + ``await writer.drain()`` work unchanged; ``writer.transport`` is the
-    :class:`WSATransport` (so ``writer.transport.send(...)`` is there too), or with ``ssl=`` the
-    TLS app transport over one. Other keyword arguments go to :func:`create_connection`.
-    """
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader(limit=limit, loop=loop)
-    protocol = asyncio.StreamReaderProtocol(reader, loop=loop)
-    transport, _ = await create_connection(lambda: protocol, host, port, **kwds)
-    writer = asyncio.StreamWriter(transport, protocol, reader, loop)
-    return reader, writer

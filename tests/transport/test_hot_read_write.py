@@ -170,7 +170,7 @@ async def test_wsa_send_still_returns_its_own_overlapped_after_transport_writes(
 
 
 async def test_an_interpreted_transport_keeps_its_instance_dict_keys_shared() -> None:
-    # Interpreted (pure build, or Python 3.12+ where _transport is not compiled), CPython shares
+    # Interpreted (the pure build), CPython shares
     # one key table among a class's instance dicts only up to 29 keys; past that every
     # attribute read of the transport's hot paths is a dict lookup (SendEngine got __slots__
     # for this). The compiled transport is a C struct with no instance dict.

@@ -21,7 +21,7 @@ import pytest
 
 import wsasend
 from wsasend import WSAError, WSAErrorCode, WSATransport
-from wsasend._transport import make_transport
+from wsasend._connect import make_transport
 
 GUARD = 10.0
 

@@ -1,0 +1,154 @@
+"""``WSATransport.sendfile``: a file as one more overlapped send in the socket's queue (S9.3).
+
+Plain Python in every build (SPEC S10): these are coroutines, and a mypyc-compiled coroutine
+throws into what it awaits with the three-argument ``throw()``, deprecated from Python 3.12 on
+(a DeprecationWarning at every cancellation). The transport's ``sendfile``,
+``_sendfile_native`` and ``_sendfile_fallback`` methods return these coroutines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import io
+import os
+import stat
+from typing import TYPE_CHECKING, Any, Final
+
+from ._errors import WSAError
+
+if TYPE_CHECKING:
+    from ._transport import WSATransport
+
+__all__ = ["check_sendfile_params", "fallback", "fatal_for_connection", "native", "sendfile"]
+
+#: Bytes read and sent per chunk by the sendfile fallback (asyncio reads 16 KiB; a larger chunk
+#: costs fewer round trips through the executor for the same memory order).
+_SENDFILE_CHUNK: Final = 256 * 1024
+
+
+def fatal_for_connection(exc: WSAError) -> bool:
+    """True when a send that could not start (S5.2) says the connection itself is gone.
+
+    The kernel said it (``errno`` is set), and it is not a message too large for the kernel,
+    which fails that message alone. The engine's flush treats the same errors as fatal.
+    """
+    return exc.errno is not None and exc.errno != errno.EMSGSIZE
+
+
+def check_sendfile_params(file: Any, offset: object, count: object) -> None:
+    """asyncio's checks of ``sock_sendfile``'s arguments, with its messages."""
+    if "b" not in getattr(file, "mode", "b"):
+        raise ValueError("file should be opened in binary mode")
+    if count is not None:
+        if not isinstance(count, int):
+            raise TypeError(f"count must be a positive integer (got {count!r})")
+        if count <= 0:
+            raise ValueError(f"count must be a positive integer (got {count!r})")
+    if not isinstance(offset, int):
+        raise TypeError(f"offset must be a non-negative integer (got {offset!r})")
+    if offset < 0:
+        raise ValueError(f"offset must be a non-negative integer (got {offset!r})")
+
+
+def _checked(file: Any, offset: object, count: object) -> tuple[int, int | None]:
+    check_sendfile_params(file, offset, count)
+    assert isinstance(offset, int) and (count is None or isinstance(count, int))
+    return offset, count
+
+
+def _regular_file(file: Any) -> tuple[int, int]:
+    """``(descriptor, size)`` of a file ``os.sendfile`` can read, else ``(-1, 0)``."""
+    try:
+        fd = file.fileno()
+        st = os.fstat(fd)
+    except (AttributeError, io.UnsupportedOperation, OSError, ValueError, TypeError):
+        return -1, 0
+    if not isinstance(fd, int) or not stat.S_ISREG(st.st_mode):
+        return -1, 0
+    return fd, st.st_size
+
+
+async def sendfile(transport: WSATransport, file: Any, offset: object, count: object, fallback_ok: bool) -> int:
+    """:meth:`WSATransport.sendfile` (see there)."""
+    if transport.is_closing():
+        raise RuntimeError("Transport is closing")
+    try:
+        return await native(transport, file, offset, count)
+    except asyncio.SendfileNotAvailableError:
+        if not fallback_ok:
+            raise
+    return await fallback(transport, file, offset, count)
+
+
+async def native(transport: WSATransport, file: Any, offset_arg: object, count_arg: object) -> int:
+    """:meth:`WSATransport._sendfile_native`: the file by ``os.sendfile``, queued (see there)."""
+    if transport._message_mode:
+        raise RuntimeError(f"sendfile is not supported for transport {transport!r}")
+    offset, count = _checked(file, offset_arg, count_arg)
+    fd, size = _regular_file(file)
+    if fd < 0:
+        raise asyncio.SendfileNotAvailableError("not a regular file")
+    nbytes = max(size - offset, 0) if count is None else max(min(count, size - offset), 0)
+    if not nbytes:
+        return 0
+    engine = transport._engine
+    sock = transport._sock
+    assert engine is not None and sock is not None
+    try:
+        ov = engine.post_file(sock, file, fd, offset, nbytes)
+    except WSAError as exc:
+        if fatal_for_connection(exc):
+            transport._fatal_error(exc, "Fatal write error on WSATransport")
+        raise
+    # Waited for through its future, not ``await ov``: awaiting an overlapped flushes at
+    # once (flush_for), which could finish a small file inside this call, whereas asyncio's
+    # sendfile is always "in progress" for at least one loop iteration after it starts
+    # (CPython's test_sendfile_prevents_bare_write counts on it). The batch window flushes
+    # it on the next iteration instead.
+    waiter: asyncio.Future[int] = transport._loop.create_future()
+    ov._waiter = waiter
+    transport._sendfiles += 1
+    sent = 0
+    try:
+        sent = await waiter
+    except WSAError as exc:
+        sent = exc.bytes_sent
+        raise
+    except asyncio.CancelledError:
+        if ov.pending:
+            ov.cancel()  # S5.7: withdrawn if it had not started; else it finishes
+        raise
+    finally:
+        transport._sendfiles -= 1
+        if sent > 0:
+            os.lseek(fd, offset + sent, os.SEEK_SET)  # asyncio's _sock_sendfile_update_filepos
+    return sent
+
+
+async def fallback(transport: WSATransport, file: Any, offset_arg: object, count_arg: object) -> int:
+    """:meth:`WSATransport._sendfile_fallback`: read and send ``file`` in chunks, each one send
+    in the queue (asyncio's fallback)."""
+    offset, count = _checked(file, offset_arg, count_arg)
+    if offset:
+        file.seek(offset)
+    total = 0
+    try:
+        while True:
+            size = _SENDFILE_CHUNK if count is None else min(count - total, _SENDFILE_CHUNK)
+            if size <= 0:
+                return total
+            buf = bytearray(size)
+            n = await transport._loop.run_in_executor(None, file.readinto, buf)
+            if not n:
+                return total
+            try:
+                await transport.send([memoryview(buf)[:n]])
+            except WSAError as exc:
+                err = WSAError(exc.winerror, errno=exc.errno, bytes_sent=total + exc.bytes_sent)
+                total += exc.bytes_sent
+                raise err from exc
+            total += n
+    finally:
+        if total > 0 and getattr(file, "seekable", bool)():  # (a pipe has no position to set)
+            file.seek(offset + total)
