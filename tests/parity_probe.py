@@ -14,6 +14,7 @@ parser words that TypeError differently from CPython's, and no annotation can ch
 from __future__ import annotations
 
 import asyncio
+import io
 import re
 import socket
 import sys
@@ -101,6 +102,9 @@ CALLS: list[tuple[str, Callable[[Any, socket.socket], Any]]] = [
     ("_TRANSPORT[0].send([b'x'], overlapped=v)", lambda v, s: _TRANSPORT[0].send([b"x"], overlapped=v)),
     ("_TRANSPORT[0].send([b'x'], completion_routine=v)", lambda v, s: _TRANSPORT[0].send([b"x"], completion_routine=v)),
     ("_TRANSPORT[0].write(v)", lambda v, s: _TRANSPORT[0].write(v)),
+    ("weakref.ref(_TRANSPORT[0])", lambda v, s: weakref.ref(_TRANSPORT[0])() is _TRANSPORT[0]),
+    ("_TRANSPORT[0].sendfile(file, v)", lambda v, s: _TRANSPORT[0].sendfile(io.BytesIO(b"xy"), v)),
+    ("_TRANSPORT[0].sendfile(file, 0, v)", lambda v, s: _TRANSPORT[0].sendfile(io.BytesIO(b"xy"), 0, v)),
     ("_TRANSPORT[0].writelines(v)", lambda v, s: _TRANSPORT[0].writelines(v)),
     ("_TRANSPORT[0].get_extra_info(v)", lambda v, s: _TRANSPORT[0].get_extra_info(v)),
     ("_TRANSPORT[0].set_write_buffer_limits(v)", lambda v, s: _TRANSPORT[0].set_write_buffer_limits(v)),
