@@ -635,6 +635,12 @@ iov_support_weakrefs(PyObject *module, PyObject *arg)
         return NULL;
     }
     tp = (PyTypeObject *)arg;
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE) || !PyType_HasFeature(tp, Py_TPFLAGS_HAVE_GC)
+        || tp->tp_dealloc == NULL || tp->tp_itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "support_weakrefs(): %s is not a compiled class of the expected kind",
+                     tp->tp_name);
+        return NULL;
+    }
     if (weakref_type != NULL) {
         if (tp == weakref_type) {
             Py_RETURN_NONE;
@@ -642,25 +648,22 @@ iov_support_weakrefs(PyObject *module, PyObject *arg)
         PyErr_SetString(PyExc_RuntimeError, "support_weakrefs() serves one class");
         return NULL;
     }
-    if (!PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE) || !PyType_HasFeature(tp, Py_TPFLAGS_HAVE_GC)
-        || tp->tp_dealloc == NULL || tp->tp_itemsize != 0) {
-        PyErr_Format(PyExc_TypeError, "support_weakrefs(): %s is not a compiled class of the expected kind",
-                     tp->tp_name);
-        return NULL;
-    }
 #if PY_VERSION_HEX >= 0x030C0000
 #ifdef Py_GIL_DISABLED
     PyErr_SetString(PyExc_RuntimeError, "support_weakrefs(): not for a free-threaded build");
     return NULL;
 #else
-    if (!PyType_HasFeature(tp, Py_TPFLAGS_MANAGED_DICT) || tp->tp_weaklistoffset != 0) {
-        PyErr_Format(PyExc_RuntimeError,
-                     "support_weakrefs(): %s has no managed dict, or has weak references already",
-                     tp->tp_name);
-        return NULL;
+    if (tp->tp_weaklistoffset == 0) {
+        if (!PyType_HasFeature(tp, Py_TPFLAGS_MANAGED_DICT)) {
+            PyErr_Format(PyExc_RuntimeError, "support_weakrefs(): %s has no managed dict",
+                         tp->tp_name);
+            return NULL;
+        }
+        tp->tp_flags |= Py_TPFLAGS_MANAGED_WEAKREF;
+        tp->tp_weaklistoffset = -4 * (Py_ssize_t)sizeof(PyObject *);  /* MANAGED_WEAKREF_OFFSET */
     }
-    tp->tp_flags |= Py_TPFLAGS_MANAGED_WEAKREF;
-    tp->tp_weaklistoffset = -4 * (Py_ssize_t)sizeof(PyObject *);  /* MANAGED_WEAKREF_OFFSET */
+    /* (Else a later mypyc gave the class weak references itself: only the dealloc is wrapped,
+     * and a second PyObject_ClearWeakRefs, in its own dealloc, finds nothing left to clear.) */
 #endif
 #else
     if (tp->tp_weaklistoffset <= 0

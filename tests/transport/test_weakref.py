@@ -17,6 +17,7 @@ import sys
 import textwrap
 import weakref
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 
@@ -169,3 +170,16 @@ async def test_an_unclosed_transport_in_a_cycle_is_still_collected_and_warns() -
         with pytest.warns(ResourceWarning, match="unclosed transport"):
             gc.collect()
         assert ref() is None
+
+
+@pytest.mark.skipif(not wsasend.compiled, reason="the compiled build's C helper")
+def test_support_weakrefs_serves_the_transport_class_only() -> None:
+    from wsasend import _iovsend
+
+    _iovsend.support_weakrefs(WSATransport)  # again: nothing changes
+    with pytest.raises(TypeError):
+        _iovsend.support_weakrefs(cast(Any, object()))
+    with pytest.raises(TypeError, match="not a compiled class"):
+        _iovsend.support_weakrefs(int)  # (a static type)
+    with pytest.raises(RuntimeError, match="one class"):
+        _iovsend.support_weakrefs(wsasend.WSAOverlapped)
