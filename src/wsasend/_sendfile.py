@@ -73,12 +73,13 @@ async def sendfile(transport: WSATransport, file: Any, offset: object, count: ob
     """:meth:`WSATransport.sendfile` (see there)."""
     if transport.is_closing():
         raise RuntimeError("Transport is closing")
+    # Through the methods, as before they were coroutines here: a subclass may override them.
     try:
-        return await native(transport, file, offset, count)
+        return await transport._sendfile_native(file, offset, count)
     except asyncio.SendfileNotAvailableError:
         if not fallback_ok:
             raise
-    return await fallback(transport, file, offset, count)
+    return await transport._sendfile_fallback(file, offset, count)
 
 
 async def native(transport: WSATransport, file: Any, offset_arg: object, count_arg: object) -> int:

@@ -219,3 +219,30 @@ async def test_sendfile_small_file_refuses_bare_write_like_asyncio(tmp_path: Pat
     transport.close()
     assert await asyncio.wait_for(reader, GUARD) == b"s" * 1000 + b"!"
     peer.close()
+
+
+async def test_sendfile_goes_through_the_transports_own_methods() -> None:
+    # A subclass that overrides the native or the fallback half is used by sendfile() (the
+    # halves are methods so that loop.sendfile keeps asyncio's structure, S9.3).
+    from .util import Recorder
+
+    calls: list[str] = []
+
+    class Mine(WSATransport):
+        def _sendfile_native(self, file: Any, offset: object, count: object) -> Any:
+            calls.append("native")
+            return super()._sendfile_native(file, offset, count)
+
+        def _sendfile_fallback(self, file: Any, offset: object, count: object) -> Any:
+            calls.append("fallback")
+            return super()._sendfile_fallback(file, offset, count)
+
+    ours, peer = socket.socketpair()
+    with peer:
+        proto = Recorder()
+        transport = Mine(ours, proto)
+        assert await transport.sendfile(io.BytesIO(b"not a regular file"), 4) == 14
+        transport.close()
+        assert await drain_peer(peer) == b"a regular file"
+        await proto.wait_lost()
+    assert calls == ["native", "fallback"]
