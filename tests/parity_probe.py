@@ -103,6 +103,8 @@ CALLS: list[tuple[str, Callable[[Any, socket.socket], Any]]] = [
     ("_TRANSPORT[0].send([b'x'], completion_routine=v)", lambda v, s: _TRANSPORT[0].send([b"x"], completion_routine=v)),
     ("_TRANSPORT[0].write(v)", lambda v, s: _TRANSPORT[0].write(v)),
     ("weakref.ref(_TRANSPORT[0])", lambda v, s: weakref.ref(_TRANSPORT[0])() is _TRANSPORT[0]),
+    ("_TRANSPORT[0].__weakref__", lambda v, s: _TRANSPORT[0].__weakref__),
+    ("vars(_TRANSPORT[0])", lambda v, s: vars(_TRANSPORT[0])),
     ("_TRANSPORT[0].sendfile(file, v)", lambda v, s: _TRANSPORT[0].sendfile(io.BytesIO(b"xy"), v)),
     ("_TRANSPORT[0].sendfile(file, 0, v)", lambda v, s: _TRANSPORT[0].sendfile(io.BytesIO(b"xy"), 0, v)),
     ("_TRANSPORT[0].writelines(v)", lambda v, s: _TRANSPORT[0].writelines(v)),

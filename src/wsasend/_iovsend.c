@@ -572,8 +572,9 @@ iov_firstiter_self_is(PyObject *module, PyObject *obj)
 PyDoc_STRVAR(support_weakrefs_doc,
 "support_weakrefs(cls, /) -> None\n\n"
 "Let the instances of ``cls``, a class compiled by mypyc that extends a Python class, be\n"
-"weakly referenced, safely (WSATransport: asyncio's transports can be). Call it once, before\n"
-"any instance exists.");
+"weakly referenced, safely (WSATransport: asyncio's transports can be), and give it the\n"
+"``__dict__`` and ``__weakref__`` attributes of a Python class. Call it once, before any\n"
+"instance exists.");
 
 /* Weak references to a compiled WSATransport (SPEC S10: it behaves as the plain-Python class).
  *
@@ -603,6 +604,24 @@ PyDoc_STRVAR(support_weakrefs_doc,
  * about objects freed by their reference count. */
 static destructor weakref_base_dealloc = NULL;
 static PyTypeObject *weakref_type = NULL;
+
+/* ``obj.__weakref__``: the first weak reference to it, or None (CPython's subtype_getweakref). */
+static PyObject *
+get_weakref_list(PyObject *self, void *closure)
+{
+    (void)closure;
+    PyObject *first = *(PyObject **)((char *)self + Py_TYPE(self)->tp_weaklistoffset);
+    return Py_NewRef(first != NULL ? first : Py_None);
+}
+
+/* What a Python class with a __dict__ and weak references shows (SPEC S10): mypyc's class has
+ * no __weakref__ attribute on 3.12+, and on 3.11 its __dict__ is a plain member that reads as
+ * missing until an attribute outside the class's fields is set (vars(transport) failed). */
+static PyGetSetDef python_getsets[] = {
+    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"__weakref__", get_weakref_list, NULL, NULL, NULL},
+    {NULL, NULL, NULL, NULL, NULL},
+};
 
 static void
 weakref_dealloc(PyObject *self)
@@ -673,6 +692,14 @@ iov_support_weakrefs(PyObject *module, PyObject *arg)
         return NULL;
     }
 #endif
+    for (PyGetSetDef *def = python_getsets; def->name != NULL; def++) {
+        PyObject *descr = PyDescr_NewGetSet(tp, def);
+        if (descr == NULL || PyDict_SetItemString(tp->tp_dict, def->name, descr) < 0) {
+            Py_XDECREF(descr);
+            return NULL;
+        }
+        Py_DECREF(descr);
+    }
     weakref_base_dealloc = tp->tp_dealloc;
     tp->tp_dealloc = weakref_dealloc;
     Py_INCREF(tp);

@@ -172,6 +172,25 @@ async def test_an_unclosed_transport_in_a_cycle_is_still_collected_and_warns() -
         assert ref() is None
 
 
+async def test_a_transport_shows_dict_and_weakref_as_a_python_class() -> None:
+    # Compiled before support_weakrefs gave them: no __weakref__ on 3.12+, and on 3.11 a
+    # __dict__ that read as missing (vars(transport) failed) until a custom attribute was set.
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wsasend.connect_accepted_socket(_Lost, ours)
+        ref = weakref.ref(transport)
+        assert getattr(transport, "__weakref__", None) is not None  # (the engine's came first)
+        assert ref in weakref.getweakrefs(transport)
+        assert isinstance(vars(transport), dict)
+        transport.custom = "mine"  # type: ignore[attr-defined]
+        assert vars(transport)["custom"] == "mine"
+        transport.close()
+        await proto.lost
+    del transport
+    gc.collect()
+    assert ref() is None
+
+
 @pytest.mark.skipif(not wsasend.compiled, reason="the compiled build's C helper")
 def test_support_weakrefs_serves_the_transport_class_only() -> None:
     from wsasend import _iovsend
