@@ -22,7 +22,7 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "buildsupport"))
 
-from wsasend_build import compiled_modules, want_compiled  # noqa: E402
+from wsasend_build import COMPILED_MODULES, want_compiled  # noqa: E402
 
 
 def _say(msg: str) -> None:
@@ -46,7 +46,7 @@ def _mypyc_extensions() -> list[Any]:
     try:
         from mypyc.build import mypycify
 
-        paths = [os.path.join("src", "wsasend", f"{m}.py") for m in compiled_modules()]
+        paths = [os.path.join("src", "wsasend", f"{m}.py") for m in COMPILED_MODULES]
         # mypyc type-checks first. No incremental cache (/dev/null): every build checks what is
         # installed now, never what an earlier build (another Python, another env) saw.
         exts = mypycify(
@@ -61,7 +61,7 @@ def _mypyc_extensions() -> list[Any]:
         traceback.print_exc()
         _say(f"mypyc failed ({exc!r}): building plain Python")
         return []
-    _say(f"compiling with mypyc: {', '.join(compiled_modules())}; and C: {IOVSEND.name}")
+    _say(f"compiling with mypyc: {', '.join(COMPILED_MODULES)}; and C: {IOVSEND.name}")
     # The one hand-written C module (issue 11): sendmsg(2) of a list of buffers without
     # socket.sendmsg's per-buffer argument parsing. Built with the mypyc modules, so it is
     # dropped with them if anything fails (AllOrNothingBuildExt).

@@ -28,12 +28,8 @@ from setuptools.build_meta import *  # noqa: F403  (the rest of the PEP 517/660 
 #: Coroutines stay out of them (``_connect``, ``_sendfile``, ``_awaiting`` are Python): a
 #: compiled coroutine throws into what it awaits with the three-argument throw(), deprecated
 #: from Python 3.12 on. ``_transport`` needs ``_iovsend.support_weakrefs`` (see _iovsend.c).
+#: The same on every supported Python.
 COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
-
-
-def compiled_modules() -> tuple[str, ...]:
-    """The modules the compiled build compiles (the same on every supported Python)."""
-    return COMPILED_MODULES
 
 
 #: What the compiled build needs at build time: mypyc (part of mypy), and our runtime dependency

@@ -37,9 +37,6 @@ __all__ = [
 _P = TypeVar("_P", bound=asyncio.BaseProtocol)
 
 
-# -- making connections --------------------------------------------------------------------------
-
-
 _SOCKET_KINDS = (socket.SOCK_STREAM, socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
 
 

@@ -241,8 +241,8 @@ def _drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
     return any(cls.__module__.split(".", 1)[0] == "uvloop" for cls in type(loop).__mro__)
 
 
-# Compiled in the compiled build on Python 3.11 (SPEC S10; see buildsupport's compiled_modules);
-# tests and users may still subclass it.
+# Compiled in the compiled build (SPEC S10; see buildsupport's COMPILED_MODULES); tests and users
+# may still subclass it.
 @mypyc_attr(allow_interpreted_subclasses=True)
 class WSATransport(asyncio.Transport):
     """An :class:`asyncio.Transport` whose sends are overlapped WSASends (SPEC S7.1).
@@ -292,8 +292,8 @@ class WSATransport(asyncio.Transport):
     # The protocol's data_received, as set_protocol found it (set there, in __init__ too).
     _data_received: Callable[[bytes], object]
     # get_extra_info's mapping, as our own attribute rather than asyncio.BaseTransport's
-    # ``__slots__ = ('_extra',)`` member, which is never written. When compiled (SPEC S10, Python
-    # 3.11), this class lays its fields out right after the object header, where that slot would
+    # ``__slots__ = ('_extra',)`` member, which is never written. When compiled (SPEC S10), this
+    # class lays its fields out right after the object header, where that slot would
     # be: writing the slot (as BaseTransport.__init__ does) would overwrite the first of them.
     _extra: dict[Any, Any]
 
