@@ -708,6 +708,57 @@ iov_support_weakrefs(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(no_weakrefs_doc,
+"no_weakrefs(cls, /) -> None\n\n"
+"Refuse weak references to the instances of ``cls``, a class compiled by mypyc that extends a\n"
+"Python class and needs none (``_queue.SendQueue``), as it is refused from Python 3.12 on.\n"
+"Call it once, before any instance exists.");
+
+/* On Python 3.11 mypyc gives such a class (SendQueue extends typing.Generic) a weak reference
+ * list that its tp_dealloc never clears (see support_weakrefs): a weak reference outliving an
+ * instance freed by its reference count pointed at freed memory, and using it crashed the
+ * interpreter (tests/core/test_queue_weakref.py). A class that nothing needs to reference
+ * weakly loses the list instead: weakref.ref() then raises TypeError, as it does on 3.12+ where
+ * mypyc reserves none. The slot stays in the layout, unused. A no-op on 3.12+. */
+static PyObject *
+iov_no_weakrefs(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    PyTypeObject *tp;
+    if (!PyType_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "no_weakrefs() needs a class");
+        return NULL;
+    }
+    tp = (PyTypeObject *)arg;
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE) || tp->tp_itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "no_weakrefs(): %s is not a compiled class of the expected kind",
+                     tp->tp_name);
+        return NULL;
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    if (tp->tp_weaklistoffset != 0) {
+        PyObject *subclasses = PyObject_CallMethod(arg, "__subclasses__", NULL);
+        Py_ssize_t count;
+        if (subclasses == NULL) {
+            return NULL;
+        }
+        count = PyList_GET_SIZE(subclasses);
+        Py_DECREF(subclasses);
+        if (count != 0) {  /* they copied the offset when they were made */
+            PyErr_Format(PyExc_RuntimeError, "no_weakrefs(): %s already has subclasses", tp->tp_name);
+            return NULL;
+        }
+        if (PyDict_GetItemString(tp->tp_dict, "__weakref__") != NULL
+            && PyDict_DelItemString(tp->tp_dict, "__weakref__") < 0) {
+            return NULL;
+        }
+        tp->tp_weaklistoffset = 0;
+        PyType_Modified(tp);
+    }
+#endif
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef iovsend_methods[] = {
     {"sendmsg", (PyCFunction)(void (*)(void))iov_sendmsg, METH_FASTCALL, sendmsg_doc},
     {"sendmsg_rest", (PyCFunction)(void (*)(void))iov_sendmsg_rest, METH_FASTCALL, sendmsg_rest_doc},
@@ -719,6 +770,7 @@ static PyMethodDef iovsend_methods[] = {
     {"gc_untrack", iov_gc_untrack, METH_O, gc_untrack_doc},
     {"gc_track_all", iov_gc_track_all, METH_O, gc_track_all_doc},
     {"support_weakrefs", iov_support_weakrefs, METH_O, support_weakrefs_doc},
+    {"no_weakrefs", iov_no_weakrefs, METH_O, no_weakrefs_doc},
 #if PY_VERSION_HEX < 0x030C0000
     {"firstiter_self_is", iov_firstiter_self_is, METH_O, firstiter_self_is_doc},
 #endif
