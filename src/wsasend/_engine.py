@@ -214,6 +214,16 @@ def _load_iovsend() -> Any:
 
 
 _iovsend_module: Final = _load_iovsend()
+
+if _NATIVE:
+    # Compiled on Python 3.11, mypyc gave SendQueue (it extends typing.Generic) a weak reference
+    # list that its dealloc never clears: a weak reference outliving a queue crashed the
+    # interpreter when used. Nothing references a queue weakly, so it refuses them, as it does
+    # on 3.12+ (_iovsend.c's no_weakrefs; tests/core/test_queue_weakref.py). Done here, not in
+    # _queue, which imports no I/O module (tests/core/test_purity.py).
+    from . import _iovsend
+
+    _iovsend.no_weakrefs(SendQueue)
 # sendmsg(2) of a list of buffers on a descriptor, without socket.sendmsg's per-buffer argument
 # parsing (issue 11: ~500 instructions a buffer, a third of a posted 4x32 B send). The same
 # system call with the same iovecs and flags: no byte is copied (S2.1), and its errors are the

@@ -39,7 +39,7 @@ from typing import Final, Generic, TypeVar
 import attrs
 
 from ._buffers import IOV_MAX, Buffer, gather_for_message
-from ._compat import is_extension_file, mypyc_attr
+from ._compat import mypyc_attr
 
 #: Most bytes a stream batch gathers by coalescing sends behind the head (the head itself goes
 #: as posted). Issue 7: uncapped, 1 GiB posted as 4,600 slices took 12 s to drain, each batch
@@ -446,13 +446,3 @@ class SendQueue(Generic[OpT]):
             assert 0 < self._head_consumed < head._nbytes
             prefix = sum(len(b) for b in head._bufs[: self._head_buf]) + self._head_off
             assert prefix == self._head_consumed
-
-
-if is_extension_file(__file__):
-    # Compiled on Python 3.11, mypyc gave SendQueue (it extends typing.Generic) a weak reference
-    # list that its dealloc never clears: a weak reference outliving a queue crashed the
-    # interpreter when used. Nothing references a queue weakly, so it refuses them, as it does
-    # on 3.12+ (see _iovsend.c's no_weakrefs; tests/core/test_queue_weakref.py).
-    from . import _iovsend
-
-    _iovsend.no_weakrefs(SendQueue)
