@@ -601,9 +601,53 @@ PyDoc_STRVAR(support_weakrefs_doc,
  *   is then a no-op (an object is finalized once). A Python subclass's subtype_dealloc ends
  *   in its base's tp_dealloc, this one, so its instances are covered too.
  * The cyclic collector clears weak references by itself before it frees anything; this is
- * about objects freed by their reference count. */
+ * about objects freed by their reference count.
+ *
+ * Two more defects, found by trying to break the above (tests/transport/test_weakref.py):
+ * - the weak references' callbacks run inside the dealloc and may start a collection (an
+ *   explicit gc.collect(), or any allocation past the threshold). The object was still on the
+ *   collector's lists with a reference count of 0, so the collector freed it a second time
+ *   (SIGSEGV, every version). weakref_dealloc takes it off the lists first, as subtype_dealloc
+ *   does; mypyc's own untrack later is a no-op;
+ * - 3.11 only: mypyc's tp_traverse visits, and its tp_clear Py_CLEARs, the weak reference list
+ *   as if it owned a reference to it (it does not: the list's first weak reference is
+ *   borrowed). The collector then undercounted that weak reference: its callback was dropped
+ *   when the only other holder was a running frame, and a weak reference made after the
+ *   collector cleared the list (by another garbage object's __del__) was freed under its
+ *   holder's feet. weakref_traverse and weakref_clear hide the slot from mypyc's functions.
+ *   (On 3.12+ the list is in the managed pre-header, which mypyc's functions do not touch.) */
 static destructor weakref_base_dealloc = NULL;
 static PyTypeObject *weakref_type = NULL;
+#if PY_VERSION_HEX < 0x030C0000
+static traverseproc weakref_base_traverse = NULL;
+static inquiry weakref_base_clear = NULL;
+
+/* mypyc's traverse with the weak reference list out of its sight (see above). */
+static int
+weakref_traverse(PyObject *self, visitproc visit, void *arg)
+{
+    PyObject **slot = (PyObject **)((char *)self + weakref_type->tp_weaklistoffset);
+    PyObject *list = *slot;
+    int rv;
+    *slot = NULL;
+    rv = weakref_base_traverse(self, visit, arg);
+    *slot = list;
+    return rv;
+}
+
+/* mypyc's clear, which must not drop the weak reference list's borrowed pointer. */
+static int
+weakref_clear(PyObject *self)
+{
+    PyObject **slot = (PyObject **)((char *)self + weakref_type->tp_weaklistoffset);
+    PyObject *list = *slot;
+    int rv;
+    *slot = NULL;
+    rv = weakref_base_clear(self);
+    *slot = list;
+    return rv;
+}
+#endif
 
 /* ``obj.__weakref__``: the first weak reference to it, or None (CPython's subtype_getweakref). */
 static PyObject *
@@ -640,24 +684,37 @@ weakref_dealloc(PyObject *self)
             return;  /* resurrected */
         }
     }
+    PyObject_GC_UnTrack(self);  /* before the callbacks can start a collection (see above) */
     PyObject_ClearWeakRefs(self);
     weakref_base_dealloc(self);
+}
+
+/* ``arg`` as a class of the kind mypyc makes (a heap type with the collector's support and
+ * fixed-size instances), else NULL with a TypeError that names ``caller``. */
+static PyTypeObject *
+compiled_class(PyObject *arg, const char *caller)
+{
+    PyTypeObject *tp;
+    if (!PyType_Check(arg)) {
+        PyErr_Format(PyExc_TypeError, "%s() needs a class", caller);
+        return NULL;
+    }
+    tp = (PyTypeObject *)arg;
+    if (!PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE) || !PyType_HasFeature(tp, Py_TPFLAGS_HAVE_GC)
+        || tp->tp_dealloc == NULL || tp->tp_itemsize != 0) {
+        PyErr_Format(PyExc_TypeError, "%s(): %s is not a compiled class of the expected kind", caller,
+                     tp->tp_name);
+        return NULL;
+    }
+    return tp;
 }
 
 static PyObject *
 iov_support_weakrefs(PyObject *module, PyObject *arg)
 {
     (void)module;
-    PyTypeObject *tp;
-    if (!PyType_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "support_weakrefs() needs a class");
-        return NULL;
-    }
-    tp = (PyTypeObject *)arg;
-    if (!PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE) || !PyType_HasFeature(tp, Py_TPFLAGS_HAVE_GC)
-        || tp->tp_dealloc == NULL || tp->tp_itemsize != 0) {
-        PyErr_Format(PyExc_TypeError, "support_weakrefs(): %s is not a compiled class of the expected kind",
-                     tp->tp_name);
+    PyTypeObject *tp = compiled_class(arg, "support_weakrefs");
+    if (tp == NULL) {
         return NULL;
     }
     if (weakref_type != NULL) {
@@ -691,6 +748,10 @@ iov_support_weakrefs(PyObject *module, PyObject *arg)
                      tp->tp_name);
         return NULL;
     }
+    if (tp->tp_traverse == NULL || tp->tp_clear == NULL) {
+        PyErr_Format(PyExc_RuntimeError, "support_weakrefs(): %s has no traverse or clear", tp->tp_name);
+        return NULL;
+    }
 #endif
     for (PyGetSetDef *def = python_getsets; def->name != NULL; def++) {
         PyObject *descr = PyDescr_NewGetSet(tp, def);
@@ -700,6 +761,12 @@ iov_support_weakrefs(PyObject *module, PyObject *arg)
         }
         Py_DECREF(descr);
     }
+#if PY_VERSION_HEX < 0x030C0000
+    weakref_base_traverse = tp->tp_traverse;
+    tp->tp_traverse = weakref_traverse;
+    weakref_base_clear = tp->tp_clear;
+    tp->tp_clear = weakref_clear;
+#endif
     weakref_base_dealloc = tp->tp_dealloc;
     tp->tp_dealloc = weakref_dealloc;
     Py_INCREF(tp);
@@ -724,15 +791,8 @@ static PyObject *
 iov_no_weakrefs(PyObject *module, PyObject *arg)
 {
     (void)module;
-    PyTypeObject *tp;
-    if (!PyType_Check(arg)) {
-        PyErr_SetString(PyExc_TypeError, "no_weakrefs() needs a class");
-        return NULL;
-    }
-    tp = (PyTypeObject *)arg;
-    if (!PyType_HasFeature(tp, Py_TPFLAGS_HEAPTYPE) || tp->tp_itemsize != 0) {
-        PyErr_Format(PyExc_TypeError, "no_weakrefs(): %s is not a compiled class of the expected kind",
-                     tp->tp_name);
+    PyTypeObject *tp = compiled_class(arg, "no_weakrefs");
+    if (tp == NULL) {
         return NULL;
     }
 #if PY_VERSION_HEX < 0x030C0000

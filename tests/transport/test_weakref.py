@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import os
 import socket
 import subprocess
 import sys
@@ -73,6 +74,134 @@ def test_weak_references_to_freed_transports_are_dead_not_dangling(loop_name: st
     assert run.returncode == 0, run.stderr
     # No reference still answers, every callback ran once, the WeakSet is empty.
     assert run.stdout.split() == ["0", "50", "0"]
+
+
+# The collector meeting a dying transport, three ways (each crashed or misbehaved compiled; see
+# _iovsend.c): a weak reference's callback that collects while the transport is being freed by
+# its reference count (every version; a plain class, a subclass with slots, one whose __del__
+# resurrects it once); a weak reference held only by a running frame when the transport dies in
+# a cycle (3.11: its callback was dropped); a weak reference made by another garbage object's
+# __del__ after the collector had cleared the transport's (3.11: freed under its holder).
+_GC_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, gc, socket, sys, weakref
+    import wsasend
+
+    class Lost(asyncio.Protocol):
+        def __init__(self):
+            self.lost = asyncio.get_running_loop().create_future()
+        def connection_lost(self, exc):
+            if not self.lost.done():
+                self.lost.set_result(None)
+
+    class Slotted(wsasend.WSATransport):
+        __slots__ = ("x",)
+
+    saved = []
+    class Phoenix(wsasend.WSATransport):
+        def __del__(self):
+            if not saved:
+                saved.append(self)
+
+    async def callbacks_collect(cls):
+        gc.disable()
+        refs, fired = [], []
+        for _ in range(20):
+            ours, peer = socket.socketpair()
+            proto = Lost()
+            transport = cls(ours, proto)
+            transport.write(b"x")
+            refs.append(weakref.ref(transport, lambda r: (fired.append(r), gc.collect())))
+            transport.close()
+            await proto.lost
+            del transport
+            saved.clear()  # (Phoenix: the resurrected one dies here, the second time)
+            peer.close()
+        for _ in range(200):
+            bytearray(64), [{}]
+        return [sum(r() is not None for r in refs), len(fired)]
+
+    async def frame_local_reference():
+        fired = []
+        def collect(transport):
+            ref = weakref.ref(transport, lambda r: fired.append(r))
+            del transport
+            gc.collect()
+            return ref
+        ours, peer = socket.socketpair()
+        transport, proto = await wsasend.connect_accepted_socket(asyncio.Protocol, ours)
+        transport.close()
+        await asyncio.sleep(0.01)
+        holder = Holder()
+        holder.transport = transport
+        transport.set_protocol(holder)  # a cycle: only the collector frees the transport
+        del holder, proto
+        last = [transport]
+        del transport
+        ref = collect(last.pop())  # (its parameter, then its frame, held the last reference)
+        peer.close()
+        return [ref() is None, len(fired)]
+
+    class Holder(asyncio.Protocol):
+        pass
+
+    keep = []
+    class LateReferrer(asyncio.Protocol):
+        def __del__(self):
+            keep.append(weakref.ref(self.transport))
+
+    async def reference_made_by_garbage():
+        gc.disable()
+        for _ in range(20):
+            ours, peer = socket.socketpair()
+            transport, proto = await wsasend.connect_accepted_socket(asyncio.Protocol, ours)
+            transport.close()
+            await asyncio.sleep(0.01)
+            late = LateReferrer()  # (made after the transport: finalized after its weakrefs died)
+            late.transport = transport
+            transport.set_protocol(late)
+            del transport, late, proto
+            gc.collect()
+            peer.close()
+        for _ in range(200):
+            bytearray(64), [{}]
+        return [sum(r() is not None for r in keep), len(keep)]
+
+    cases = {
+        "plain": lambda: callbacks_collect(wsasend.WSATransport),
+        "slotted": lambda: callbacks_collect(Slotted),
+        "phoenix": lambda: callbacks_collect(Phoenix),
+        "frame": frame_local_reference,
+        "late": reference_made_by_garbage,
+    }
+    if sys.argv[1] == "uvloop":
+        import uvloop
+        result = uvloop.run(cases[sys.argv[2]]())
+    else:
+        result = asyncio.run(cases[sys.argv[2]]())
+    print(*result)
+    """
+)
+
+_GC_EXPECTED = {
+    "plain": ["0", "20"],
+    "slotted": ["0", "20"],
+    "phoenix": ["0", "20"],
+    "frame": ["True", "1"],
+    "late": ["0", "20"],
+}
+
+
+@pytest.mark.parametrize("case", sorted(_GC_EXPECTED))
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_the_collector_never_meets_a_freed_transport(loop_name: str, case: str) -> None:
+    # PYTHONMALLOC=debug: freed memory is overwritten, so a use after free cannot pass unseen.
+    env = dict(os.environ, PYTHONMALLOC="debug")
+    run = subprocess.run(
+        [sys.executable, "-c", _GC_SCRIPT, loop_name, case], capture_output=True, text=True, timeout=120, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == _GC_EXPECTED[case]
 
 
 class _Lost(asyncio.Protocol):
