@@ -264,9 +264,10 @@ class _WSALoopMethods(asyncio.AbstractEventLoop):
         """``loop.sendfile``: on a :class:`WSATransport`, in order with its other sends (S9.3).
 
         asyncio's algorithm: the native path first (``_sendfile_native``), then, unless
-        ``fallback=False``, the file read in blocks and posted as sends. While it runs, a bare
-        ``write()`` on the transport raises RuntimeError, as asyncio's does. Other transports
-        go to the base loop.
+        ``fallback=False``, the file read in blocks and posted as sends. While the native path
+        runs, a bare ``write()`` on the transport raises RuntimeError, as asyncio's does; during
+        the fallback it is taken and goes out between two blocks, as asyncio's is. Other
+        transports go to the base loop.
 
         Returns:
             The bytes sent; the file's position is left after them, as asyncio leaves it.
@@ -280,16 +281,15 @@ class _WSALoopMethods(asyncio.AbstractEventLoop):
         if not isinstance(transport, WSATransport):
             return await super().sendfile(transport, file, offset, count, fallback=fallback)
         check_sendfile_arguments(transport, file, offset, count)
-        transport._sendfiles += 1  # a bare write() is refused meanwhile, as asyncio's (S9.3)
+        # (A bare write() is refused while the native operation runs, as asyncio's: the native
+        # path counts itself in transport._sendfiles. During the fallback asyncio takes writes,
+        # which go out between its blocks, and so does this.)
         try:
-            try:
-                return await self._sendfile_native(transport, file, offset, count)
-            except asyncio.SendfileNotAvailableError:
-                if not fallback:
-                    raise
-            return await wsa_sendfile(self, transport, file, offset, count)
-        finally:
-            transport._sendfiles -= 1
+            return await self._sendfile_native(transport, file, offset, count)
+        except asyncio.SendfileNotAvailableError:
+            if not fallback:
+                raise
+        return await wsa_sendfile(self, transport, file, offset, count)
 
     async def _sendfile_native(
         self, transp: asyncio.WriteTransport, file: IO[bytes], offset: int, count: int | None

@@ -15,7 +15,7 @@ import os
 import stat
 from typing import TYPE_CHECKING, Any, Final
 
-from ._errors import WSAError
+from ._errors import WSAError, WSAErrorCode
 
 if TYPE_CHECKING:
     from ._transport import WSATransport
@@ -115,6 +115,11 @@ async def native(transport: WSATransport, file: Any, offset_arg: object, count_a
         sent = await waiter
     except WSAError as exc:
         sent = exc.bytes_sent
+        if exc.winerror is WSAErrorCode.WSAEINVAL and not sent:
+            # The file itself failed before a byte went (os.sendfile's EBADF for a file open
+            # for writing only, EINVAL where the file system has no sendfile): asyncio's rule
+            # for a native sendfile that sent nothing, so sendfile() takes the fallback (S9.3).
+            raise asyncio.SendfileNotAvailableError("os.sendfile call failed") from exc
         raise
     except asyncio.CancelledError:
         if ov.pending:
@@ -143,12 +148,20 @@ async def fallback(transport: WSATransport, file: Any, offset_arg: object, count
             n = await transport._loop.run_in_executor(None, file.readinto, buf)
             if not n:
                 return total
+            ov = transport.send([memoryview(buf)[:n]])
             try:
-                await transport.send([memoryview(buf)[:n]])
+                await ov
             except WSAError as exc:
                 err = WSAError(exc.winerror, errno=exc.errno, bytes_sent=total + exc.bytes_sent)
                 total += exc.bytes_sent
                 raise err from exc
+            except asyncio.CancelledError:
+                # S5.7: a chunk that had started goes out whole, in the background; count it,
+                # so that the file's position says what the peer gets (as asyncio's does). A
+                # chunk withdrawn before its first byte completed with WSA_OPERATION_ABORTED.
+                if ov.pending or not ov.error:
+                    total += n
+                raise
             total += n
     finally:
         if total > 0 and getattr(file, "seekable", bool)():  # (a pipe has no position to set)

@@ -104,6 +104,39 @@ def test_loop_connection_methods_take_every_stock_keyword(base: str) -> None:
 
 
 @pytest.mark.parametrize("base", BASES)
+def test_loop_sendfile_fallback_takes_a_write_between_two_blocks(base: str) -> None:
+    """asyncio's fallback takes a bare ``write()`` while it runs (only its native path refuses
+    one); so does ours, and the bytes go out between two blocks, never inside one (S9.3, S5.4).
+    Refused at 4a832f9, whereas ``WSATransport.sendfile`` took it: the two paths now agree."""
+    blob = pattern(3 << 20, 8)
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        ours, peer = socket.socketpair()
+        for sock in (ours, peer):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        with peer:
+            transport, _ = await loop.connect_accepted_socket(asyncio.Protocol, ours)
+            assert isinstance(transport, wsasend.WSATransport)
+            task = asyncio.ensure_future(loop.sendfile(transport, io.BytesIO(blob)))
+            while not transport.get_write_buffer_size():  # the first block is posted
+                await asyncio.sleep(0)
+            transport.write(b"<<between>>")
+            received = bytearray()
+            peer.setblocking(False)
+            while len(received) < len(blob) + 11:
+                received += await asyncio.wait_for(loop.sock_recv(peer, 1 << 20), GUARD)
+            assert await task == len(blob)
+            at = bytes(received).index(b"<<between>>")
+            assert at > 0 and at % (256 * 1024) == 0  # after a whole block
+            assert bytes(received[:at]) + bytes(received[at + 11 :]) == blob
+            transport.close()
+
+    run_checked(main(), base)
+
+
+@pytest.mark.parametrize("base", BASES)
 def test_loop_sendfile_is_ordered_with_writes(base: str, tmp_path: Path) -> None:
     """``loop.sendfile`` on a WSATransport: in order between writes, offset/count, file position (S9.3)."""
     blob = pattern(3 << 20, 4)

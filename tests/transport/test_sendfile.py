@@ -246,3 +246,46 @@ async def test_sendfile_goes_through_the_transports_own_methods() -> None:
         assert await drain_peer(peer) == b"a regular file"
         await proto.wait_lost()
     assert calls == ["native", "fallback"]
+
+
+async def test_sendfile_of_a_write_only_file_is_not_available_as_asyncio(tmp_path: Path) -> None:
+    """os.sendfile fails with EBADF before a byte goes: asyncio's SendfileNotAvailableError
+    (fallback=False), else its fallback, whose read fails as asyncio's does. Nothing is sent
+    and the transport stays usable. Raised WSAError(WSAEINVAL) on both paths at 4a832f9."""
+    path = tmp_path / "w.bin"
+    path.write_bytes(pattern(100_000, 3))
+    transport, peer = await _pair()
+    reader = asyncio.ensure_future(drain_peer(peer))
+    with path.open("ab") as f:
+        with pytest.raises(asyncio.SendfileNotAvailableError, match=r"os\.sendfile call failed"):
+            await transport.sendfile(f, fallback=False)
+        with pytest.raises(io.UnsupportedOperation):
+            await transport.sendfile(f)
+    assert not transport.is_closing()
+    transport.write(b"still open")
+    transport.close()
+    assert await asyncio.wait_for(reader, GUARD) == b"still open"
+    peer.close()
+
+
+async def test_sendfile_fallback_cancelled_leaves_the_position_at_what_the_peer_gets() -> None:
+    """S5.7 in the fallback: a block already started goes out whole after the cancel, so the
+    file's position counts it (asyncio's contract: ``tell()`` says what was sent). At 4a832f9
+    the position lagged the peer's bytes by the block in flight."""
+    data = pattern(8 << 20, 6)
+    buf = io.BytesIO(data)
+    transport, peer = await _pair(256 * 1024)  # room for a few blocks, not for 8 MiB
+    task = asyncio.ensure_future(transport.sendfile(buf))
+    # A block after the first is pending (each is read only once the one before completed):
+    # the position set at the cancel then comes from the count, not from where reading was.
+    await until(lambda: buf.tell() > 256 * 1024 and transport.get_write_buffer_size() > 0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    reader = asyncio.ensure_future(drain_peer(peer))
+    transport.close()
+    received = await asyncio.wait_for(reader, GUARD)
+    assert 0 < len(received) < len(data)
+    assert received == data[: len(received)]
+    assert buf.tell() == len(received)
+    peer.close()
