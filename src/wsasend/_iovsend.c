@@ -661,8 +661,27 @@ get_weakref_list(PyObject *self, void *closure)
 /* What a Python class with a __dict__ and weak references shows (SPEC S10): mypyc's class has
  * no __weakref__ attribute on 3.12+, and on 3.11 its __dict__ is a plain member that reads as
  * missing until an attribute outside the class's fields is set (vars(transport) failed). */
+/* ``obj.__dict__ = d`` as PyObject_GenericSetDict, and ``del obj.__dict__``, which a Python
+ * class allows (the next access makes a new, empty dict) and PyObject_GenericSetDict refuses:
+ * the attributes set from outside the class go, as they would from a Python instance. */
+static int
+set_dict(PyObject *self, PyObject *value, void *closure)
+{
+    int rv;
+    if (value != NULL) {
+        return PyObject_GenericSetDict(self, value, closure);
+    }
+    value = PyDict_New();
+    if (value == NULL) {
+        return -1;
+    }
+    rv = PyObject_GenericSetDict(self, value, closure);
+    Py_DECREF(value);
+    return rv;
+}
+
 static PyGetSetDef python_getsets[] = {
-    {"__dict__", PyObject_GenericGetDict, PyObject_GenericSetDict, NULL, NULL},
+    {"__dict__", PyObject_GenericGetDict, set_dict, NULL, NULL},
     {"__weakref__", get_weakref_list, NULL, NULL, NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
