@@ -54,7 +54,9 @@ def _is_literal(family: int, host: str) -> bool:
 
 
 def _port(value: object) -> int:
-    if type(value) is not int or not 0 <= value <= 0xFFFF:
+    if type(value) is not int:  # (S3.2: a wrong Python type is also a TypeError)
+        raise WSAError(WSAErrorCode.WSAEFAULT, reason=f"port {value!r} is not an integer", type_error=True)
+    if not 0 <= value <= 0xFFFF:
         raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"port {value!r} is not an integer in 0..65535")
     return value
 
@@ -74,14 +76,21 @@ def check_address(sock: socket.socket, address: object) -> object:
             path = bytes(address)
             address = path
         else:
-            raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"an AF_UNIX address is a path, not {type(address).__name__}")
+            raise WSAError(
+                WSAErrorCode.WSAEFAULT,
+                reason=f"an AF_UNIX address is a path, not {type(address).__name__}",
+                type_error=True,
+            )
         if not path or len(path) > _UNIX_PATH_MAX or "\0" in path[1:].decode("latin-1"):
             raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"{address!r} is not an AF_UNIX path")
         return address
     if family not in (socket.AF_INET, socket.AF_INET6):
         raise WSAError(WSAErrorCode.WSAEOPNOTSUPP, detail=f"per-send destinations on address family {family!r}")
     if not isinstance(address, tuple) or not address or not isinstance(address[0], str):
-        raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"{address!r} is not an address tuple (host, port, ...)")
+        # (S3.2: a wrong Python type is also a TypeError; an empty tuple is one too.)
+        raise WSAError(
+            WSAErrorCode.WSAEFAULT, reason=f"{address!r} is not an address tuple (host, port, ...)", type_error=True
+        )
     host = address[0]
     other = socket.AF_INET if family == socket.AF_INET6 else socket.AF_INET6
     if not _is_literal(family, host):
@@ -97,9 +106,18 @@ def check_address(sock: socket.socket, address: object) -> object:
     if not 2 <= len(address) <= 4:
         raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"{address!r}: an IPv6 address is (host, port[, flow, scope])")
     rest = address[2:]
-    for value in rest:
-        if type(value) is not int or value < 0:
-            raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"{address!r}: flowinfo and scope_id are integers >= 0")
+    # flowinfo is 20 bits, scope_id 32 (sockaddr_in6). Out of range, socket.sendmsg raised a raw
+    # OverflowError (flowinfo) or truncated the value (scope_id) at the flush, not at the call.
+    for value, top in zip(rest, (0xFFFFF, 0xFFFFFFFF), strict=False):  # (rest: 0 to 2 values)
+        if type(value) is not int:
+            raise WSAError(
+                WSAErrorCode.WSAEFAULT, reason=f"{address!r}: flowinfo and scope_id are integers", type_error=True
+            )
+        if not 0 <= value <= top:
+            raise WSAError(
+                WSAErrorCode.WSAEFAULT,
+                detail=f"{address!r}: flowinfo is 0..{0xFFFFF}, scope_id 0..{0xFFFFFFFF}",
+            )
     return (host, _port(address[1]), *rest)
 
 

@@ -603,6 +603,7 @@ class SendEngine:
         "_ops",
         "_owned",
         "_owner_thread",
+        "_peer_known",
         "_queue",
         "_release_wanted",
         "_sending",
@@ -653,6 +654,8 @@ class SendEngine:
             max_message_size(sock) if self.message_mode and sock.family in (socket.AF_INET, socket.AF_INET6) else 0
         )
         self._queue: SendQueue[WSAOverlapped] = SendQueue(message_mode=self.message_mode, solo_flags=LINUX_OOB)
+        # Datagram sockets: True once getpeername() found a peer (see _post_message).
+        self._peer_known = False
         # The queue's deque, read (never changed) here for C-speed emptiness tests on the hot path.
         self._ops = self._queue._ops
         # True while post_list() may take a stream send without the general checks: a stream
@@ -937,13 +940,14 @@ class SendEngine:
             if type(overlapped) is not WSAOverlapped and not isinstance(overlapped, WSAOverlapped):
                 raise WSAError(
                     WSAErrorCode.WSAEFAULT,
-                    detail=f"overlapped must be a WSAOverlapped, not {type(overlapped).__name__}",
+                    reason=f"overlapped must be a WSAOverlapped, not {type(overlapped).__name__}",
+                    type_error=True,  # S3.2
                 )
             if overlapped._pending:
                 raise WSAError(WSAErrorCode.WSAEINVAL, detail="this WSAOverlapped is still pending (S5.5)")
             ov = overlapped
         if routine is not None and not callable(routine):
-            raise WSAError(WSAErrorCode.WSAEFAULT, detail="completion_routine is not callable")
+            raise WSAError(WSAErrorCode.WSAEFAULT, reason="completion_routine is not callable", type_error=True)
         if self.message_mode:
             return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine, dest)
         if dest is not None and dest[1]:
@@ -1020,6 +1024,15 @@ class SendEngine:
             err = WSAError(WSAErrorCode.WSAEMSGSIZE, detail=f"message of {total} bytes > {limit}")
             self._fail_ops([SendCompletion(p, 0) for p in pieces], WSAErrorCode.WSAEMSGSIZE, None)
             raise err
+        nowhere = dest is None or dest[0] is None
+        if not more and queue and nowhere and not self._peer_known and sock.type == socket.SOCK_DGRAM:
+            # S5.2: a datagram with nowhere to go (an unconnected socket, no address) is
+            # WSAENOTCONN from the call, as it is when nothing is queued (the kernel's own
+            # check then); queued, the kernel would only say so at its sendmsg, as a completion.
+            # A connected socket is asked once (a connection is kept: a datagram socket is
+            # only disconnected by a connect() to AF_UNSPEC, whose queued sends then fail).
+            check_connected(sock)
+            self._peer_known = True
         # Not owned: a blocking sync send owns the socket; this one waits behind it (S4.2).
         waits = not (more or queue or self._owned or self._claim(False))
         ov._reset_for_post(routine, self)

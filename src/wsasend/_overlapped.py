@@ -10,7 +10,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from . import _awaiting
 from ._compat import is_extension_file, mypyc_attr
@@ -236,9 +236,13 @@ class WSAOverlapped(PendingSend):
         return self._transferred
 
     @property
-    def error(self) -> int:
+    def error(self) -> WSAErrorCode | Literal[0]:
         """0 on success, else the :class:`WSAErrorCode` the send completed with."""
-        return self._error
+        # Compiled, the int field keeps the number only, and a property typed ``int`` would
+        # return a plain int: the enum member is made again here, and the union return type
+        # keeps it an object (S5.3, S10).
+        error = self._error
+        return WSAErrorCode(error) if error else 0
 
     @property
     def exception(self) -> WSAError | None:
@@ -604,9 +608,13 @@ class CompletedSend:
         return self._overlapped
 
     @property
-    def error(self) -> int:
+    def error(self) -> WSAErrorCode | Literal[0]:
         """0 on success, else the :class:`WSAErrorCode` the send completed with."""
-        return self._error
+        # Compiled, the int field keeps the number only, and a property typed ``int`` would
+        # return a plain int: the enum member is made again here, and the union return type
+        # keeps it an object (S5.3, S10).
+        error = self._error
+        return WSAErrorCode(error) if error else 0
 
     @property
     def transferred(self) -> int:

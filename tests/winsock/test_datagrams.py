@@ -21,10 +21,11 @@ import struct
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from wsasend import WSAError, WSAOverlapped, wsa_send
+from wsasend import WSAError, WSAErrorCode, WSAEvent, WSAOverlapped, wsa_send
 from wsasend.winsock import (
     DWORD,
     MSG_PARTIAL,
@@ -462,6 +463,97 @@ async def test_wsa_send_address_to_two_peers_and_its_codes(tmp_path: Path) -> No
         sender.close()
         for r in receivers:
             r.close()
+
+
+@pytest.mark.skipif(not _ipv6_available(), reason="no IPv6 loopback")
+async def test_ipv6_flowinfo_and_scope_id_out_of_range_are_wsaefault_at_the_call() -> None:
+    """sockaddr_in6 holds 20 bits of flowinfo and 32 of scope_id. Out of range, the address
+    passed the check and socket.sendmsg raised a raw OverflowError (flowinfo) or truncated the
+    value (scope_id); with a MSG_PARTIAL piece queued, the flush then failed, both sends stayed
+    pending for ever and every later send raised OverflowError (at bad3034)."""
+    r = _udp_peer(socket.AF_INET6)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    with r, s:
+        port = r.getsockname()[1]
+        piece = wsa_send(s, b"piece-", MSG_PARTIAL, address=("::1", port))
+        for address in (("::1", port, 1 << 20, 0), ("::1", port, 0, 1 << 32), ("::1", port, 1 << 40)):
+            with pytest.raises(WSAError) as info:
+                wsa_send(s, b"bad", address=address)
+            assert info.value.winerror == WSAEFAULT and info.value.bytes_sent == 0
+            assert not isinstance(info.value, TypeError)  # a value out of range, not a type
+        assert piece.pending
+        assert await wsa_send(s, b"end", address=("::1", port, (1 << 20) - 1, 0)) == 3
+        assert await piece == 6
+        assert await asyncio.to_thread(r.recv, 100) == b"piece-end"
+        assert not select.select([r], [], [], 0)[0]  # nothing of the refused sends went
+
+
+async def test_arguments_of_the_wrong_type_are_also_type_errors(peers: tuple[socket.socket, socket.socket]) -> None:
+    """S3.2: a WSAEFAULT raised because an argument has the wrong Python type is also a
+    TypeError, for every argument (the overlapped, the routine and the address were not, at
+    bad3034). Nothing is sent."""
+    a, _ = peers
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with u:
+        wrong: list[dict[str, Any]] = [
+            {"overlapped": object()},
+            {"overlapped": WSAEvent()},
+            {"completion_routine": 5},
+            {"address": 5},
+            {"address": True},
+            {"address": ("127.0.0.1", "9")},
+            {"address": ()},
+        ]
+        for kwargs in wrong:
+            with pytest.raises(WSAError) as info:
+                wsa_send(u, [b"x"], **kwargs)
+            assert info.value.winerror == WSAEFAULT and isinstance(info.value, TypeError), kwargs
+        with pytest.raises(WSAError) as info:
+            wsa_send(u, [b"x"], address=("127.0.0.1", 70000))
+        assert info.value.winerror == WSAEFAULT and not isinstance(info.value, TypeError)
+        assert not select.select([a], [], [], 0)[0]
+
+
+async def test_ending_a_queued_message_with_nowhere_to_go_raises_wsaenotconn(
+    peers: tuple[socket.socket, socket.socket],
+) -> None:
+    """S5.2: on an unconnected datagram socket a send with no address is WSAENOTCONN from the
+    call, also when it ends MSG_PARTIAL pieces queued before it (at bad3034 it was pending,
+    then completed with WSAENOTCONN). The pieces wait for an ending send that has one."""
+    a, _ = peers
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    with u:
+        piece = wsa_send(u, b"P1-", MSG_PARTIAL, address=a.getsockname())
+        with pytest.raises(WSAError) as info:
+            wsa_send(u, b"F", completion_routine=lambda *args: None)
+        assert info.value.winerror == WSAErrorCode.WSAENOTCONN and info.value.bytes_sent == 0
+        assert piece.pending
+        assert await wsa_send(u, b"F2", address=a.getsockname()) == 2
+        assert await piece == 3
+        assert await asyncio.to_thread(a.recv, 100) == b"P1-F2"
+        u2 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        with u2:
+            u2.connect(a.getsockname())  # connected: its peer is the destination, asked once
+            piece = wsa_send(u2, b"P-", MSG_PARTIAL)
+            assert await wsa_send(u2, b"E") == 1 and await piece == 2
+            assert await asyncio.to_thread(a.recv, 100) == b"P-E"
+
+
+async def test_overlapped_error_is_a_wsaerrorcode_in_both_builds() -> None:
+    """S5.3: ``ov.error`` is 0 or a WSAErrorCode (S10: in both builds). Compiled, the field is a
+    C int, and the property gave a plain int (at bad3034)."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with a, b:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        ovs = [wsa_send(a, bytes(1000)) for _ in range(20)]
+        assert ovs[-1].pending and ovs[-1].cancel()
+        assert ovs[-1].error is WSAErrorCode.WSA_OPERATION_ABORTED
+        assert ovs[-1].error.name == "WSA_OPERATION_ABORTED"
+        with pytest.raises(WSAError):
+            await ovs[-1]
+        b.setblocking(False)
+        done = [ov for ov in ovs[:-1] if not ov.pending]
+        assert done and all(ov.error == 0 and type(ov.error) is int for ov in done)
 
 
 @pytest.mark.usefixtures("provider")
