@@ -1583,7 +1583,10 @@ class SendEngine:
         # (See post_list.) Before anything here can drop them: comps and done still hold them.
         if self._untracked and _IOV_GC_TRACK_ALL is not None:
             _IOV_GC_TRACK_ALL(done)
-        if self.on_complete is not None:
+        # Not for a closed loop: the hook (the transport's) schedules on it, which raised
+        # RuntimeError into whichever loop's callback was aborting these sends (the sweep of a
+        # bare-closed loop, _api._sweep_closed), stopping that sweep half-way.
+        if self.on_complete is not None and live:
             self.on_complete(done)
 
     def _signal(self, ov: WSAOverlapped, error: int, n: int, exc: WSAError | None, live: bool) -> None:

@@ -696,7 +696,23 @@ weakref_dealloc(PyObject *self)
         PyErr_Fetch(&type, &value, &traceback);
         res = PyObject_CallFinalizerFromDealloc(self);
         if (PyErr_Occurred() != NULL) {
-            PyErr_WriteUnraisable(self);
+            /* mypyc's finalizer leaves its error set (a ResourceWarning made an error by the
+             * filters: "unclosed transport"). It is reported with the object alive for the
+             * length of the call, as CallFinalizerFromDealloc keeps it alive for the
+             * finalizer: the hook takes a reference to it (pytest's keeps it), and one taken
+             * from a freed object was a use after free. If the hook kept it, it is resurrected
+             * and freed when that reference goes (its finalizer is not called again). */
+            if (res == 0) {
+                Py_SET_REFCNT(self, 1);
+                PyErr_WriteUnraisable(self);
+                Py_SET_REFCNT(self, Py_REFCNT(self) - 1);
+                if (Py_REFCNT(self) != 0) {
+                    res = -1;
+                }
+            }
+            else {
+                PyErr_WriteUnraisable(self);
+            }
         }
         PyErr_Restore(type, value, traceback);
         if (res < 0) {

@@ -230,6 +230,72 @@ def test_the_next_loop_aborts_what_a_bare_closed_loop_left_and_the_peer_sees_the
             sock.close()
 
 
+@FACTORIES
+def test_the_sweep_of_a_bare_closed_loop_leaves_its_transports_quiet(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """The same with a WSATransport still referenced (a server's connection set) whose
+    protocol was paused, or whose close() waits for its queue: aborting its sends called the
+    transport's completion hook, which scheduled on the closed loop, and the RuntimeError
+    ("Event loop is closed") reached the NEXT loop's exception handler, from the sweep, which
+    it stopped half-way (two sockets: the second's sends stayed pending). At bad3034."""
+    pairs = [socket.socketpair() for _ in range(2)]
+    kept: list[asyncio.Transport] = []
+
+    async def post() -> None:
+        for ours, _ in pairs:
+            transport, _proto = await wsasend.connect_accepted_socket(asyncio.Protocol, ours)
+            transport.write(b"w" * BIG)  # past the high-water mark: the protocol is paused
+            kept.append(transport)
+        kept[1].close()  # waits for its queue
+        await asyncio.sleep(0)
+        assert all(t.get_write_buffer_size() for t in kept)
+
+    async def next_job() -> int:
+        c, d = socket.socketpair()
+        with c, d:
+            transport, _proto = await wsasend.connect_accepted_socket(asyncio.Protocol, c)
+            transport.write(b"next")
+            assert await asyncio.to_thread(d.recv, 10) == b"next"
+            transport.close()
+            await asyncio.sleep(0)
+            return 4
+
+    try:
+        loop = factory()
+        loop.run_until_complete(post())
+        loop.close()  # bare: no shutdown_asyncgens
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # (its one warning: tested above)
+            n, seen = _next_loop_seen(factory, next_job)
+        assert n == 4 and seen == []
+        assert [t.get_write_buffer_size() for t in kept] == [0, 0]  # both aborted
+    finally:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # (their loop is gone: unclosed)
+            kept.clear()
+        for ours, peer in pairs:
+            ours.close()
+            peer.close()
+
+
+def _next_loop_seen(
+    factory: Callable[[], asyncio.AbstractEventLoop], job: Callable[[], Coroutine[Any, Any, int]]
+) -> tuple[int, list[dict[str, Any]]]:
+    """Run ``job`` on a new loop: what it returned, and every context its exception handler got
+    (one iteration after ``job`` returns)."""
+    seen: list[dict[str, Any]] = []
+
+    async def main() -> int:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: seen.append(ctx))
+        n = await job()
+        await asyncio.sleep(0)
+        return n
+
+    with asyncio.Runner(loop_factory=factory) as runner:
+        return runner.run(main()), seen
+
+
 def _next_loop_under_w_error(
     factory: Callable[[], asyncio.AbstractEventLoop], job: Callable[[], Coroutine[Any, Any, int]]
 ) -> tuple[int, list[BaseException | None]]:

@@ -204,6 +204,48 @@ def test_the_collector_never_meets_a_freed_transport(loop_name: str, case: str) 
     assert run.stdout.split() == _GC_EXPECTED[case]
 
 
+# A transport dropped unclosed, its "unclosed transport" ResourceWarning made an error by the
+# filters, reported to an unraisable hook that keeps the object it is given (pytest's does).
+_UNRAISABLE_SCRIPT = textwrap.dedent(
+    """
+    import asyncio, gc, socket, sys, warnings, weakref
+    import wsasend
+
+    kept = []
+    sys.unraisablehook = lambda unraisable: kept.append(unraisable.object)
+    warnings.simplefilter("error", ResourceWarning)
+
+    async def make():
+        ours, peer = socket.socketpair()
+        transport, _ = await wsasend.connect_accepted_socket(asyncio.Protocol, ours)
+        return transport, peer
+
+    loop = asyncio.new_event_loop() if sys.argv[1] == "asyncio" else __import__("uvloop").new_event_loop()
+    transport, peer = loop.run_until_complete(make())
+    loop.close()
+    ref = weakref.ref(transport)
+    del transport  # its finalizer warns, the warning is an error, the hook keeps what it is given
+    reported = len(kept)
+    kept.clear()
+    gc.collect()
+    print(reported > 0, ref() is None)
+    """
+)
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_an_unraisable_hook_that_keeps_the_transport_never_sees_it_freed(loop_name: str) -> None:
+    # Compiled, the finalizer's error was reported with the transport's count at 0 and the
+    # transport freed anyway: the hook's reference pointed at freed memory (SIGSEGV, or a
+    # fatal "non-zero refcount" assertion in mypyc's dealloc). At ce6149b, every version.
+    env = dict(os.environ, PYTHONMALLOC="debug")
+    run = subprocess.run(
+        [sys.executable, "-c", _UNRAISABLE_SCRIPT, loop_name], capture_output=True, text=True, timeout=60, env=env
+    )
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split() == ["True", "True"]
+
+
 class _Lost(asyncio.Protocol):
     """Records connection_lost; keeps no reference to its transport."""
 
