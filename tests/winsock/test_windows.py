@@ -12,6 +12,7 @@ import contextlib
 import select
 import socket
 import struct
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -35,6 +36,7 @@ from wsasend.winsock import (
     WSACleanup,
     WSACreateEvent,
     WSAGetLastError,
+    WSAGetOverlappedResult,
     WSASend,
     WSASetLastError,
     WSASocket,
@@ -80,6 +82,18 @@ def test_d1_successful_wsasend_sets_last_error_zero() -> None:
         assert WSASend(a, [WSABUF(2, b"hi")], 1, DWORD(), 0, WSAOVERLAPPED()) == 0  # immediate
         assert WSAGetLastError() == 0
         assert recv_exactly(b, 4) == b"hihi"
+        # A pending send: WSA_IO_PENDING, then WSAGetOverlappedResult's success clears it (it
+        # stayed WSA_IO_PENDING at f89ed74).
+        ov = WSAOVERLAPPED()
+        big = b"p" * (8 << 20)
+        assert WSASend(a, [WSABUF(len(big), big)], 1, None, 0, ov) == SOCKET_ERROR
+        assert WSAGetLastError() == WSA_IO_PENDING
+        reader = threading.Thread(target=recv_exactly, args=(b, len(big)))
+        reader.start()
+        n, flags = DWORD(), DWORD()
+        assert WSAGetOverlappedResult(a, ov, n, True, flags) and n.value == len(big)
+        assert WSAGetLastError() == 0
+        reader.join()
 
 
 # -- 2, 3. shutdown on sockets that have no connection ---------------------------------------------

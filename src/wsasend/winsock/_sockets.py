@@ -733,4 +733,5 @@ def WSAGetOverlappedResult(
     if ov.error:
         _fail(ov.error)
         return False
+    _ok()  # (Wine sets the status's code, 0 here: a pending send's WSA_IO_PENDING must go)
     return True
