@@ -599,6 +599,7 @@ class SendEngine:
         "_info",
         "_key",
         "_loop_records_thread",
+        "_merge_tail",
         "_on_drained",
         "_ops",
         "_owned",
@@ -656,6 +657,9 @@ class SendEngine:
         self._queue: SendQueue[WSAOverlapped] = SendQueue(message_mode=self.message_mode, solo_flags=LINUX_OOB)
         # Datagram sockets: True once getpeername() found a peer (see _post_message).
         self._peer_known = False
+        # The last send queued by a transport's write()/writelines(), which later ones may join
+        # while it is still the queue's tail (see post_list).
+        self._merge_tail: WSAOverlapped | None = None
         # The queue's deque, read (never changed) here for C-speed emptiness tests on the hot path.
         self._ops = self._queue._ops
         # True while post_list() may take a stream send without the general checks: a stream
@@ -1108,6 +1112,17 @@ class SendEngine:
             return self.post(sock, buffers)
         depth = len(self._ops)
         if depth or self._batch_open:
+            if not keep and depth and not self.notify_immediate:
+                # A transport's write()/writelines() behind another write(): nobody sees either
+                # send (no overlapped returned, no send_completed), so the bytes join the queued
+                # one, up to IOV_MAX buffers (S2.1: captured, not copied). S5.6 bounds the
+                # overlapped sends outstanding; a write is not one, and "write many, then
+                # drain" code wrote 65,536 small writes in one loop iteration and met
+                # WSAEWOULDBLOCK, which asyncio never raises.
+                tail = self._merge_tail
+                if tail is not None and self._ops[-1] is tail and len(tail._bufs) < IOV_MAX:
+                    self._queue.extend_tail(tail, buffers, total)
+                    return tail
             if depth >= self.max_pending:
                 return self.post(sock, buffers)  # it raises WSAEWOULDBLOCK (S5.6)
             # S2.1: the list is captured now; the bytes are not copied.
@@ -1119,6 +1134,8 @@ class SendEngine:
                     _IOV_GC_UNTRACK(ov)  # tracked again on its way out (_complete, _fail_ops)
                     self._untracked = True
             self._queue.submit(ov)
+            if not keep:
+                self._merge_tail = ov
             if self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
@@ -1157,6 +1174,8 @@ class SendEngine:
         if n < total:
             ov = _stream_overlapped(self, buffers.copy(), total, False)  # S2.1 (the queue was empty)
             self._queue.submit(ov)
+            if not keep:
+                self._merge_tail = ov
             if n:
                 self._queue.bytes_sent(n)
             self._add_writer(sock)

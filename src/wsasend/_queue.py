@@ -193,6 +193,13 @@ class SendQueue(Generic[OpT]):
                 self._open_bytes = 0
                 self._closed_messages += 1
 
+    def extend_tail(self, op: OpT, bufs: list[Buffer], nbytes: int) -> None:
+        """Stream mode: add ``bufs`` (``nbytes`` bytes) to the end of ``op``, the queue's tail,
+        whose buffer list is the queue's own (captured at submit); the op may be partly sent."""
+        op._bufs += bufs
+        op._nbytes += nbytes
+        self._unsent += nbytes
+
     def next_batch(self, max_bytes: int = BATCH_BYTES) -> tuple[list[Buffer], int]:
         """The buffers and flags for the next ``sendmsg``, from the head.
 

@@ -201,3 +201,54 @@ async def test_WSATransport_stream_writer_drain() -> None:
         writer.close()
         await asyncio.wait_for(writer.wait_closed(), GUARD)
         assert await sink == payload
+
+
+@pytest.mark.parametrize("factory", [asyncio.Protocol, Recorder], ids=["plain", "send_completed"])
+async def test_many_writes_in_one_iteration_then_drain_as_asyncio(factory: Any) -> None:
+    """asyncio's write() never refuses for volume: "write many, then drain once" code (rows of
+    a report, lines of a log) wrote 100,000 small writes in one loop iteration and met
+    WSAEWOULDBLOCK at the 65,537th, each write one outstanding send (S5.6) although the kernel
+    had room (at 1c42d6b). Writes behind a queued write now join it when the protocol is told
+    of no send; a protocol with ``send_completed`` is told of each write, so the writes stay
+    sends, under a bound raised to hold them. Byte-exact either way."""
+    rows = [b"row %d\n" % i for i in range(100_000)]
+    ours, peer = socket.socketpair()
+    with peer:
+        options = {"max_pending_sends": 200_000} if factory is Recorder else {}
+        transport, _ = await wrap(ours, factory, **options)
+        reader = asyncio.ensure_future(drain_peer(peer))
+        for row in rows:
+            transport.write(row)
+        transport.writelines([b"end", b"\n"])
+        engine = wsasend._api.find_engine(ours)
+        assert engine is not None
+        if factory is asyncio.Protocol:
+            assert engine.pending_count() <= len(rows) // 1024 + 2  # joined, up to 1024 each
+        transport.close()
+        assert await asyncio.wait_for(reader, GUARD) == b"".join(rows) + b"end\n"
+
+
+async def test_joined_writes_keep_the_bound_for_sends_and_their_order() -> None:
+    """Only writes join writes: a send() between them is its own overlapped (S5.6 still counts
+    it: past max_pending_sends it is refused) and keeps its place in the stream (S5.4)."""
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, _ = await wrap(ours, asyncio.Protocol, max_pending_sends=4)
+        reader = asyncio.ensure_future(drain_peer(peer))
+        blob = pattern(4 << 20, 2)
+        transport.write(blob)  # more than the socket takes: queued (the first, general path)
+        transport.write(b"a-;")  # queued behind it
+        for i in range(1000):
+            transport.write(b"a%d;" % i)  # joined to that one (1024 buffers at most)
+        ov = transport.send([b"<send>"])
+        assert ov.pending
+        transport.write(b"after")  # a new queued write: 4 outstanding now
+        with pytest.raises(wsasend.WSAError) as info:
+            transport.send([b"refused"])
+        assert info.value.winerror == wsasend.WSAErrorCode.WSAEWOULDBLOCK
+        for i in range(3):
+            transport.write(b"b%d;" % i)  # joins "after"
+        transport.close()
+        expected = blob + b"a-;" + b"".join(b"a%d;" % i for i in range(1000)) + b"<send>after" + b"b0;b1;b2;"
+        assert await asyncio.wait_for(reader, GUARD) == expected
+        assert await ov == 6
