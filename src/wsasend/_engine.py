@@ -625,6 +625,7 @@ class SendEngine:
         "notify_immediate",
         "on_complete",
         "on_error",
+        "on_progress",
     )
 
     def __init__(
@@ -700,6 +701,9 @@ class SendEngine:
         self._dup_fd = -1
         self._dup_check_scheduled = False
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
+        # Called when a sendmsg took bytes but completed no send (a transport sets it while its
+        # protocol is paused, to check the low-water mark as asyncio does after each send).
+        self.on_progress: Callable[[], object] | None = None
         self.on_error: Callable[[WSAError], object] | None = None
         self._on_drained: Callable[[], object] | None = None
 
@@ -1134,8 +1138,8 @@ class SendEngine:
                     _IOV_GC_UNTRACK(ov)  # tracked again on its way out (_complete, _fail_ops)
                     self._untracked = True
             self._queue.submit(ov)
-            if not keep:
-                self._merge_tail = ov
+            if not keep:  # (not joinable if a protocol is told of it: its count is told)
+                self._merge_tail = None if self.notify_immediate else ov
             if self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
@@ -1174,8 +1178,8 @@ class SendEngine:
         if n < total:
             ov = _stream_overlapped(self, buffers.copy(), total, False)  # S2.1 (the queue was empty)
             self._queue.submit(ov)
-            if not keep:
-                self._merge_tail = ov
+            if not keep:  # (not joinable if a protocol is told of it: its count is told)
+                self._merge_tail = None if self.notify_immediate else ov
             if n:
                 self._queue.bytes_sent(n)
             self._add_writer(sock)
@@ -1461,6 +1465,8 @@ class SendEngine:
                 elif self._batch_cap < BATCH_BYTES:
                     self._batch_cap *= 2
                 done = queue.bytes_sent(n)
+                if not done and self.on_progress is not None:
+                    self.on_progress()
             elif flags == _FILE_OP:  # a file send at the head (S9.3): never reached by buffers
                 head = self._ops[0]
                 assert isinstance(head, FileOverlapped)

@@ -786,6 +786,8 @@ class WSATransport(asyncio.Transport):
             return
         if not self._protocol_paused:
             self._protocol_paused = True
+            if self._engine is not None:
+                self._engine.on_progress = self._on_progress
             try:
                 self._protocol.pause_writing()
             except (SystemExit, KeyboardInterrupt):
@@ -806,6 +808,8 @@ class WSATransport(asyncio.Transport):
             return
         if self._protocol_paused and self.get_write_buffer_size() <= self._low_water:
             self._protocol_paused = False
+            if self._engine is not None:
+                self._engine.on_progress = None
             try:
                 self._protocol.resume_writing()
             except (SystemExit, KeyboardInterrupt):
@@ -821,6 +825,20 @@ class WSATransport(asyncio.Transport):
                 )
 
     # -- completions (engine hooks) ----------------------------------------------------------------
+
+    def _on_progress(self) -> None:
+        """Engine hook while the protocol is paused: the kernel took bytes of a send that has
+        not completed. asyncio checks the low-water mark after each send, not at completions:
+        a send of many joined writes (or one large write) would otherwise keep the protocol
+        paused until it completed (S7.1)."""
+        if (
+            self._protocol_paused
+            and not self._resume_scheduled
+            and self._state is not TransportState.CLOSED
+            and self.get_write_buffer_size() <= self._low_water
+        ):
+            self._resume_scheduled = True
+            self._loop.call_soon(self._maybe_resume_protocol)
 
     def _on_sends_completed(self, ops: list[WSAOverlapped]) -> None:
         """Engine hook, inside its flush: schedule ``send_completed`` and the resume check."""
@@ -1312,6 +1330,7 @@ class WSATransport(asyncio.Transport):
             engine.abort()  # nothing is queued by now; this removes the writer and its watchdog
             engine.on_complete = None
             engine.on_error = None
+            engine.on_progress = None
         if sock is not None:
             sock.close()
         server, self._server = self._server, None

@@ -252,3 +252,73 @@ async def test_joined_writes_keep_the_bound_for_sends_and_their_order() -> None:
         expected = blob + b"a-;" + b"".join(b"a%d;" % i for i in range(1000)) + b"<send>after" + b"b0;b1;b2;"
         assert await asyncio.wait_for(reader, GUARD) == expected
         assert await ov == 6
+
+
+async def test_resume_writing_at_low_water_inside_one_long_send() -> None:
+    """asyncio checks the low-water mark after each send syscall. Ours checked it only when a
+    send completed, so 1,000 writes joined into one send (or one large write) kept the
+    protocol paused until all of it had gone: resume_writing came at 0 bytes, not at the low
+    water mark (at 27522fc). The check now also runs on partial progress while paused."""
+    events: list[tuple[str, int]] = []
+
+    class Paused(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def pause_writing(self) -> None:
+            events.append(("pause", self.transport.get_write_buffer_size()))  # type: ignore[attr-defined]
+
+        def resume_writing(self) -> None:
+            events.append(("resume", self.transport.get_write_buffer_size()))  # type: ignore[attr-defined]
+
+    ours, peer = socket.socketpair()
+    with peer:
+        for sock in (ours, peer):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        transport, _ = await wrap(ours, Paused)
+        transport.set_write_buffer_limits(400_000, 200_000)
+        transport.write(b"first")  # goes at once; the writes behind it join one send
+        rows = [b"%06d" % i * 100 for i in range(1000)]  # 600 KB
+        for row in rows:
+            transport.write(row)
+        assert [kind for kind, _ in events] == ["pause"] and transport.get_write_buffer_size() == 600_000
+        peer.setblocking(False)
+        loop = asyncio.get_running_loop()
+        received = bytearray()
+        while len(events) < 2:  # read slowly until the protocol is resumed
+            received += await asyncio.wait_for(loop.sock_recv(peer, 16 * 1024), GUARD)
+            for _ in range(3):
+                await asyncio.sleep(0)
+        kind, size = events[1]
+        assert kind == "resume" and 0 < size <= 200_000  # the send still had bytes to go
+        transport.close()
+        received += await drain_peer(peer)
+        assert bytes(received) == b"first" + b"".join(rows)
+
+
+async def test_a_write_told_to_send_completed_is_never_joined_by_later_writes() -> None:
+    """A write posted while the protocol has send_completed is told with its own count; writes
+    made after switching to a protocol without it joined it, and it was told of their bytes
+    too (15 for a 10-byte write, at 27522fc)."""
+    told: list[int] = []
+
+    class Told(asyncio.Protocol):
+        def send_completed(self, overlapped: Any) -> None:
+            told.append(overlapped.transferred)
+
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, _ = await wrap(ours, asyncio.Protocol)
+        transport.write(b"x" * 1_000_000)  # queued: the peer is not reading yet
+        transport.set_protocol(Told())
+        transport.write(b"A" * 10)
+        transport.set_protocol(asyncio.Protocol())
+        transport.write(b"B" * 5)
+        told_protocol = Told()
+        transport.set_protocol(told_protocol)
+        reader = asyncio.ensure_future(drain_peer(peer))
+        await until(lambda: transport.get_write_buffer_size() == 0 and len(told) == 3)
+        assert told == [1_000_000, 10, 5]
+        transport.close()
+        assert await asyncio.wait_for(reader, GUARD) == b"x" * 1_000_000 + b"A" * 10 + b"B" * 5
