@@ -1033,7 +1033,7 @@ class SendEngine:
             self._fail_ops([SendCompletion(p, 0) for p in pieces], WSAErrorCode.WSAEMSGSIZE, None)
             raise err
         nowhere = dest is None or dest[0] is None
-        if not more and queue and nowhere and not self._peer_known and sock.type == socket.SOCK_DGRAM:
+        if not more and queue and nowhere and not self._peer_known and self._info.type == socket.SOCK_DGRAM:
             # S5.2: a datagram with nowhere to go (an unconnected socket, no address) is
             # WSAENOTCONN from the call, as it is when nothing is queued (the kernel's own
             # check then); queued, the kernel would only say so at its sendmsg, as a completion.

@@ -157,6 +157,16 @@ def _wake(fut: asyncio.Future[bool]) -> None:
 
 # Compiled, it still lets Python classes extend it (SPEC S10).
 @mypyc_attr(allow_interpreted_subclasses=True)
+def _error_code(error: int) -> WSAErrorCode | Literal[0]:
+    """An ``_error`` field as ``error`` gives it: 0, or the :class:`WSAErrorCode` (S5.3).
+
+    Compiled, the int field keeps the number only, and a property typed ``int`` would return a
+    plain int: the enum member is made again here, and the union return type keeps it an
+    object (S10).
+    """
+    return WSAErrorCode(error) if error else 0
+
+
 class WSAOverlapped(PendingSend):
     """One overlapped send: awaitable, with status, byte count and event (SPEC S5; WSAOVERLAPPED).
 
@@ -238,11 +248,7 @@ class WSAOverlapped(PendingSend):
     @property
     def error(self) -> WSAErrorCode | Literal[0]:
         """0 on success, else the :class:`WSAErrorCode` the send completed with."""
-        # Compiled, the int field keeps the number only, and a property typed ``int`` would
-        # return a plain int: the enum member is made again here, and the union return type
-        # keeps it an object (S5.3, S10).
-        error = self._error
-        return WSAErrorCode(error) if error else 0
+        return _error_code(self._error)
 
     @property
     def exception(self) -> WSAError | None:
@@ -610,11 +616,7 @@ class CompletedSend:
     @property
     def error(self) -> WSAErrorCode | Literal[0]:
         """0 on success, else the :class:`WSAErrorCode` the send completed with."""
-        # Compiled, the int field keeps the number only, and a property typed ``int`` would
-        # return a plain int: the enum member is made again here, and the union return type
-        # keeps it an object (S5.3, S10).
-        error = self._error
-        return WSAErrorCode(error) if error else 0
+        return _error_code(self._error)
 
     @property
     def transferred(self) -> int:

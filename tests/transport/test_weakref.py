@@ -68,12 +68,20 @@ _SCRIPT = textwrap.dedent(
 )
 
 
+def _script_output(script: str, *args: str, debug_malloc: bool = False) -> list[str]:
+    """Run ``script`` in a fresh interpreter; it must exit cleanly (a crash fails here, with its
+    stderr). Its output, split. ``debug_malloc``: PYTHONMALLOC=debug, which overwrites freed
+    memory, so that a use after free cannot pass unseen."""
+    env = dict(os.environ, PYTHONMALLOC="debug") if debug_malloc else None
+    run = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120, env=env)
+    assert run.returncode == 0, run.stderr
+    return run.stdout.split()
+
+
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
 def test_weak_references_to_freed_transports_are_dead_not_dangling(loop_name: str) -> None:
-    run = subprocess.run([sys.executable, "-c", _SCRIPT, loop_name], capture_output=True, text=True, timeout=120)
-    assert run.returncode == 0, run.stderr
     # No reference still answers, every callback ran once, the WeakSet is empty.
-    assert run.stdout.split() == ["0", "50", "0"]
+    assert _script_output(_SCRIPT, loop_name) == ["0", "50", "0"]
 
 
 # The collector meeting a dying transport, three ways (each crashed or misbehaved compiled; see
@@ -195,13 +203,7 @@ _GC_EXPECTED = {
 @pytest.mark.parametrize("case", sorted(_GC_EXPECTED))
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
 def test_the_collector_never_meets_a_freed_transport(loop_name: str, case: str) -> None:
-    # PYTHONMALLOC=debug: freed memory is overwritten, so a use after free cannot pass unseen.
-    env = dict(os.environ, PYTHONMALLOC="debug")
-    run = subprocess.run(
-        [sys.executable, "-c", _GC_SCRIPT, loop_name, case], capture_output=True, text=True, timeout=120, env=env
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == _GC_EXPECTED[case]
+    assert _script_output(_GC_SCRIPT, loop_name, case, debug_malloc=True) == _GC_EXPECTED[case]
 
 
 # A transport dropped unclosed, its "unclosed transport" ResourceWarning made an error by the
@@ -238,12 +240,7 @@ def test_an_unraisable_hook_that_keeps_the_transport_never_sees_it_freed(loop_na
     # Compiled, the finalizer's error was reported with the transport's count at 0 and the
     # transport freed anyway: the hook's reference pointed at freed memory (SIGSEGV, or a
     # fatal "non-zero refcount" assertion in mypyc's dealloc). At ce6149b, every version.
-    env = dict(os.environ, PYTHONMALLOC="debug")
-    run = subprocess.run(
-        [sys.executable, "-c", _UNRAISABLE_SCRIPT, loop_name], capture_output=True, text=True, timeout=60, env=env
-    )
-    assert run.returncode == 0, run.stderr
-    assert run.stdout.split() == ["True", "True"]
+    assert _script_output(_UNRAISABLE_SCRIPT, loop_name, debug_malloc=True) == ["True", "True"]
 
 
 class _Lost(asyncio.Protocol):
