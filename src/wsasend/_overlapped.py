@@ -155,8 +155,6 @@ def _wake(fut: asyncio.Future[bool]) -> None:
         fut.set_result(True)
 
 
-# Compiled, it still lets Python classes extend it (SPEC S10).
-@mypyc_attr(allow_interpreted_subclasses=True)
 def _error_code(error: int) -> WSAErrorCode | Literal[0]:
     """An ``_error`` field as ``error`` gives it: 0, or the :class:`WSAErrorCode` (S5.3).
 
@@ -167,6 +165,8 @@ def _error_code(error: int) -> WSAErrorCode | Literal[0]:
     return WSAErrorCode(error) if error else 0
 
 
+# Compiled, it still lets Python classes extend it (SPEC S10).
+@mypyc_attr(allow_interpreted_subclasses=True)
 class WSAOverlapped(PendingSend):
     """One overlapped send: awaitable, with status, byte count and event (SPEC S5; WSAOVERLAPPED).
 
