@@ -391,6 +391,21 @@ def test_wait_for_multiple_events_arguments() -> None:
 
 
 @pytest.mark.usefixtures("provider")
+def test_wait_all_refuses_one_event_twice() -> None:
+    """As Win32's wait for all: the same object twice is ERROR_INVALID_PARAMETER, signalled or
+    not, and the wait consumes no signal; a wait for any takes duplicates."""
+    a, b = _new_events(2)
+    assert WSAWaitForMultipleEvents([a, b, a], True, 0, False) == WSA_WAIT_FAILED
+    assert WSAGetLastError() == WSA_INVALID_PARAMETER
+    WSASetEvent(a)
+    WSASetEvent(b)
+    assert WSAWaitForMultipleEvents([a, a], True, 0, False) == WSA_WAIT_FAILED
+    assert WSAGetLastError() == WSA_INVALID_PARAMETER
+    assert WSAWaitForMultipleEvents([b, a, a], False, 0, False) == WSA_WAIT_EVENT_0
+    assert WSAWaitForMultipleEvents([a, b], True, 0, False) == WSA_WAIT_EVENT_0
+
+
+@pytest.mark.usefixtures("provider")
 def test_wait_reports_the_lowest_signalled_event() -> None:
     events = _new_events(64)
     WSASetEvent(events[63])

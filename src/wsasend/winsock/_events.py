@@ -243,8 +243,8 @@ def WSAWaitForMultipleEvents(events: Iterable[WSAEvent], wait_all: bool, timeout
         ``WSA_WAIT_EVENT_0 + i`` for the lowest signalled event ``i`` (``WSA_WAIT_EVENT_0``
         when ``wait_all``), ``WSA_WAIT_IO_COMPLETION`` after running completion routines,
         ``WSA_WAIT_TIMEOUT``, or ``WSA_WAIT_FAILED`` with ``WSAGetLastError()``:
-        WSANOTINITIALISED, WSA_INVALID_PARAMETER (no events, more than 64, bad time-out),
-        WSA_INVALID_HANDLE (an entry that is not an open event).
+        WSANOTINITIALISED, WSA_INVALID_PARAMETER (no events, more than 64, bad time-out, one
+        event twice with ``wait_all``, as Win32 refuses it), WSA_INVALID_HANDLE (an entry that is not an open event).
     """
     if _started() is None:
         _fail(WSAErrorCode.WSANOTINITIALISED)
@@ -260,6 +260,10 @@ def WSAWaitForMultipleEvents(events: Iterable[WSAEvent], wait_all: bool, timeout
                 detail=f"{len(evs)} events (1 to {WSA_MAXIMUM_WAIT_EVENTS} allowed)",
             )
         checked = [_check_event(event) for event in evs]
+        if wait_all and len({id(event) for event in checked}) < len(checked):
+            # Win32 refuses one object twice in a wait for all (ERROR_INVALID_PARAMETER): it
+            # could never be told apart from itself when it resets (an auto-reset event).
+            raise WSAError(WSAErrorCode.WSA_INVALID_PARAMETER, detail="the same event twice with wait_all")
         timeout = _timeout_seconds(timeout_ms)
     except WSAError as exc:
         _fail(exc.winerror)
