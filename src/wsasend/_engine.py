@@ -599,6 +599,7 @@ class SendEngine:
         "_info",
         "_key",
         "_loop_records_thread",
+        "_merge_seq",
         "_merge_tail",
         "_on_drained",
         "_ops",
@@ -661,6 +662,7 @@ class SendEngine:
         # The last send queued by a transport's write()/writelines(), which later ones may join
         # while it is still the queue's tail (see post_list).
         self._merge_tail: WSAOverlapped | None = None
+        self._merge_seq = 0  # the queue's ``submitted`` when _merge_tail was submitted
         # The queue's deque, read (never changed) here for C-speed emptiness tests on the hot path.
         self._ops = self._queue._ops
         # True while post_list() may take a stream send without the general checks: a stream
@@ -1124,7 +1126,12 @@ class SendEngine:
                 # drain" code wrote 65,536 small writes in one loop iteration and met
                 # WSAEWOULDBLOCK, which asyncio never raises.
                 tail = self._merge_tail
-                if tail is not None and self._ops[-1] is tail and len(tail._bufs) < IOV_MAX:
+                if (
+                    tail is not None
+                    and self._merge_seq == self._queue.submitted
+                    and self._ops[-1] is tail
+                    and len(tail._bufs) < IOV_MAX
+                ):
                     self._queue.extend_tail(tail, buffers, total)
                     return tail
             if depth >= self.max_pending:
@@ -1138,8 +1145,11 @@ class SendEngine:
                     _IOV_GC_UNTRACK(ov)  # tracked again on its way out (_complete, _fail_ops)
                     self._untracked = True
             self._queue.submit(ov)
-            if not keep:  # (not joinable if a protocol is told of it: its count is told)
-                self._merge_tail = None if self.notify_immediate else ov
+            # Joinable only if it is a write nobody is told of (a protocol with send_completed
+            # is told its count), and only while it is the last send submitted: the same object
+            # at the tail may be an overlapped a protocol got back and reposted (S5.5).
+            self._merge_tail = None if keep or self.notify_immediate else ov
+            self._merge_seq = self._queue.submitted
             if self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
@@ -1178,8 +1188,8 @@ class SendEngine:
         if n < total:
             ov = _stream_overlapped(self, buffers.copy(), total, False)  # S2.1 (the queue was empty)
             self._queue.submit(ov)
-            if not keep:  # (not joinable if a protocol is told of it: its count is told)
-                self._merge_tail = None if self.notify_immediate else ov
+            self._merge_tail = None if keep or self.notify_immediate else ov  # (as above)
+            self._merge_seq = self._queue.submitted
             if n:
                 self._queue.bytes_sent(n)
             self._add_writer(sock)

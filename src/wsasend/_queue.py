@@ -140,6 +140,9 @@ class SendQueue(Generic[OpT]):
         # (an upper bound when the head alone has more than iov_max buffers). The engine
         # compares it with what the kernel took to size the next batch.
         self.last_batch_bytes = 0
+        # How many sends were ever submitted: a send's number tells whether it is still the
+        # last one submitted (the engine joins writes only to that one, see extend_tail).
+        self.submitted = 0
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -186,6 +189,7 @@ class SendQueue(Generic[OpT]):
         """Append a loaded send at the tail (its ``_load`` was called)."""
         _APPEND(self._ops, op)
         self._unsent += op._nbytes
+        self.submitted += 1
         if self.message_mode:
             if op._more:
                 self._open_bytes += op._nbytes
@@ -195,7 +199,11 @@ class SendQueue(Generic[OpT]):
 
     def extend_tail(self, op: OpT, bufs: list[Buffer], nbytes: int) -> None:
         """Stream mode: add ``bufs`` (``nbytes`` bytes) to the end of ``op``, the queue's tail,
-        whose buffer list is the queue's own (captured at submit); the op may be partly sent."""
+        whose buffer list is the queue's own (captured at submit); the op may be partly sent.
+
+        ``op`` must be the last send submitted (``submitted`` has not moved since): the same
+        object submitted again (an overlapped reposted, S5.5) is another send.
+        """
         op._bufs += bufs
         op._nbytes += nbytes
         self._unsent += nbytes

@@ -254,6 +254,41 @@ async def test_joined_writes_keep_the_bound_for_sends_and_their_order() -> None:
         assert await ov == 6
 
 
+async def test_a_write_never_joins_its_overlapped_reposted_by_send() -> None:
+    """S5.5, S5.3: a queued write's overlapped, handed to a protocol by send_completed and
+    reposted with send() while it is the queue's tail again, is the protocol's send of its
+    own bytes; a later write must not join it (it did: ``await`` gave 1 + 6, and a MSG_OOB
+    repost's urgent mark moved to the write's last byte)."""
+
+    class Told(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.completed: list[wsasend.CompletedSend] = []
+
+        def send_completed(self, completed: wsasend.CompletedSend) -> None:
+            self.completed.append(completed)
+
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, _ = await wrap(ours, asyncio.Protocol)
+        blob = pattern(4 << 20, 3)
+        transport.write(blob)  # queued (the first write takes the general path)
+        transport.write(b"t" * 10)  # a queued write: the one later writes would join
+        told = Told()
+        transport.set_protocol(told)
+        reader = asyncio.ensure_future(drain_peer(peer))
+        await until(lambda: any(c.nbytes == 10 for c in told.completed))
+        tail = next(c.overlapped for c in told.completed if c.nbytes == 10)
+        busy = transport.send([blob])
+        assert busy.pending  # (the socket pair takes far less than 4 MiB at once)
+        assert transport.send([b"U"], overlapped=tail) is tail
+        transport.set_protocol(asyncio.Protocol())
+        transport.write(b"JOINED")
+        assert await tail == 1
+        assert tail.transferred == 1
+        transport.close()
+        assert await asyncio.wait_for(reader, GUARD) == blob + b"t" * 10 + blob + b"U" + b"JOINED"
+
+
 async def test_resume_writing_at_low_water_inside_one_long_send() -> None:
     """asyncio checks the low-water mark after each send syscall. Ours checked it only when a
     send completed, so 1,000 writes joined into one send (or one large write) kept the
