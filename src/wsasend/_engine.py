@@ -155,6 +155,8 @@ DEFAULT_MAX_PENDING = 65536
 # How often the watchdog looks for a socket closed behind our back (SPEC S6.1 wants "within one
 # second"; a quarter second leaves room on a loaded machine).
 _WATCHDOG_INTERVAL = 0.25
+# _take_dup's answer when the process has no descriptor to spare (not a closed socket).
+_NO_DESCRIPTOR: Final = -2
 
 _EMPTY: Final[list[Any]] = []
 # LINUX_SEND_FLAGS as the int object the C sendmsg takes: compiled, an int constant is a C
@@ -595,6 +597,7 @@ class SendEngine:
         "_dup",
         "_dup_check_scheduled",
         "_dup_fd",
+        "_dup_retry",
         "_held",
         "_info",
         "_key",
@@ -702,6 +705,8 @@ class SendEngine:
         self._dup: socket.socket | None = None
         self._dup_fd = -1
         self._dup_check_scheduled = False
+        # Set while queued sends wait for a descriptor to duplicate (see _add_writer: EMFILE).
+        self._dup_retry: asyncio.TimerHandle | None = None
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
         # Called when a sendmsg took bytes but completed no send (a transport sets it while its
         # protocol is paused, to check the low-water mark as asyncio does after each send).
@@ -847,14 +852,15 @@ class SendEngine:
         return dup
 
     def _take_dup(self, sock: socket.socket) -> int:
-        """Duplicate ``sock``'s descriptor for the engine; its number, or -1 if ``sock`` is closed."""
+        """Duplicate ``sock``'s descriptor for the engine; its number, -1 if ``sock`` is
+        closed, or ``_NO_DESCRIPTOR`` if the process has none to spare (EMFILE, ENFILE)."""
         fd = sock.fileno()
         if fd < 0 or marked_closed(sock):
             return -1
         try:
             dup_fd = os.dup(fd)
-        except OSError:
-            return -1
+        except OSError as exc:
+            return -1 if exc.errno == errno.EBADF else _NO_DESCRIPTOR
         if sock.fileno() != fd:
             # Closed by another thread meanwhile, and ``fd`` maybe already reused: what we
             # duplicated may be someone else's socket. (A socket object never reopens, so an
@@ -1686,6 +1692,15 @@ class SendEngine:
             fd = self._dup_fd
             if fd < 0:
                 fd = self._take_dup(sock)
+                if fd == _NO_DESCRIPTOR:
+                    # Out of descriptors (an accept flood, a low RLIMIT_NOFILE): nothing is
+                    # wrong with the socket, so its sends wait, as asyncio's buffer would, and
+                    # the flush is tried again each watchdog interval (registering the caller's
+                    # own number instead would break S5.11). Aborting them here lost the rest
+                    # of a response without a word to anyone (adversarial test, aiohttp).
+                    if self._dup_retry is None:
+                        self._dup_retry = self.loop.call_later(_WATCHDOG_INTERVAL, self._retry_flush, sock)
+                    return
                 if fd < 0:
                     # Closed behind our back since the sendmsg that met a full buffer (S6.1).
                     self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
@@ -1701,6 +1716,12 @@ class SendEngine:
                 os.set_blocking(fd, True)
             if self._watchdog is None:
                 self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
+
+    def _retry_flush(self, sock: socket.socket) -> None:
+        """A descriptor may be free again: flush (it sends, registers, or waits once more)."""
+        self._dup_retry = None
+        if self._writer is None and self._queue:
+            self._flush(sock)  # (a socket closed meanwhile aborts there, S6.1)
 
     def _remove_writer(self) -> None:
         """Remove the registration, by the number the engine registered (never ``fileno()``)."""
