@@ -403,8 +403,16 @@ class WSATransport(asyncio.Transport):
             if transport is not None:
                 transport._fatal_error(exc, "Fatal write error on WSATransport")
 
+        def on_progress() -> None:
+            transport = ref()
+            if transport is not None:
+                transport._on_progress()
+
         engine.on_complete = on_complete
         engine.on_error = on_error
+        # Given to the engine while the protocol is paused for writing (see _on_progress); a
+        # bound method there kept a paused, unclosed transport from being collected.
+        self._progress_hook: Callable[[], None] = on_progress
 
         self._server = _server
         if _server is not None:
@@ -787,7 +795,7 @@ class WSATransport(asyncio.Transport):
         if not self._protocol_paused:
             self._protocol_paused = True
             if self._engine is not None:
-                self._engine.on_progress = self._on_progress
+                self._engine.on_progress = self._progress_hook
             try:
                 self._protocol.pause_writing()
             except (SystemExit, KeyboardInterrupt):

@@ -512,6 +512,24 @@ async def test_WSATransport_needs_a_connected_socket_of_its_own() -> None:
         await proto.wait_lost()
 
 
+async def test_WSATransport_unclosed_while_paused_for_writing_warns() -> None:
+    """As above with the protocol paused for writing, a send queued: the engine's hook for the
+    low-water mark held the transport strongly, so it was never collected (nor warned)."""
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    with peer:
+        transport, proto = await wrap(ours)
+        transport.pause_reading()
+        transport.write(b"x" * (8 << 20))
+        assert transport.get_write_buffer_size() > 64 * 1024
+        assert proto.paused  # (the case this test is about)
+        await asyncio.sleep(0)
+        del transport, proto
+        with pytest.warns(ResourceWarning, match="unclosed transport <WSATransport"):
+            gc.collect()
+        assert ours.fileno() == -1
+
+
 async def test_WSATransport_unclosed_warns() -> None:
     ours, peer = socket.socketpair()
     with peer:
