@@ -148,7 +148,14 @@ async def fallback(transport: WSATransport, file: Any, offset_arg: object, count
             n = await transport._loop.run_in_executor(None, file.readinto, buf)
             if not n:
                 return total
-            ov = transport.send([memoryview(buf)[:n]])
+            try:
+                ov = transport.send([memoryview(buf)[:n]])
+            except WSAError as exc:
+                # A send that could not start (close(), abort() or write_eof() since the last
+                # block): the blocks before it were consumed, so the count is theirs (S6.4).
+                # The refusal is a fresh error, ours alone: give it the count, keep its message.
+                exc.bytes_sent = total
+                raise
             try:
                 await ov
             except WSAError as exc:

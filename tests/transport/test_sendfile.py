@@ -6,6 +6,7 @@ Every test runs on asyncio and on uvloop (tests/conftest.py), on real sockets an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import socket
@@ -17,6 +18,7 @@ import pytest
 
 from tests.helpers import SMALL_BUF, pattern, tcp_pair
 from wsasend import WSAError, WSAErrorCode, WSATransport
+from wsasend._sendfile import _SENDFILE_CHUNK
 
 from .util import GUARD, drain_peer, until, wrap
 
@@ -288,4 +290,52 @@ async def test_sendfile_fallback_cancelled_leaves_the_position_at_what_the_peer_
     assert 0 < len(received) < len(data)
     assert received == data[: len(received)]
     assert buf.tell() == len(received)
+    peer.close()
+
+
+class _GatedBytes(io.BytesIO):
+    """A BytesIO (so the fallback) whose read of block ``gate`` waits for ``go``: the test can act
+    between two blocks, with every block before it consumed and none in the queue."""
+
+    def __init__(self, data: bytes, gate: int) -> None:
+        super().__init__(data)
+        self.reads = 0
+        self.gate = gate
+        self.reading = threading.Event()
+        self.go = threading.Event()
+
+    def readinto(self, buffer: Any) -> int:  # runs in the executor's thread
+        self.reads += 1
+        if self.reads == self.gate:
+            self.reading.set()
+            self.go.wait(GUARD)
+        return super().readinto(buffer)
+
+
+@pytest.mark.parametrize("how", ["close", "write_eof", "abort"])
+async def test_sendfile_fallback_stopped_between_blocks_reports_the_blocks_sent(how: str) -> None:
+    """S6.4 for the fallback: close(), write_eof() or abort() between two blocks makes the next
+    block's send() refuse (WSAESHUTDOWN); the error counts the blocks consumed before it, as the
+    native path and a block failing inside its send do. Reported bytes_sent=0 before the fix."""
+    data = pattern(4 * _SENDFILE_CHUNK, 7)
+    buf = _GatedBytes(data, gate=3)
+    transport, peer = await _pair()
+    reader = asyncio.ensure_future(drain_peer(peer))
+    task = asyncio.ensure_future(transport.sendfile(buf))
+    await until(buf.reading.is_set)  # two blocks consumed; the third is being read
+    getattr(transport, how)()
+    buf.go.set()
+    with pytest.raises(WSAError) as info:
+        await asyncio.wait_for(task, GUARD)
+    assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+    assert info.value.bytes_sent == 2 * _SENDFILE_CHUNK
+    assert buf.tell() == 2 * _SENDFILE_CHUNK
+    if how != "abort":
+        if how == "write_eof":
+            transport.close()
+        assert await asyncio.wait_for(reader, GUARD) == data[: 2 * _SENDFILE_CHUNK]
+    else:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await reader
     peer.close()
