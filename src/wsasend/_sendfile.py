@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, Final
 from ._errors import WSAError, WSAErrorCode
 
 if TYPE_CHECKING:
+    from ._overlapped import WSAOverlapped
     from ._transport import WSATransport
 
 __all__ = ["check_sendfile_params", "fallback", "fatal_for_connection", "native", "sendfile"]
@@ -122,14 +123,47 @@ async def native(transport: WSATransport, file: Any, offset_arg: object, count_a
             raise asyncio.SendfileNotAvailableError("os.sendfile call failed") from exc
         raise
     except asyncio.CancelledError:
-        if ov.pending:
-            ov.cancel()  # S5.7: withdrawn if it had not started; else it finishes
+        if ov.pending and not ov.cancel():
+            # S5.7: it started, so it cannot be withdrawn and goes out whole in the background.
+            # The position says what the peer gets, as the fallback's does (with the block in
+            # flight): the end of the file send, now; set back if it ends short, when it ends.
+            sent = nbytes
+            _settle_position_when_done(transport._loop, ov, file, fd, offset, offset + nbytes)
+        else:
+            # Withdrawn before its first byte (0), or already completed, even when the task
+            # was cancelled before it could take the result: what it consumed.
+            sent = ov.transferred
         raise
     finally:
         transport._sendfiles -= 1
         if sent > 0:
             os.lseek(fd, offset + sent, os.SEEK_SET)  # asyncio's _sock_sendfile_update_filepos
     return sent
+
+
+def _settle_position_when_done(
+    loop: asyncio.AbstractEventLoop, ov: WSAOverlapped, file: Any, fd: int, offset: int, expected: int
+) -> None:
+    """When the file send ``ov``, cancelled but started, ends: if it ended short of
+    ``expected`` (the connection failed, the file was shorter), put the file's position after
+    the last byte it consumed. Its awaiter's future was cancelled with the task: a new one,
+    which the engine resolves at completion as it would the awaiter's, tells us."""
+    done: asyncio.Future[int] = loop.create_future()
+    ov._waiter = done
+
+    def settle(fut: asyncio.Future[int]) -> None:
+        if not fut.cancelled():
+            fut.exception()  # (retrieved: nobody else awaits it, so no "never retrieved" log)
+        if getattr(file, "closed", False):
+            return  # its descriptor number may be another file's by now
+        try:
+            # Not if the caller moved the position since the cancel: the position is theirs.
+            if os.lseek(fd, 0, os.SEEK_CUR) == expected:
+                os.lseek(fd, offset + ov.transferred, os.SEEK_SET)
+        except OSError:
+            pass  # the descriptor went (closed under the file object)
+
+    done.add_done_callback(settle)
 
 
 async def fallback(transport: WSATransport, file: Any, offset_arg: object, count_arg: object) -> int:
@@ -148,7 +182,14 @@ async def fallback(transport: WSATransport, file: Any, offset_arg: object, count
             n = await transport._loop.run_in_executor(None, file.readinto, buf)
             if not n:
                 return total
-            ov = transport.send([memoryview(buf)[:n]])
+            try:
+                ov = transport.send([memoryview(buf)[:n]])
+            except WSAError as exc:
+                # A send that could not start (close(), abort() or write_eof() since the last
+                # block): the blocks before it were consumed, so the count is theirs (S6.4).
+                # The refusal is a fresh error, ours alone: give it the count, keep its message.
+                exc.bytes_sent = total
+                raise
             try:
                 await ov
             except WSAError as exc:

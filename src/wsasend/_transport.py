@@ -726,6 +726,12 @@ class WSATransport(asyncio.Transport):
         native send runs ``write()``/``writelines()`` raise RuntimeError; ``send()`` and
         ``wsa_send`` are accepted and go out after the file.
 
+        Cancelled, it follows S5.7: what had not started is withdrawn; a file send (or fallback
+        block) that had started goes out whole in the background, and the position counts it,
+        so that it says what the peer gets. A native file send that then ends short (the
+        connection fails) moves the position back to after its last byte sent when it ends,
+        unless the position was moved or the file closed since.
+
         A coroutine, as asyncio's: ``await transport.sendfile(f)``. It is plain Python in every
         build (see :mod:`wsasend._sendfile`), and checks its arguments when it runs, as asyncio's.
 

@@ -6,6 +6,7 @@ Every test runs on asyncio and on uvloop (tests/conftest.py), on real sockets an
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import os
 import socket
@@ -17,6 +18,7 @@ import pytest
 
 from tests.helpers import SMALL_BUF, pattern, tcp_pair
 from wsasend import WSAError, WSAErrorCode, WSATransport
+from wsasend._sendfile import _SENDFILE_CHUNK
 
 from .util import GUARD, drain_peer, until, wrap
 
@@ -289,3 +291,107 @@ async def test_sendfile_fallback_cancelled_leaves_the_position_at_what_the_peer_
     assert received == data[: len(received)]
     assert buf.tell() == len(received)
     peer.close()
+
+
+class _GatedBytes(io.BytesIO):
+    """A BytesIO (so the fallback) whose read of block ``gate`` waits for ``go``: the test can act
+    between two blocks, with every block before it consumed and none in the queue."""
+
+    def __init__(self, data: bytes, gate: int) -> None:
+        super().__init__(data)
+        self.reads = 0
+        self.gate = gate
+        self.reading = threading.Event()
+        self.go = threading.Event()
+
+    def readinto(self, buffer: Any) -> int:  # runs in the executor's thread
+        self.reads += 1
+        if self.reads == self.gate:
+            self.reading.set()
+            self.go.wait(GUARD)
+        return super().readinto(buffer)
+
+
+@pytest.mark.parametrize("how", ["close", "write_eof", "abort"])
+async def test_sendfile_fallback_stopped_between_blocks_reports_the_blocks_sent(how: str) -> None:
+    """S6.4 for the fallback: close(), write_eof() or abort() between two blocks makes the next
+    block's send() refuse (WSAESHUTDOWN); the error counts the blocks consumed before it, as the
+    native path and a block failing inside its send do. Reported bytes_sent=0 before the fix."""
+    data = pattern(4 * _SENDFILE_CHUNK, 7)
+    buf = _GatedBytes(data, gate=3)
+    transport, peer = await _pair()
+    reader = asyncio.ensure_future(drain_peer(peer))
+    task = asyncio.ensure_future(transport.sendfile(buf))
+    await until(buf.reading.is_set)  # two blocks consumed; the third is being read
+    getattr(transport, how)()
+    buf.go.set()
+    with pytest.raises(WSAError) as info:
+        await asyncio.wait_for(task, GUARD)
+    assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+    assert info.value.bytes_sent == 2 * _SENDFILE_CHUNK
+    assert buf.tell() == 2 * _SENDFILE_CHUNK
+    if how != "abort":
+        if how == "write_eof":
+            transport.close()
+        assert await asyncio.wait_for(reader, GUARD) == data[: 2 * _SENDFILE_CHUNK]
+    else:
+        reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, OSError):
+            await reader
+    peer.close()
+
+
+async def test_sendfile_native_cancelled_mid_file_leaves_the_position_at_what_the_peer_gets(
+    data_file: tuple[Path, bytes],
+) -> None:
+    """S5.7 in the native path: the file send had started, so the cancel cannot withdraw it and
+    the whole range reaches the peer; the position says so (as the fallback's does), at the
+    cancel and once the send ended. Stayed at the start offset before the fix."""
+    path, data = data_file
+    start, end = 1000, SIZE - 1000
+    transport, peer = await _pair()  # the peer reads nothing until the cancel: the send pends
+    with path.open("rb") as f:
+        task = asyncio.ensure_future(transport.sendfile(f, start, end - start))
+        await until(lambda: 0 < transport.get_write_buffer_size() < end - start)  # started, pending
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert f.tell() == end
+        reader = asyncio.ensure_future(drain_peer(peer))
+        transport.close()
+        assert await asyncio.wait_for(reader, GUARD) == data[start:end]  # S5.7: all of it
+        assert f.tell() == end
+    peer.close()
+
+
+async def test_sendfile_native_cancelled_then_failing_leaves_the_position_at_what_went(
+    data_file: tuple[Path, bytes],
+) -> None:
+    """The cancelled file send that went on in the background fails (the peer is gone): once it
+    ended, the position is after the last byte the kernel consumed, the peer's count, not the end
+    of the range the cancel assumed. AF_UNIX, as test_sendfile_peer_gone_mid_file_reports_exact_
+    bytes_sent, so that what the peer read is exactly what was consumed."""
+    path, _ = data_file
+    a, b = socket.socketpair()
+    transport, proto = await wrap(a)
+    with path.open("rb") as f:
+        task = asyncio.ensure_future(transport.sendfile(f))
+        await until(lambda: 0 < transport.get_write_buffer_size() < SIZE)  # started, pending
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert f.tell() == SIZE  # it is going out whole, as far as anyone can tell yet
+        b.setblocking(False)
+        got = 0
+        while True:
+            try:
+                chunk = b.recv(1 << 20)
+            except BlockingIOError:
+                break
+            got += len(chunk)
+        b.close()
+        assert 0 < got < SIZE
+        await asyncio.wait_for(proto.wait_lost(), GUARD)  # the file send failed, and the connection
+        await until(lambda: f.tell() != SIZE)
+        assert f.tell() == got
+    transport.abort()
