@@ -415,7 +415,9 @@ class SendQueue(Generic[OpT]):
 
         Returns the sends removed (in message mode, every piece of ``op``'s message goes with
         it: a message cannot lose a piece), ``[]`` when ``op`` is not queued, and ``None`` when
-        it is partly consumed and must finish so the stream stays whole.
+        it is partly consumed and must finish so the stream stays whole, or when it is a piece
+        of a message already ended: that message is withdrawn only through its ending send,
+        whose owner may be nobody who could be told (a transport's write()).
         """
         ops = self._ops
         try:
@@ -435,6 +437,8 @@ class SendQueue(Generic[OpT]):
         while end < len(ops) - 1 and ops[end]._more:
             end += 1
         closed = not ops[end]._more
+        if closed and end != index:
+            return None
         removed = [ops[i] for i in range(start, end + 1)]
         for _ in removed:
             del ops[start]

@@ -273,6 +273,9 @@ def step_withdraw(queue: SendQueue[Op], model: Model, target: Op) -> None:
         assert removed is None, "a partly consumed send cannot be withdrawn (S5.7)"
         return
     group = model.message_of(target) if model.message_mode else [target]
+    if model.message_mode and not group[-1]._more and target is not group[-1]:
+        assert removed is None, "a piece of an ended message goes with it (S5.7)"
+        return
     assert removed == group
     # Cut the withdrawn bytes out of the expected stream (they were never consumed).
     offset = len(model.consumed) - model.head_consumed
@@ -492,7 +495,9 @@ def test_SendQueue_message_mode_withdraw_takes_the_whole_message() -> None:
     ops = [make_op([1], more=True), make_op([2], more=True), make_op([3]), make_op([4], more=True)]
     for op in ops:
         step_submit(queue, model, op)
-    step_withdraw(queue, model, ops[1])  # the middle piece takes its whole message with it
+    step_withdraw(queue, model, ops[1])  # a piece of an ended message: refused (None)
+    assert list(queue._ops) == ops
+    step_withdraw(queue, model, ops[2])  # its ending send takes the whole message with it
     assert list(queue._ops) == [ops[3]]
     check(queue, model)
     step_withdraw(queue, model, ops[3])  # the open message's only piece

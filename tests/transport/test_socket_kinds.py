@@ -124,6 +124,36 @@ async def test_WSATransport_seqpacket_partial_message_is_one_record() -> None:
         proto.check()
 
 
+async def test_a_piece_of_an_ended_message_is_not_withdrawn_alone() -> None:
+    """S5.7: once a message is ended its pieces go with it; cancelling one withdrew the whole
+    message, ending send included, and when that was a write() nobody was told of its loss
+    (the peer got only the next write). Now the piece's cancel() is refused; the ending send's
+    own cancel still withdraws the whole message, each send aborted."""
+    ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    with peer:
+        peer.setblocking(False)
+        transport, proto = await wrap(ours, asyncio.Protocol)
+        fillers = 0
+        while not transport.send(b"F" * 4000).pending:  # fill the socket: later messages queue
+            fillers += 1
+        piece = transport.send(b"piece-", MSG_PARTIAL)
+        transport.write(b"written-end")  # ends the message
+        assert piece.cancel() is False
+        other = transport.send(b"other-", MSG_PARTIAL)
+        end = transport.send(b"end")
+        assert end.cancel() is True  # the ending send takes its message with it
+        for ov in (other, end):
+            with pytest.raises(WSAError) as info:
+                await ov
+            assert info.value.winerror == WSAErrorCode.WSA_OPERATION_ABORTED
+        transport.write(b"after")
+        loop = asyncio.get_running_loop()
+        records = [await asyncio.wait_for(loop.sock_recv(peer, 65536), GUARD) for _ in range(fillers + 3)]
+        assert records[fillers + 1 :] == [b"piece-written-end", b"after"]
+        assert await piece == 6
+        transport.close()
+
+
 @pytest.mark.parametrize("how", ["close", "write_eof"])
 async def test_WSATransport_unfinished_partial_message_fails_on_close(how: str) -> None:
     # An open MSG_PARTIAL message can never be finished once new sends are refused (S6.2), so
