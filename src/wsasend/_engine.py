@@ -708,8 +708,8 @@ class SendEngine:
         # Set while queued sends wait for a descriptor to duplicate (see _add_writer: EMFILE).
         self._dup_retry: asyncio.TimerHandle | None = None
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
-        # Called when a sendmsg took bytes but completed no send (a transport sets it while its
-        # protocol is paused, to check the low-water mark as asyncio does after each send).
+        # Called when a sendmsg took bytes but completed no send (a transport sets it, to check
+        # the low-water mark while its protocol is paused, as asyncio does after each send).
         self.on_progress: Callable[[], object] | None = None
         self.on_error: Callable[[WSAError], object] | None = None
         self._on_drained: Callable[[], object] | None = None

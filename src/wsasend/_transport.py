@@ -410,9 +410,12 @@ class WSATransport(asyncio.Transport):
 
         engine.on_complete = on_complete
         engine.on_error = on_error
-        # Given to the engine while the protocol is paused for writing (see _on_progress); a
-        # bound method there kept a paused, unclosed transport from being collected.
-        self._progress_hook: Callable[[], None] = on_progress
+        # Through the weak reference too: a bound method, given while the protocol was paused
+        # for writing, kept a paused, unclosed transport from being collected. Always set (an
+        # attribute more to hold it would cost the interpreted transport its shared key table,
+        # see test_hot_read_write); _on_progress does nothing unless the protocol is paused, and
+        # the engine calls it only after a sendmsg that completed no send.
+        engine.on_progress = on_progress
 
         self._server = _server
         if _server is not None:
@@ -800,8 +803,6 @@ class WSATransport(asyncio.Transport):
             return
         if not self._protocol_paused:
             self._protocol_paused = True
-            if self._engine is not None:
-                self._engine.on_progress = self._progress_hook
             try:
                 self._protocol.pause_writing()
             except (SystemExit, KeyboardInterrupt):
@@ -822,8 +823,6 @@ class WSATransport(asyncio.Transport):
             return
         if self._protocol_paused and self.get_write_buffer_size() <= self._low_water:
             self._protocol_paused = False
-            if self._engine is not None:
-                self._engine.on_progress = None
             try:
                 self._protocol.resume_writing()
             except (SystemExit, KeyboardInterrupt):
