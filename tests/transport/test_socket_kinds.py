@@ -132,7 +132,7 @@ async def test_a_piece_of_an_ended_message_is_not_withdrawn_alone() -> None:
     ours, peer = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     with peer:
         peer.setblocking(False)
-        transport, proto = await wrap(ours, asyncio.Protocol)
+        transport, _ = await wrap(ours, asyncio.Protocol)
         fillers = 0
         while not transport.send(b"F" * 4000).pending:  # fill the socket: later messages queue
             fillers += 1
