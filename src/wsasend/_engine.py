@@ -157,6 +157,10 @@ DEFAULT_MAX_PENDING = 65536
 _WATCHDOG_INTERVAL = 0.25
 # _take_dup's answer when the process has no descriptor to spare (not a closed socket).
 _NO_DESCRIPTOR: Final = -2
+# [n]: how many message sockets may hold nonoverlapped MSG_PARTIAL pieces (S4.5, _sync's
+# _PARTIAL; an upper bound, never below the truth). While it is 0 the overlapped message paths
+# skip the look-up; otherwise a message socket's overlapped send first takes its held pieces.
+SYNC_PIECES_HELD: Final[list[int]] = [0]
 
 _EMPTY: Final[list[Any]] = []
 # LINUX_SEND_FLAGS as the int object the C sendmsg takes: compiled, an int constant is a C
@@ -1018,6 +1022,22 @@ class SendEngine:
         self._complete_immediately(ov, nbytes)
         return ov
 
+    def _take_sync_pieces(self, sock: socket.socket) -> None:
+        """S4.4: pieces collect per socket, in order, whichever call made them. Nonoverlapped
+        ``MSG_PARTIAL`` pieces held for ``sock`` (copied, S4.5) become the first piece of the
+        message this send continues or ends, as an overlapped piece nobody is told of (the
+        message completes or fails whole, and its sends say so). They were left out of it and
+        glued to the next nonoverlapped message, after bytes posted later (adversarial run)."""
+        from ._sync import take_held_pieces  # (_sync imports this module)
+
+        held = take_held_pieces(sock)
+        if held is None:
+            return
+        piece = WSAOverlapped()
+        piece._reset_for_post(None, self)
+        piece._load([held], len(held), 0, True)
+        self._queue.submit(piece)
+
     def _post_message(
         self,
         sock: socket.socket,
@@ -1029,6 +1049,8 @@ class SendEngine:
         routine: CompletionRoutine | None,
         dest: Destination | None = None,
     ) -> WSAOverlapped:
+        if SYNC_PIECES_HELD[0]:
+            self._take_sync_pieces(sock)
         queue = self._queue
         total = queue.open_message_bytes + nbytes
         # UDP's limit is a constant, read once; AF_UNIX's follows SO_SNDBUF, so it is read per
@@ -1236,6 +1258,7 @@ class SendEngine:
         # UDP's limit is a constant; AF_UNIX's follows SO_SNDBUF (see _post_message).
         if (
             self._ops
+            or SYNC_PIECES_HELD[0]
             or total > (self._udp_max or max_message_size(sock))
             or (_IOV_MARKED_CLOSED(sock) if _IOV_MARKED_CLOSED is not None else getattr(sock, "_closed", False))
         ):

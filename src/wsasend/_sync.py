@@ -18,7 +18,16 @@ import weakref
 
 from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize, split_last_byte
 from ._dest import Destination
-from ._engine import OWNERSHIP, SendEngine, SocketSlot, abandon, check_connected, notify_locked, take_from
+from ._engine import (
+    OWNERSHIP,
+    SYNC_PIECES_HELD,
+    SendEngine,
+    SocketSlot,
+    abandon,
+    check_connected,
+    notify_locked,
+    take_from,
+)
 from ._errors import WSAError, WSAErrorCode
 from ._sockutil import (
     LINUX_NOSIGNAL,
@@ -40,6 +49,16 @@ _INTERRUPTED: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 _REGISTRY_LOCK = threading.Lock()
 # MSG_PARTIAL pieces of the message being assembled on each message socket (S4.5).
 _PARTIAL: weakref.WeakKeyDictionary[socket.socket, bytearray] = weakref.WeakKeyDictionary()
+
+
+def take_held_pieces(sock: socket.socket) -> bytes | None:
+    """The nonoverlapped MSG_PARTIAL pieces held for ``sock``, handed over to its engine's
+    next overlapped send on the message (S4.4); None if there are none."""
+    with _REGISTRY_LOCK:  # (against a piece held for another socket from another thread)
+        pending = _PARTIAL.pop(sock, None)
+        if not _PARTIAL:
+            SYNC_PIECES_HELD[0] = 0  # (other exits and collected sockets leave it high)
+    return bytes(pending) if pending else None
 
 
 def _lock_for(sock: socket.socket) -> threading.Lock:
@@ -256,7 +275,9 @@ def _send_message(
         # S4.5: the one copy the package makes; the caller's buffer is only borrowed.
         pending = _PARTIAL.get(sock)
         if pending is None:
-            pending = _PARTIAL[sock] = bytearray()
+            with _REGISTRY_LOCK:
+                pending = _PARTIAL[sock] = bytearray()
+                SYNC_PIECES_HELD[0] += 1  # (see take_held_pieces)
         for buf in bufs:
             pending += buf
         return nbytes

@@ -485,6 +485,24 @@ def test_wsa_send_sync_MSG_PARTIAL_assembles_one_message(kind: str, sockets: lis
 
 
 @pytest.mark.parametrize("kind", MESSAGE_KINDS)
+async def test_nonoverlapped_pieces_end_with_the_next_overlapped_send(kind: str, sockets: list[socket.socket]) -> None:
+    """S4.4: pieces collect per socket, in order, whichever call made them. Nonoverlapped
+    pieces were held apart from the engine's queue: an overlapped send went out alone and the
+    pieces were glued to the next nonoverlapped message, after it."""
+    tx, rx = make_pair(kind, sockets)
+    tx.setblocking(False)
+    assert wsa_send_sync(tx, b"A-", MSG_PARTIAL) == 2
+    assert await wsa_send(tx, [b"B"]) == 1, "the overlapped send ends the message, its own count"
+    assert wsa_send_sync(tx, b"C") == 1
+    assert datagrams(rx) == [b"A-B", b"C"]
+    assert wsa_send_sync(tx, b"x", MSG_PARTIAL) == 1
+    piece = wsa_send(tx, [b"y"], MSG_PARTIAL)  # an overlapped piece continues the same message
+    end = wsa_send(tx, [b"z"])
+    assert (await piece, await end) == (1, 1)
+    assert datagrams(rx) == [b"xyz"]
+
+
+@pytest.mark.parametrize("kind", MESSAGE_KINDS)
 def test_wsa_send_sync_MSG_PARTIAL_too_large_fails_the_whole_message(kind: str, sockets: list[socket.socket]) -> None:
     tx, rx = make_pair(kind, sockets)
     limit = max_message_size(tx)
