@@ -27,6 +27,7 @@ __all__ = [
     "connect_accepted_socket",
     "create_connection",
     "create_unix_connection",
+    "discard_tls",
     "make_transport",
     "open_connection",
     "tls_protocol",
@@ -97,6 +98,17 @@ def tls_protocol(
     )
 
 
+def discard_tls(tls: sslproto.SSLProtocol) -> None:
+    """End a TLS layer whose WSATransport could not be made, before it saw any connection.
+
+    ``connection_lost(None)`` is how asyncio's TLS layer learns that its connection is gone: it
+    marks the app transport it already made as closed (else that warns "unclosed transport" when
+    collected) and resolves its handshake waiter. Nothing reaches the app protocol, which never
+    had ``connection_made``.
+    """
+    tls.connection_lost(None)
+
+
 async def make_transport(
     sock: socket.socket,
     protocol_factory: Callable[[], _P],
@@ -133,14 +145,18 @@ async def make_transport(
                 ssl_handshake_timeout=ssl_handshake_timeout,
                 ssl_shutdown_timeout=ssl_shutdown_timeout,
             )
-            transport = WSATransport(
-                sock,
-                tls,
-                loop=loop,
-                max_pending_sends=max_pending_sends,
-                partial_messages=partial_messages,
-                extra=extra,
-            )
+            try:
+                transport = WSATransport(
+                    sock,
+                    tls,
+                    loop=loop,
+                    max_pending_sends=max_pending_sends,
+                    partial_messages=partial_messages,
+                    extra=extra,
+                )
+            except BaseException:
+                discard_tls(tls)
+                raise
             result: asyncio.Transport = tls._app_transport
         else:
             transport = WSATransport(

@@ -23,7 +23,7 @@ from asyncio import trsock
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._connect import check_not_ssl_socket, tls_protocol
+from ._connect import check_not_ssl_socket, discard_tls, tls_protocol
 from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport
 
 __all__ = ["WSAServer", "create_server", "create_unix_server", "start_server"]
@@ -137,7 +137,11 @@ class WSAServer(asyncio.AbstractServer):
             # (asyncio reports it in debug mode only).
             waiter: asyncio.Future[None] = self._loop.create_future()
             tls_proto = tls_protocol(self._loop, protocol, waiter=waiter, server_side=True, server_hostname=None, **tls)
-            transport = WSATransport(conn, tls_proto, loop=self._loop, extra=extra, _server=self, **self._options)
+            try:
+                transport = WSATransport(conn, tls_proto, loop=self._loop, extra=extra, _server=self, **self._options)
+            except BaseException:
+                discard_tls(tls_proto)
+                raise
             waiter.add_done_callback(lambda fut: _handshake_done(fut, transport))
         except (SystemExit, KeyboardInterrupt):
             conn.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import ssl
 import struct
 import warnings
 from collections.abc import Callable, Coroutine, Iterator
@@ -150,3 +151,17 @@ def test_asyncio_start_server_on_wsasend_loop_reset_before_accept_is_quiet(base:
 
     with no_resource_warnings():
         run_on(base, main)
+
+
+async def test_connect_accepted_socket_tls_unconnected_leaves_no_unclosed_transport() -> None:
+    """A TLS layer whose WSATransport could not be made is closed: no "unclosed transport"."""
+    with no_resource_warnings():
+        with socket.socket() as sock:
+            with pytest.raises(wsasend.WSAError) as info:
+                await wsasend.connect_accepted_socket(asyncio.Protocol, sock, ssl=server_context())
+            assert info.value.winerror == wsasend.WSAErrorCode.WSAENOTCONN
+            del info
+        with socket.socket() as sock, pytest.raises(wsasend.WSAError):
+            await wsasend.create_connection(
+                asyncio.Protocol, sock=sock, ssl=ssl.create_default_context(), server_hostname=HOSTNAME
+            )
