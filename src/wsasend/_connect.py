@@ -23,10 +23,12 @@ from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport
 
 __all__ = [
     "check_not_ssl_socket",
+    "check_stream_for_tls",
     "check_tls_arguments",
     "connect_accepted_socket",
     "create_connection",
     "create_unix_connection",
+    "discard_tls",
     "make_transport",
     "open_connection",
     "tls_protocol",
@@ -64,6 +66,17 @@ def check_not_ssl_socket(sock: object) -> None:
         raise TypeError("Socket cannot be of type SSLSocket")
 
 
+def check_stream_for_tls(sock: socket.socket) -> None:
+    """TLS needs a byte stream: refuse a message socket with asyncio's error (S9.2).
+
+    asyncio takes only SOCK_STREAM sockets where ``ssl=`` can be given. A record split over
+    datagrams or seqpackets would be cut at message bounds, and a write whose records outgrow one
+    message would end the connection with WSAEMSGSIZE, so we refuse the socket up front too.
+    """
+    if sock.type != socket.SOCK_STREAM:
+        raise ValueError(f"A Stream Socket was expected, got {sock!r}")
+
+
 def tls_protocol(
     loop: asyncio.AbstractEventLoop,
     app_protocol: asyncio.BaseProtocol,
@@ -95,6 +108,17 @@ def tls_protocol(
         ssl_handshake_timeout=ssl_handshake_timeout,
         ssl_shutdown_timeout=ssl_shutdown_timeout,
     )
+
+
+def discard_tls(tls: sslproto.SSLProtocol) -> None:
+    """End a TLS layer whose WSATransport could not be made, before it saw any connection.
+
+    ``connection_lost(None)`` is how asyncio's TLS layer learns that its connection is gone: it
+    marks the app transport it already made as closed (else that warns "unclosed transport" when
+    collected) and resolves its handshake waiter. Nothing reaches the app protocol, which never
+    had ``connection_made``.
+    """
+    tls.connection_lost(None)
 
 
 async def make_transport(
@@ -133,14 +157,18 @@ async def make_transport(
                 ssl_handshake_timeout=ssl_handshake_timeout,
                 ssl_shutdown_timeout=ssl_shutdown_timeout,
             )
-            transport = WSATransport(
-                sock,
-                tls,
-                loop=loop,
-                max_pending_sends=max_pending_sends,
-                partial_messages=partial_messages,
-                extra=extra,
-            )
+            try:
+                transport = WSATransport(
+                    sock,
+                    tls,
+                    loop=loop,
+                    max_pending_sends=max_pending_sends,
+                    partial_messages=partial_messages,
+                    extra=extra,
+                )
+            except BaseException:
+                discard_tls(tls)
+                raise
             result: asyncio.Transport = tls._app_transport
         else:
             transport = WSATransport(
@@ -165,9 +193,11 @@ async def make_transport(
     return result, protocol
 
 
-def _check_kind(sock: object) -> socket.socket:
+def _check_kind(sock: object, ssl: object) -> socket.socket:
     check_not_ssl_socket(sock)
     sock = check_socket(sock)
+    if ssl:
+        check_stream_for_tls(sock)
     if sock.type not in _SOCKET_KINDS:
         raise ValueError(f"a stream, datagram or seqpacket socket was expected, got {sock!r}")
     return sock
@@ -217,14 +247,17 @@ async def connect_accepted_socket(
         ``(transport, protocol)``, after ``protocol.connection_made(transport)`` ran.
 
     Raises:
-        ValueError: a TLS keyword without ``ssl``, or a socket of another type.
+        ValueError: a TLS keyword without ``ssl``, a socket of another type, or ``ssl`` with a
+            socket that is not SOCK_STREAM ("A Stream Socket was expected", as asyncio).
         TypeError: an ``ssl.SSLSocket``.
         WSAError: WSAENOTSOCK (closed socket), WSAENOTCONN (no peer).
     """
+    # The socket first, as asyncio checks it (a message socket with ssl= is its ValueError).
+    sock = _check_kind(sock, ssl)
     check_tls_arguments(ssl, ssl_handshake_timeout=ssl_handshake_timeout, ssl_shutdown_timeout=ssl_shutdown_timeout)
     loop = asyncio.get_running_loop()
     return await make_transport(
-        _check_kind(sock),
+        sock,
         protocol_factory,
         loop=loop,
         max_pending_sends=max_pending_sends,
@@ -409,7 +442,8 @@ async def create_connection(
             one ``OSError``, or an ``ExceptionGroup`` with ``all_errors=True``); an
             ``ssl.SSLError`` when the handshake fails.
         ValueError: both or neither of host/port and ``sock``; a TLS keyword without ``ssl``;
-            ``ssl`` without a host name to check.
+            ``ssl`` without a host name to check; ``ssl`` with a ``sock`` that is not
+            SOCK_STREAM ("A Stream Socket was expected", as asyncio).
         WSAError: for a ``sock`` that is closed (WSAENOTSOCK) or not connected (WSAENOTCONN).
     """
     check_tls_arguments(
@@ -454,7 +488,7 @@ async def create_connection(
         return await make_transport(sock, protocol_factory, loop=loop, close_on_error=True, **options)
     if sock is None:
         raise ValueError("host and port was not specified and no sock specified")
-    return await make_transport(_check_kind(sock), protocol_factory, loop=loop, **options)
+    return await make_transport(_check_kind(sock, ssl), protocol_factory, loop=loop, **options)
 
 
 @overload

@@ -31,7 +31,13 @@ import ssl as ssl_module
 from collections.abc import Callable, Coroutine, Sequence
 from typing import IO, Any, Literal, TypeVar
 
-from ._connect import connect_accepted_socket, create_connection, create_unix_connection, tls_protocol
+from ._connect import (
+    check_stream_for_tls,
+    connect_accepted_socket,
+    create_connection,
+    create_unix_connection,
+    tls_protocol,
+)
 from ._sendfile import check_sendfile_params
 from ._server import create_server, create_unix_server
 from ._transport import SSLArg, WSATransport
@@ -213,6 +219,12 @@ class _WSALoopMethods(asyncio.AbstractEventLoop):
 
         Returns:
             The TLS app transport, after the handshake; the protocol should use it at once.
+
+        Raises:
+            TypeError: ``sslcontext`` is not an ``SSLContext``.
+            ValueError: the WSATransport's socket is not SOCK_STREAM (a message socket cannot
+                carry TLS records; "A Stream Socket was expected", asyncio's error for such a
+                socket with ``ssl=``).
         """
         if not isinstance(transport, WSATransport):
             return await super().start_tls(
@@ -226,6 +238,8 @@ class _WSALoopMethods(asyncio.AbstractEventLoop):
             )
         if not isinstance(sslcontext, ssl_module.SSLContext):
             raise TypeError(f"sslcontext is expected to be an instance of ssl.SSLContext, got {sslcontext!r}")
+        # A message socket's transport cannot carry TLS records (asyncio's ValueError, S9.2).
+        check_stream_for_tls(transport.get_extra_info("socket"))
         waiter: asyncio.Future[None] = self.create_future()
         tls = tls_protocol(
             self,

@@ -23,7 +23,7 @@ from asyncio import trsock
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._connect import check_not_ssl_socket, tls_protocol
+from ._connect import check_not_ssl_socket, check_stream_for_tls, discard_tls, tls_protocol
 from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport
 
 __all__ = ["WSAServer", "create_server", "create_unix_server", "start_server"]
@@ -137,7 +137,11 @@ class WSAServer(asyncio.AbstractServer):
             # (asyncio reports it in debug mode only).
             waiter: asyncio.Future[None] = self._loop.create_future()
             tls_proto = tls_protocol(self._loop, protocol, waiter=waiter, server_side=True, server_hostname=None, **tls)
-            transport = WSATransport(conn, tls_proto, loop=self._loop, extra=extra, _server=self, **self._options)
+            try:
+                transport = WSATransport(conn, tls_proto, loop=self._loop, extra=extra, _server=self, **self._options)
+            except BaseException:
+                discard_tls(tls_proto)
+                raise
             waiter.add_done_callback(lambda fut: _handshake_done(fut, transport))
         except (SystemExit, KeyboardInterrupt):
             conn.close()
@@ -301,7 +305,7 @@ async def create_server(
     Raises:
         OSError: what ``loop.create_server`` raises (a bind error names the address).
         ValueError: both or neither of host/port and ``sock``; a TLS keyword without ``ssl``;
-            a ``sock`` that cannot listen.
+            a ``sock`` that cannot listen; ``ssl`` with a ``sock`` that is not SOCK_STREAM.
         TypeError: ``ssl`` that is not an ``SSLContext``; an ``ssl.SSLSocket``.
     """
     tls = _check_server_tls(ssl, ssl_handshake_timeout, ssl_shutdown_timeout)
@@ -355,6 +359,8 @@ async def create_server(
     else:
         if sock is None:
             raise ValueError("Neither host/port nor sock were specified")
+        if tls is not None:
+            check_stream_for_tls(sock)
         if sock.type not in _LISTEN_KINDS:
             raise ValueError(f"A stream or seqpacket socket was expected, got {sock!r}")
         sockets = [sock]

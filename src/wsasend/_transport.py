@@ -319,12 +319,18 @@ class WSATransport(asyncio.Transport):
         engine = engine_for(sock, loop)
         if engine.on_complete is not None or engine.on_error is not None:
             raise RuntimeError(f"socket {sock!r} is already used by a transport")
+        peername: Any = None
         try:
             peername = sock.getpeername()
         except OSError as exc:
-            raise WSAError(
-                WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="a transport needs a connected socket"
-            ) from exc
+            # A socket a server accepted was connected: getpeername() fails only because the
+            # peer already reset it. asyncio's transport ignores that (peername is accept()'s
+            # address, or None) and its first read reports the reset; so does ours (see
+            # docs/transport.md, "A server"). Any other socket must have a peer.
+            if _server is None:
+                raise WSAError(
+                    WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="a transport needs a connected socket"
+                ) from exc
         if max_pending_sends is not None:
             set_max_pending(sock, max_pending_sends)
         # The transport owns the socket from here on, as asyncio's transports do.

@@ -245,3 +245,57 @@ def test_start_tls_rejects_a_non_context(base: str) -> None:
         server.close()
 
     run_on(base, main)
+
+
+# -- TLS needs a stream socket: message sockets are refused as asyncio refuses them ---------------
+
+MESSAGE_KINDS = pytest.mark.parametrize("kind", [socket.SOCK_SEQPACKET, socket.SOCK_DGRAM], ids=["seqpacket", "dgram"])
+
+
+@MESSAGE_KINDS
+async def test_tls_on_a_message_socket_is_refused_before_anything_is_made(kind: int) -> None:
+    """``ssl=`` with a SOCK_SEQPACKET or SOCK_DGRAM ``sock``: asyncio's ValueError, socket untouched.
+
+    (Before, the handshake worked and a write whose records outgrew one message ended the
+    connection with WSAEMSGSIZE, silently for the writer.)
+    """
+    ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+    with ours, theirs:
+        with pytest.raises(ValueError, match="A Stream Socket was expected"):
+            await wsasend.connect_accepted_socket(asyncio.Protocol, ours, ssl=server_context())
+        with pytest.raises(ValueError, match="A Stream Socket was expected"):
+            await wsasend.create_connection(asyncio.Protocol, sock=ours, ssl=client_context(), server_hostname=HOSTNAME)
+        # Nothing was made: the socket is still open, blocking, and free for a plain transport.
+        assert ours.fileno() != -1 and ours.getblocking()
+        transport, _ = await wsasend.connect_accepted_socket(asyncio.Protocol, ours)
+        transport.write(b"plain still works")
+        assert await asyncio.to_thread(theirs.recv, 100) == b"plain still works"
+        transport.close()
+        await asyncio.sleep(0)
+
+
+async def test_tls_server_on_a_seqpacket_socket_is_refused() -> None:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as listener:
+        listener.bind("\0wsasend-tls-seqpacket-" + str(id(listener)))
+        with pytest.raises(ValueError, match="A Stream Socket was expected"):
+            await wsasend.create_server(asyncio.Protocol, sock=listener, ssl=server_context())
+        assert listener.fileno() != -1
+
+
+@MESSAGE_KINDS
+@pytest.mark.parametrize("base", ["asyncio", "uvloop"])
+def test_start_tls_on_a_message_socket_transport_is_refused(base: str, kind: int) -> None:
+    async def main() -> None:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, kind)
+        with theirs:
+            transport, protocol = await wsasend.connect_accepted_socket(asyncio.Protocol, ours)
+            with pytest.raises(ValueError, match="A Stream Socket was expected"):
+                await asyncio.get_running_loop().start_tls(transport, protocol, server_context(), server_side=True)
+            # The transport is as it was: still open, still sending in the clear.
+            assert not transport.is_closing()
+            transport.write(b"still plain")
+            assert await asyncio.to_thread(theirs.recv, 100) == b"still plain"
+            transport.close()
+            await asyncio.sleep(0)
+
+    run_on(base, main)
