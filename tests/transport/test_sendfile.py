@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SMALL_BUF, pattern, tcp_pair
+from tests.helpers import SMALL_BUF, drain_ready, pattern, tcp_pair
 from wsasend import WSAError, WSAErrorCode, WSATransport
 from wsasend._sendfile import _SENDFILE_CHUNK
 
@@ -381,14 +381,7 @@ async def test_sendfile_native_cancelled_then_failing_leaves_the_position_at_wha
         with pytest.raises(asyncio.CancelledError):
             await task
         assert f.tell() == SIZE  # it is going out whole, as far as anyone can tell yet
-        b.setblocking(False)
-        got = 0
-        while True:
-            try:
-                chunk = b.recv(1 << 20)
-            except BlockingIOError:
-                break
-            got += len(chunk)
+        got = drain_ready(b)
         b.close()
         assert 0 < got < SIZE
         await asyncio.wait_for(proto.wait_lost(), GUARD)  # the file send failed, and the connection
