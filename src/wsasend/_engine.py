@@ -521,9 +521,18 @@ class FileOverlapped(WSAOverlapped):
 
     def __init__(self, file: object, fd: int, offset: int) -> None:
         super().__init__()
-        self._file = file  # kept alive (and its descriptor open) until the send completes
+        self._file = file  # kept alive until the send completes
+        # The engine's own duplicate of the file's descriptor (see post_file), -1 once released.
         self._file_fd = fd
         self._offset = offset
+
+    def _release_file(self) -> None:
+        """The send ended: let go of the file and close the duplicate (once)."""
+        self._file = None
+        fd = self._file_fd
+        if fd >= 0:
+            self._file_fd = -1
+            os.close(fd)
 
 
 # Engine states. OPEN accepts posts; DRAINING refuses them (WSAESHUTDOWN) and runs its
@@ -1325,7 +1334,18 @@ class SendEngine:
                 WSAErrorCode.WSAEWOULDBLOCK,
                 detail=f"{len(self._queue)} overlapped sends outstanding (max_pending={self.max_pending})",
             )
-        ov = FileOverlapped(file, fd, offset)
+        # Sent through our own duplicate of the descriptor, as the socket is (S5.11): a caller
+        # that closes the file while the send is queued or finishing in the background (a
+        # cancelled sendfile, S5.7) would otherwise have us read whatever file took the number
+        # next and send its bytes to the peer. The duplicate shares the file's offset, which
+        # os.sendfile with an explicit offset never moves.
+        try:
+            dup_fd = os.dup(fd)
+        except OSError as exc:
+            raise WSAError(
+                WSAErrorCode.WSAENOBUFS, errno=exc.errno, detail=f"no descriptor for the file: {exc}"
+            ) from exc
+        ov = FileOverlapped(file, dup_fd, offset)
         ov._reset_for_post(None, self)
         ov._load([], nbytes, _FILE_OP)
         self._queue.submit(ov)
@@ -1352,6 +1372,7 @@ class SendEngine:
                 consumed = queue.head_consumed
                 left = ov._nbytes - consumed
                 if left <= 0:
+                    ov._release_file()
                     return queue.head_file_sent(0)
                 try:
                     n = os.sendfile(out_fd, ov._file_fd, ov._offset + consumed, min(left, _SENDFILE_MAX))
@@ -1360,18 +1381,18 @@ class SendEngine:
                     return None
                 except OSError as exc:
                     if exc.errno in _FILE_ERRNOS or (exc.errno == errno.EBADF and not is_closed(sock)):
-                        ov._file = None
+                        ov._release_file()
                         comp = queue.fail_head()
                         self._fail_ops([comp], WSAErrorCode.WSAEINVAL, exc)
                         return []
                     self._fatal(sock, exc)
                     return None
                 if n == 0:  # end of file: the file is shorter than when it was posted
-                    ov._file = None
+                    ov._release_file()
                     return [queue.head_file_ended()]
                 done = queue.head_file_sent(n)
                 if done:
-                    ov._file = None
+                    ov._release_file()
                     return done
         finally:
             if blocking:
@@ -1634,6 +1655,8 @@ class SendEngine:
         for comp in comps:
             ov = comp.op
             assert isinstance(ov, WSAOverlapped)
+            if isinstance(ov, FileOverlapped):
+                ov._release_file()
             exc = WSAError(code, errno=getattr(cause, "errno", None), bytes_sent=comp.bytes_sent)
             if cause is not None:
                 exc.__cause__ = cause

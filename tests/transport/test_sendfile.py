@@ -364,6 +364,33 @@ async def test_sendfile_native_cancelled_mid_file_leaves_the_position_at_what_th
     peer.close()
 
 
+async def test_a_file_closed_while_its_send_finishes_never_lends_its_number(
+    data_file: tuple[Path, bytes], tmp_path: Path
+) -> None:
+    """S5.11 for files: a cancelled file send that finishes in the background (S5.7) while its
+    caller closes the file and opens another, which takes the same descriptor number. The
+    engine read through the number: the rest of the range came from the other file. It reads
+    through its own duplicate now, so the peer gets the first file's bytes, whole."""
+    path, data = data_file
+    other = tmp_path / "other.bin"
+    other.write_bytes(b"X" * SIZE)
+    transport, peer = await _pair()  # the peer reads nothing until the swap: the send pends
+    f = path.open("rb")
+    number = f.fileno()
+    task = asyncio.ensure_future(transport.sendfile(f))
+    await until(lambda: 0 < transport.get_write_buffer_size() < SIZE)  # started, pending
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    f.close()
+    with other.open("rb") as g:
+        assert g.fileno() == number  # (the case this test is about: the number is reused)
+        reader = asyncio.ensure_future(drain_peer(peer))
+        transport.close()
+        assert await asyncio.wait_for(reader, GUARD) == data
+    peer.close()
+
+
 async def test_sendfile_native_cancelled_then_failing_leaves_the_position_at_what_went(
     data_file: tuple[Path, bytes],
 ) -> None:
