@@ -1044,7 +1044,7 @@ class SendEngine:
             return
         piece = WSAOverlapped()
         piece._reset_for_post(None, self)
-        piece._load([held], len(held), 0, True)
+        piece._load([memoryview(held)], len(held), 0, True)
         self._queue.submit(piece)
 
     def _post_message(

@@ -51,14 +51,15 @@ _REGISTRY_LOCK = threading.Lock()
 _PARTIAL: weakref.WeakKeyDictionary[socket.socket, bytearray] = weakref.WeakKeyDictionary()
 
 
-def take_held_pieces(sock: socket.socket) -> bytes | None:
+def take_held_pieces(sock: socket.socket) -> bytearray | None:
     """The nonoverlapped MSG_PARTIAL pieces held for ``sock``, handed over to its engine's
-    next overlapped send on the message (S4.4); None if there are none."""
+    next overlapped send on the message (S4.4); None if there are none. The buffer itself, no
+    longer held here: its copy (S4.5) stays the only one."""
     with _REGISTRY_LOCK:  # (against a piece held for another socket from another thread)
         pending = _PARTIAL.pop(sock, None)
         if not _PARTIAL:
             SYNC_PIECES_HELD[0] = 0  # (other exits and collected sockets leave it high)
-    return bytes(pending) if pending else None
+    return pending or None
 
 
 def _lock_for(sock: socket.socket) -> threading.Lock:
