@@ -846,8 +846,8 @@ class WSATransport(asyncio.Transport):
     # -- completions (engine hooks) ----------------------------------------------------------------
 
     def _on_progress(self) -> None:
-        """Engine hook while the protocol is paused: the kernel took bytes of a send that has
-        not completed. asyncio checks the low-water mark after each send, not at completions:
+        """Engine hook: the kernel took bytes of a send that has not completed; acts only while
+        the protocol is paused. asyncio checks the low-water mark after each send, not at completions:
         a send of many joined writes (or one large write) would otherwise keep the protocol
         paused until it completed (S7.1)."""
         if (

@@ -244,7 +244,8 @@ def WSAWaitForMultipleEvents(events: Iterable[WSAEvent], wait_all: bool, timeout
         when ``wait_all``), ``WSA_WAIT_IO_COMPLETION`` after running completion routines,
         ``WSA_WAIT_TIMEOUT``, or ``WSA_WAIT_FAILED`` with ``WSAGetLastError()``:
         WSANOTINITIALISED, WSA_INVALID_PARAMETER (no events, more than 64, bad time-out, one
-        event twice with ``wait_all``, as Win32 refuses it), WSA_INVALID_HANDLE (an entry that is not an open event).
+        event twice with ``wait_all``, as Win32 refuses it), WSA_INVALID_HANDLE (an entry that
+        is not an open event).
     """
     if _started() is None:
         _fail(WSAErrorCode.WSANOTINITIALISED)
