@@ -69,6 +69,22 @@ def line_echo(resets: list[BaseException]) -> Callable[[asyncio.StreamReader, as
     return handle
 
 
+async def reset_then_serve(server: wsasend.WSAServer, resets: list[BaseException], tls: bool) -> None:
+    """A client resets before accept; the next, normal client still gets its answer. Plain:
+    the handler ran and its first read raised the reset. TLS: the handshake failed, so the
+    handler never ran (asyncio's TLS servers behave the same). Closes the server."""
+    port = server.sockets[0].getsockname()[1]
+    connect_and_reset(port)
+    if tls:
+        await asyncio.sleep(0.05)  # (lets the failed handshake end before the warnings check)
+    else:
+        await until(lambda: len(resets) == 1)
+    await served_after_reset(port, tls)
+    assert len(resets) == (0 if tls else 1), resets
+    server.close()
+    await asyncio.wait_for(server.wait_closed(), GUARD)
+
+
 async def served_after_reset(port: int, tls: bool) -> None:
     """The next, normal client still gets its answer."""
     context = client_context() if tls else None
@@ -115,15 +131,7 @@ async def test_start_server_reset_before_accept_is_quiet(tls: bool) -> None:
     resets: list[BaseException] = []
     with no_resource_warnings():
         server = await wsasend.start_server(line_echo(resets), "127.0.0.1", 0, ssl=server_context() if tls else None)
-        port = server.sockets[0].getsockname()[1]
-        connect_and_reset(port)
-        await asyncio.sleep(0.05)  # the server accepts the reset connection now
-        await served_after_reset(port, tls)
-        # Plain: the handler ran and its first read raised the reset. TLS: the handshake failed,
-        # so the handler never ran (asyncio's TLS servers behave the same).
-        assert len(resets) == (0 if tls else 1), resets
-        server.close()
-        await asyncio.wait_for(server.wait_closed(), GUARD)
+        await reset_then_serve(server, resets, tls)
 
 
 def run_on(base: str, main: Callable[[], Coroutine[Any, Any, None]]) -> None:
@@ -139,15 +147,7 @@ def test_asyncio_start_server_on_wsasend_loop_reset_before_accept_is_quiet(base:
         resets: list[BaseException] = []
         server = await asyncio.start_server(line_echo(resets), "127.0.0.1", 0, ssl=server_context() if tls else None)
         assert isinstance(server, wsasend.WSAServer)
-        port = server.sockets[0].getsockname()[1]
-        connect_and_reset(port)
-        await asyncio.sleep(0.05)
-        await served_after_reset(port, tls)
-        # Plain: the handler ran and its first read raised the reset. TLS: the handshake failed,
-        # so the handler never ran (asyncio's TLS servers behave the same).
-        assert len(resets) == (0 if tls else 1), resets
-        server.close()
-        await asyncio.wait_for(server.wait_closed(), GUARD)
+        await reset_then_serve(server, resets, tls)
 
     with no_resource_warnings():
         run_on(base, main)
