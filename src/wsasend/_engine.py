@@ -134,7 +134,7 @@ from ._compat import is_extension_file
 from ._dest import Destination
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
-from ._queue import BATCH_BYTES, SendCompletion, SendQueue
+from ._queue import BATCH_BYTES, HELD_OP, SendCompletion, SendQueue
 from ._sockutil import (
     LINUX_OOB,
     LINUX_SEND_FLAGS,
@@ -981,6 +981,15 @@ class SendEngine:
             return self._post_message(sock, ov, bufs, nbytes, osflags, more, routine, dest)
         if dest is not None and dest[1]:
             raise WSAError(WSAErrorCode.WSAEINVAL, detail="control data on a stream socket")
+        if more:
+            # S4.4, partial_messages="cork": the piece waits in the queue, uncopied, until a
+            # send without MSG_PARTIAL (or a graceful close) lets it go with what follows.
+            ov._reset_for_post(routine, self)
+            ov._load(bufs, nbytes, osflags | HELD_OP)
+            queue.submit(ov)
+            if self._watchdog is None:
+                self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)  # S6.1
+            return ov
         if not (queue or self._batch_open or self._owned or self._claim(False)):
             # S4.2: a blocking sync send owns the socket; this send waits behind it, pending.
             ov._reset_for_post(routine, self)
@@ -1527,6 +1536,10 @@ class SendEngine:
                 done = queue.bytes_sent(n)
                 if not done and self.on_progress is not None:
                     self.on_progress()
+            elif flags == HELD_OP:  # only held pieces are left (S4.4): they wait, no writer
+                if self._watchdog is None:
+                    self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)  # S6.1
+                break
             elif flags == _FILE_OP:  # a file send at the head (S9.3): never reached by buffers
                 head = self._ops[0]
                 assert isinstance(head, FileOverlapped)
@@ -1853,6 +1866,17 @@ class SendEngine:
         self._on_drained = None
         self._abort_all(code)
 
+    def release_held(self) -> None:
+        """A graceful close or write_eof: held cork pieces (S4.4) go out now.
+
+        A stream has no message to lose, and Linux sends corked bytes at a close too; the
+        pieces are sent as if a send without ``MSG_PARTIAL`` had followed them.
+        """
+        if self._queue.held:
+            self._queue.release_held()
+            if self._writer is None and not self._batch_open:
+                self._open_batch()
+
     def drain_then(self, callback: Callable[[], object]) -> None:
         """Refuse new sends (WSAESHUTDOWN) and call ``callback`` once the queue is empty (S6.2).
 
@@ -1864,6 +1888,7 @@ class SendEngine:
         if self.message_mode and self._queue.has_open_message():
             pieces = self._queue.drop_open_message()
             self._fail_ops([SendCompletion(p, 0) for p in pieces], WSAErrorCode.WSA_OPERATION_ABORTED, None)
+        self._queue.release_held()  # (see release_held)
         self._on_drained = callback
         if not self._queue and self._writer is None:
             self._on_drained = None

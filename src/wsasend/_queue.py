@@ -19,7 +19,11 @@ makes ``unsent_bytes`` O(1). Each send is appended once, popped once, and looked
 per send is O(1) amortised no matter how long the queue grows.
 
 Stream sockets: a batch runs across sends (that is the coalescing), up to ``iov_max`` buffers,
-and stops where the flags change (MSG_OOB must mark the end of its own ``sendmsg``).
+and stops where the flags change (MSG_OOB must mark the end of its own ``sendmsg``). A stream
+send may be *held* (``HELD_OP`` in its flags: a ``MSG_PARTIAL`` piece of a transport made with
+``partial_messages="cork"``, SPEC S4.4): held sends are always the queue's tail, are never
+handed to the kernel, and the next send submitted without the mark (or :meth:`release_held`,
+at a graceful close) clears it from all of them, so they go out gathered with what follows.
 
 Message sockets: one message is one ``sendmsg``. A message is a run of MSG_PARTIAL pieces ended
 by a send without the flag (SPEC S4.4); the batch is exactly that run, and a message whose
@@ -51,7 +55,12 @@ from ._compat import mypyc_attr
 #: the socket could take costs one more system call per MiB, against ~200 us of copying it.
 BATCH_BYTES: Final = 1024 * 1024
 
-__all__ = ["BATCH_BYTES", "PendingSend", "SendCompletion", "SendQueue"]
+#: The queue-flags mark of a held stream send (see the theory of operation): above every
+#: ``sendmsg`` flag and the engine's own marks, so a held send never coalesces with a send
+#: before it; ``next_batch`` returns it alone (``[], HELD_OP``) when only held sends are left.
+HELD_OP: Final = 1 << 42
+
+__all__ = ["BATCH_BYTES", "HELD_OP", "PendingSend", "SendCompletion", "SendQueue"]
 
 # The deque's methods, unbound. Compiled, ``ops.append(op)`` on a deque (not a native type) looks
 # the method up by name on every call, and a hoisted bound method is a generic call; calling the
@@ -143,6 +152,8 @@ class SendQueue(Generic[OpT]):
         # How many sends were ever submitted: a send's number tells whether it is still the
         # last one submitted (the engine joins writes only to that one, see extend_tail).
         self.submitted = 0
+        # Stream mode: how many sends at the tail are held (HELD_OP, SPEC S4.4).
+        self._held = 0
 
     # -- inspection ---------------------------------------------------------------------------
 
@@ -177,7 +188,12 @@ class SendQueue(Generic[OpT]):
             return False
         if self.message_mode:
             return self._closed_messages > 0
-        return True
+        return self._held < len(self._ops)
+
+    @property
+    def held(self) -> int:
+        """Stream mode: how many sends at the tail are held (S4.4's cork pieces)."""
+        return self._held
 
     def is_started(self, op: OpT) -> bool:
         """True when some of ``op``'s bytes reached the kernel (it can no longer be withdrawn)."""
@@ -196,6 +212,23 @@ class SendQueue(Generic[OpT]):
             else:
                 self._open_bytes = 0
                 self._closed_messages += 1
+        elif self._held or op._flags & HELD_OP:
+            if op._flags & HELD_OP:
+                self._held += 1
+            else:
+                self._unhold(len(self._ops) - 1)
+
+    def release_held(self) -> None:
+        """Stream mode: let the held sends go without a send after them (a graceful close)."""
+        if self._held:
+            self._unhold(len(self._ops))
+
+    def _unhold(self, end: int) -> None:
+        ops = self._ops
+        for index in range(end - self._held, end):
+            op = ops[index]
+            op._flags &= ~HELD_OP
+        self._held = 0
 
     def extend_tail(self, op: OpT, bufs: list[Buffer], nbytes: int) -> None:
         """Stream mode: add ``bufs`` (``nbytes`` bytes) to the end of ``op``, the queue's tail,
@@ -225,6 +258,8 @@ class SendQueue(Generic[OpT]):
         iov_max = self.iov_max
         head = ops[0]
         flags = head._flags
+        if flags & HELD_OP:
+            return [], HELD_OP  # only held sends are left (the coalescing below stops at them)
         bufs = head._bufs
         if self._head_buf or self._head_off:
             first = bufs[self._head_buf]
@@ -315,7 +350,8 @@ class SendQueue(Generic[OpT]):
         consumed = self._head_consumed
         # Pop first, put the partly sent one back: the head is looked at once (``ops[0]`` on a
         # deque is a generic call compiled, ~110 instructions a send behind a slow reader).
-        for _ in range(len(ops)):
+        # Held sends are never reached, not even empty ones.
+        for _ in range(len(ops) - self._held):
             op = _POPLEFT(ops)
             left = op._nbytes - consumed
             if n < left:
@@ -357,6 +393,7 @@ class SendQueue(Generic[OpT]):
         self._closed_messages = 0
         self._open_bytes = 0
         self._batch_ops = 0
+        self._held = 0
         return out
 
     # -- file sends (SPEC S9.3) ------------------------------------------------------------------
@@ -429,6 +466,8 @@ class SendQueue(Generic[OpT]):
         if not self.message_mode:
             del ops[index]
             self._unsent -= op._nbytes
+            if op._flags & HELD_OP:
+                self._held -= 1
             return [op]
         start = index
         while start > 0 and ops[start - 1]._more:
@@ -460,7 +499,13 @@ class SendQueue(Generic[OpT]):
             assert self._head_consumed == 0
             closed = sum(1 for op in self._ops if not op._more)
             assert closed == self._closed_messages, (closed, self._closed_messages)
-        elif self._head_consumed and self._ops[0]._bufs:  # (a file send's progress has no buffers)
+        else:
+            marks = [bool(op._flags & HELD_OP) for op in self._ops]
+            assert sum(marks) == self._held, (marks, self._held)
+            assert not any(marks[: len(marks) - self._held]), marks  # held sends are the tail
+            assert not (self._held and marks[0] and self._head_consumed)
+        if not self.message_mode and self._head_consumed and self._ops[0]._bufs:
+            # (a file send's progress has no buffers)
             head = self._ops[0]
             assert 0 < self._head_consumed < head._nbytes
             prefix = sum(len(b) for b in head._bufs[: self._head_buf]) + self._head_off

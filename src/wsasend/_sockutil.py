@@ -45,7 +45,6 @@ LINUX_SEND_FLAGS: Final = int(socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL)
 # which showed up in the hot path's profile.
 LINUX_OOB: Final = int(socket.MSG_OOB)
 _LINUX_DONTROUTE = int(socket.MSG_DONTROUTE)
-_LINUX_MORE = int(socket.MSG_MORE)
 LINUX_NOSIGNAL = int(socket.MSG_NOSIGNAL)
 
 # Largest UDP payloads: 65535 - 8 (UDP header) - 20 (IPv4 header); IPv6's header is not counted
@@ -136,7 +135,9 @@ def translate_flags(flags: object, sock: socket.socket, *, cork: bool = False) -
 
     Args:
         cork: the transport option ``partial_messages="cork"``: on a stream socket MSG_PARTIAL
-            becomes Linux MSG_MORE instead of WSAEOPNOTSUPP.
+            is a piece the engine holds until a send without it, instead of WSAEOPNOTSUPP.
+            (Not Linux's MSG_MORE, a hint that holds nothing: AF_UNIX streams ignore it, TCP
+            sends the piece alone after about 200 ms, and a zero-byte send cannot end it.)
 
     Raises:
         WSAError: WSAEINVAL when ``flags`` is not an int; WSAEOPNOTSUPP for an unknown bit,
@@ -158,10 +159,8 @@ def translate_flags(flags: object, sock: socket.socket, *, cork: bool = False) -
         out |= _LINUX_DONTROUTE
     more = False
     if flags & MSG_PARTIAL:
-        if message:
+        if message or cork:
             more = True
-        elif cork:
-            out |= _LINUX_MORE
         else:
             raise WSAError(
                 WSAErrorCode.WSAEOPNOTSUPP,

@@ -262,7 +262,8 @@ class WSATransport(asyncio.Transport):
             ``set_max_pending`` set for the socket). Past it every ``send``/``write`` raises
             WSAEWOULDBLOCK.
         partial_messages: ``"reject"`` (MSG_PARTIAL on a stream socket is WSAEOPNOTSUPP) or
-            ``"cork"`` (it becomes Linux MSG_MORE, S4.4). Message sockets always assemble pieces.
+            ``"cork"`` (the pieces wait, pending, for the next send without it, S4.4). Message
+            sockets always assemble pieces.
         extra: more ``get_extra_info`` entries (a ``peername`` here wins over the socket's).
 
     Raises:
@@ -336,8 +337,8 @@ class WSATransport(asyncio.Transport):
         # The transport owns the socket from here on, as asyncio's transports do.
         sock.setblocking(False)
         if sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6):
-            # asyncio's _set_nodelay: small writes go out without waiting for an ACK. MSG_MORE
-            # (partial_messages="cork") still holds bytes back where the caller asks for it.
+            # asyncio's _set_nodelay: small writes go out without waiting for an ACK. Cork pieces
+            # (partial_messages="cork", S4.4) still wait where the caller asks for it.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         info: dict[str, Any] = dict(extra) if extra else {}
         info["socket"] = sock
@@ -1254,6 +1255,7 @@ class WSATransport(asyncio.Transport):
         engine = self._engine
         assert engine is not None
         if was_open and not self._message_mode and engine.pending_count():
+            engine.release_held()  # S4.4: cork pieces go out at a graceful close
             return  # _on_sends_completed -> _close_when_idle drains once the queue is empty
         self._close_draining = True
         engine.drain_then(self._close_drained)

@@ -10,7 +10,9 @@ with a plain-list model and run ``SendQueue.check()``:
 - the sum of the completed counts equals the bytes the kernel consumed (S6.4), and ``fail()``
   gives the head its exact consumed count and every other send 0;
 - ``withdraw()`` removes only sends none of whose bytes were consumed (S5.7);
-- a batch holds at most ``iov_max`` buffers (S2.3); a message batch is exactly one message.
+- a batch holds at most ``iov_max`` buffers (S2.3); a message batch is exactly one message;
+- a held stream send (a cork piece, S4.4) never reaches a batch, nor completes, until a send
+  without the mark is submitted after it or ``release_held()`` lets it go.
 
 The O(1) claims of the module docstring are checked by counting, not timing: an instrumented
 ``PendingSend`` subclass counts how many sends each call looks at.
@@ -31,7 +33,7 @@ import wsasend
 from tests.helpers import every_split, pattern
 from wsasend import _queue
 from wsasend._buffers import IOV_MAX, WSABUF, normalize
-from wsasend._queue import PendingSend, SendCompletion, SendQueue
+from wsasend._queue import HELD_OP, PendingSend, SendCompletion, SendQueue
 
 #: The most bytes one stream batch coalesces behind its head, when the queue has such a cap.
 BATCH_BYTES: float = getattr(_queue, "BATCH_BYTES", float("inf"))
@@ -110,6 +112,8 @@ class Model:
         self.finished: list[tuple[Op, int]] = []
         self.withdrawn: list[Op] = []
         self.ever_queued: list[Op] = []
+        # Stream mode: the held sends (S4.4), by id; they are always the tail of ``live``.
+        self.held: set[int] = set()
 
     @property
     def completed(self) -> list[Op]:
@@ -120,7 +124,8 @@ class Model:
         return sum(count for _, count in self.finished)
 
     def stream_rest(self) -> bytes:
-        return b"".join(op.data for op in self.live)[self.head_consumed :]
+        """The bytes the kernel may be given next: the unsent stream up to the held sends."""
+        return b"".join(op.data for op in self.live if id(op) not in self.held)[self.head_consumed :]
 
     def open_pieces(self) -> list[Op]:
         out: list[Op] = []
@@ -166,7 +171,9 @@ def check(queue: SendQueue[Op], model: Model) -> None:
         assert queue.open_message_bytes == sum(op._nbytes for op in model.open_pieces())
         assert queue.sendable() == any(not op._more for op in model.live)
     else:
-        assert queue.sendable() == bool(model.live)
+        assert queue.sendable() == any(id(op) not in model.held for op in model.live)
+        assert {id(op) for op in model.live if op._flags & HELD_OP} == model.held
+        assert queue.held == len(model.held)
 
 
 # -- one step of each kind ----------------------------------------------------------------------
@@ -174,6 +181,10 @@ def check(queue: SendQueue[Op], model: Model) -> None:
 
 def step_submit(queue: SendQueue[Op], model: Model, op: Op) -> None:
     queue.submit(op)
+    if op._flags & HELD_OP:
+        model.held.add(id(op))
+    else:
+        model.held.clear()  # a send without the mark ends the run (S4.4)
     model.live.append(op)
     model.ever_queued.append(op)
     model.expected += op.data
@@ -182,6 +193,10 @@ def step_submit(queue: SendQueue[Op], model: Model, op: Op) -> None:
 def step_flush_stream(queue: SendQueue[Op], model: Model, take: int | Callable[[int], int]) -> int:
     """One ``sendmsg``: the kernel takes at most ``take`` bytes of the batch (or asks ``take(size)``)."""
     iov, flags = queue.next_batch()
+    if id(model.live[0]) in model.held:
+        assert (iov, flags) == ([], HELD_OP), "only held sends are left: nothing to send (S4.4)"
+        return 0
+    assert not flags & HELD_OP
     assert len(iov) <= model.iov_max
     assert all(memoryview(b).nbytes for b in iov), "an empty iovec entry wastes one of iov_max slots"
     batch = joined(iov)
@@ -215,7 +230,7 @@ def step_flush_stream(queue: SendQueue[Op], model: Model, take: int | Callable[[
     # Model: pop every send whose last byte is now consumed, empty sends included once reached.
     position = model.head_consumed + n
     expected_done: list[Op] = []
-    while model.live and model.live[0]._nbytes <= position:
+    while model.live and model.live[0]._nbytes <= position and id(model.live[0]) not in model.held:
         op = model.live.pop(0)
         position -= op._nbytes
         expected_done.append(op)
@@ -257,6 +272,7 @@ def step_fail(queue: SendQueue[Op], model: Model) -> None:
     if unsent:
         del model.expected[len(model.expected) - unsent :]
     model.live.clear()
+    model.held.clear()
     model.head_consumed = 0
     assert len(queue) == 0 and queue.unsent_bytes == 0 and not queue.sendable()
 
@@ -287,7 +303,13 @@ def step_withdraw(queue: SendQueue[Op], model: Model, target: Op) -> None:
     del model.expected[offset : offset + size]
     for op in group:
         model.live.remove(op)
+        model.held.discard(id(op))
     model.withdrawn.extend(group)
+
+
+def step_release(queue: SendQueue[Op], model: Model) -> None:
+    queue.release_held()
+    model.held.clear()
 
 
 def step_drop_open(queue: SendQueue[Op], model: Model) -> None:
@@ -315,7 +337,7 @@ def shapes(iov_max: int) -> st.SearchStrategy[list[int]]:
     return st.one_of(small, small, mixed, many)
 
 
-ACTIONS_STREAM = ["submit"] * 5 + ["flush"] * 5 + ["withdraw", "withdraw_gone", "fail"]
+ACTIONS_STREAM = ["submit"] * 5 + ["flush"] * 5 + ["withdraw", "withdraw_gone", "fail", "release"]
 ACTIONS_MESSAGE = ["submit"] * 5 + ["flush"] * 4 + ["withdraw", "withdraw_gone", "fail", "drop_open"]
 
 
@@ -331,6 +353,9 @@ def test_SendQueue_matches_model_under_random_operations(data: st.DataObject, me
             sizes = data.draw(shapes(iov_max), label="sizes")
             flags = data.draw(st.sampled_from(FLAG_CHOICES), label="flags")
             more = message_mode and data.draw(st.booleans(), label="MSG_PARTIAL")
+            if not message_mode and data.draw(st.integers(0, 3), label="held") == 0:
+                flags |= HELD_OP  # a cork piece (S4.4)
+                event("a held stream send")
             op = make_op(sizes, flags, more)
             if len(op._bufs) > iov_max:
                 event(f"a send of more than iov_max buffers (iov_max={iov_max})")
@@ -359,8 +384,13 @@ def test_SendQueue_matches_model_under_random_operations(data: st.DataObject, me
             step_fail(queue, model)
         elif action == "drop_open":
             step_drop_open(queue, model)
+        elif action == "release":
+            step_release(queue, model)
         check(queue, model)
-    # Drain: everything left goes out (message mode: an open message stays until ended).
+    # Drain: everything left goes out (message mode: an open message stays until ended; stream
+    # mode: held sends go once released, as at a graceful close).
+    if not message_mode:
+        step_release(queue, model)
     for _ in range(10_000):
         if not queue.sendable():
             break
@@ -462,6 +492,26 @@ def test_SendQueue_withdraw_only_unstarted_sends() -> None:
     drain(queue, model, 100)
     assert bytes(model.consumed) == a.data
     assert queue.withdraw(a) == [], "a completed send is no longer queued"
+
+
+def test_SendQueue_held_sends_wait_for_a_send_without_the_mark() -> None:
+    # S4.4, cork: held sends (an empty one too) are neither batched nor completed by a flush
+    # that reaches them; the next send without the mark lets the whole run go with it.
+    queue, model = build([([4], 0)], IOV_MAX)
+    for sizes in ([], [3], [2, 1]):
+        step_submit(queue, model, make_op(sizes, HELD_OP))
+    check(queue, model)
+    assert step_flush_stream(queue, model, 100) == 4
+    assert len(model.live) == 3 and queue.held == 3 and not queue.sendable()
+    assert queue.next_batch() == ([], HELD_OP)
+    check(queue, model)
+    held = list(model.live)
+    step_submit(queue, model, make_op([5], 0))
+    assert queue.held == 0 and all(op._flags == 0 for op in held)
+    iov, flags = queue.next_batch()
+    assert (joined(iov), flags) == (b"".join(op.data for op in model.live), 0)  # one batch
+    drain(queue, model, 100)
+    assert model.completed == model.ever_queued
 
 
 def test_SendQueue_message_mode_batches_one_whole_message() -> None:

@@ -196,7 +196,8 @@ async def test_WSATransport_partial_messages_option() -> None:
     ours, peer = tcp_pair()
     with peer:
         transport, proto = await wrap(ours, partial_messages="cork")
-        # "cork": MSG_PARTIAL is Linux MSG_MORE; the bytes arrive whole and in order.
+        # "cork": MSG_PARTIAL pieces wait for the send that ends them (tests/transport/test_cork.py);
+        # the bytes arrive whole and in order.
         ovs = [transport.send(b"GET / ", MSG_PARTIAL), transport.send([b"HTTP/1.1", b"\r\n"], MSG_PARTIAL)]
         ovs.append(transport.send(b"\r\n"))
         assert [await ov for ov in ovs] == [6, 10, 2]
