@@ -244,8 +244,8 @@ def _reset_after_fork() -> None:
 
     Registered with ``os.register_at_fork(after_in_child=...)`` at import; the sockets keep
     their slots (and their one finalizer each), emptied, so an inherited socket is usable from
-    a fresh loop in the child. The dropped engines' queued sends go back on the garbage
-    collector's lists (see ``SendEngine.track_queued``).
+    a fresh loop in the child. The dropped engines end their queued sends aborted there and
+    never send again (see ``SendEngine.forget_after_fork``).
     """
     global _LOCK
     OWNERSHIP.reset()
@@ -253,16 +253,14 @@ def _reset_after_fork() -> None:
     for slot in _SLOTS.copy().values():  # (a copy: see _loop_ending)
         for engine in (slot.owner, slot.engine, *slot.waiting):
             if engine is not None:
-                engine._owned = False
-                engine._sending = False
-                engine.track_queued()
+                engine.forget_after_fork()
         slot.owner = None
         slot.engine = None
         slot.sync_owner = 0
         slot.waiting = []
     for engine in _ENGINES.values():
         engine._current = False
-        engine.track_queued()
+        engine.forget_after_fork()
     _ENGINES.clear()
     _LAST.engine = None
     _WATCHED.clear()

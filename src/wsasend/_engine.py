@@ -117,6 +117,7 @@ mark anywhere but on the send's last byte.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 import socket
@@ -613,6 +614,7 @@ class SendEngine:
         "_dup_retry",
         "_held",
         "_info",
+        "_inherited",
         "_key",
         "_loop_records_thread",
         "_merge_seq",
@@ -689,6 +691,8 @@ class SendEngine:
         self.max_pending = max_pending
         self.cork = False
         self._state = _OPEN
+        # True in a forked child for an engine made in the parent (see forget_after_fork).
+        self._inherited = False
         self._writer: socket.socket | None = None  # the socket object registered with add_writer
         # The batch window (see the theory of operation): while _batch_open, posts are only
         # queued; _batch_scheduled says a call_soon(_close_batch) is already on the loop, so
@@ -794,6 +798,8 @@ class SendEngine:
             WSAError: WSAEINPROGRESS when another loop's engine is busy with the socket and
                 nothing is queued here (S5.10).
         """
+        if self._inherited:
+            return False  # S5.12: the parent's engine never sends in a forked child
         dead: list[SendEngine] = []
         with OWNERSHIP.lock:
             if self._owned:
@@ -947,10 +953,7 @@ class SendEngine:
         else:
             osflags, more = 0, False
         if self._state != _OPEN:
-            raise WSAError(
-                WSAErrorCode.WSAESHUTDOWN if self._state == _DRAINING else WSAErrorCode.WSAENOTSOCK,
-                detail="the socket is shutting down" if self._state == _DRAINING else "the socket is closed",
-            )
+            raise self._refusal()
         if is_closed(sock):
             # S5.2: closed behind our back (plain sock.close()). Earlier sends may still sit in
             # the queue until the watchdog aborts them; this one must fail at the call.
@@ -1039,6 +1042,17 @@ class SendEngine:
                 return ov
         self._complete_immediately(ov, nbytes)
         return ov
+
+    def _refusal(self) -> WSAError:
+        """The error of a send posted to an engine that is not open."""
+        if self._state == _DRAINING:
+            return WSAError(WSAErrorCode.WSAESHUTDOWN, detail="the socket is shutting down")
+        if self._inherited:
+            return WSAError(
+                WSAErrorCode.WSAENOTSOCK,
+                detail="this transport or engine belongs to the parent process (fork): make a new one here",
+            )
+        return WSAError(WSAErrorCode.WSAENOTSOCK, detail="the socket is closed")
 
     def _take_sync_pieces(self, sock: socket.socket) -> None:
         """S4.4: pieces collect per socket, in order, whichever call made them. Nonoverlapped
@@ -1332,10 +1346,7 @@ class SendEngine:
         if offset < 0 or nbytes < 0:
             raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"offset {offset} and count {nbytes} must be >= 0")
         if self._state != _OPEN:
-            raise WSAError(
-                WSAErrorCode.WSAESHUTDOWN if self._state == _DRAINING else WSAErrorCode.WSAENOTSOCK,
-                detail="the socket is shutting down" if self._state == _DRAINING else "the socket is closed",
-            )
+            raise self._refusal()
         if is_closed(sock):
             raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
         if len(self._queue) >= self.max_pending:
@@ -1620,6 +1631,61 @@ class SendEngine:
             callback()
         if self._release_wanted:
             self._release_if_idle()
+
+    def forget_after_fork(self) -> None:
+        """In a forked child: this engine is the parent's, and the child keeps none of it (S5.12).
+
+        The queued sends are the parent's to finish: here they end aborted, with the bytes the
+        kernel had consumed at the fork (``ov.pending`` False, awaiting raises
+        WSA_OPERATION_ABORTED); the engine refuses new sends and never sends again (a child
+        that awaited a send inherited in the batch window flushed it a second time), and the
+        engine's own duplicates of the socket's and files' descriptors are closed here (they
+        kept the connection open after both processes closed the socket).
+
+        Runs inside ``os.fork()`` (``os.register_at_fork``), so it takes no lock (another thread
+        of the parent may have held it), runs no user code (routines, events and the
+        transport's hooks are not called: a task that already awaits a send is woken through
+        its future), and touches no loop registration: the child's copy of the loop shares the
+        parent's epoll instance, and removing a registration there removed the parent's (its
+        sends then never finished).
+        """
+        self._inherited = True
+        self._set_state(_CLOSED)
+        self._owned = False
+        self._sending = False
+        self._writer = None  # the parent's registration: left alone (see above)
+        self._batch_open = False
+        self._on_drained = None
+        self.on_complete = None
+        self.on_progress = None
+        self.on_error = None
+        self.track_queued()
+        self._merge_tail = None
+        for comp in self._queue.fail():
+            ov = comp.op
+            assert isinstance(ov, WSAOverlapped)
+            if isinstance(ov, FileOverlapped):
+                ov._release_file()
+            code = WSAErrorCode.WSA_OPERATION_ABORTED
+            exc = WSAError(code, detail="the send belongs to the parent process (fork)", bytes_sent=comp.bytes_sent)
+            ov._transferred = comp.bytes_sent
+            ov._error = code
+            ov._exc = exc
+            ov._pending = False
+            ov._bufs = _EMPTY
+            ov._dest = None
+            waiter = ov._waiter
+            # Only a future of this engine's loop (call_soon, in memory); awaiters on other
+            # loops (_Waiters) are woken with call_soon_threadsafe, whose self-pipe the child
+            # shares with the parent.
+            if waiter is not None and waiter.get_loop() is self.loop and not waiter.done():
+                with contextlib.suppress(RuntimeError):  # (a loop of another thread, in debug mode)
+                    waiter.set_exception(exc)
+        dup = self._dup
+        if dup is not None:
+            self._dup = None
+            self._dup_fd = -1
+            dup.close()  # the child's copy: the parent's registration of its own is untouched
 
     def track_queued(self) -> None:
         """Put every queued send back on the garbage collector's lists (see _IOV_GC_UNTRACK).

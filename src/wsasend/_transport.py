@@ -958,7 +958,18 @@ class WSATransport(asyncio.Transport):
             self._reader_registered = True
         else:
             self._reader_registered = False
-            self._loop.remove_reader(sock)
+            if self._registrations_ours():
+                self._loop.remove_reader(sock)
+
+    def _registrations_ours(self) -> bool:
+        """False in a forked child for a transport made in the parent (S5.12).
+
+        The child's copy of the loop shares the parent's epoll instance: removing the reader
+        there removed the parent's, whose transport then never read again. The registration is
+        left to the parent; the child's transport only forgets it.
+        """
+        engine = self._engine
+        return engine is None or not engine._inherited
 
     def _read_stream(self) -> None:
         """The reader of a stream socket: ``_read_ready`` + ``_read_data`` in one frame for a
@@ -1221,7 +1232,7 @@ class WSATransport(asyncio.Transport):
     def _rearm_reader(self) -> None:
         """uvloop: a new reader registration for one its error event closed (see _read_error)."""
         sock = self._sock
-        if self._reader_registered and sock is not None:
+        if self._reader_registered and sock is not None and self._registrations_ours():
             self._loop.remove_reader(sock)
             self._loop.add_reader(sock, self._read_ready if self._message_mode else self._read_stream)
 
@@ -1342,7 +1353,8 @@ class WSATransport(asyncio.Transport):
         sock, self._sock = self._sock, None
         if self._reader_registered and sock is not None:
             self._reader_registered = False
-            self._loop.remove_reader(sock)
+            if self._registrations_ours():
+                self._loop.remove_reader(sock)
         watch, self._error_watch = self._error_watch, None
         if watch is not None:
             watch.discard(self._sock_fd, self)  # (only while the number is still ours there)
