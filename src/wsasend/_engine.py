@@ -615,6 +615,7 @@ class SendEngine:
         "_held",
         "_info",
         "_inherited",
+        "_keep",
         "_key",
         "_loop_records_thread",
         "_merge_seq",
@@ -638,6 +639,7 @@ class SendEngine:
         "cork",
         "hot",
         "hot_messages",
+        "keeper",
         "loop",
         "max_pending",
         "message_mode",
@@ -693,6 +695,11 @@ class SendEngine:
         self._state = _OPEN
         # True in a forked child for an engine made in the parent (see forget_after_fork).
         self._inherited = False
+        # A transport's weak reference to itself; while sends wait for the socket (a writer
+        # registered, or a descriptor to register) ``_keep`` holds the transport strongly, as
+        # asyncio's writer registration holds its transport (see _add_writer).
+        self.keeper: Callable[[], object] | None = None
+        self._keep: object = None
         self._writer: socket.socket | None = None  # the socket object registered with add_writer
         # The batch window (see the theory of operation): while _batch_open, posts are only
         # queued; _batch_scheduled says a call_soon(_close_batch) is already on the loop, so
@@ -1624,6 +1631,7 @@ class SendEngine:
 
     def _drained(self) -> None:
         """Nothing sendable is left: drop the writer, run the on-drained callback."""
+        self._keep = None
         if self._writer is not None:
             self._remove_writer()
         if not self._queue and self._on_drained is not None:
@@ -1654,6 +1662,7 @@ class SendEngine:
         self._owned = False
         self._sending = False
         self._writer = None  # the parent's registration: left alone (see above)
+        self._keep = None
         self._batch_open = False
         self._on_drained = None
         self.on_complete = None
@@ -1814,6 +1823,13 @@ class SendEngine:
         we remove the registration and close it ourselves (see "Descriptors").
         """
         if self._writer is None:
+            # The loop holds this engine through the registration, and now the transport too:
+            # only weakly referenced by the engine, a transport closed (or paused for reading)
+            # with sends waiting was collected with its protocol's cycle, and its __del__
+            # closed the socket under them: the rest of the response was lost, connection_lost
+            # never came and Server.wait_closed() hung (adversarial pass, both loops).
+            if self.keeper is not None:
+                self._keep = self.keeper()
             fd = self._dup_fd
             if fd < 0:
                 fd = self._take_dup(sock)
@@ -1850,6 +1866,7 @@ class SendEngine:
 
     def _remove_writer(self) -> None:
         """Remove the registration, by the number the engine registered (never ``fileno()``)."""
+        self._keep = None
         if self._writer is not None:
             self._writer = None
             # A closed loop has no registrations left to remove.

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.protocols  # mypyc: the non-native WSAProtocol below needs this module declared
+import contextlib
 import enum
 import errno
 import functools
@@ -417,6 +418,7 @@ class WSATransport(asyncio.Transport):
 
         engine.on_complete = on_complete
         engine.on_error = on_error
+        engine.keeper = ref  # held strongly only while sends wait for the socket (_add_writer)
         # Through the weak reference too: a bound method, given while the protocol was paused
         # for writing, kept a paused, unclosed transport from being collected. Always set (an
         # attribute more to hold it would cost the interpreted transport its shared key table,
@@ -457,6 +459,11 @@ class WSATransport(asyncio.Transport):
             # Only the descriptor: the loop may be closed or in another thread. If sends were
             # still pending, the engine's watchdog fails them (S6.1).
             sock.close()
+            # As asyncio's (3.12+): a server's wait_closed() no longer waits for this one.
+            server, self._server = self._server, None
+            if server is not None:
+                with contextlib.suppress(RuntimeError):  # (its loop closed: nobody waits there)
+                    server._detach(self)
 
     def get_extra_info(self, name: object, default: Any = None) -> Any:
         """As asyncio's: ``socket``, ``sockname``, ``peername`` and the ``extra`` given.
@@ -1364,6 +1371,7 @@ class WSATransport(asyncio.Transport):
             engine.on_complete = None
             engine.on_error = None
             engine.on_progress = None
+            engine.keeper = None
         if sock is not None:
             sock.close()
         server, self._server = self._server, None

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import warnings
 import weakref
 from collections.abc import Iterator
 from typing import Any, cast
@@ -25,7 +26,7 @@ import pytest
 import wsasend
 from wsasend import WSATransport
 
-from .util import drain_peer
+from .util import drain_peer, until
 
 # Refcount-freed transports, each weakly referenced three ways, then every reference used.
 _SCRIPT = textwrap.dedent(
@@ -338,6 +339,80 @@ async def test_an_unclosed_transport_in_a_cycle_is_still_collected_and_warns() -
         with pytest.warns(ResourceWarning, match="unclosed transport"):
             gc.collect()
         assert ref() is None
+
+
+class _Told(asyncio.Protocol):
+    """Keeps its transport (the usual cycle) and tells a future the test holds of the end."""
+
+    def __init__(self, lost: asyncio.Future[BaseException | None]) -> None:
+        self.lost = lost
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        self.lost.set_result(exc)
+
+
+@pytest.mark.parametrize("how", ["close", "paused"])
+async def test_a_transport_with_sends_waiting_is_not_collected(how: str, no_collector: None) -> None:
+    # Adversarial pass: the engine holds its transport weakly, so a transport closed (or
+    # paused for reading) with sends waiting for the socket was collected with its protocol's
+    # cycle: its __del__ closed the socket under them (the peer got 4 of 8 MiB), connection_lost
+    # never came and Server.wait_closed() hung. asyncio's writer registration holds its
+    # transport; the engine now does while sends wait.
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    payload = bytes(range(256)) * 32768  # 8 MiB
+    with peer:
+        transport, _ = await wsasend.connect_accepted_socket(lambda: _Told(lost), ours)
+        transport.pause_reading()
+        transport.write(payload)
+        assert transport.get_write_buffer_size() > 0
+        if how == "close":
+            transport.close()
+        ref = weakref.ref(transport)
+        del transport, _
+        gc.collect()
+        assert ref() is not None
+        peer.setblocking(False)
+        loop = asyncio.get_running_loop()
+        got = bytearray()
+        while len(got) < len(payload):
+            chunk = await asyncio.wait_for(loop.sock_recv(peer, 1 << 20), 20)
+            assert chunk, "EOF before the whole payload"
+            got += chunk
+        assert got == payload
+        if how == "close":
+            assert await asyncio.wait_for(lost, 20) is None
+        else:
+            # Nothing waits any more: an unclosed transport is collectable again, and warns.
+            with pytest.warns(ResourceWarning, match="unclosed"):
+                gc.collect()
+            assert ref() is None
+
+
+async def test_a_collected_server_transport_no_longer_holds_wait_closed(no_collector: None) -> None:
+    # As asyncio's (3.12+) __del__: detached from its server. wait_closed() waited for ever.
+    refs: list[weakref.ref[asyncio.BaseTransport]] = []
+
+    class Forgets(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            cast(asyncio.Transport, transport).pause_reading()
+            refs.append(weakref.ref(transport))
+
+    def collected() -> bool:
+        gc.collect()
+        return bool(refs) and refs[0]() is None
+
+    server = await wsasend.create_server(Forgets, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    with socket.create_connection(("127.0.0.1", port)), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # (its "unclosed transport", expected)
+        await until(collected)
+        server.close()
+        await asyncio.wait_for(server.wait_closed(), 20)
 
 
 async def test_a_transport_shows_dict_and_weakref_as_a_python_class() -> None:
