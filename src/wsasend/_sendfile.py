@@ -91,7 +91,12 @@ async def native(transport: WSATransport, file: Any, offset_arg: object, count_a
     fd, size = _regular_file(file)
     if fd < 0:
         raise asyncio.SendfileNotAvailableError("not a regular file")
-    nbytes = max(size - offset, 0) if count is None else max(min(count, size - offset), 0)
+    # As asyncio's: a count is sent up to the file's end as it is when the bytes go (a file
+    # that grew meanwhile, or a /proc file, whose size reads 0, gives more than its size said:
+    # clamped to that size, count=1000 of /proc/self/maps sent nothing where asyncio sends
+    # 1000). Without a count, asyncio's native sendfile, like ours, sends the size it reads
+    # first (0 for a /proc file).
+    nbytes = max(size - offset, 0) if count is None else count
     if not nbytes:
         return 0
     engine = transport._engine

@@ -92,6 +92,33 @@ async def test_sendfile_count_past_end_of_file_sends_what_there_is(data_file: tu
     peer.close()
 
 
+async def test_sendfile_count_reaches_bytes_the_file_gained_after_the_post(tmp_path: Path) -> None:
+    # As asyncio's: a count is sent up to the end of the file as it is when its bytes go out,
+    # not as it was at the call (it was clamped to the size then: a /proc file, whose size
+    # reads 0, sent nothing for count=1000).
+    path = tmp_path / "growing.bin"
+    path.write_bytes(pattern(1000, 1))
+    transport, peer = await _pair()
+    with path.open("rb") as f:
+        big = transport.send(pattern(1 << 20, 2))
+        task = asyncio.ensure_future(transport.sendfile(f, 0, 3000))
+        await until(lambda: transport.get_write_buffer_size() > (1 << 20) - (256 << 10) and big.pending)
+        assert not task.done()
+        with path.open("ab") as grow:
+            grow.write(pattern(2000, 3))
+        reader = asyncio.ensure_future(drain_peer(peer))
+        assert await asyncio.wait_for(task, GUARD) == 3000
+        assert f.tell() == 3000
+        with Path("/proc/self/maps").open("rb") as proc:
+            assert os.fstat(proc.fileno()).st_size == 0
+            assert await transport.sendfile(proc, 0, 1000) == 1000
+    transport.close()
+    received = await asyncio.wait_for(reader, GUARD)
+    assert received[: (1 << 20) + 3000] == pattern(1 << 20, 2) + pattern(1000, 1) + pattern(2000, 3)
+    assert len(received) == (1 << 20) + 4000
+    peer.close()
+
+
 async def test_sendfile_peer_gone_mid_file_reports_exact_bytes_sent(data_file: tuple[Path, bytes]) -> None:
     """AF_UNIX: every byte the kernel consumed sits in the peer's receive queue, so the peer
     drains it and closes in one loop step (the engine cannot run in between): the failure's
