@@ -9,6 +9,7 @@ would gain nothing; :mod:`wsasend._transport`, the per-send and per-read code, i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import itertools
 import os
@@ -296,7 +297,10 @@ async def _connect_sock(
                 if bind_errors:
                     raise bind_errors.pop()
                 raise OSError(f"no matching local address with family={family} found")
-        await loop.sock_connect(sock, address)
+        if family == socket.AF_INET6 and len(address) >= 4 and address[3]:
+            await _connect_scoped(loop, sock, address)
+        else:
+            await loop.sock_connect(sock, address)
         return sock
     except OSError as exc:
         exceptions.append(exc)
@@ -307,6 +311,31 @@ async def _connect_sock(
         if sock is not None:
             sock.close()
         raise
+
+
+async def _connect_scoped(loop: asyncio.AbstractEventLoop, sock: socket.socket, address: tuple[Any, ...]) -> None:
+    """``loop.sock_connect`` for an IPv6 address with a scope id: uvloop's resolves the address
+    again and drops the scope, which is EINVAL for a link-local address."""
+    try:
+        sock.connect(address)
+        return
+    except (BlockingIOError, InterruptedError):
+        pass
+    done: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+
+    def writable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    loop.add_writer(fd, writable)
+    try:
+        await done
+    finally:
+        loop.remove_writer(fd)
+    err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if err:
+        raise OSError(err, f"Connect call failed {address}")
 
 
 def _interleave(infos: list[tuple[Any, ...]], first_family_count: int) -> list[tuple[Any, ...]]:
@@ -355,6 +384,26 @@ async def _connect_any(
         raise OSError("Multiple exceptions: {}".format(", ".join(str(exc) for exc in exceptions)))
     finally:
         exceptions = []
+
+
+async def resolve(
+    loop: asyncio.AbstractEventLoop,
+    host: str | None,
+    port: int | str | None,
+    *,
+    family: int = 0,
+    proto: int = 0,
+    flags: int = 0,
+) -> list[tuple[Any, ...]]:
+    """``loop.getaddrinfo`` for a stream socket, but a scoped IPv6 literal (``"fe80::1%eth0"``)
+    is answered by ``socket.getaddrinfo`` at once: uvloop's ``getaddrinfo`` drops its scope id,
+    so binding or connecting to a link-local address failed with EINVAL where uvloop's own
+    ``create_server``/``create_connection`` work (adversarial pass). A numeric host needs no
+    lookup, so nothing blocks (``AI_NUMERICHOST``); anything else goes to the loop."""
+    if isinstance(host, str) and "%" in host:
+        with contextlib.suppress(socket.gaierror):
+            return socket.getaddrinfo(host, port, family, socket.SOCK_STREAM, proto, flags | socket.AI_NUMERICHOST)
+    return list(await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags))
 
 
 @overload
@@ -471,14 +520,12 @@ async def create_connection(
     if host is not None or port is not None:
         if sock is not None:
             raise ValueError("host/port and sock can not be specified at the same time")
-        infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags)
+        infos = await resolve(loop, host, port, family=family, proto=proto, flags=flags)
         if not infos:
             raise OSError("getaddrinfo() returned empty list")
         laddr_infos = None
         if local_addr is not None:
-            laddr_infos = await loop.getaddrinfo(
-                *local_addr, family=family, type=socket.SOCK_STREAM, proto=proto, flags=flags
-            )
+            laddr_infos = await resolve(loop, *local_addr, family=family, proto=proto, flags=flags)
             if not laddr_infos:
                 raise OSError("getaddrinfo() returned empty list")
         ordered = list(infos)

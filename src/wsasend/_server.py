@@ -23,7 +23,7 @@ from asyncio import trsock
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ._connect import check_not_ssl_socket, check_stream_for_tls, discard_tls, tls_protocol
+from ._connect import check_not_ssl_socket, check_stream_for_tls, discard_tls, resolve, tls_protocol
 from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport
 
 __all__ = ["WSAServer", "create_server", "create_unix_server", "start_server"]
@@ -264,7 +264,7 @@ def _check_server_tls(
 async def _server_infos(
     loop: asyncio.AbstractEventLoop, host: str | None, port: int | str | None, family: int, flags: int
 ) -> list[tuple[Any, ...]]:
-    infos = await loop.getaddrinfo(host, port, family=family, type=socket.SOCK_STREAM, flags=flags)
+    infos = await resolve(loop, host, port, family=family, flags=flags)
     if not infos:
         raise OSError(f"getaddrinfo({host!r}) returned empty list")
     return list(infos)

@@ -254,3 +254,37 @@ async def test_connect_accepted_socket_validation() -> None:
     with pytest.raises(WSAError) as info:
         await wsasend.connect_accepted_socket(Recorder, "not a socket")  # type: ignore[call-overload]  # on purpose
     assert info.value.winerror == WSAErrorCode.WSAENOTSOCK
+
+
+def _link_local() -> str | None:
+    """A link-local IPv6 address of this machine with its zone (``fe80::...%eth0``), or None."""
+    try:
+        with open("/proc/net/if_inet6") as table:
+            rows = [line.split() for line in table]
+    except OSError:
+        return None
+    for row in rows:
+        if len(row) == 6 and row[3] == "20" and row[0].startswith("fe80"):  # scope 0x20: link
+            packed = bytes.fromhex(row[0])
+            return f"{socket.inet_ntop(socket.AF_INET6, packed)}%{row[5]}"
+    return None
+
+
+@pytest.mark.skipif(_link_local() is None, reason="no link-local IPv6 address here")
+async def test_a_scoped_link_local_host_serves_and_connects() -> None:
+    # uvloop's loop.getaddrinfo drops the scope id, and a link-local address without one is
+    # EINVAL at bind() and connect(); uvloop's own create_server/create_connection take it.
+    host = _link_local()
+    assert host is not None
+    server = await wsasend.create_server(Recorder, host, 0)
+    try:
+        address = server.sockets[0].getsockname()
+        assert address[3] == socket.if_nametoindex(host.split("%")[1])
+        transport, proto = await wsasend.create_connection(Recorder, host, address[1])
+        assert transport.get_extra_info("peername")[3] == address[3]
+        assert await transport.send(b"scoped") == 6
+        transport.close()
+        await proto.wait_lost()
+    finally:
+        server.close()
+        await server.wait_closed()
