@@ -12,6 +12,7 @@ import gc
 import logging
 import socket
 import struct
+import weakref
 from typing import Any
 
 import pytest
@@ -512,22 +513,34 @@ async def test_WSATransport_needs_a_connected_socket_of_its_own() -> None:
         await proto.wait_lost()
 
 
-async def test_WSATransport_unclosed_while_paused_for_writing_warns() -> None:
+async def test_WSATransport_dropped_while_paused_for_writing_lives_until_its_sends_end() -> None:
     """As above with the protocol paused for writing, a send queued: the engine's hook for the
-    low-water mark held the transport strongly, so it was never collected (nor warned)."""
+    low-water mark held the transport strongly, so it was never collected. While its sends
+    wait for the socket it lives, as asyncio's (its writer registration holds it; collected
+    then, the socket was closed under the sends); once they end (here the peer goes, the
+    send fails and the transport ends itself) nothing holds it any more."""
     ours, peer = socket.socketpair()
     ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
-    with peer:
-        transport, proto = await wrap(ours)
-        transport.pause_reading()
-        transport.write(b"x" * (8 << 20))
-        assert transport.get_write_buffer_size() > 64 * 1024
-        assert proto.paused  # (the case this test is about)
-        await asyncio.sleep(0)
-        del transport, proto
-        with pytest.warns(ResourceWarning, match="unclosed transport <WSATransport"):
-            gc.collect()
-        assert ours.fileno() == -1
+    transport, proto = await wrap(ours)
+    transport.pause_reading()
+    transport.write(b"x" * (8 << 20))
+    assert transport.get_write_buffer_size() > 64 * 1024
+    assert proto.paused  # (the case this test is about)
+    await asyncio.sleep(0)
+    ref = weakref.ref(transport)
+    lost = proto.lost
+    del transport, proto
+    gc.collect()
+    assert ref() is not None and ours.fileno() != -1  # its sends still wait
+    peer.close()
+    assert isinstance(await asyncio.wait_for(lost, GUARD), ConnectionError)
+
+    def collected() -> bool:
+        gc.collect()
+        return ref() is None
+
+    await until(collected)
+    assert ours.fileno() == -1
 
 
 async def test_WSATransport_unclosed_warns() -> None:
