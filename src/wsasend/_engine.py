@@ -780,6 +780,12 @@ class SendEngine:
             return _FIRSTITER_SELF_IS(loop)  # (the same test in C, without the hooks tuple)
         return getattr(_get_asyncgen_hooks().firstiter, "__self__", None) is loop
 
+    def waits_for_an_end(self) -> bool:
+        """True when MSG_PARTIAL pieces at the tail wait for a send that ends them (S4.4: an
+        open message, or held cork pieces): this engine cannot become idle by itself."""
+        queue = self._queue
+        return queue.has_open_message() if self.message_mode else queue.held > 0
+
     def pending_count(self) -> int:
         return len(self._queue)
 

@@ -102,6 +102,18 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                 if sock in _INTERRUPTED or sock.fileno() < 0:  # closesocket() while we waited (S6.1)
                     raise WSAError(WSAErrorCode.WSAEINTR, detail="the socket was closed", bytes_sent=0)
                 owner = slot.owner
+                for engine in (owner, slot.engine, *slot.waiting):
+                    if engine is not None and engine.waits_for_an_end():
+                        # Overlapped MSG_PARTIAL pieces wait for the send that ends them (S4.4),
+                        # which only a send posted to that engine can be: going first would
+                        # jump them (a cork run's bytes after ours), and waiting for the engine
+                        # to let go would wait for ever (this send may be the one meant to end
+                        # them).
+                        raise WSAError(
+                            WSAErrorCode.WSAEWOULDBLOCK,
+                            detail="overlapped MSG_PARTIAL pieces wait for their end on this socket: "
+                            "end them with an overlapped send (S4.2, S4.4)",
+                        )
                 if not slot.waiting and (owner is None or take_from(owner, dead)):
                     slot.sync_owner = threading.get_ident()
                     return slot

@@ -37,6 +37,7 @@ from wsasend import (
     WSAError,
     WSAErrorCode,
     closesocket,
+    connect_accepted_socket,
     max_message_size,
     remaining,
     wsa_send,
@@ -995,3 +996,34 @@ def test_wsa_send_sync_256_MiB_is_zero_copy(shape: str, sockets: list[socket.soc
     reader.finish()
     assert reader.count == size and reader.crc == crc
     assert peak < 4 << 20, f"peak {peak} bytes: a copy of the payload was made"
+
+
+@pytest.mark.parametrize("kind", ["unix_seqpacket", "udp4", "cork"])
+async def test_a_sync_send_never_jumps_or_waits_for_ever_behind_open_pieces(
+    kind: str, sockets: list[socket.socket]
+) -> None:
+    """S4.2, S4.4: overlapped MSG_PARTIAL pieces wait for the send that ends them, which only
+    an overlapped send can be. A blocking wsa_send_sync in another thread went first (its own
+    datagram before the message; on a cork stream its bytes before the pieces'), or, when the
+    engine owned the socket, waited for it to let go, for ever."""
+    if kind == "cork":
+        tx, rx = make_pair("unix_stream", sockets)
+        transport, _ = await connect_accepted_socket(asyncio.Protocol, tx, partial_messages="cork")
+        piece = transport.send(b"piece", MSG_PARTIAL)
+    else:
+        tx, rx = make_pair(kind, sockets)
+        piece = wsa_send(tx, [b"piece"], MSG_PARTIAL)
+    assert piece.pending
+    tx.setblocking(True)
+    with pytest.raises(WSAError) as info:
+        await asyncio.wait_for(asyncio.to_thread(wsa_send_sync, tx, b"+sync"), GUARD)
+    assert info.value.winerror is Code.WSAEWOULDBLOCK and info.value.bytes_sent == 0
+    # The overlapped send that ends them: nothing of the refused send got in.
+    tx.setblocking(False)
+    end = transport.send(b"+end") if kind == "cork" else wsa_send(tx, [b"+end"])
+    assert (await piece, await end) == (5, 4)
+    if kind == "cork":
+        assert await asyncio.wait_for(read_exactly(rx, 9), GUARD) == b"piece+end"
+        transport.close()
+    else:
+        assert datagrams(rx) == [b"piece+end"]
