@@ -12,6 +12,7 @@ import contextlib
 import errno
 import select
 import socket
+import struct
 import threading
 import time
 import weakref
@@ -44,6 +45,8 @@ __all__ = ["interrupt_blocking_send", "wsa_send_sync"]
 
 # Sockets with a blocking wsa_send_sync in progress (S3.4 WSAEINPROGRESS), and those that
 # closesocket() interrupted under it (WSAEINTR).
+# struct timeval (SO_SNDTIMEO): two C longs.
+_TIMEVAL = struct.Struct("@ll")
 _IN_PROGRESS: weakref.WeakKeyDictionary[socket.socket, threading.Lock] = weakref.WeakKeyDictionary()
 _INTERRUPTED: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 _REGISTRY_LOCK = threading.Lock()
@@ -124,6 +127,12 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                     owner._release_wanted = True
                     with contextlib.suppress(RuntimeError):  # closed: the next take_from drops it
                         owner.loop.call_soon_threadsafe(owner._release_if_idle)
+                for engine in slot.waiting:
+                    # They go first (never jump the queue), then let go to us: without the
+                    # flag the first of them claimed the socket, sent, went idle and kept it,
+                    # and this thread waited for ever (a lost wake-up: 9-10 rounds in 10 when
+                    # a thread's second blocking send followed its first, adversarial pass).
+                    engine._release_wanted = True
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WSAError(WSAErrorCode.WSAETIMEDOUT, detail="timed out waiting for pending overlapped sends")
@@ -181,9 +190,15 @@ def send_sync(sock: socket.socket, buffers: object, flags: object, dest: Destina
     bufs, nbytes = normalize(buffers)
     osflags, more = translate_flags(flags, sock)
     timeout = sock.gettimeout()
+    if timeout is None:
+        timeout = _send_timeout(sock)
     deadline = None if not timeout else time.monotonic() + timeout
     lock = _lock_for(sock)
-    if not lock.acquire(blocking=False):
+    # A blocking send holds the lock for as long as it blocks: another thread's blocking send
+    # is WSAEINPROGRESS (S3.4). A nonblocking one holds it for one attempt, so a concurrent
+    # nonblocking send waits its turn instead (threads sending on a nonblocking socket, as an
+    # event-select server does, met WSAEINPROGRESS, which Winsock 2 never gives there).
+    if not lock.acquire(blocking=timeout == 0.0):
         raise WSAError(
             WSAErrorCode.WSAEINPROGRESS, detail="another thread's blocking send is in progress on this socket"
         )
@@ -202,6 +217,16 @@ def send_sync(sock: socket.socket, buffers: object, flags: object, dest: Destina
     finally:
         lock.release()
         _INTERRUPTED.discard(sock)
+
+
+def _send_timeout(sock: socket.socket) -> float | None:
+    """The socket's SO_SNDTIMEO in seconds, None when unset (S4.2: it bounds the call as a
+    ``settimeout`` does; ignored, a blocking send looped on its EAGAIN for ever)."""
+    try:
+        sec, usec = _TIMEVAL.unpack(sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _TIMEVAL.size))
+    except OSError:
+        return None
+    return sec + usec / 1e6 if sec or usec else None
 
 
 def _fail(sock: socket.socket, exc: OSError, sent: int) -> WSAError:

@@ -12,6 +12,7 @@ of overlapped ones) run on asyncio and on uvloop.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import itertools
 import os
@@ -29,6 +30,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import SMALL_BUF, fill_socket, pattern, read_exactly, recv_to_eof, tcp_pair, udp_pair
+from tests.transport.util import until
 from wsasend import (
     MSG_DONTROUTE,
     MSG_OOB,
@@ -1027,3 +1029,118 @@ async def test_a_sync_send_never_jumps_or_waits_for_ever_behind_open_pieces(
         transport.close()
     else:
         assert datagrams(rx) == [b"piece+end"]
+
+
+async def test_a_threads_next_blocking_send_is_woken_after_the_overlapped_send_behind_it(
+    sockets: list[socket.socket],
+) -> None:
+    """S4.2, S5.11: thread T's blocking send owns the socket; an overlapped send queues behind
+    it; T's next blocking send must go once that one is out. The engine waiting for the socket
+    was never asked to let go again (only an owner was), so it claimed the socket, sent, went
+    idle and kept it, and T waited for ever: 9-10 rounds in 10 on each loop and build."""
+    from wsasend._api import slot_for
+
+    for round_ in range(10):
+        tx, rx = make_pair("unix_stream", sockets, small=True)
+        big, middle, tail = pattern(1 << 20, round_), b"<overlapped>", b"<T's second>"
+        results: list[int] = []
+
+        def sender(tx: socket.socket = tx, big: bytes = big, tail: bytes = tail, results: list[int] = results) -> None:
+            results.append(wsa_send_sync(tx, big))
+            results.append(wsa_send_sync(tx, tail))
+
+        thread = threading.Thread(target=sender, daemon=True)
+        thread.start()
+        slot = slot_for(tx)
+
+        def owned(slot: Any = slot) -> bool:
+            return bool(slot.sync_owner)
+
+        await until(owned)  # T owns it, blocked in sendmsg
+        ov = wsa_send(tx, [middle])
+        assert ov.pending, "queued behind the blocking send (S4.2)"
+        got = await asyncio.wait_for(read_exactly(rx, len(big) + len(middle) + len(tail)), GUARD)
+        await asyncio.to_thread(thread.join, GUARD)
+        assert not thread.is_alive(), f"round {round_}: T's second send never went"
+        assert got == big + middle + tail and results == [len(big), len(tail)]
+        assert await ov == len(middle)
+
+
+@pytest.mark.parametrize("kind", ["unix_stream", "tcp4", "unix_seqpacket"])
+def test_wsa_send_sync_SO_SNDTIMEO_bounds_the_call(kind: str, sockets: list[socket.socket]) -> None:
+    """S4.2: SO_SNDTIMEO bounds a blocking send as settimeout() does, WSAETIMEDOUT with what
+    went. It was ignored: the send looped on the kernel's EAGAIN until the peer read."""
+    tx, rx = make_pair(kind, sockets, small=True)
+    tx.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", 0, 200_000))
+    outcome: list[BaseException | int] = []
+
+    def send() -> None:
+        try:
+            if kind == "unix_seqpacket":
+                while True:  # messages until the buffer is full
+                    wsa_send_sync(tx, b"m" * 1000)
+            else:
+                outcome.append(wsa_send_sync(tx, pattern(16 << 20, 3)))
+        except BaseException as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=send, daemon=True)
+    thread.start()
+    thread.join(GUARD)
+    assert not thread.is_alive(), "SO_SNDTIMEO did not bound the call"
+    (exc,) = outcome
+    assert isinstance(exc, WSAError) and exc.winerror is Code.WSAETIMEDOUT
+    if kind != "unix_seqpacket":
+        assert exc.bytes_sent == len(recv_to_eof_now(rx)), "bytes_sent is what the peer can read"
+
+
+def recv_to_eof_now(sock: socket.socket) -> bytes:
+    """Everything ``sock`` can read now, without waiting."""
+    out = bytearray()
+    while True:
+        try:
+            chunk = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return bytes(out)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
+@pytest.mark.parametrize("kind", ["unix_dgram", "unix_stream"])
+def test_concurrent_nonblocking_sync_sends_are_never_WSAEINPROGRESS(kind: str, sockets: list[socket.socket]) -> None:
+    """S3.4: WSAEINPROGRESS is for a *blocking* send in progress in another thread. Threads
+    sending on one nonblocking socket (an event-select server) met it on most calls."""
+    tx, rx = make_pair(kind, sockets)
+    tx.setblocking(False)
+    codes: dict[str, int] = {}
+    lock = threading.Lock()
+
+    def send() -> None:
+        for _ in range(3000):
+            try:
+                wsa_send_sync(tx, b"0123456789abcdef")
+            except WSAError as exc:
+                with lock:
+                    codes[exc.winerror.name] = codes.get(exc.winerror.name, 0) + 1
+
+    def drain() -> None:
+        while any(t.is_alive() for t in senders):
+            drain_now(rx)
+
+    senders = [threading.Thread(target=send) for _ in range(4)]
+    reader = threading.Thread(target=drain)
+    for t in senders:
+        t.start()
+    reader.start()
+    for t in (*senders, reader):
+        t.join(GUARD)
+    assert "WSAEINPROGRESS" not in codes, codes
+    assert set(codes) <= {"WSAEWOULDBLOCK"}, codes
+
+
+def drain_now(sock: socket.socket) -> None:
+    """Read and drop what ``sock`` has now."""
+    with contextlib.suppress(BlockingIOError):
+        while sock.recv(1 << 16, socket.MSG_DONTWAIT):
+            pass
