@@ -578,8 +578,19 @@ class _BatchTick:
 
 _TICKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _BatchTick] = weakref.WeakKeyDictionary()
 _TICKS_LOCK = threading.Lock()
+
+
+def _ticks_after_fork() -> None:
+    """In a forked child: no tick of the parent's, and a fresh lock (another thread of the
+    parent may have held it at the fork: the child's first send on a new loop then waited
+    for it for ever, adversarial pass)."""
+    global _TICKS_LOCK
+    _TICKS.clear()
+    _TICKS_LOCK = threading.Lock()
+
+
 # S5.12: a forked child inherits no engine, so no tick either (a fresh one is made on demand).
-os.register_at_fork(after_in_child=_TICKS.clear)
+os.register_at_fork(after_in_child=_ticks_after_fork)
 
 
 def _tick_for(loop: asyncio.AbstractEventLoop) -> _BatchTick:
@@ -695,9 +706,10 @@ class SendEngine:
         self._state = _OPEN
         # True in a forked child for an engine made in the parent (see forget_after_fork).
         self._inherited = False
-        # A transport's weak reference to itself; while sends wait for the socket (a writer
-        # registered, or a descriptor to register) ``_keep`` holds the transport strongly, as
-        # asyncio's writer registration holds its transport (see _add_writer).
+        # A transport's weak reference to itself. While sends wait, the transport is held
+        # strongly, as asyncio's writer registration holds its transport: by the writer
+        # registration (see _add_writer), and, while they wait for the batch window's tick or
+        # for the socket's owner, by ``_keep`` (released when that tick comes, or they go).
         self.keeper: Callable[[], object] | None = None
         self._keep: object = None
         self._writer: socket.socket | None = None  # the socket object registered with add_writer
@@ -832,6 +844,8 @@ class SendEngine:
                     owner._release_wanted = True
                 if self not in slot.waiting:
                     slot.waiting.append(self)
+                if queued and self.keeper is not None:
+                    self._keep = self.keeper()  # sends wait for the owner (see _open_batch)
         abandon(dead, self.loop)  # (its warnings soon, not in the caller's send: see abandon)
         return owned
 
@@ -1282,6 +1296,8 @@ class SendEngine:
         if not self._batch_scheduled and not self._held:
             self._tick.add(self)
             self._batch_scheduled = True
+            if self.keeper is not None:
+                self._keep = self.keeper()  # (see _open_batch)
         return ov
 
     def post_message_list(self, sock: socket.socket, buffers: list[Any]) -> WSAOverlapped:
@@ -1453,6 +1469,10 @@ class SendEngine:
         if not self._batch_scheduled and not self._held:
             self._tick.add(self)
             self._batch_scheduled = True
+            if self.keeper is not None:
+                # Held until the tick: a transport closed, or dropped, with writes in the
+                # window was collected before it came, its bytes lost (see _add_writer).
+                self._keep = self.keeper()
 
     def release(self) -> None:
         """A transport callback that held the engine returned: close the window, flush its queue.
@@ -1482,12 +1502,21 @@ class SendEngine:
     def _close_batch(self) -> None:
         self._batch_open = False
         self._batch_scheduled = False
+        # The transport held for the window (see _open_batch) is held by this frame through the
+        # flush, and after it by its writer registration, or here again while sendable sends
+        # wait with none (for the socket's owner or a descriptor): released before the flush,
+        # a transport nobody else held was freed at once and its __del__ closed the socket
+        # under the flush (adversarial pass: a response cut short).
+        owner = self._keep
+        self._keep = None
         if self._queue and self._writer is None:
             sock = self._sockref()
             if sock is None:  # pragma: no cover - the loop's handle keeps it alive
                 self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
                 return
             self._flush(sock)
+            if self._writer is None and self._keep is None and self._queue.sendable():
+                self._keep = owner
         if self._dup is not None and self._writer is None:
             self._release_dup()  # idle again: no duplicate held (see "Descriptors")
         if self._release_wanted:
@@ -1829,13 +1858,14 @@ class SendEngine:
         we remove the registration and close it ourselves (see "Descriptors").
         """
         if self._writer is None:
-            # The loop holds this engine through the registration, and now the transport too:
-            # only weakly referenced by the engine, a transport closed (or paused for reading)
-            # with sends waiting was collected with its protocol's cycle, and its __del__
-            # closed the socket under them: the rest of the response was lost, connection_lost
-            # never came and Server.wait_closed() hung (adversarial pass, both loops).
-            if self.keeper is not None:
-                self._keep = self.keeper()
+            # The registration holds this engine, and the transport too (an argument of its
+            # callback): only weakly referenced by the engine, a transport closed (or paused for
+            # reading) with sends waiting was collected with its protocol's cycle, and its
+            # __del__ closed the socket under them: the rest of the response was lost,
+            # connection_lost never came and Server.wait_closed() hung (adversarial pass, both
+            # loops). Held by the registration, not by the engine (which the registry keeps), a
+            # loop closed with the registration in place lets it go, as asyncio's does.
+            owner = self.keeper() if self.keeper is not None else None
             fd = self._dup_fd
             if fd < 0:
                 fd = self._take_dup(sock)
@@ -1846,7 +1876,7 @@ class SendEngine:
                     # own number instead would break S5.11). Aborting them here lost the rest
                     # of a response without a word to anyone (adversarial test, aiohttp).
                     if self._dup_retry is None:
-                        self._dup_retry = self.loop.call_later(_WATCHDOG_INTERVAL, self._retry_flush, sock)
+                        self._dup_retry = self.loop.call_later(_WATCHDOG_INTERVAL, self._retry_flush, sock, owner)
                     return
                 if fd < 0:
                     # Closed behind our back since the sendmsg that met a full buffer (S6.1).
@@ -1858,14 +1888,18 @@ class SendEngine:
             # sendmsg says MSG_DONTWAIT), and a blocking socket must stay blocking for its
             # other users (S5.10), so its mode is put back at once.
             blocking = sock.gettimeout() is None and os.get_blocking(fd)
-            self.loop.add_writer(fd, self._on_writable)
+            self.loop.add_writer(fd, self._on_writable, owner)
             if blocking and not os.get_blocking(fd):
                 os.set_blocking(fd, True)
             if self._watchdog is None:
                 self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
 
-    def _retry_flush(self, sock: socket.socket) -> None:
-        """A descriptor may be free again: flush (it sends, registers, or waits once more)."""
+    def _retry_flush(self, sock: socket.socket, owner: object = None) -> None:
+        """A descriptor may be free again: flush (it sends, registers, or waits once more).
+
+        ``owner``: the transport, held meanwhile (see _add_writer, _on_writable).
+        """
+        del owner
         self._dup_retry = None
         if self._writer is None and self._queue:
             self._flush(sock)  # (a socket closed meanwhile aborts there, S6.1)
@@ -1884,7 +1918,11 @@ class SendEngine:
             self._watchdog.cancel()
             self._watchdog = None
 
-    def _on_writable(self) -> None:
+    def _on_writable(self, owner: object = None) -> None:
+        """The writer registration's callback; ``owner``, the transport, is only held by it."""
+        # Not a local of this frame: a send error's traceback keeps the frame, and whoever
+        # keeps the error (a protocol's connection_lost) would keep the transport alive.
+        del owner
         sock = self._writer
         if sock is None:
             return

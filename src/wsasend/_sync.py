@@ -152,10 +152,14 @@ def _release(slot: SocketSlot) -> None:
 
 def _reset_after_fork() -> None:
     """In a forked child (called by ``_api._reset_after_fork``): no send is in progress there."""
-    global _IN_PROGRESS, _REGISTRY_LOCK
+    global _IN_PROGRESS, _REGISTRY_LOCK, _PARTIAL
     _IN_PROGRESS = weakref.WeakKeyDictionary()
     _REGISTRY_LOCK = threading.Lock()
     _INTERRUPTED.clear()
+    # The parent's nonoverlapped MSG_PARTIAL pieces are the parent's: kept, the child's next
+    # message on the socket went out with them in front (adversarial pass).
+    _PARTIAL = weakref.WeakKeyDictionary()
+    SYNC_PIECES_HELD[0] = 0
 
 
 def wsa_send_sync(sock: socket.socket, buffers: object, flags: int = 0) -> int:

@@ -22,6 +22,7 @@ import os
 import socket
 import sys
 import tempfile
+import threading
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -232,3 +233,67 @@ def test_inherited_sends_end_aborted_in_the_child(name: str) -> None:
         loop.close()
         wsasend.closesocket(a)
         b.close()
+
+
+def test_a_childs_message_never_carries_the_parents_nonoverlapped_pieces() -> None:
+    # The parent's MSG_PARTIAL pieces (copied, held per socket, S4.5) were kept in the child:
+    # its own next message went out with them in front, so they were sent twice.
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    try:
+        assert wsasend.wsa_send_sync(a, b"PARENT-PIECE;", wsasend.MSG_PARTIAL) == 13
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 99
+            try:
+                code = 0 if wsasend.wsa_send_sync(a, b"child") == 5 else 13
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert wsasend.wsa_send_sync(a, b"parent-end") == 10
+        assert b.recv(100) == b"child"
+        assert b.recv(100) == b"PARENT-PIECE;parent-end"
+    finally:
+        a.close()
+        b.close()
+
+
+@FACTORIES
+def test_a_child_never_waits_for_a_lock_another_thread_held_at_the_fork(name: str) -> None:
+    # The lock that guards the loops' batch ticks was not renewed in the child: held by another
+    # thread at the fork (making a loop's first engine), the child's first send on a new loop
+    # waited for it for ever.
+    import signal
+
+    from wsasend import _engine
+
+    taken, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _engine._TICKS_LOCK:
+            taken.set()
+            release.wait(GUARD)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    taken.wait(GUARD)
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 99
+            try:
+                signal.alarm(int(GUARD))  # a hang ends the child (status -14), never the test
+
+                async def send() -> int:
+                    a, b = socket.socketpair()
+                    with a, b:
+                        return await wsa_send(a, [b"child"])
+
+                code = 0 if LOOP_FACTORIES[name]().run_until_complete(send()) == 5 else 14
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        holder.join(GUARD)

@@ -354,7 +354,7 @@ class _Told(asyncio.Protocol):
         self.lost.set_result(exc)
 
 
-@pytest.mark.parametrize("how", ["close", "paused"])
+@pytest.mark.parametrize("how", ["close", "paused", "window", "cork"])
 async def test_a_transport_with_sends_waiting_is_not_collected(how: str, no_collector: None) -> None:
     # Adversarial pass: the engine holds its transport weakly, so a transport closed (or
     # paused for reading) with sends waiting for the socket was collected with its protocol's
@@ -366,11 +366,26 @@ async def test_a_transport_with_sends_waiting_is_not_collected(how: str, no_coll
     lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
     payload = bytes(range(256)) * 32768  # 8 MiB
     with peer:
-        transport, _ = await wsasend.connect_accepted_socket(lambda: _Told(lost), ours)
+        if how == "cork":
+            transport, _ = await wsasend.connect_accepted_socket(lambda: _Told(lost), ours, partial_messages="cork")
+        else:
+            transport, _ = await wsasend.connect_accepted_socket(lambda: _Told(lost), ours)
         transport.pause_reading()
-        transport.write(payload)
+        if how == "window":
+            # The first write goes at once; the rest waits for the batch window's tick, with
+            # no writer registered (collected before the tick, it was lost: 5 of 105 bytes).
+            transport.write(payload[:5])
+            transport.write(payload[5:105])
+            payload = payload[:105]
+        elif how == "cork":
+            # Held pieces, let go by close() into the batch window (0 of 200 bytes arrived).
+            transport.send(payload[:100], wsasend.MSG_PARTIAL)
+            transport.send(payload[100:200], wsasend.MSG_PARTIAL)
+            payload = payload[:200]
+        else:
+            transport.write(payload)
         assert transport.get_write_buffer_size() > 0
-        if how == "close":
+        if how != "paused":
             transport.close()
         ref = weakref.ref(transport)
         del transport, _
@@ -384,7 +399,7 @@ async def test_a_transport_with_sends_waiting_is_not_collected(how: str, no_coll
             assert chunk, "EOF before the whole payload"
             got += chunk
         assert got == payload
-        if how == "close":
+        if how != "paused":
             assert await asyncio.wait_for(lost, 20) is None
         else:
             # Nothing waits any more: an unclosed transport is collectable again, and warns.
@@ -454,3 +469,41 @@ def test_support_weakrefs_serves_the_transport_class_only() -> None:
         _iovsend.support_weakrefs(int)  # (a static type)
     with pytest.raises(RuntimeError, match="one class"):
         _iovsend.support_weakrefs(wsasend.WSAOverlapped)
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_a_bare_closed_loop_lets_go_of_a_transport_whose_sends_waited(loop_name: str) -> None:
+    # What holds a transport while its sends wait is the loop's writer registration (as
+    # asyncio's), not the engine, which the registry keeps until the loop is swept: closed with
+    # a bare loop.close(), the loop drops the registration and the transport can go.
+    from tests.conftest import LOOP_FACTORIES
+
+    loop = LOOP_FACTORIES[loop_name]()
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+
+    async def start() -> weakref.ref[WSATransport]:
+        transport, _ = await wsasend.connect_accepted_socket(asyncio.Protocol, ours)
+        assert isinstance(transport, WSATransport)
+        transport.pause_reading()
+        transport.write(b"x" * (4 << 20))
+        assert transport.get_write_buffer_size() > 0
+        return weakref.ref(transport)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # (its "unclosed transport", expected)
+        try:
+            ref = loop.run_until_complete(start())
+            gc.collect()
+            assert ref() is not None  # its sends wait: the registration holds it
+        finally:
+            loop.close()
+        gc.collect()
+        assert ref() is None
+    # What the closed loop left queued is aborted by the next loop's sweep (S5.12): here.
+    from wsasend._api import _sweep_closed
+
+    with pytest.warns(ResourceWarning, match="event loop ended with 1 overlapped send"):
+        _sweep_closed()
+    peer.close()
+    ours.close()
