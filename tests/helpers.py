@@ -56,6 +56,19 @@ def fill_socket(sock: socket.socket) -> int:
             return total
 
 
+def readable_now(sock: socket.socket) -> bytes:
+    """Everything ``sock`` can read now, without waiting (the socket's mode is left alone)."""
+    out = bytearray()
+    while True:
+        try:
+            chunk = sock.recv(1 << 20, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return bytes(out)
+        if not chunk:
+            return bytes(out)
+        out += chunk
+
+
 def drain_ready(sock: socket.socket) -> int:
     """Read (and drop) what ``sock`` has now, without waiting (it is made nonblocking); return
     the byte count. Stops at EOF too."""

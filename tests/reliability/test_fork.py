@@ -24,13 +24,14 @@ import sys
 import tempfile
 import threading
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import pytest
 
 import wsasend
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import pattern, read_exactly, tcp_pair
-from wsasend import WSAError, WSAErrorCode, wsa_send
+from wsasend import WSAError, WSAErrorCode, WSAOverlapped, wsa_send
 
 FACTORIES = pytest.mark.parametrize("name", sorted(LOOP_FACTORIES))
 GUARD = 30.0
@@ -54,6 +55,30 @@ async def _fork_running(body: Callable[[], Awaitable[int]]) -> int:
     return os.waitstatus_to_exitcode(status)
 
 
+def _run(name: str, main: Callable[[], Awaitable[Any]], *sockets: socket.socket) -> Any:
+    """Run ``main()`` on a new loop of ``name``; close the loop, then ``sockets`` (a socket
+    still with sends pending is closed with closesocket, which aborts them here, not in the
+    next test's loop)."""
+    loop = LOOP_FACTORIES[name]()
+    try:
+        return loop.run_until_complete(main())
+    finally:
+        loop.close()
+        for sock in sockets:
+            if sock.fileno() >= 0:
+                wsasend.closesocket(sock)
+
+
+async def _awaited_aborted(ov: WSAOverlapped, wrong: int) -> int:
+    """In the child: 0 when awaiting ``ov`` raises WSA_OPERATION_ABORTED with 0 bytes sent,
+    ``wrong`` for another error, ``wrong + 1`` when it does not raise."""
+    try:
+        await ov
+    except WSAError as exc:
+        return 0 if _aborted_with(exc, 0) else wrong
+    return wrong + 1
+
+
 def _aborted_with(exc: BaseException, count: int) -> bool:
     return isinstance(exc, WSAError) and exc.winerror == WSAErrorCode.WSA_OPERATION_ABORTED and exc.bytes_sent == count
 
@@ -61,7 +86,6 @@ def _aborted_with(exc: BaseException, count: int) -> bool:
 @FACTORIES
 @pytest.mark.parametrize("how", ["await", "transport"])
 def test_a_child_never_sends_the_parents_queued_bytes(name: str, how: str) -> None:
-    loop = LOOP_FACTORIES[name]()
     a, b = socket.socketpair()
 
     async def main() -> bytes:
@@ -83,11 +107,7 @@ def test_a_child_never_sends_the_parents_queued_bytes(name: str, how: str) -> No
                         return 2
                 else:
                     return 3
-            try:
-                await queued
-            except WSAError as exc:
-                return 0 if _aborted_with(exc, 0) else 4
-            return 5
+            return await _awaited_aborted(queued, 4)
 
         assert await _fork_running(child) == 0
         assert await queued == 7
@@ -98,17 +118,11 @@ def test_a_child_never_sends_the_parents_queued_bytes(name: str, how: str) -> No
             wsasend.closesocket(a)
         return await read_exactly(b, len(b"first;QUEUED;")) + b.recv(100)
 
-    try:
-        assert loop.run_until_complete(main()) == b"first;QUEUED;"
-    finally:
-        loop.close()
-        a.close()
-        b.close()
+    assert _run(name, main, a, b) == b"first;QUEUED;"
 
 
 @FACTORIES
 def test_a_childs_abort_leaves_the_parents_sends_alone(name: str) -> None:
-    loop = LOOP_FACTORIES[name]()
     ours, peer = tcp_pair(bufsize=64 * 1024)
     payload = pattern(1 << 20, 7)
 
@@ -130,12 +144,7 @@ def test_a_childs_abort_leaves_the_parents_sends_alone(name: str) -> None:
         assert await asyncio.wait_for(sent, GUARD) == len(payload)
         transport.close()
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-        ours.close()
-        peer.close()
+    _run(name, main, ours, peer)
 
 
 def _holders(target: str) -> int:
@@ -152,7 +161,6 @@ def _holders(target: str) -> int:
 
 @FACTORIES
 def test_a_child_keeps_no_descriptor_of_the_engine(name: str) -> None:
-    loop = LOOP_FACTORIES[name]()
     ours, peer = tcp_pair(bufsize=64 * 1024)
     # uvloop keeps a descriptor of its own for a registration (its stock transport does too);
     # the engine's duplicates are what must go.
@@ -186,17 +194,11 @@ def test_a_child_keeps_no_descriptor_of_the_engine(name: str) -> None:
         while await asyncio.wait_for(asyncio.get_running_loop().sock_recv(peer, 1 << 20), GUARD):
             pass
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-        ours.close()
-        peer.close()
+    _run(name, main, ours, peer)
 
 
 @FACTORIES
 def test_inherited_sends_end_aborted_in_the_child(name: str) -> None:
-    loop = LOOP_FACTORIES[name]()
     a, b = socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
 
@@ -215,11 +217,7 @@ def test_inherited_sends_end_aborted_in_the_child(name: str) -> None:
                     return 9
             if not small.wait(GUARD):
                 return 10
-            try:
-                await small
-            except WSAError as exc:
-                return 0 if _aborted_with(exc, 0) else 11
-            return 12
+            return await _awaited_aborted(small, 11)
 
         assert await _fork_running(child) == 0
         # In the parent they are still the parent's, and finish.
@@ -227,12 +225,7 @@ def test_inherited_sends_end_aborted_in_the_child(name: str) -> None:
         assert received == pattern(1 << 20, 1) + b"tail"
         assert await big == 1 << 20 and await small == 4
 
-    try:
-        loop.run_until_complete(main())
-    finally:
-        loop.close()
-        wsasend.closesocket(a)
-        b.close()
+    _run(name, main, a, b)
 
 
 def test_a_childs_message_never_carries_the_parents_nonoverlapped_pieces() -> None:

@@ -29,7 +29,16 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SMALL_BUF, fill_socket, pattern, read_exactly, recv_to_eof, tcp_pair, udp_pair
+from tests.helpers import (
+    SMALL_BUF,
+    fill_socket,
+    pattern,
+    read_exactly,
+    readable_now,
+    recv_to_eof,
+    tcp_pair,
+    udp_pair,
+)
 from tests.transport.util import until
 from wsasend import (
     MSG_DONTROUTE,
@@ -1091,20 +1100,7 @@ def test_wsa_send_sync_SO_SNDTIMEO_bounds_the_call(kind: str, sockets: list[sock
     (exc,) = outcome
     assert isinstance(exc, WSAError) and exc.winerror is Code.WSAETIMEDOUT
     if kind != "unix_seqpacket":
-        assert exc.bytes_sent == len(recv_to_eof_now(rx)), "bytes_sent is what the peer can read"
-
-
-def recv_to_eof_now(sock: socket.socket) -> bytes:
-    """Everything ``sock`` can read now, without waiting."""
-    out = bytearray()
-    while True:
-        try:
-            chunk = sock.recv(1 << 20, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return bytes(out)
-        if not chunk:
-            return bytes(out)
-        out += chunk
+        assert exc.bytes_sent == len(readable_now(rx)), "bytes_sent is what the peer can read"
 
 
 @pytest.mark.parametrize("kind", ["unix_dgram", "unix_stream"])

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.helpers import pattern, tcp_pair
+from tests.helpers import pattern, readable_now, tcp_pair
 from wsasend import MSG_OOB, MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped
 
 from .util import drain_peer, until, wrap
@@ -25,19 +25,6 @@ PAIRS: dict[str, Callable[[], tuple[socket.socket, socket.socket]]] = {
     "unix": lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM),
     "tcp": lambda: tcp_pair(bufsize=64 * 1024),
 }
-
-
-def _ready(sock: socket.socket) -> bytes:
-    """What the peer can read right now, without waiting."""
-    out = bytearray()
-    while True:
-        try:
-            chunk = sock.recv(1 << 20, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return bytes(out)
-        if not chunk:
-            return bytes(out)
-        out += chunk
 
 
 async def _spin(rounds: int = 20) -> None:
@@ -57,7 +44,7 @@ async def test_cork_pieces_wait_for_the_send_that_ends_them(kind: str) -> None:
         # Held: pending, counted as buffered, and not one byte at the peer.
         assert first.pending and second.pending
         assert transport.get_write_buffer_size() == 16
-        assert _ready(peer) == b""
+        assert readable_now(peer) == b""
         last = transport.send(b"Host: x\r\n\r\n")
         assert [await first, await second, await last] == [6, 10, 11]
         transport.close()
@@ -74,7 +61,7 @@ async def test_cork_any_send_without_the_flag_ends_the_run(ending: str) -> None:
         transport, proto = await wrap(ours, partial_messages="cork")
         piece = transport.send(b"piece", MSG_PARTIAL)
         await _spin()
-        assert _ready(peer) == b""
+        assert readable_now(peer) == b""
         if ending == "send":
             assert await transport.send(b"+end") == 4
         elif ending == "empty_send":
@@ -102,7 +89,7 @@ async def test_cork_graceful_close_lets_held_pieces_go(how: str) -> None:
         transport, proto = await wrap(ours, partial_messages="cork")
         pieces = [transport.send(pattern(1000, i), MSG_PARTIAL) for i in range(3)]
         await _spin()
-        assert _ready(peer) == b""
+        assert readable_now(peer) == b""
         getattr(transport, how)()
         assert [await p for p in pieces] == [1000, 1000, 1000]
         if how == "write_eof":
@@ -144,7 +131,7 @@ async def test_cork_cancel_of_a_held_piece_withdraws_it_alone() -> None:
         assert info.value.winerror == WSAErrorCode.WSA_OPERATION_ABORTED
         assert transport.get_write_buffer_size() == 2
         await _spin()
-        assert _ready(peer) == b""  # the others are still held
+        assert readable_now(peer) == b""  # the others are still held
         # Withdrawing the last piece keeps the run open too.
         assert c.cancel() is True
         with pytest.raises(WSAError):
@@ -174,7 +161,7 @@ async def test_cork_pieces_behind_a_full_buffer_keep_their_order() -> None:
             got += await asyncio.wait_for(loop.sock_recv(peer, 1 << 16), 20)
         assert await head == len(big)
         await _spin()
-        assert bytes(got) == big and _ready(peer) == b""
+        assert bytes(got) == big and readable_now(peer) == b""
         assert all(p.pending for p in held)
         tail = transport.send([pattern(7, 4), pattern(70_000, 5)])
         assert [await p for p in held] == [300, 5]
@@ -192,7 +179,7 @@ async def test_cork_urgent_piece_keeps_its_mark_on_its_own_last_byte() -> None:
         transport, proto = await wrap(ours, partial_messages="cork")
         urgent = transport.send(b"ab!", MSG_OOB | MSG_PARTIAL)
         await _spin()
-        assert urgent.pending and _ready(peer) == b""
+        assert urgent.pending and readable_now(peer) == b""
         assert await transport.send(b"cd") == 2
         assert await urgent == 3
         loop = asyncio.get_running_loop()
@@ -238,7 +225,7 @@ async def test_cork_random_runs_never_release_a_piece_early(seed: int) -> None:
                 released += open_run + data
                 open_run.clear()
             await _spin(rng.randint(0, 3))
-            received += _ready(peer)
+            received += readable_now(peer)
             assert received == released[: len(received)], step
         ends = transport.send(b"")
         released += open_run
