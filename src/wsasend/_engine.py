@@ -1515,8 +1515,10 @@ class SendEngine:
                 self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
                 return
             self._flush(sock)
-            if self._writer is None and self._keep is None and self._queue.sendable():
-                self._keep = owner
+        # (Outside the block above: mypy narrows self._writer to None there, across the flush,
+        # and the compiled build then checks it is None: a TypeError once the flush registered.)
+        if self._writer is None and self._keep is None and owner is not None and self._queue.sendable():
+            self._keep = owner
         if self._dup is not None and self._writer is None:
             self._release_dup()  # idle again: no duplicate held (see "Descriptors")
         if self._release_wanted:
