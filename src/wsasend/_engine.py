@@ -354,7 +354,8 @@ class SocketSlot:
     Internal; every field is read and written under ``OWNERSHIP.lock``. ``owner`` is the
     engine that owns the socket (ENGINE), ``sync_owner`` the thread ident of a blocking
     ``wsa_send_sync`` that does (SYNC); both empty is FREE. ``waiting`` holds engines with
-    sends queued that wait for the socket.
+    sends queued that wait for the socket; ``sync_waiting`` counts the threads whose blocking
+    sends wait for it.
     """
 
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
@@ -362,6 +363,7 @@ class SocketSlot:
         self.owner: SendEngine | None = None
         self.sync_owner = 0
         self.waiting: list[SendEngine] = []
+        self.sync_waiting = 0
         self.max_pending = max_pending
 
 
@@ -742,7 +744,9 @@ class SendEngine:
         self._dup_fd = -1
         self._dup_check_scheduled = False
         # Set while queued sends wait for a descriptor to duplicate (see _add_writer: EMFILE).
-        self._dup_retry: asyncio.TimerHandle | None = None
+        # (A flag, not the handle: the handle holds the transport, and the engine, which the
+        # registry keeps, would keep both after a bare loop.close(); the loop drops it then.)
+        self._dup_retry = False
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
         # Called when a sendmsg took bytes but completed no send (a transport sets it, to check
         # the low-water mark while its protocol is paused, as asyncio does after each send).
@@ -837,6 +841,11 @@ class SendEngine:
                 self._owned = True
                 if self in slot.waiting:
                     slot.waiting.remove(self)
+                if slot.sync_waiting:
+                    # A thread waits for the socket: let go once idle. Taken from an idle
+                    # owner the thread had asked (its flag stayed behind with it), the socket
+                    # was kept by this engine and the thread waited for ever (adversarial pass).
+                    self._release_wanted = True
             elif slot.sync_owner == 0 and not queued:
                 raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
             else:
@@ -844,8 +853,11 @@ class SendEngine:
                     owner._release_wanted = True
                 if self not in slot.waiting:
                     slot.waiting.append(self)
-                if queued and self.keeper is not None:
-                    self._keep = self.keeper()  # sends wait for the owner (see _open_batch)
+                if self.keeper is not None:
+                    # Sends wait for the owner, with no registration or tick to hold the
+                    # transport (see _open_batch): a first write behind a thread's blocking
+                    # send was collected with its transport, the socket closed under the thread.
+                    self._keep = self.keeper()
         abandon(dead, self.loop)  # (its warnings soon, not in the caller's send: see abandon)
         return owned
 
@@ -1517,7 +1529,9 @@ class SendEngine:
             self._flush(sock)
         # (Outside the block above: mypy narrows self._writer to None there, across the flush,
         # and the compiled build then checks it is None: a TypeError once the flush registered.)
-        if self._writer is None and self._keep is None and owner is not None and self._queue.sendable():
+        # (Not "and self._keep is None": narrowed to None by the store above, compiled, a TypeError
+        # once the flush's owner wait had set it; it then holds the same transport anyway.)
+        if self._writer is None and owner is not None and self._queue.sendable():
             self._keep = owner
         if self._dup is not None and self._writer is None:
             self._release_dup()  # idle again: no duplicate held (see "Descriptors")
@@ -1877,8 +1891,9 @@ class SendEngine:
                     # the flush is tried again each watchdog interval (registering the caller's
                     # own number instead would break S5.11). Aborting them here lost the rest
                     # of a response without a word to anyone (adversarial test, aiohttp).
-                    if self._dup_retry is None:
-                        self._dup_retry = self.loop.call_later(_WATCHDOG_INTERVAL, self._retry_flush, sock, owner)
+                    if not self._dup_retry:
+                        self._dup_retry = True
+                        self.loop.call_later(_WATCHDOG_INTERVAL, self._retry_flush, sock, owner)
                     return
                 if fd < 0:
                     # Closed behind our back since the sendmsg that met a full buffer (S6.1).
@@ -1902,7 +1917,7 @@ class SendEngine:
         ``owner``: the transport, held meanwhile (see _add_writer, _on_writable).
         """
         del owner
-        self._dup_retry = None
+        self._dup_retry = False
         if self._writer is None and self._queue:
             self._flush(sock)  # (a socket closed meanwhile aborts there, S6.1)
 

@@ -16,6 +16,7 @@ import struct
 import threading
 import time
 import weakref
+from typing import Final
 
 from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize, split_last_byte
 from ._dest import Destination
@@ -47,6 +48,13 @@ __all__ = ["interrupt_blocking_send", "wsa_send_sync"]
 # closesocket() interrupted under it (WSAEINTR).
 # struct timeval (SO_SNDTIMEO): two C longs.
 _TIMEVAL = struct.Struct("@ll")
+# Sockets whose per-socket lock a blocking send holds (see send_sync), and how often a send
+# that waits for a nonblocking one's attempt looks again whether a blocking one took over.
+_BLOCKING_SENDS: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+_LOCK_POLL: Final = 0.001
+# How long a blocking send whose descriptor is nonblocking under it (another socket object on
+# it set O_NONBLOCK) waits for POLLOUT before it tries again, instead of spinning on EAGAIN.
+_EAGAIN_WAIT: Final = 0.25
 _IN_PROGRESS: weakref.WeakKeyDictionary[socket.socket, threading.Lock] = weakref.WeakKeyDictionary()
 _INTERRUPTED: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 _REGISTRY_LOCK = threading.Lock()
@@ -136,7 +144,11 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WSAError(WSAErrorCode.WSAETIMEDOUT, detail="timed out waiting for pending overlapped sends")
-                OWNERSHIP.changed.wait(remaining)
+                slot.sync_waiting += 1  # (an engine that takes the socket meanwhile lets go once idle)
+                try:
+                    OWNERSHIP.changed.wait(remaining)
+                finally:
+                    slot.sync_waiting -= 1
     finally:
         abandon(dead, None, False)  # (in the caller's sync send: see abandon)
 
@@ -156,6 +168,7 @@ def _reset_after_fork() -> None:
     _IN_PROGRESS = weakref.WeakKeyDictionary()
     _REGISTRY_LOCK = threading.Lock()
     _INTERRUPTED.clear()
+    _BLOCKING_SENDS.clear()
     # The parent's nonoverlapped MSG_PARTIAL pieces are the parent's: kept, the child's next
     # message on the socket went out with them in front (adversarial pass).
     _PARTIAL = weakref.WeakKeyDictionary()
@@ -198,14 +211,23 @@ def send_sync(sock: socket.socket, buffers: object, flags: object, dest: Destina
         timeout = _send_timeout(sock)
     deadline = None if not timeout else time.monotonic() + timeout
     lock = _lock_for(sock)
-    # A blocking send holds the lock for as long as it blocks: another thread's blocking send
-    # is WSAEINPROGRESS (S3.4). A nonblocking one holds it for one attempt, so a concurrent
-    # nonblocking send waits its turn instead (threads sending on a nonblocking socket, as an
-    # event-select server does, met WSAEINPROGRESS, which Winsock 2 never gives there).
-    if not lock.acquire(blocking=timeout == 0.0):
-        raise WSAError(
-            WSAErrorCode.WSAEINPROGRESS, detail="another thread's blocking send is in progress on this socket"
-        )
+    # One send at a time per socket. While a blocking send holds the lock (for as long as it
+    # blocks), another send is WSAEINPROGRESS (S3.4), whatever its own mode: a nonblocking one
+    # must never wait (the loop's thread), and the socket may have become nonblocking since
+    # (WSAEventSelect). A nonblocking send holds it for one attempt, so the next one waits for
+    # that: threads sending on one nonblocking socket, as an event-select server does, met
+    # WSAEINPROGRESS, which Winsock 2 never gives there.
+    if not lock.acquire(blocking=False):
+        while True:
+            if sock in _BLOCKING_SENDS:
+                raise WSAError(
+                    WSAErrorCode.WSAEINPROGRESS, detail="another thread's blocking send is in progress on this socket"
+                )
+            if lock.acquire(timeout=_LOCK_POLL):
+                break
+    blocking_send = timeout != 0.0
+    if blocking_send:
+        _BLOCKING_SENDS.add(sock)
     try:
         slot = _claim(sock, deadline)
         try:
@@ -219,6 +241,8 @@ def send_sync(sock: socket.socket, buffers: object, flags: object, dest: Destina
         finally:
             _release(slot)
     finally:
+        if blocking_send:
+            _BLOCKING_SENDS.discard(sock)
         lock.release()
         _INTERRUPTED.discard(sock)
 
@@ -283,6 +307,8 @@ def _send_stream(
                 if total:
                     return total
                 raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, errno=exc.errno, bytes_sent=0) from exc
+            if deadline is None and isinstance(exc, BlockingIOError):
+                _poll_writable(sock, time.monotonic() + _EAGAIN_WAIT)  # (see _EAGAIN_WAIT)
             continue
         except WSAError:
             raise
@@ -348,6 +374,8 @@ def _send_message(
         except (BlockingIOError, InterruptedError) as exc:
             if timeout == 0.0:
                 raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, errno=exc.errno, bytes_sent=0) from exc
+            if deadline is None and isinstance(exc, BlockingIOError):
+                _poll_writable(sock, time.monotonic() + _EAGAIN_WAIT)  # (see _EAGAIN_WAIT)
             continue
         except WSAError:
             raise

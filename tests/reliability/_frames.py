@@ -54,9 +54,13 @@ class FrameReader:
                 return
             if not data:
                 return
-            self.total += len(data)
-            self._buf += data
-            self._parse()
+            self.feed(data)
+
+    def feed(self, data: bytes) -> None:
+        """Take ``data`` as read (the thread's way in; a test that reads by itself calls it)."""
+        self.total += len(data)
+        self._buf += data
+        self._parse()
 
     def _parse(self) -> None:
         buf = self._buf

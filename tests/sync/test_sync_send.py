@@ -1140,3 +1140,30 @@ def drain_now(sock: socket.socket) -> None:
     with contextlib.suppress(BlockingIOError):
         while sock.recv(1 << 16, socket.MSG_DONTWAIT):
             pass
+
+
+async def test_a_send_never_waits_on_the_socket_lock_behind_a_blocking_send(sockets: list[socket.socket]) -> None:
+    """S3.4, S4.2: thread T's blocking send waits for an overlapped send; the socket is made
+    nonblocking meanwhile (as WSAEventSelect does); a nonblocking send from the loop's thread
+    must answer at once. It waited for T's lock while T waited for the loop: a deadlock."""
+    from wsasend._api import slot_for
+
+    tx, rx = make_pair("unix_stream", sockets, small=True)
+    big = pattern(1 << 20, 5)
+    ov = wsa_send(tx, [big])
+    assert ov.pending
+    thread = threading.Thread(target=wsa_send_sync, args=(tx, b"T"), daemon=True)
+    thread.start()
+    slot = slot_for(tx)
+
+    def waiting(slot: Any = slot) -> bool:
+        return bool(slot.sync_waiting)
+
+    await until(waiting)  # T holds the socket's lock and waits for the overlapped send
+    tx.setblocking(False)
+    with pytest.raises(WSAError) as info:
+        wsa_send_sync(tx, b"nonblocking")
+    assert info.value.winerror is Code.WSAEINPROGRESS and info.value.bytes_sent == 0
+    got = await asyncio.wait_for(read_exactly(rx, len(big) + 1), GUARD)
+    await asyncio.to_thread(thread.join, GUARD)
+    assert got == big + b"T" and not thread.is_alive()

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 import warnings
 import weakref
 from collections.abc import Iterator
@@ -24,9 +25,10 @@ from typing import Any, cast
 import pytest
 
 import wsasend
+from tests.helpers import read_exactly
 from wsasend import WSATransport
 
-from .util import drain_peer, until
+from .util import GUARD, drain_peer, until
 
 # Refcount-freed transports, each weakly referenced three ways, then every reference used.
 _SCRIPT = textwrap.dedent(
@@ -507,3 +509,33 @@ def test_a_bare_closed_loop_lets_go_of_a_transport_whose_sends_waited(loop_name:
         _sweep_closed()
     peer.close()
     ours.close()
+
+
+async def test_a_transport_whose_writes_wait_for_a_threads_send_is_not_collected(no_collector: None) -> None:
+    # A thread's blocking wsa_send_sync owns the socket; the transport's write queues behind
+    # it (S4.2) with no writer registered and no tick: closed and dropped, it was collected, its
+    # __del__ closed the socket under the thread, and the write was lost.
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+    lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+    with peer:
+        transport, _ = await wsasend.connect_accepted_socket(lambda: _Told(lost), ours)
+        transport.pause_reading()
+        from wsasend._api import slot_for
+
+        slot = slot_for(ours)
+        first, second = b"\x02" * 500_000, b"\x03" * 300_000
+        ours.settimeout(GUARD)  # (the thread's send blocks; the transport's sends never do)
+        thread = threading.Thread(target=wsasend.wsa_send_sync, args=(ours, first), daemon=True)
+        thread.start()
+        await until(lambda: slot.sync_owner != 0)
+        transport.write(second)
+        transport.close()
+        ref = weakref.ref(transport)
+        del transport, _
+        gc.collect()
+        assert ref() is not None
+        got = await asyncio.wait_for(read_exactly(peer, len(first) + len(second)), GUARD)
+        assert got == first + second
+        assert await asyncio.wait_for(lost, GUARD) is None
+        await asyncio.to_thread(thread.join, GUARD)
