@@ -1029,8 +1029,7 @@ class SendEngine:
             ov._reset_for_post(routine, self)
             ov._load(bufs, nbytes, osflags | HELD_OP)
             queue.submit(ov)
-            if self._watchdog is None:
-                self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)  # S6.1
+            self._watch_soon()
             return ov
         if not (queue or self._batch_open or self._owned or self._claim(False)):
             # S4.2: a blocking sync send owns the socket; this send waits behind it, pending.
@@ -1161,10 +1160,8 @@ class SendEngine:
             queue.submit(ov)
             if not more and not waits and self._writer is None and not self._batch_open:
                 self._open_batch()
-            elif self._watchdog is None:
-                # S6.1: pieces of an unfinished message wait with no writer registered; the
-                # watchdog still aborts them if the socket is closed behind our back.
-                self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
+            else:
+                self._watch_soon()
             return ov
         iov = gather_for_message(bufs)
         tx = self._tx(sock)
@@ -1527,10 +1524,9 @@ class SendEngine:
                 self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
                 return
             self._flush(sock)
-        # (Outside the block above: mypy narrows self._writer to None there, across the flush,
-        # and the compiled build then checks it is None: a TypeError once the flush registered.)
-        # (Not "and self._keep is None": narrowed to None by the store above, compiled, a TypeError
-        # once the flush's owner wait had set it; it then holds the same transport anyway.)
+        # (Outside the block above, and without reading self._keep back: mypy narrows both to
+        # None across the flush, and the compiled build then raised TypeError when it had set
+        # them. If the flush's owner wait set _keep, it holds this same transport.)
         if self._writer is None and owner is not None and self._queue.sendable():
             self._keep = owner
         if self._dup is not None and self._writer is None:
@@ -1606,8 +1602,7 @@ class SendEngine:
                 if not done and self.on_progress is not None:
                     self.on_progress()
             elif flags == HELD_OP:  # only held pieces are left (S4.4): they wait, no writer
-                if self._watchdog is None:
-                    self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)  # S6.1
+                self._watch_soon()
                 break
             elif flags == _FILE_OP:  # a file send at the head (S9.3): never reached by buffers
                 head = self._ops[0]
@@ -1741,11 +1736,7 @@ class SendEngine:
             if waiter is not None and waiter.get_loop() is self.loop and not waiter.done():
                 with contextlib.suppress(RuntimeError):  # (a loop of another thread, in debug mode)
                     waiter.set_exception(exc)
-        dup = self._dup
-        if dup is not None:
-            self._dup = None
-            self._dup_fd = -1
-            dup.close()  # the child's copy: the parent's registration of its own is untouched
+        self._release_dup()  # the child's copy: the parent's registration of its own is untouched
 
     def track_queued(self) -> None:
         """Put every queued send back on the garbage collector's lists (see _IOV_GC_UNTRACK).
@@ -1908,8 +1899,7 @@ class SendEngine:
             self.loop.add_writer(fd, self._on_writable, owner)
             if blocking and not os.get_blocking(fd):
                 os.set_blocking(fd, True)
-            if self._watchdog is None:
-                self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
+            self._watch_soon()
 
     def _retry_flush(self, sock: socket.socket, owner: object = None) -> None:
         """A descriptor may be free again: flush (it sends, registers, or waits once more).
@@ -1944,6 +1934,13 @@ class SendEngine:
         if sock is None:
             return
         self._flush(sock)
+
+    def _watch_soon(self) -> None:
+        """S6.1: make sure the watchdog runs while sends wait, registered or not (MSG_PARTIAL
+        pieces of an unfinished message or cork run wait with no writer): it aborts them if the
+        socket is closed behind our back."""
+        if self._watchdog is None:
+            self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
 
     def _watch(self) -> None:
         """S6.1: a socket closed (or detached) behind our back aborts what is pending on it.

@@ -135,16 +135,15 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                     owner._release_wanted = True
                     with contextlib.suppress(RuntimeError):  # closed: the next take_from drops it
                         owner.loop.call_soon_threadsafe(owner._release_if_idle)
-                for engine in slot.waiting:
-                    # They go first (never jump the queue), then let go to us: without the
-                    # flag the first of them claimed the socket, sent, went idle and kept it,
-                    # and this thread waited for ever (a lost wake-up: 9-10 rounds in 10 when
-                    # a thread's second blocking send followed its first, adversarial pass).
-                    engine._release_wanted = True
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     raise WSAError(WSAErrorCode.WSAETIMEDOUT, detail="timed out waiting for pending overlapped sends")
-                slot.sync_waiting += 1  # (an engine that takes the socket meanwhile lets go once idle)
+                # Engines waiting in line go first (never jump the queue), then let go to us:
+                # an engine that takes the socket while a thread waits lets go once idle
+                # (SendEngine._claim). Without it, the first of them (or another loop's engine
+                # that took the socket from an owner we had asked) claimed it, sent, went idle
+                # and kept it, and this thread waited for ever (adversarial passes).
+                slot.sync_waiting += 1
                 try:
                     OWNERSHIP.changed.wait(remaining)
                 finally:

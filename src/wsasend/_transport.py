@@ -418,7 +418,7 @@ class WSATransport(asyncio.Transport):
 
         engine.on_complete = on_complete
         engine.on_error = on_error
-        engine.keeper = ref  # held strongly only while sends wait for the socket (_add_writer)
+        engine.keeper = ref  # held strongly only while sends wait (see SendEngine.keeper)
         # Through the weak reference too: a bound method, given while the protocol was paused
         # for writing, kept a paused, unclosed transport from being collected. Always set (an
         # attribute more to hold it would cost the interpreted transport its shared key table,
