@@ -431,16 +431,23 @@ def closesocket(sock: socket.socket) -> None:
     """
     check_socket(sock)
     engines: list[SendEngine] = []
+    slot = slot_for(sock)
     with _LOCK:
-        slot = _SLOTS.get(id(sock))
-        for engine in (find_engine(sock), slot.owner if slot else None, *(slot.waiting if slot else ())):
+        # Closing from here on: no engine or thread can claim the socket any more (S5.11). An
+        # abort below lets the socket go, and a sync send waiting for it, or another loop's
+        # engine, took it and sent after the cut send of the engine just aborted (a stress
+        # run: the peer's stream was cut into).
+        slot.closing = True
+        for engine in (find_engine(sock), slot.owner, *slot.waiting):
             if engine is not None and engine not in engines:
                 engines.append(engine)
-    for engine in engines:  # the current engine, and the socket's owner if another (S5.11)
-        _abort_on_its_loop(engine)
-    from ._sync import interrupt_blocking_send
+    try:
+        for engine in engines:  # the current engine, and the socket's owner if another (S5.11)
+            _abort_on_its_loop(engine)
+        from ._sync import interrupt_blocking_send
 
-    interrupt_blocking_send(sock)
-    sock.close()
-    with _LOCK:  # a wsa_send_sync waiting for the socket (S4.2) wakes and sees it closed
-        OWNERSHIP.changed.notify_all()
+        interrupt_blocking_send(sock)
+    finally:
+        sock.close()
+        with _LOCK:  # a wsa_send_sync waiting for the socket (S4.2) wakes and sees it closed
+            OWNERSHIP.changed.notify_all()

@@ -355,7 +355,8 @@ class SocketSlot:
     engine that owns the socket (ENGINE), ``sync_owner`` the thread ident of a blocking
     ``wsa_send_sync`` that does (SYNC); both empty is FREE. ``waiting`` holds engines with
     sends queued that wait for the socket; ``sync_waiting`` counts the threads whose blocking
-    sends wait for it.
+    sends wait for it. ``closing`` is set for good by ``closesocket`` before it aborts
+    anything: from then on nobody can claim the socket (S6.1).
     """
 
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
@@ -365,6 +366,7 @@ class SocketSlot:
         self.waiting: list[SendEngine] = []
         self.sync_waiting = 0
         self.max_pending = max_pending
+        self.closing = False
 
 
 class Ownership:
@@ -823,19 +825,27 @@ class SendEngine:
         sends that must go out) another engine is busy with it: this engine then waits, and is
         woken by ``_retry_claim`` when the owner lets go.
 
+        A socket that ``closesocket`` is closing is never claimed (S6.1): sends queued here
+        are aborted now, with none of their bytes sent. ``closesocket`` aborts the owner's
+        sends and lets the socket go before it closes the descriptor; claimed in between, the
+        socket carried this engine's bytes after the owner's cut send (a stress run).
+
         Raises:
             WSAError: WSAEINPROGRESS when another loop's engine is busy with the socket and
-                nothing is queued here (S5.10).
+                nothing is queued here (S5.10); WSAENOTSOCK when nothing is queued here and
+                the socket is being closed.
         """
         if self._inherited:
             return False  # S5.12: the parent's engine never sends in a forked child
         dead: list[SendEngine] = []
+        closing = False
         with OWNERSHIP.lock:
             if self._owned:
                 return True
             slot = self._slot
             owner = slot.owner
-            owned = slot.sync_owner == 0 and (owner is None or owner is self or take_from(owner, dead))
+            closing = slot.closing
+            owned = not closing and slot.sync_owner == 0 and (owner is None or owner is self or take_from(owner, dead))
             if owned:
                 slot.owner = self
                 self._owned = True
@@ -846,6 +856,11 @@ class SendEngine:
                     # owner the thread had asked (its flag stayed behind with it), the socket
                     # was kept by this engine and the thread waited for ever (adversarial pass).
                     self._release_wanted = True
+            elif closing:
+                if self in slot.waiting:
+                    slot.waiting.remove(self)
+                if not queued:
+                    raise WSAError(WSAErrorCode.WSAENOTSOCK, detail="the socket is being closed (closesocket)")
             elif slot.sync_owner == 0 and not queued:
                 raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
             else:
@@ -859,6 +874,8 @@ class SendEngine:
                     # send was collected with its transport, the socket closed under the thread.
                     self._keep = self.keeper()
         abandon(dead, self.loop)  # (its warnings soon, not in the caller's send: see abandon)
+        if closing:
+            self.abort()
         return owned
 
     def _retry_claim(self) -> None:

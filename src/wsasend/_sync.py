@@ -110,7 +110,7 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
     try:
         with OWNERSHIP.lock:
             while True:
-                if sock in _INTERRUPTED or sock.fileno() < 0:  # closesocket() while we waited (S6.1)
+                if slot.closing or sock in _INTERRUPTED or sock.fileno() < 0:  # closesocket() (S6.1)
                     raise WSAError(WSAErrorCode.WSAEINTR, detail="the socket was closed", bytes_sent=0)
                 owner = slot.owner
                 for engine in (owner, slot.engine, *slot.waiting):

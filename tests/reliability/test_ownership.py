@@ -7,15 +7,20 @@ runs on both loops (the tests make their own loops from ``tests.conftest.LOOP_FA
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import socket
+import sys
 import threading
-from collections.abc import Callable
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
 
 import pytest
 
 from tests.conftest import LOOP_FACTORIES
-from wsasend import WSAError, WSAErrorCode, winsock, wsa_send, wsa_send_sync
+from tests.helpers import recv_to_eof
+from wsasend import WSAError, WSAErrorCode, WSAOverlapped, closesocket, winsock, wsa_send, wsa_send_sync
 
 from ._frames import FrameReader, frame
 
@@ -310,3 +315,176 @@ def test_a_thread_waiting_for_the_socket_is_never_forgotten_in_a_hand_off(loop_n
             timeout=GUARD * 3,
         )
         assert run.returncode == 0, (run.stdout, run.stderr[-2000:])
+
+
+@FACTORIES
+def test_closesocket_lets_no_other_loop_send_after_the_owner_is_aborted(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S6.1 and S5.4: while ``closesocket`` (in a thread of its own) aborts the owner's half-sent
+    send and closes, a task on another loop keeps posting; none of its sends goes out after the
+    cut send, and each is refused (WSAEINPROGRESS while the owner is busy, WSAENOTSOCK once
+    the socket is closing).
+
+    The owner is an engine of a stopped loop (so ``closesocket`` aborts it at once, in its own
+    thread), with a send of 2000 buffers of which the first ``sendmsg`` took 1024; that loop
+    is asyncio's on both parameters (a stopped uvloop loop still polls once and sends the rest).
+    Before the fix the task's post could take the socket the abort let go and send before the
+    close: 2 to 10 of 100 rounds on each loop, every run of 3 (a tiny switch interval and two
+    busy threads make the thread switch there likely).
+    """
+    failures = [f"round {n}: {failure}" for n in range(100) if (failure := _close_while_another_loop_posts(factory))]
+    assert not failures, failures
+
+
+@FACTORIES
+def test_closesocket_lets_no_waiting_sync_send_in_after_the_owner_is_aborted(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S6.1 and S4.2: a blocking ``wsa_send_sync`` waiting for the socket while ``closesocket``
+    aborts the owner's half-sent send fails WSAEINTR with nothing sent; it never takes the
+    socket the abort let go and sends after the cut send.
+
+    The thread could run between the owner's abort and the close (a thread switch there, made
+    likely with a tiny switch interval and two busy threads). Before the fix: 1 to 5 of 100
+    rounds on each loop, in every run of 6; the test runs 150.
+    """
+    failures = [f"round {n}: {failure}" for n in range(150) if (failure := _close_while_a_sync_send_waits(factory, n))]
+    assert not failures, failures
+
+
+def _many_buffers(count: int) -> list[bytes]:
+    """``count`` distinct 8-byte buffers: more than IOV_MAX, so a send of them stays pending
+    after its first ``sendmsg`` (1024 of them) even with room in the socket (S2.3)."""
+    return [b"A%07d" % i for i in range(count)]
+
+
+@contextlib.contextmanager
+def _switching_often() -> Iterator[None]:
+    """Threads switch every microsecond, and two busy threads compete for the interpreter."""
+    interval = sys.getswitchinterval()
+    stop = threading.Event()
+    burners = [threading.Thread(target=_burn, args=(stop,), daemon=True) for _ in range(2)]
+    for burner in burners:
+        burner.start()
+    sys.setswitchinterval(1e-6)
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+        stop.set()
+        for burner in burners:
+            burner.join(GUARD)
+
+
+def _burn(stop: threading.Event) -> None:
+    n = 0
+    while not stop.is_set():
+        n += 1
+
+
+def _close_while_another_loop_posts(factory: Callable[[], asyncio.AbstractEventLoop]) -> str | None:
+    """One round: what went wrong, or None."""
+    a, b = socket.socketpair()
+    bufs = _many_buffers(2000)
+    stopped = asyncio.new_event_loop()
+    posted: list[WSAOverlapped] = []
+    sent: list[bytes] = []
+    refused: Counter[int] = Counter()
+
+    def post_owner() -> None:
+        posted.append(wsa_send(a, bufs))
+        stopped.stop()  # the loop stops after this callback: its writer never runs
+
+    async def post_until_closed() -> None:
+        started = threading.Event()
+
+        def close_once_started() -> None:
+            started.wait(GUARD)
+            closesocket(a)
+
+        closer = threading.Thread(target=close_once_started, daemon=True)
+        with _switching_often():
+            closer.start()
+            seq = 0
+            while True:
+                data = b"<late send %d>" % seq
+                try:
+                    wsa_send(a, [data])
+                except WSAError as exc:
+                    refused[exc.winerror] += 1
+                    if exc.winerror == WSAErrorCode.WSAENOTSOCK:
+                        break
+                else:
+                    sent.append(data)
+                started.set()  # posting: now the close may begin
+                seq += 1
+                await asyncio.sleep(0)
+        closer.join(GUARD)
+        assert not closer.is_alive()
+
+    try:
+        stopped.call_soon(post_owner)
+        stopped.run_forever()
+        owner = posted[0]
+        assert owner.pending
+        with asyncio.Runner(loop_factory=factory) as runner:
+            runner.run(post_until_closed())
+    finally:
+        stopped.close()
+        if a.fileno() >= 0:
+            a.close()
+    received = recv_to_eof(b)
+    b.close()
+    assert owner.error == WSAErrorCode.WSA_OPERATION_ABORTED
+    assert set(refused) <= {WSAErrorCode.WSAEINPROGRESS, WSAErrorCode.WSAENOTSOCK}, refused
+    if received != b"".join(bufs)[: owner.transferred] or sent:
+        return f"{len(received) - owner.transferred} bytes after the cut send; accepted {sent}"
+    return None
+
+
+def _close_while_a_sync_send_waits(factory: Callable[[], asyncio.AbstractEventLoop], n: int) -> str | None:
+    """One round: what went wrong, or None."""
+    from wsasend._api import slot_for
+
+    a, b = socket.socketpair()
+    bufs = _many_buffers(2000)
+    outcome: list[object] = []
+
+    def sync_sender() -> None:
+        try:
+            outcome.append(wsa_send_sync(a, [frame(9, n, 5000)]))
+        except WSAError as exc:
+            outcome.append(exc)
+
+    async def main() -> WSAOverlapped:
+        owner = wsa_send(a, bufs)
+        assert owner.pending
+        thread = threading.Thread(target=sync_sender, daemon=True)
+        thread.start()
+        slot = slot_for(a)
+        waited = 0.0
+        while slot.sync_waiting == 0 and waited < GUARD:  # the thread waits for the socket
+            time.sleep(0.001)
+            waited += 0.001
+        assert slot.sync_waiting == 1
+        with _switching_often():
+            closesocket(a)
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, GUARD)
+        assert not thread.is_alive()
+        return owner
+
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            owner = runner.run(main())
+    finally:
+        if a.fileno() >= 0:
+            a.close()
+    received = recv_to_eof(b)
+    b.close()
+    if received != b"".join(bufs)[: owner.transferred]:
+        return f"{len(received) - owner.transferred} bytes after the cut send"
+    result = outcome[0]
+    if not (isinstance(result, WSAError) and result.winerror == WSAErrorCode.WSAEINTR and not result.bytes_sent):
+        return f"the sync send returned {result!r}"
+    return None
