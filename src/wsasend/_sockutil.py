@@ -9,7 +9,7 @@ import errno
 import socket
 import sys
 import weakref
-from typing import Final
+from typing import Any, Final
 
 from ._errors import WSAError, WSAErrorCode, errno_to_wsa
 
@@ -29,6 +29,7 @@ __all__ = [
     "mark_connected",
     "mark_shutdown",
     "max_message_size",
+    "message_limit_to",
     "translate_flags",
 ]
 
@@ -51,6 +52,7 @@ LINUX_NOSIGNAL = int(socket.MSG_NOSIGNAL)
 # in its payload length, so 65535 - 8.
 _UDP4_MAX = 65507
 _UDP6_MAX = 65527
+_V4_MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"
 # A stream socket has no message size; this stands for "unbounded" (Winsock reports 0xFFFFFFFF
 # for SO_MAX_MSG_SIZE of stream sockets, and we go one better than a DWORD).
 _STREAM_MAX = 2**63 - 1
@@ -111,7 +113,9 @@ def check_socket(sock: object) -> socket.socket:
 def max_message_size(sock: socket.socket) -> int:
     """The largest message one send may carry: Winsock's ``SO_MAX_MSG_SIZE`` (SPEC S1, S4.3).
 
-    UDP: 65507 over IPv4, 65527 over IPv6. AF_UNIX datagram and seqpacket: what the kernel
+    UDP: 65507 over IPv4, 65527 over IPv6, and 65507 on an IPv6 socket connected to an
+    IPv4-mapped peer (``::ffff:a.b.c.d``: the kernel sends IPv4 there; the peer is read when
+    asked, and an engine reads it once, at its first send). AF_UNIX datagram and seqpacket: what the kernel
     accepts at the socket's current send buffer (``SO_SNDBUF`` - 32 on Linux, and never more
     than the 4263616 bytes one datagram can be allocated with). Stream sockets:
     a very large int (they have no message size).
@@ -125,9 +129,29 @@ def max_message_size(sock: socket.socket) -> int:
     if sock.family == socket.AF_INET:
         return _UDP4_MAX
     if sock.family == socket.AF_INET6:
-        return _UDP6_MAX
+        try:
+            peer = sock.getpeername()
+        except OSError:  # not connected: each datagram's own destination decides
+            return _UDP6_MAX
+        return message_limit_to(sock, peer)
     sndbuf = sock.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF)
     return max(min(sndbuf - _UNIX_DGRAM_OVERHEAD, _UNIX_DGRAM_ALLOC_MAX), 0)
+
+
+def message_limit_to(sock: socket.socket, address: Any) -> int:
+    """The largest UDP message ``sock`` can send to ``address`` (a checked destination, S8.7).
+
+    An IPv6 socket sends to an IPv4-mapped address as IPv4, with IPv4's limit: 65527 passed
+    our check and the kernel refused it (EMSGSIZE) at the ``sendmsg``, for a queued send as a
+    completion error instead of WSAEMSGSIZE from the call (S5.2).
+    """
+    if sock.family != socket.AF_INET6:
+        return _UDP4_MAX
+    try:
+        packed = socket.inet_pton(socket.AF_INET6, str(address[0]).partition("%")[0])
+    except (OSError, ValueError, IndexError, TypeError):
+        return _UDP6_MAX
+    return _UDP4_MAX if packed[:12] == _V4_MAPPED_PREFIX else _UDP6_MAX
 
 
 def translate_flags(flags: object, sock: socket.socket, *, cork: bool = False) -> tuple[int, bool]:

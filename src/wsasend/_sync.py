@@ -39,6 +39,7 @@ from ._sockutil import (
     error_for,
     is_message_socket,
     max_message_size,
+    message_limit_to,
     translate_flags,
 )
 
@@ -354,7 +355,10 @@ def _send_message(
     if pending:
         message = [memoryview(pending), *bufs]
         total += len(pending)
-    limit = max_message_size(sock)
+    if address is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
+        limit = message_limit_to(sock, address)  # (an IPv4-mapped destination: IPv4's)
+    else:
+        limit = max_message_size(sock)
     if total > limit:
         _PARTIAL.pop(sock, None)
         raise WSAError(WSAErrorCode.WSAEMSGSIZE, detail=f"message of {total} bytes > {limit}")

@@ -204,6 +204,37 @@ async def test_wsa_send_message_too_large_is_WSAEMSGSIZE_nothing_sent(kind: str)
         rx.close()
 
 
+@needs_ipv6
+async def test_an_ipv4_mapped_peer_limits_a_message_to_ipv4s_size_at_the_call() -> None:
+    """S4.3 and S5.2: an IPv6 UDP socket connected to ``::ffff:127.0.0.1`` sends IPv4, so a
+    message of 65508 bytes is refused by the send that ends it (WSAEMSGSIZE from the call, its
+    queued MSG_PARTIAL piece failing with it), and 65507 go as one datagram. Before, the check
+    allowed IPv6's 65527: the message was accepted, pending, and failed later as a completion
+    when the kernel refused it."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        tx.connect(("::ffff:127.0.0.1", rx.getsockname()[1]))
+        piece = wsa_send(tx, [bytes(60000)], MSG_PARTIAL)
+        assert piece.pending
+        with pytest.raises(WSAError) as info:
+            wsa_send(tx, [bytes(5508)])
+        assert info.value.winerror == WSAErrorCode.WSAEMSGSIZE and info.value.bytes_sent == 0
+        assert (piece.pending, piece.error, piece.transferred) == (False, WSAErrorCode.WSAEMSGSIZE, 0)
+        piece = wsa_send(tx, [b"p" * 60000], MSG_PARTIAL)
+        ov = wsa_send(tx, [b"q" * 5507])
+        async with asyncio.timeout(GUARD):
+            got = await recv_messages(rx, 1, bufsize=70000)
+            assert await ov == 5507 and await piece == 60000
+        assert got == [b"p" * 60000 + b"q" * 5507]
+    finally:
+        tx.close()
+        rx.close()
+
+
 # -- S4.4: MSG_PARTIAL on message sockets ---------------------------------------------------------------
 
 

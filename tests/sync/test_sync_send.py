@@ -1167,3 +1167,52 @@ async def test_a_send_never_waits_on_the_socket_lock_behind_a_blocking_send(sock
     got = await asyncio.wait_for(read_exactly(rx, len(big) + 1), GUARD)
     await asyncio.to_thread(thread.join, GUARD)
     assert got == big + b"T" and not thread.is_alive()
+
+
+def _mapped_udp_pair(made: list[socket.socket]) -> tuple[socket.socket, socket.socket]:
+    """An IPv6 UDP sender connected to an IPv4 receiver through ``::ffff:127.0.0.1``."""
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    made.append(rx)
+    rx.bind(("127.0.0.1", 0))
+    tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    made.append(tx)
+    tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    tx.connect(("::ffff:127.0.0.1", rx.getsockname()[1]))
+    return tx, rx
+
+
+@pytest.mark.skipif(not socket.has_ipv6, reason="no IPv6 here")
+def test_an_ipv4_mapped_peer_has_ipv4s_message_limit(sockets: list[socket.socket]) -> None:
+    """S4.3: an IPv6 UDP socket connected to an IPv4-mapped peer sends IPv4 datagrams, whose
+    limit is 65507, not IPv6's 65527. One byte more is WSAEMSGSIZE before any syscall, and a
+    ``sendto`` to a mapped address from an unconnected IPv6 socket is held to the same limit.
+    Before, ``max_message_size`` said 65527 and the kernel refused the extra bytes itself."""
+    tx, rx = _mapped_udp_pair(sockets)
+    assert max_message_size(tx) == 65507
+    payload = pattern(65507, seed=5)
+    assert wsa_send_sync(tx, [payload]) == 65507
+    assert datagrams(rx) == [payload]
+    spy = spy_on(tx, sockets)
+    with pytest.raises(WSAError) as info:
+        wsa_send_sync(spy, [payload, b"!"])
+    assert info.value.winerror is Code.WSAEMSGSIZE and info.value.bytes_sent == 0
+    assert spy.attempts == 0, "checked before any syscall (S4.3)"
+    # Per destination: the same socket kind, unconnected, sending to the mapped address.
+    from wsasend import winsock
+
+    free = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    sockets.append(free)
+    free.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+    assert max_message_size(free) == 65527, "no peer: IPv6's limit"
+    to = ("::ffff:127.0.0.1", rx.getsockname()[1], 0, 0)
+    free = spy_on(free, sockets)
+    big = payload + b"!"
+    winsock.WSAStartup()
+    try:
+        assert winsock.sendto(free, big, len(big), 0, to, 28) == winsock.SOCKET_ERROR
+        assert winsock.WSAGetLastError() == Code.WSAEMSGSIZE
+        assert free.attempts == 0, "checked before any syscall (S4.3)"
+        assert winsock.sendto(free, payload, len(payload), 0, to, 28) == 65507
+    finally:
+        winsock.WSACleanup()
+    assert datagrams(rx) == [payload]
