@@ -397,23 +397,34 @@ def wsa_send(
     return engine.post(sock, buffers, flags, overlapped, completion_routine, dest)
 
 
+def _abort_for_close(engine: SendEngine) -> None:
+    """``closesocket``'s abort of one engine; a transport on the socket ends as if aborted and
+    lets go of its loop registrations before the descriptor closes (S6.1, S7.2)."""
+    keeper = engine.keeper
+    transport = keeper() if keeper is not None else None
+    socket_closing = getattr(transport, "_socket_closing", None)
+    if socket_closing is not None:
+        socket_closing()
+    engine.abort()
+
+
 def _abort_on_its_loop(engine: SendEngine) -> None:
-    """``engine.abort()`` in the thread of the engine's loop (engines are not thread-safe)."""
+    """:func:`_abort_for_close` in the thread of the engine's loop (engines are not thread-safe)."""
     if engine.in_loop_thread() or engine.loop.is_closed() or not engine.loop.is_running():
-        engine.abort()
+        _abort_for_close(engine)
         return
     done = threading.Event()
 
     def _abort() -> None:
         try:
-            engine.abort()
+            _abort_for_close(engine)
         finally:
             done.set()
 
     try:
         engine.loop.call_soon_threadsafe(_abort)
     except RuntimeError:  # closed in the meantime: nothing runs it any more
-        engine.abort()
+        _abort_for_close(engine)
         return
     done.wait(5.0)
 

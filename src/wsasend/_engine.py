@@ -861,7 +861,10 @@ class SendEngine:
                 if self in slot.waiting:
                     slot.waiting.remove(self)
                 if not queued:
-                    raise WSAError(WSAErrorCode.WSAENOTSOCK, detail="the socket is being closed (closesocket)")
+                    raise WSAError(
+                        WSAErrorCode.WSAENOTSOCK,
+                        detail="the socket is closed or being closed (closesocket, its transport, WSACleanup)",
+                    )
             elif slot.sync_owner == 0 and not queued:
                 raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
             else:
@@ -878,6 +881,20 @@ class SendEngine:
         if closing:
             self.abort()
         return owned
+
+    def close_to_claims(self) -> None:
+        """The socket is about to be closed (a transport's abort or close): from now on nobody
+        may claim it (S6.1, see ``SocketSlot.closing``). The abort that follows lets the socket
+        go, and a thread sending on the transport's socket took it and sent after the cut
+        write, in the iteration before the transport closed the descriptor."""
+        with OWNERSHIP.lock:
+            self._slot.closing = True
+
+    def wake_after_close(self) -> None:
+        """The descriptor is closed: threads waiting for the socket wake and fail (S4.2)."""
+        with OWNERSHIP.lock:
+            if self._slot.sync_waiting:
+                OWNERSHIP.changed.notify_all()
 
     def _retry_claim(self) -> None:
         """The owner let go (called soon on this loop): claim the socket and send what waits."""

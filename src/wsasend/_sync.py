@@ -266,11 +266,20 @@ def _fail(sock: socket.socket, exc: OSError, sent: int) -> WSAError:
 
 
 def _poll_writable(sock: socket.socket, deadline: float) -> bool:
+    """Wait until ``sock`` is writable or ``deadline`` passes (False then).
+
+    A socket closed by another thread meanwhile (descriptor -1) counts as writable: the send
+    that follows fails as a send on a closed socket does, with our error and its count (S3.4).
+    Polling -1 raised ValueError out of ``wsa_send_sync`` (adversarial pass).
+    """
     remaining = deadline - time.monotonic()
     if remaining <= 0:
         return False
+    fd = sock.fileno()
+    if fd < 0:
+        return True
     poller = select.poll()
-    poller.register(sock.fileno(), select.POLLOUT)
+    poller.register(fd, select.POLLOUT)
     return bool(poller.poll(remaining * 1000.0))
 
 

@@ -1291,7 +1291,24 @@ class WSATransport(asyncio.Transport):
     def _close_drained(self) -> None:
         if self._state is not TransportState.CLOSING or not self._step(TransportEvent.DRAINED):
             return
+        # The last byte is out and the socket closes after connection_lost: nobody else may
+        # send on it in between (another loop's post on get_extra_info("socket") went out).
+        assert self._engine is not None
+        self._engine.close_to_claims()
         self._loop.call_soon(self._call_connection_lost, None)
+
+    def _socket_closing(self) -> None:
+        """``closesocket()`` on this transport's socket, in the loop's thread (S6.1): end as
+        ``abort()`` does, and let go of every loop registration for the socket now, since the
+        descriptor is closed as soon as this returns (its number may be a new socket's then).
+        Before, the transport was never told: no ``connection_lost``, and its reader stayed
+        registered for the number, where asyncio's selector then ignored the next socket
+        given that number, and uvloop kept the descriptor open (adversarial pass)."""
+        if self._step(TransportEvent.ABORT):
+            self._lose(None, WSAErrorCode.WSA_OPERATION_ABORTED)  # (removes the reader)
+        watch, self._error_watch = self._error_watch, None
+        if watch is not None:
+            watch.discard(self._sock_fd, self)
 
     def abort(self) -> None:
         """Close now: pending sends complete with WSA_OPERATION_ABORTED and their exact
@@ -1330,6 +1347,7 @@ class WSATransport(asyncio.Transport):
         self._lost_exc = exc
         self._update_reader()
         assert self._engine is not None
+        self._engine.close_to_claims()  # (the socket closes after connection_lost)
         # Every pending send completes now, in order, with exact counts; their send_completed
         # calls are scheduled by this very call, so they run before connection_lost.
         self._engine.abort(code)
@@ -1367,6 +1385,8 @@ class WSATransport(asyncio.Transport):
             watch.discard(self._sock_fd, self)  # (only while the number is still ours there)
         engine = self._engine
         if engine is not None:
+            if sock is not None:
+                engine.close_to_claims()
             engine.abort()  # nothing is queued by now; this removes the writer and its watchdog
             engine.on_complete = None
             engine.on_error = None
@@ -1374,6 +1394,8 @@ class WSATransport(asyncio.Transport):
             engine.keeper = None
         if sock is not None:
             sock.close()
+            if engine is not None:
+                engine.wake_after_close()
         server, self._server = self._server, None
         if server is not None:
             server._detach(self)

@@ -488,3 +488,71 @@ def _close_while_a_sync_send_waits(factory: Callable[[], asyncio.AbstractEventLo
     if not (isinstance(result, WSAError) and result.winerror == WSAErrorCode.WSAEINTR and not result.bytes_sent):
         return f"the sync send returned {result!r}"
     return None
+
+
+@FACTORIES
+def test_transport_abort_lets_no_other_thread_send_before_the_socket_closes(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S6.1: ``transport.abort()`` cuts its write and closes the socket an iteration later; a
+    thread meanwhile sending on the transport's socket (``get_extra_info("socket")``, with
+    ``wsa_send_sync``, retrying while it is refused, as an event-select loop does) never sends
+    in between: it is refused until the close and never lands after the cut.
+
+    Before the fix the abort let the socket go and the thread's next try took it: 1 to 6 of
+    100 rounds on each loop, every run of 3."""
+    failures = [f"round {n}: {failure}" for n in range(100) if (failure := _abort_while_a_thread_sends(factory, n))]
+    assert not failures, failures
+
+
+def _abort_while_a_thread_sends(factory: Callable[[], asyncio.AbstractEventLoop], n: int) -> str | None:
+    """One round: what went wrong, or None."""
+    from tests.transport.util import wrap
+
+    a, b = socket.socketpair()
+    bufs = _many_buffers(2000)
+    outcome: list[object] = []
+    trying = threading.Event()
+
+    def thread_sender(sock: socket.socket) -> None:
+        data = frame(9, n, 100)
+        while True:
+            try:
+                outcome.append(wsa_send_sync(sock, [data]))
+                return
+            except WSAError as exc:
+                if exc.winerror not in (WSAErrorCode.WSAEWOULDBLOCK, WSAErrorCode.WSAEINPROGRESS):
+                    outcome.append(exc)
+                    return
+            trying.set()
+
+    async def main() -> int:
+        transport, _ = await wrap(a, asyncio.Protocol)
+        transport.writelines(bufs)  # 1024 buffers go now, the rest wait for the writer
+        sent = len(bufs) * 8 - transport.get_write_buffer_size()
+        assert 0 < sent < len(bufs) * 8
+        thread = threading.Thread(target=thread_sender, args=(transport.get_extra_info("socket"),), daemon=True)
+        thread.start()
+        assert trying.wait(GUARD)
+        with _switching_often():
+            transport.abort()
+            await asyncio.sleep(0)
+            await asyncio.sleep(0)
+        await asyncio.get_running_loop().run_in_executor(None, thread.join, GUARD)
+        assert not thread.is_alive()
+        return sent
+
+    try:
+        with asyncio.Runner(loop_factory=factory) as runner:
+            sent = runner.run(main())
+    finally:
+        if a.fileno() >= 0:
+            a.close()
+    received = recv_to_eof(b)
+    b.close()
+    if received != b"".join(bufs)[:sent]:
+        return f"{len(received) - sent} bytes after the cut write; the thread's send: {outcome!r}"
+    result = outcome[0]
+    if not (isinstance(result, WSAError) and result.winerror in (WSAErrorCode.WSAEINTR, WSAErrorCode.WSAENOTSOCK)):
+        return f"the thread's send returned {result!r}"
+    return None

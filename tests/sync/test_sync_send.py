@@ -1216,3 +1216,35 @@ def test_an_ipv4_mapped_peer_has_ipv4s_message_limit(sockets: list[socket.socket
     finally:
         winsock.WSACleanup()
     assert datagrams(rx) == [payload]
+
+
+class _ClosedAfterOneWrite(socket.socket):
+    """A socket that another thread closes right after the kernel took a write from it."""
+
+    def sendmsg(self, *args: Any) -> int:
+        n = super().sendmsg(*args)
+        self.close()
+        return n
+
+
+def test_a_send_with_a_timeout_closed_behind_its_back_mid_send_is_a_WSAError(sockets: list[socket.socket]) -> None:
+    """S3.4: a blocking send on a socket with a timeout, closed by another thread between two
+    of its writes, fails with WSAENOTSOCK and the bytes the kernel took; the peer reads exactly
+    those. Before, polling the closed socket's descriptor (-1) raised ValueError (adversarial
+    pass: 12 to 30 of 60 rounds with a real closing thread)."""
+    a, b = socket.socketpair()
+    sockets += [a, b]
+    tx = _ClosedAfterOneWrite(fileno=a.detach())
+    sockets.append(tx)
+    tx.settimeout(GUARD)
+    payload = pattern(8 << 20, seed=21)
+    received: list[bytes] = []
+    reader = threading.Thread(target=lambda: received.append(recv_to_eof(b, GUARD)), daemon=True)
+    reader.start()
+    with pytest.raises(WSAError) as info:
+        wsa_send_sync(tx, [payload])
+    reader.join(GUARD)
+    sent = info.value.bytes_sent
+    assert info.value.winerror is Code.WSAENOTSOCK
+    assert sent is not None and 0 < sent < len(payload)
+    assert received == [payload[:sent]]

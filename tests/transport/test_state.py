@@ -19,7 +19,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from tests.helpers import SMALL_BUF, pattern, tcp_pair
-from wsasend import WSAError, WSAErrorCode
+from wsasend import WSAError, WSAErrorCode, closesocket
 from wsasend._transport import TRANSITIONS, TransportEvent, TransportState
 
 from .util import Recorder, drain_peer, until, wrap
@@ -170,3 +170,44 @@ async def test_WSATransport_reset_while_closing_reports_the_reset() -> None:
     assert ov.error == WSAErrorCode.WSAECONNRESET and ov.transferred < ov.nbytes
     assert proto.kinds().count("lost") == 1
     proto.check()
+
+
+async def test_closesocket_on_a_transports_socket_ends_the_transport_and_frees_the_number() -> None:
+    """S6.1 and S7.2: ``closesocket(transport.get_extra_info("socket"))`` ends the transport as
+    ``abort()`` does (pending sends aborted with exact counts, ``connection_lost(None)`` once),
+    its reader goes before the descriptor closes (the peer sees the close), and a new socket
+    given the same number is served by the loop. Before, the transport was never told: no
+    ``connection_lost``, and its registration for the number stayed: asyncio's selector then
+    never read the new socket, uvloop kept the descriptor open (adversarial pass, every run)."""
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+    transport, proto = await wrap(ours)
+    posted = pattern(4 << 20, 31)
+    ov = transport.send(posted)
+    assert ov.pending
+    await asyncio.sleep(0)  # reading has started
+    number = ours.fileno()
+    closesocket(transport.get_extra_info("socket"))
+    assert await proto.wait_lost() is None
+    assert ov.error == WSAErrorCode.WSA_OPERATION_ABORTED
+    await until(lambda: transport.state is TransportState.CLOSED)
+    assert bytes(await _read_to_end(peer)) == posted[: ov.transferred]
+    peer.close()
+    proto.check()
+    # The number is free, and nothing of the old transport's is registered for it.
+    new, new_peer = socket.socketpair()
+    try:
+        assert number in (new.fileno(), new_peer.fileno())
+        if new.fileno() != number:
+            new, new_peer = new_peer, new
+        transport2, proto2 = await wrap(new)
+        new_peer.sendall(b"hello")
+        assert await proto2.wait_data(5) == b"hello"
+        transport.close()  # a no-op now, and it must not touch the new socket's registration
+        new_peer.sendall(b"world")
+        assert await proto2.wait_data(10) == b"helloworld"
+        transport2.close()
+        await proto2.wait_lost()
+        proto2.check()
+    finally:
+        new_peer.close()

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.helpers import SMALL_BUF, fill_socket, pattern, run_threads, tcp_pair
-from wsasend import winsock
+from wsasend import WSAError, WSAErrorCode, winsock, wsa_send_sync
 from wsasend.winsock import (
     DWORD,
     SOCKET_ERROR,
@@ -464,3 +464,50 @@ def test_engine_registry_survives_a_finalizer_under_its_lock() -> None:
         assert outcome == ["finalizer ran"], "the registry lock deadlocked its own finalizer"
     finally:
         loop.close()
+
+
+def test_last_wsacleanup_lets_no_waiting_blocking_send_in_after_the_cut(provider: str) -> None:
+    """S8.1, S6.1 and S4.2: the last WSACleanup cuts an overlapped send on a plain socket; a
+    blocking nonoverlapped WSASend that was waiting behind it fails with WSAEINTR and sends
+    nothing, and the socket takes no more sends. Before, the abort let the socket go and the
+    waiting send went out right after the cut bytes (adversarial pass: 10 of 10 rounds)."""
+    from wsasend._api import slot_for
+
+    a, b, filled = stuffed_pair()
+    head = bytes(range(256)) * (1 << 18)  # 64 MiB: still going out when the cleanup comes
+    outcome: dict[str, int] = {}
+    try:
+        ov = WSAOVERLAPPED()
+        assert WSASend(a, [head], 1, None, 0, ov, None) == SOCKET_ERROR
+        assert WSAGetLastError() == WSA_IO_PENDING
+
+        def blocking_send() -> None:
+            sent = DWORD()
+            outcome["rc"] = WSASend(a, [b"<the waiting send>"], 1, sent, 0, None, None)
+            outcome["error"], outcome["sent"] = WSAGetLastError(), sent.value
+
+        thread = threading.Thread(target=blocking_send, daemon=True)
+        thread.start()
+        slot = slot_for(a)
+        deadline = time.monotonic() + GUARD
+        while slot.sync_waiting == 0:  # until it waits for the overlapped send
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        reader = Reader(b)
+        while len(reader.data) <= filled:  # the head send has started
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        assert WSACleanup() == 0
+        thread.join(GUARD)
+        assert not thread.is_alive()
+        assert outcome == {"rc": SOCKET_ERROR, "error": WSAErrorCode.WSAEINTR, "sent": 0}
+        assert ov.error == WSA_OPERATION_ABORTED and 0 < ov.transferred < len(head)
+        with pytest.raises(WSAError) as info:
+            wsa_send_sync(a, [b"later"])
+        assert info.value.winerror == WSAErrorCode.WSAEINTR
+        a.close()
+        received = reader.join()
+    finally:
+        a.close()
+        b.close()
+    assert received[filled:] == head[: ov.transferred]

@@ -348,7 +348,11 @@ class _Provider:
             for sock in _known_sockets():
                 engine = find_engine(sock)
                 if engine is not None and engine.loop is self.loop:
+                    if not engine.is_idle():
+                        # A send is cut: nothing may follow it (see WSACleanup below).
+                        engine.close_to_claims()
                     engine.abort(WSAErrorCode.WSA_OPERATION_ABORTED)
+                    engine.wake_after_close()
             # abort() schedules the routine wrappers with call_soon; let them run (they only
             # queue APCs) before the loop stops, or the routines of the aborted sends are lost.
             await asyncio.sleep(0)
@@ -468,7 +472,10 @@ def WSACleanup() -> int:
     posted through this module is aborted the same way (events set; completion routines queued
     to their threads, run in their next alertable wait, which works after cleanup too); open
     completion ports wake their waiters; then the provider thread stops. Sends posted on a loop
-    of yours are aborted on that loop, like ``closesocket`` does (S6.1).
+    of yours are aborted on that loop, like ``closesocket`` does (S6.1). Such a socket (not
+    made by ``WSASocket``) stays open, since it is yours, but takes no more sends: its stream
+    may have been cut mid-send, so a later send fails (WSAENOTSOCK; a blocking send that was
+    waiting behind the aborted ones, WSAEINTR). Close it.
 
     Returns:
         0, or SOCKET_ERROR with WSANOTINITIALISED when there is no startup left to undo.
@@ -495,8 +502,13 @@ def WSACleanup() -> int:
         engine = find_engine(sock)
         if engine is None or engine.loop is provider.loop or engine.is_idle():
             continue
+        # Windows deallocates the socket; here it stays open, but its aborted sends may have
+        # cut the stream: nothing may be sent on it any more. A blocking send waiting behind
+        # them took the socket the abort let go and went out after the cut (adversarial pass).
+        engine.close_to_claims()
         with contextlib.suppress(RuntimeError):
             _run_on_engine_loop(engine, engine.abort)
+        engine.wake_after_close()
     for hook in list(_CLEANUP_HOOKS):
         hook(provider)
     provider.stop()
