@@ -882,6 +882,22 @@ class SendEngine:
             self.abort()
         return owned
 
+    def _claim_for_pieces(self, queue: SendQueue[WSAOverlapped]) -> None:
+        """A MSG_PARTIAL piece (S4.4) claims the socket when nothing here has yet (S5.11).
+
+        Held pieces never claimed it before: another loop's engine that owned the socket, idle,
+        kept it, sent a send posted after the pieces ahead of them, and made itself the
+        socket's current engine, so this loop's next send went to a new engine of its own and
+        out alone, the pieces held for ever (adversarial pass). Claimed, the pieces keep the
+        socket until their run ends; another loop's post meanwhile is WSAEINPROGRESS (S5.10),
+        and behind a blocking sync send the engine waits in line for it.
+
+        Raises:
+            WSAError: WSAEINPROGRESS when another loop's engine is busy with the socket.
+        """
+        if not (self._owned or queue or self._batch_open):
+            self._claim(False)
+
     def close_to_claims(self) -> None:
         """The socket is about to be closed (a transport's abort or close): from now on nobody
         may claim it (S6.1, see ``SocketSlot.closing``). The abort that follows lets the socket
@@ -1061,6 +1077,9 @@ class SendEngine:
         if more:
             # S4.4, partial_messages="cork": the piece waits in the queue, uncopied, until a
             # send without MSG_PARTIAL (or a graceful close) lets it go with what follows.
+            # It claims the socket as any send does (S5.10, S5.11): unclaimed, another loop's
+            # idle owner sent a later send ahead of the run (see _claim_for_pieces).
+            self._claim_for_pieces(queue)
             ov._reset_for_post(routine, self)
             ov._load(bufs, nbytes, osflags | HELD_OP)
             queue.submit(ov)
@@ -1179,6 +1198,8 @@ class SendEngine:
             # only disconnected by a connect() to AF_UNSPEC, whose queued sends then fail).
             check_connected(sock)
             self._peer_known = True
+        if more:
+            self._claim_for_pieces(queue)
         # Not owned: a blocking sync send owns the socket; this one waits behind it (S4.2).
         waits = not (more or queue or self._owned or self._claim(False))
         ov._reset_for_post(routine, self)

@@ -20,7 +20,7 @@ import pytest
 
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import recv_to_eof
-from wsasend import WSAError, WSAErrorCode, WSAOverlapped, closesocket, winsock, wsa_send, wsa_send_sync
+from wsasend import MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped, closesocket, winsock, wsa_send, wsa_send_sync
 
 from ._frames import FrameReader, frame
 
@@ -556,3 +556,69 @@ def _abort_while_a_thread_sends(factory: Callable[[], asyncio.AbstractEventLoop]
     if not (isinstance(result, WSAError) and result.winerror in (WSAErrorCode.WSAEINTR, WSAErrorCode.WSAENOTSOCK)):
         return f"the thread's send returned {result!r}"
     return None
+
+
+@FACTORIES
+@pytest.mark.parametrize("kind", ["seqpacket", "cork"])
+def test_open_msg_partial_pieces_keep_another_loop_from_sending_first(
+    factory: Callable[[], asyncio.AbstractEventLoop], kind: str
+) -> None:
+    """S5.4 and S5.10: MSG_PARTIAL pieces posted on one loop (a SEQPACKET message being built,
+    or a cork run of a stream transport) hold the socket: another loop's engine that owned it
+    before and sits idle gets WSAEINPROGRESS for a send posted after the pieces, instead of
+    sending ahead of them. Before, the pieces never claimed the socket: the other loop's later
+    send reached the peer first (cork), or, made the socket's current engine by that send, it
+    sent the message's end as a message of its own through a new engine, and the piece was
+    held for ever (SEQPACKET: a hang). Every run, each loop."""
+    from tests.transport.util import wrap
+
+    if kind == "seqpacket":
+        a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    else:
+        a, b = socket.socketpair()
+    other = factory()
+    thread = threading.Thread(target=other.run_forever, daemon=True)
+    thread.start()
+
+    async def post_on_other(data: bytes) -> int:
+        return await wsa_send(a, [data])
+
+    try:
+        # The other loop sends first: its engine owns the socket, idle.
+        assert asyncio.run_coroutine_threadsafe(post_on_other(b"<other 1>"), other).result(GUARD) == 9
+
+        async def main() -> list[object]:
+            outcome: list[object] = []
+            if kind == "seqpacket":
+                piece = wsa_send(a, [b"<piece>"], MSG_PARTIAL)
+            else:
+                transport, _ = await wrap(a, asyncio.Protocol, partial_messages="cork")
+                piece = transport.send(b"<piece>", MSG_PARTIAL)
+            assert piece.pending
+            try:
+                outcome.append(asyncio.run_coroutine_threadsafe(post_on_other(b"<other 2>"), other).result(GUARD))
+            except WSAError as exc:
+                outcome.append(exc.winerror)
+            end = wsa_send(a, [b"<end>"]) if kind == "seqpacket" else transport.send(b"<end>")
+            outcome.append(await end)
+            outcome.append(await piece)
+            if kind == "cork":
+                transport.close()
+            return outcome
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            outcome = runner.run(main())
+    finally:
+        other.call_soon_threadsafe(other.stop)
+        thread.join(GUARD)
+        other.close()
+        if a.fileno() >= 0:
+            a.close()
+    if kind == "seqpacket":
+        b.setblocking(False)
+        received = [b.recv(100) for _ in range(2)]
+        assert received == [b"<other 1>", b"<piece><end>"]
+    else:
+        assert recv_to_eof(b) == b"<other 1><piece><end>"
+    b.close()
+    assert outcome == [WSAErrorCode.WSAEINPROGRESS, 5, 7]
