@@ -397,11 +397,15 @@ def wsa_send(
     return engine.post(sock, buffers, flags, overlapped, completion_routine, dest)
 
 
-def _abort_for_close(engine: SendEngine) -> None:
-    """``closesocket``'s abort of one engine; a transport on the socket ends as if aborted and
-    lets go of its loop registrations before the descriptor closes (S6.1, S7.2)."""
+def abort_for_close(engine: SendEngine) -> None:
+    """``closesocket``'s abort of one engine, in its loop's thread. Internal (the last
+    ``WSACleanup`` too): a transport on the socket ends as if aborted and lets go of its loop
+    registrations before the descriptor closes (S6.1, S7.2). On a closed loop there is
+    nothing to tell the transport (no callback can run) and nothing registered: only the
+    sends are aborted (a transport left open on a bare-closed loop raised RuntimeError
+    from closesocket, adversarial pass)."""
     keeper = engine.keeper
-    transport = keeper() if keeper is not None else None
+    transport = keeper() if keeper is not None and not engine.loop.is_closed() else None
     socket_closing = getattr(transport, "_socket_closing", None)
     if socket_closing is not None:
         socket_closing()
@@ -409,22 +413,22 @@ def _abort_for_close(engine: SendEngine) -> None:
 
 
 def _abort_on_its_loop(engine: SendEngine) -> None:
-    """:func:`_abort_for_close` in the thread of the engine's loop (engines are not thread-safe)."""
+    """:func:`abort_for_close` in the thread of the engine's loop (engines are not thread-safe)."""
     if engine.in_loop_thread() or engine.loop.is_closed() or not engine.loop.is_running():
-        _abort_for_close(engine)
+        abort_for_close(engine)
         return
     done = threading.Event()
 
     def _abort() -> None:
         try:
-            _abort_for_close(engine)
+            abort_for_close(engine)
         finally:
             done.set()
 
     try:
         engine.loop.call_soon_threadsafe(_abort)
     except RuntimeError:  # closed in the meantime: nothing runs it any more
-        _abort_for_close(engine)
+        abort_for_close(engine)
         return
     done.wait(5.0)
 
@@ -449,7 +453,9 @@ def closesocket(sock: socket.socket) -> None:
         # engine, took it and sent after the cut send of the engine just aborted (a stress
         # run: the peer's stream was cut into).
         slot.closing = True
-        for engine in (find_engine(sock), slot.owner, *slot.waiting):
+        # (The transport's engine: another loop's sends on the socket may have made theirs
+        # the current one, and an idle transport engine is neither owner nor waiting.)
+        for engine in (find_engine(sock), slot.owner, *slot.waiting, slot.transport_engine):
             if engine is not None and engine not in engines:
                 engines.append(engine)
     try:

@@ -368,6 +368,8 @@ class SocketSlot:
         self.sync_waiting = 0
         self.max_pending = max_pending
         self.closing = False
+        #: The engine of a transport living on the socket (closesocket ends the transport).
+        self.transport_engine: SendEngine | None = None
 
 
 class Ownership:
@@ -861,8 +863,11 @@ class SendEngine:
                 if self in slot.waiting:
                     slot.waiting.remove(self)
                 if not queued:
+                    # (errno EBADF, as a socket closed behind our back: for a transport's
+                    # write() the connection is gone, connection_lost, not an exception.)
                     raise WSAError(
                         WSAErrorCode.WSAENOTSOCK,
+                        errno=errno.EBADF,
                         detail="the socket is closed or being closed (closesocket, its transport, WSACleanup)",
                     )
             elif slot.sync_owner == 0 and not queued:
@@ -897,6 +902,16 @@ class SendEngine:
         """
         if not (self._owned or queue or self._batch_open):
             self._claim(False)
+
+    def mark_transport(self) -> None:
+        """A transport lives on this engine: the slot names it for ``closesocket`` (S6.1)."""
+        with OWNERSHIP.lock:
+            self._slot.transport_engine = self
+
+    def unmark_transport(self) -> None:
+        with OWNERSHIP.lock:
+            if self._slot.transport_engine is self:
+                self._slot.transport_engine = None
 
     def close_to_claims(self) -> None:
         """The socket is about to be closed (a transport's abort or close): from now on nobody
@@ -1595,6 +1610,16 @@ class SendEngine:
 
     def flush_for(self, ov: WSAOverlapped) -> None:
         """Someone awaits ``ov``: if it only waits for the batch window, flush now."""
+        self.flush_window()
+
+    def flush_window(self) -> None:
+        """Send what waits in the batch window now, without waiting for the loop's tick (S5.4).
+
+        For an awaited send, and for a transport's ``close()``/``abort()``: stock asyncio's
+        ``write()`` hands its bytes to the kernel at once, so an ``abort()`` after two writes
+        sends both, and so does a ``close()`` right before ``loop.stop()``; waiting for the tick
+        lost the second write (adversarial pass against asyncio's transport).
+        """
         if self._batch_open and self._writer is None and self._queue and self.in_loop_thread():
             sock = self._sockref()
             if sock is not None:

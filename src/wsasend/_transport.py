@@ -419,6 +419,7 @@ class WSATransport(asyncio.Transport):
         engine.on_complete = on_complete
         engine.on_error = on_error
         engine.keeper = ref  # held strongly only while sends wait (see SendEngine.keeper)
+        engine.mark_transport()  # (closesocket finds it there, S6.1)
         # Through the weak reference too: a bound method, given while the protocol was paused
         # for writing, kept a paused, unclosed transport from being collected. Always set (an
         # attribute more to hold it would cost the interpreted transport its shared key table,
@@ -578,7 +579,7 @@ class WSATransport(asyncio.Transport):
                 self._fatal_error(exc, "Fatal write error on WSATransport")
             raise
         if engine._ops and engine.unsent_bytes() > self._high_water:
-            self._maybe_pause_protocol()
+            self._over_high_water(engine)
         return ov
 
     def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
@@ -659,7 +660,7 @@ class WSATransport(asyncio.Transport):
                 return
             raise
         if engine._ops and engine.unsent_bytes() > self._high_water:
-            self._maybe_pause_protocol()
+            self._over_high_water(engine)
 
     def _post_write(self, data: object, empty: bool) -> None:
         if self._sendfiles:
@@ -692,7 +693,7 @@ class WSATransport(asyncio.Transport):
                 return
             raise
         if engine._ops and engine.unsent_bytes() > self._high_water:
-            self._maybe_pause_protocol()
+            self._over_high_water(engine)
 
     def can_write_eof(self) -> bool:
         """True for stream and SOCK_SEQPACKET sockets; a datagram socket has no EOF to send."""
@@ -811,6 +812,19 @@ class WSATransport(asyncio.Transport):
         self._high_water = hi
         self._low_water = lo
         self._maybe_pause_protocol()
+
+    def _over_high_water(self, engine: SendEngine) -> None:
+        """A send took the buffer above the high-water mark: what only waits for the batch
+        window goes to the kernel now, and the protocol pauses for what the kernel left.
+
+        asyncio's ``write()`` hands its bytes to the kernel at once, so its buffer holds only
+        what the kernel refused; counting the window paused (and soon resumed) a protocol
+        whose bytes the kernel had room for, and showed code that checks the buffer size
+        bytes that were never offered (adversarial pass against asyncio's transport).
+        """
+        engine.flush_window()
+        if engine.unsent_bytes() > self._high_water:
+            self._maybe_pause_protocol()
 
     def _maybe_pause_protocol(self) -> None:
         if self.get_write_buffer_size() <= self._high_water:
@@ -1272,9 +1286,15 @@ class WSATransport(asyncio.Transport):
         self._update_reader()
         engine = self._engine
         assert engine is not None
-        if was_open and not self._message_mode and engine.pending_count():
+        if was_open and not self._message_mode:
             engine.release_held()  # S4.4: cork pieces go out at a graceful close
-            return  # _on_sends_completed -> _close_when_idle drains once the queue is empty
+            # The batch window goes to the kernel now, as stock write() sent it at once (S9.1):
+            # a close() right before loop.stop() lost what waited for the loop's next tick.
+            engine.flush_window()
+            if self._close_draining or self._state is not TransportState.CLOSING:
+                return  # (a send error in the flush ended the connection)
+            if engine.pending_count():
+                return  # _on_sends_completed -> _close_when_idle drains once the queue is empty
         self._close_draining = True
         engine.drain_then(self._close_drained)
 
@@ -1346,11 +1366,17 @@ class WSATransport(asyncio.Transport):
         # The state is LOST already (ABORT or FATAL).
         self._lost_exc = exc
         self._update_reader()
-        assert self._engine is not None
-        self._engine.close_to_claims()  # (the socket closes after connection_lost)
+        engine = self._engine
+        assert engine is not None
+        if not isinstance(exc, OSError):
+            # abort(), or a protocol callback that raised: what the batch window holds goes to
+            # the kernel first, as stock write() sent it at once (S9.1: a 400 reply's headers,
+            # written after its status line and before abort(), were lost).
+            engine.flush_window()
+        engine.close_to_claims()  # (the socket closes after connection_lost)
         # Every pending send completes now, in order, with exact counts; their send_completed
         # calls are scheduled by this very call, so they run before connection_lost.
-        self._engine.abort(code)
+        engine.abort(code)
         self._loop.call_soon(self._call_connection_lost, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
@@ -1392,6 +1418,7 @@ class WSATransport(asyncio.Transport):
             engine.on_error = None
             engine.on_progress = None
             engine.keeper = None
+            engine.unmark_transport()
         if sock is not None:
             sock.close()
             if engine is not None:

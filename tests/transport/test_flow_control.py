@@ -72,17 +72,33 @@ async def test_WSATransport_pause_strictly_above_high() -> None:
         proto.check()
 
 
+def _fill_records(sock: socket.socket) -> int:
+    """Send 1000-byte records on ``sock`` (bypassing the transport) until the kernel refuses."""
+    count = 0
+    while True:
+        try:
+            sock.send(b"f" * 1000, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
 @pytest.mark.parametrize("low", [100, 99])
 async def test_WSATransport_resume_at_or_below_low(low: int) -> None:
     ours, peer = _seqpacket()
     with peer:
         transport, proto = await wrap(ours)
         transport.set_write_buffer_limits(high=150, low=low)
+        filled = _fill_records(ours)  # the kernel takes no message until the peer reads
         transport.send(b"m" * 80, MSG_PARTIAL)
-        transport.send(b"m" * 20)  # message 1 (100 bytes), queued behind the open batch window
+        transport.send(b"m" * 20)  # message 1 (100 bytes): no room in the kernel, it waits
         transport.send(b"p" * 100, MSG_PARTIAL)  # message 2 stays open: never sendable
         assert proto.pause_sizes == [200]
-        # Message 1 goes out; message 2's piece stays: the buffer is at exactly 100 bytes.
+        peer.setblocking(False)
+        loop = asyncio.get_running_loop()
+        for _ in range(filled + 1):
+            await asyncio.wait_for(loop.sock_recv(peer, 2000), GUARD)
+        # Message 1 went out; message 2's piece stays: the buffer is at exactly 100 bytes.
         await until(lambda: len(proto.completed) == 2)
         for _ in range(5):
             await asyncio.sleep(0)
@@ -107,12 +123,19 @@ async def test_WSATransport_high_zero_pauses_whenever_queued() -> None:
         assert transport.get_write_buffer_limits() == (0, 0)
         transport.write(b"first")  # sent at once: nothing queued, no pause
         assert transport.get_write_buffer_size() == 0 and proto.pause_sizes == []
-        transport.write(b"second")  # queued in the batch window: the buffer is non-empty
-        assert proto.pause_sizes == [6]
+        # Behind it, in the batch window: above high, so the window goes to the kernel at
+        # once, which takes it all (as asyncio's write() would have sent it): no pause.
+        transport.write(b"second")
+        assert transport.get_write_buffer_size() == 0 and proto.pause_sizes == []
+        # More than the kernel takes: the rest is queued, and the protocol pauses for it.
+        big = pattern(8 << 20, 3)
+        transport.write(big)
+        assert len(proto.pause_sizes) == 1 and 0 < proto.pause_sizes[0] < len(big)
+        reader = asyncio.ensure_future(drain_peer(peer))
         await until(lambda: bool(proto.resume_sizes))
         assert proto.resume_sizes == [0]  # low is 0: resumed only once empty
         transport.close()
-        assert await drain_peer(peer) == b"firstsecond"
+        assert await reader == b"firstsecond" + big
         await proto.wait_lost()
         proto.check()
 
@@ -317,7 +340,9 @@ async def test_resume_writing_at_low_water_inside_one_long_send() -> None:
         rows = [b"%06d" % i * 100 for i in range(1000)]  # 600 KB
         for row in rows:
             transport.write(row)
-        assert [kind for kind, _ in events] == ["pause"] and transport.get_write_buffer_size() == 600_000
+        # Above 400,000 the window went to the kernel, which took what it had room for (as
+        # asyncio's write() gives it at once); the protocol paused for the rest.
+        assert [kind for kind, _ in events] == ["pause"] and 400_000 < transport.get_write_buffer_size() < 600_000
         peer.setblocking(False)
         loop = asyncio.get_running_loop()
         received = bytearray()

@@ -9,20 +9,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import random
 import socket
 import struct
+import threading
+import time
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tests.helpers import SMALL_BUF, pattern, tcp_pair
-from wsasend import WSAError, WSAErrorCode, closesocket
-from wsasend._transport import TRANSITIONS, TransportEvent, TransportState
+from tests.conftest import LOOP_FACTORIES
+from tests.helpers import SMALL_BUF, pattern, readable_now, recv_to_eof, tcp_pair
+from wsasend import WSAError, WSAErrorCode, closesocket, winsock, wsa_send, wsa_send_sync
+from wsasend._api import slot_for
+from wsasend._transport import TRANSITIONS, TransportEvent, TransportState, WSATransport
 
-from .util import Recorder, drain_peer, until, wrap
+from .util import GUARD, Recorder, drain_peer, until, wrap
 
 S, E = TransportState, TransportEvent
 PUBLIC = (E.WRITE_EOF, E.CLOSE, E.ABORT, E.FATAL)
@@ -194,7 +199,11 @@ async def test_closesocket_on_a_transports_socket_ends_the_transport_and_frees_t
     assert bytes(await _read_to_end(peer)) == posted[: ov.transferred]
     peer.close()
     proto.check()
-    # The number is free, and nothing of the old transport's is registered for it.
+    await _assert_number_served(number, transport)
+
+
+async def _assert_number_served(number: int, old: WSATransport) -> None:
+    """The closed socket's number is free, and nothing of ``old``'s is registered for it."""
     new, new_peer = socket.socketpair()
     try:
         assert number in (new.fileno(), new_peer.fileno())
@@ -203,7 +212,7 @@ async def test_closesocket_on_a_transports_socket_ends_the_transport_and_frees_t
         transport2, proto2 = await wrap(new)
         new_peer.sendall(b"hello")
         assert await proto2.wait_data(5) == b"hello"
-        transport.close()  # a no-op now, and it must not touch the new socket's registration
+        old.close()  # a no-op now, and it must not touch the new socket's registration
         new_peer.sendall(b"world")
         assert await proto2.wait_data(10) == b"helloworld"
         transport2.close()
@@ -211,3 +220,172 @@ async def test_closesocket_on_a_transports_socket_ends_the_transport_and_frees_t
         proto2.check()
     finally:
         new_peer.close()
+
+
+async def test_closesocket_ends_the_transport_after_another_loop_sent_on_its_socket() -> None:
+    """S6.1 and S7.2: another loop's ``wsa_send`` on the transport's socket makes that loop's
+    engine the socket's current one; ``closesocket`` still ends the transport (it was missed:
+    no ``connection_lost``, its reader left registered for the freed number; adversarial
+    pass, every run)."""
+    ours, peer = socket.socketpair()
+    transport, proto = await wrap(ours)
+    transport.write(b"<transport>")
+    sock = transport.get_extra_info("socket")
+
+    def on_another_loop() -> int:
+        async def send() -> int:
+            return await wsa_send(sock, [b"<other loop>"])
+
+        with asyncio.Runner() as runner:
+            return runner.run(send())
+
+    assert await asyncio.get_running_loop().run_in_executor(None, on_another_loop) == 12
+    number = ours.fileno()
+    closesocket(sock)
+    assert await proto.wait_lost() is None
+    assert await _read_to_end(peer) == b"<transport><other loop>"
+    peer.close()
+    proto.check()
+    await _assert_number_served(number, transport)
+
+
+async def test_a_write_while_closesocket_runs_in_another_thread_never_raises() -> None:
+    """S9.1: ``closesocket`` from another thread has begun (the socket is closing) and waits
+    for this loop to end the transport; a ``write()`` meanwhile ends the connection
+    (``connection_lost``), as asyncio's ``write()`` on a lost connection does, and does not
+    raise. Before, it raised WSAENOTSOCK into the caller (adversarial pass, every run)."""
+    ours, peer = socket.socketpair()
+    transport, proto = await wrap(ours)
+    transport.write(b"<before>")
+    await until(lambda: transport.get_write_buffer_size() == 0)
+    # A thread's nonoverlapped send takes the idle socket and lets it go: no owner now.
+    assert await asyncio.get_running_loop().run_in_executor(None, wsa_send_sync, ours, [b"<sync>"]) == 6
+    slot = slot_for(ours)
+    closer = threading.Thread(target=closesocket, args=(ours,), daemon=True)
+    closer.start()
+    while not slot.closing:  # (this loop's thread: the abort closesocket asks for waits for us)
+        time.sleep(0.0001)
+    transport.write(b"<during the close>")
+    await proto.wait_lost()
+    await asyncio.get_running_loop().run_in_executor(None, closer.join, GUARD)
+    assert not closer.is_alive()
+    assert await _read_to_end(peer) == b"<before><sync>"
+    peer.close()
+    assert proto.kinds().count("lost") == 1
+    proto.check()
+
+
+async def test_the_last_wsacleanup_ends_a_transport_whose_writes_it_aborts() -> None:
+    """S8.1 and S6.1: a facade send put the transport's socket among those the last
+    ``WSACleanup`` looks at; the cleanup aborts the transport's pending write and ends the
+    transport as ``closesocket`` does (``connection_lost``); a later ``write()`` does not
+    raise. Before, the transport was never told, and its next write raised WSAENOTSOCK."""
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+    winsock.WSAStartup()
+    try:
+        transport, proto = await wrap(ours)
+        ov = winsock.WSAOVERLAPPED()
+        assert winsock.WSASend(ours, [b"<facade>"], 1, None, 0, ov, None) == 0
+        assert ov.wait(GUARD)
+        ov2 = transport.send(pattern(4 << 20, 8))
+        assert ov2.pending
+        loop = asyncio.get_running_loop()
+        assert await loop.run_in_executor(None, winsock.WSACleanup) == 0
+        assert await proto.wait_lost() is None
+        assert ov2.error == WSAErrorCode.WSA_OPERATION_ABORTED
+        transport.write(b"more")  # dropped, as after any lost connection (S9.1)
+        assert bytes(await _read_to_end(peer)) == b"<facade>" + pattern(4 << 20, 8)[: ov2.transferred]
+        peer.close()
+        proto.check()
+    finally:
+        while winsock.WSACleanup() == 0:
+            pass
+
+
+# The transport stays unclosed (its loop ended under it), and says so when collected, as an
+# asyncio transport would; and S5.12 warns of the send its loop left.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
+@pytest.mark.parametrize("loop_name", sorted(LOOP_FACTORIES))
+def test_closesocket_after_a_bare_loop_close_aborts_quietly(loop_name: str) -> None:
+    """S6.1: a transport's loop was closed bare (``loop.close()``, the transport still open,
+    a send pending); ``closesocket`` aborts the send with its count and closes the socket
+    without an error. Before, it raised RuntimeError ("Event loop is closed") from the
+    transport's attempt to schedule ``connection_lost`` (adversarial pass, every run)."""
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+    loop = LOOP_FACTORIES[loop_name]()
+    try:
+        transport, _ = loop.run_until_complete(wrap(ours, asyncio.Protocol))
+        ov = transport.send(b"z" * (1 << 20))
+        assert ov.pending
+    finally:
+        loop.close()
+    closesocket(ours)
+    assert ours.fileno() == -1
+    assert ov.error == WSAErrorCode.WSA_OPERATION_ABORTED and 0 < ov.transferred < 1 << 20
+    peer.setblocking(True)
+    assert len(recv_to_eof(peer)) == ov.transferred
+    peer.close()
+    del transport
+    gc.collect()
+
+
+@pytest.mark.parametrize("how", ["abort", "raise"])
+async def test_writes_before_abort_or_a_raising_callback_reach_the_kernel(
+    how: str, loop_errors: list[dict[str, Any]]
+) -> None:
+    """S9.1: a server's ``data_received`` writes a status line and its headers, then calls
+    ``abort()`` (or raises): the peer gets both writes, as from asyncio's transport, whose
+    ``write()`` hands bytes to the kernel at once. Before, the second write waited in the
+    batch window and the abort failed it: the peer got the status line alone (adversarial
+    pass against asyncio's transport, every run)."""
+
+    class BadRequest(Recorder):
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            assert self.transport is not None
+            self.transport.write(b"HTTP/1.1 400 Bad Request\r\n")
+            self.transport.write(b"Content-Length: 0\r\n\r\n")
+            if how == "abort":
+                self.transport.abort()
+            else:
+                raise ValueError("bad request")
+
+    ours, peer = socket.socketpair()
+    _, proto = await wrap(ours, BadRequest)
+    peer.sendall(b"GET / HTTP/1.1\r\n\r\n")
+    lost = await proto.wait_lost()
+    assert lost is None if how == "abort" else isinstance(lost, ValueError)
+    assert await _read_to_end(peer) == b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
+    peer.close()
+    raised = [ctx.get("exception") for ctx in loop_errors]
+    assert len(raised) == (how == "raise") and all(isinstance(exc, ValueError) for exc in raised)
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOP_FACTORIES))
+def test_writes_then_close_then_loop_stop_reach_the_peer(loop_name: str) -> None:
+    """S9.1: a callback writes twice, closes the transport and stops the loop, and the program
+    closes the loop: both writes reach the peer, as with asyncio's transport. Before, the
+    second waited for the loop's next tick, which never came (asyncio flavour, every run;
+    uvloop ran the tick before it stopped)."""
+    ours, peer = socket.socketpair()
+    loop = LOOP_FACTORIES[loop_name]()
+    try:
+        transport, _ = loop.run_until_complete(wrap(ours, asyncio.Protocol))
+
+        def last_words() -> None:
+            transport.write(b"QUIT ")
+            transport.write(b"bye\r\n")
+            transport.close()
+            loop.stop()
+
+        loop.call_soon(last_words)
+        loop.run_forever()
+        # The loop stopped in the iteration of the close: what the peer can read now is what
+        # reached the kernel inside that callback.
+        assert readable_now(peer) == b"QUIT bye\r\n"
+        loop.run_until_complete(asyncio.sleep(0))  # (connection_lost, then the socket closes)
+    finally:
+        loop.close()
+    peer.close()

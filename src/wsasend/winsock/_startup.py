@@ -16,6 +16,7 @@ import concurrent.futures
 import contextlib
 import ctypes
 import ctypes.wintypes
+import functools
 import os
 import socket
 import threading
@@ -26,8 +27,8 @@ from typing import Any, Final, TypeVar
 
 import attrs
 
+from .._api import abort_for_close, find_engine
 from .._api import closesocket as _closesocket
-from .._api import find_engine
 from .._engine import SendEngine
 from .._errors import WSAError, WSAErrorCode
 from .._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
@@ -502,18 +503,30 @@ def WSACleanup() -> int:
         engine = find_engine(sock)
         if engine is None or engine.loop is provider.loop or engine.is_idle():
             continue
-        # Windows deallocates the socket; here it stays open, but its aborted sends may have
-        # cut the stream: nothing may be sent on it any more. A blocking send waiting behind
-        # them took the socket the abort let go and went out after the cut (adversarial pass).
-        engine.close_to_claims()
         with contextlib.suppress(RuntimeError):
-            _run_on_engine_loop(engine, engine.abort)
+            _run_on_engine_loop(engine, functools.partial(_abort_at_cleanup, engine))
         engine.wake_after_close()
     for hook in list(_CLEANUP_HOOKS):
         hook(provider)
     provider.stop()
     _ok()
     return 0
+
+
+def _abort_at_cleanup(engine: SendEngine) -> None:
+    """In the engine's loop's thread: the last cleanup aborts what is still pending (S8.1).
+
+    Windows deallocates the socket; here it stays open, but the abort may cut its stream, so
+    nothing may be sent on it any more: a blocking send waiting behind the aborted sends took
+    the socket the abort let go and went out after the cut (adversarial pass). Decided here,
+    in the engine's thread: read from the cleanup's thread, a send could complete whole in
+    between and the socket was barred with nothing aborted. A transport on it ends as with
+    ``closesocket``.
+    """
+    if engine.is_idle():
+        return
+    engine.close_to_claims()
+    abort_for_close(engine)
 
 
 def _after_fork_in_child() -> None:
