@@ -56,6 +56,18 @@ def fill_socket(sock: socket.socket) -> int:
             return total
 
 
+def fill_messages(tx: socket.socket) -> int:
+    """Send 1000-byte messages on an AF_UNIX datagram/seqpacket sender, bypassing wsasend,
+    until the kernel refuses; return how many."""
+    count = 0
+    while True:
+        try:
+            tx.send(b"f" * 1000, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return count
+        count += 1
+
+
 def readable_now(sock: socket.socket) -> bytes:
     """Everything ``sock`` can read now, without waiting (the socket's mode is left alone)."""
     out = bytearray()

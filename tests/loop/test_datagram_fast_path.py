@@ -16,7 +16,8 @@ import socket
 import pytest
 
 import wsasend
-from tests.loop.test_overlapped_sockets import MESSAGE_KINDS, fill_messages, message_pair, recv_messages
+from tests.helpers import fill_messages
+from tests.loop.test_overlapped_sockets import MESSAGE_KINDS, message_pair, recv_messages
 from wsasend import WSAError, WSAErrorCode, max_message_size, wsa_send
 
 GUARD = 30.0

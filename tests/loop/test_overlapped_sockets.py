@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import SMALL_BUF, fill_socket, pattern, read_exactly, tcp_pair, udp_pair
+from tests.helpers import SMALL_BUF, fill_messages, fill_socket, pattern, read_exactly, tcp_pair, udp_pair
 from wsasend import (
     MSG_DONTROUTE,
     MSG_OOB,
@@ -89,17 +89,6 @@ async def recv_messages(rx: socket.socket, count: int, bufsize: int = 1 << 17) -
     for _ in range(count):
         out.append(await loop.sock_recv(rx, bufsize))
     return out
-
-
-def fill_messages(tx: socket.socket) -> int:
-    """Fill an AF_UNIX datagram/seqpacket sender until the kernel refuses; return how many."""
-    count = 0
-    while True:
-        try:
-            tx.send(b"f" * 1000, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return count
-        count += 1
 
 
 # -- S5.10: stream kinds -----------------------------------------------------------------------------

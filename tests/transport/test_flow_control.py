@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import wsasend
-from tests.helpers import pattern
+from tests.helpers import fill_messages, pattern
 from wsasend import MSG_PARTIAL
 
 from .util import GUARD, Recorder, drain_peer, until, wrap
@@ -72,24 +72,13 @@ async def test_WSATransport_pause_strictly_above_high() -> None:
         proto.check()
 
 
-def _fill_records(sock: socket.socket) -> int:
-    """Send 1000-byte records on ``sock`` (bypassing the transport) until the kernel refuses."""
-    count = 0
-    while True:
-        try:
-            sock.send(b"f" * 1000, socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return count
-        count += 1
-
-
 @pytest.mark.parametrize("low", [100, 99])
 async def test_WSATransport_resume_at_or_below_low(low: int) -> None:
     ours, peer = _seqpacket()
     with peer:
         transport, proto = await wrap(ours)
         transport.set_write_buffer_limits(high=150, low=low)
-        filled = _fill_records(ours)  # the kernel takes no message until the peer reads
+        filled = fill_messages(ours)  # the kernel takes no message until the peer reads
         transport.send(b"m" * 80, MSG_PARTIAL)
         transport.send(b"m" * 20)  # message 1 (100 bytes): no room in the kernel, it waits
         transport.send(b"p" * 100, MSG_PARTIAL)  # message 2 stays open: never sendable
