@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import socket
 import threading
@@ -20,6 +21,7 @@ from ._engine import (
     _running_loop,
     abandon,
     notify_locked,
+    ticked_engines,
 )
 from ._errors import WSAError, WSAErrorCode
 from ._loopwatch import watch
@@ -271,6 +273,23 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+def _let_go_at_exit() -> None:
+    """At interpreter exit, before the modules are torn down: engines let go of the transports
+    they hold strongly (``SendEngine._keep``) for a batch tick or an owner that will never
+    come, as after a loop closed bare. Held into the interpreter's last collection, such a
+    transport crashed the compiled build (a segfault in ``finalize_modules``' collection,
+    after one write on a transport whose loop was closed bare; adversarial pass)."""
+    with _LOCK:
+        engines = [*_ENGINES.values(), *ticked_engines()]
+        for slot in _SLOTS.values():
+            engines += [e for e in (slot.owner, slot.transport_engine, *slot.waiting) if e is not None]
+    for engine in engines:
+        engine._keep = None
+
+
+atexit.register(_let_go_at_exit)
 
 
 def set_max_pending(sock: socket.socket, max_pending: object) -> None:

@@ -600,6 +600,11 @@ def _ticks_after_fork() -> None:
 os.register_at_fork(after_in_child=_ticks_after_fork)
 
 
+def ticked_engines() -> list[SendEngine]:
+    """Every engine waiting for a batch tick, on any loop (``_api._let_go_at_exit``)."""
+    return [engine for tick in list(_TICKS.values()) for engine in tick.engines]
+
+
 def _tick_for(loop: asyncio.AbstractEventLoop) -> _BatchTick:
     tick = _TICKS.get(loop)
     if tick is None:
@@ -2118,5 +2123,10 @@ class SendEngine:
         if not self._queue and self._writer is None:
             self._on_drained = None
             callback()
-        elif self._writer is None and not self._batch_open:
-            self._open_batch()
+        elif self._writer is None:
+            if not self._batch_open:
+                self._open_batch()
+            # The window goes to the kernel now, not at the loop's next tick: a write_eof()
+            # (or close()) right before loop.stop() lost it, and the EOF with it, where stock
+            # asyncio's write() had sent it at once (adversarial pass).
+            self.flush_window()

@@ -811,7 +811,11 @@ class WSATransport(asyncio.Transport):
             raise ValueError(f"high ({hi!r}) must be >= low ({lo!r}) must be >= 0")
         self._high_water = hi
         self._low_water = lo
-        self._maybe_pause_protocol()
+        engine = self._engine
+        if engine is not None and engine._ops and engine.unsent_bytes() > hi:
+            self._over_high_water(engine)  # (the window first: see _over_high_water)
+        else:
+            self._maybe_pause_protocol()
 
     def _over_high_water(self, engine: SendEngine) -> None:
         """A send took the buffer above the high-water mark: what only waits for the batch
@@ -1368,11 +1372,11 @@ class WSATransport(asyncio.Transport):
         self._update_reader()
         engine = self._engine
         assert engine is not None
-        if not isinstance(exc, OSError):
-            # abort(), or a protocol callback that raised: what the batch window holds goes to
-            # the kernel first, as stock write() sent it at once (S9.1: a 400 reply's headers,
-            # written after its status line and before abort(), were lost).
-            engine.flush_window()
+        # What the batch window holds goes to the kernel first, as stock write() sent it at
+        # once (S9.1: a 400 reply's headers, written after its status line and before abort()
+        # or a callback that raised, were lost). After a socket error the flush fails at once
+        # and its sends end with the kernel's error, as they would have at their own send.
+        engine.flush_window()
         engine.close_to_claims()  # (the socket closes after connection_lost)
         # Every pending send completes now, in order, with exact counts; their send_completed
         # calls are scheduled by this very call, so they run before connection_lost.

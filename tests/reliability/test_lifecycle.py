@@ -274,3 +274,39 @@ async def test_a_zero_byte_send_on_a_connected_stream_still_completes() -> None:
     finally:
         a.close()
         b.close()
+
+
+_WRITE_THEN_BARE_CLOSE = """
+import asyncio, socket, sys
+import wsasend
+ours, peer = socket.socketpair()
+ours.setblocking(False)
+loop = wsasend.new_event_loop(sys.argv[1])
+transport, _ = loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, ours))
+transport.write(b"x")  # completes at once and opens the batch window: its tick never runs
+loop.close()  # bare, the transport still open
+print("compiled" if wsasend.compiled else "pure", flush=True)
+"""
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_the_interpreter_exits_cleanly_after_a_bare_close_with_a_transport_open(loop_name: str) -> None:
+    """S5.12: a transport wrote once and its loop was closed bare; the program then ends. The
+    engine held the transport for a batch tick that never came, into the interpreter's last
+    collection, where the compiled build crashed (exit code 139, every run, both loops;
+    adversarial pass). The pure build is checked too: it must exit 0 as well."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    run = subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", _WRITE_THEN_BARE_CLOSE, loop_name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    import wsasend
+
+    assert run.stdout.strip() == ("compiled" if wsasend.compiled else "pure")

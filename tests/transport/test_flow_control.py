@@ -129,6 +129,25 @@ async def test_WSATransport_high_zero_pauses_whenever_queued() -> None:
         proto.check()
 
 
+async def test_lowering_high_flushes_the_batch_window_before_it_pauses() -> None:
+    """S9.1: ``write(); write(); set_write_buffer_limits(0)`` on an idle connection: the second
+    write only waits in the batch window, so it goes to the kernel and nothing pauses, as with
+    asyncio's transport (whose writes went at once). Before, the window counted: pause_writing,
+    then resume_writing (adversarial pass)."""
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours)
+        transport.write(b"A")
+        transport.write(b"B")
+        transport.set_write_buffer_limits(0)
+        assert transport.get_write_buffer_size() == 0 and proto.pause_sizes == []
+        transport.close()
+        assert await drain_peer(peer) == b"AB"
+        await proto.wait_lost()
+        assert proto.pause_sizes == [] and proto.resume_sizes == []
+        proto.check()
+
+
 async def test_WSATransport_lowering_high_pauses_at_once() -> None:
     ours, peer = _seqpacket()
     with peer:

@@ -331,7 +331,7 @@ def test_closesocket_after_a_bare_loop_close_aborts_quietly(loop_name: str) -> N
     gc.collect()
 
 
-@pytest.mark.parametrize("how", ["abort", "raise"])
+@pytest.mark.parametrize("how", ["abort", "raise", "raise OSError"])
 async def test_writes_before_abort_or_a_raising_callback_reach_the_kernel(
     how: str, loop_errors: list[dict[str, Any]]
 ) -> None:
@@ -349,22 +349,27 @@ async def test_writes_before_abort_or_a_raising_callback_reach_the_kernel(
             self.transport.write(b"Content-Length: 0\r\n\r\n")
             if how == "abort":
                 self.transport.abort()
-            else:
+            elif how == "raise":
                 raise ValueError("bad request")
+            else:  # the protocol's own OSError, not the socket's
+                raise FileNotFoundError("no such page")
 
     ours, peer = socket.socketpair()
     _, proto = await wrap(ours, BadRequest)
     peer.sendall(b"GET / HTTP/1.1\r\n\r\n")
     lost = await proto.wait_lost()
-    assert lost is None if how == "abort" else isinstance(lost, ValueError)
+    raising = {"abort": type(None), "raise": ValueError, "raise OSError": FileNotFoundError}[how]
+    assert isinstance(lost, raising)
     assert await _read_to_end(peer) == b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n"
     peer.close()
     raised = [ctx.get("exception") for ctx in loop_errors]
+    # (An OSError is not reported to the handler, as asyncio's _fatal_error does not.)
     assert len(raised) == (how == "raise") and all(isinstance(exc, ValueError) for exc in raised)
 
 
+@pytest.mark.parametrize("how", ["close", "write_eof"])
 @pytest.mark.parametrize("loop_name", sorted(LOOP_FACTORIES))
-def test_writes_then_close_then_loop_stop_reach_the_peer(loop_name: str) -> None:
+def test_writes_then_close_then_loop_stop_reach_the_peer(loop_name: str, how: str) -> None:
     """S9.1: a callback writes twice, closes the transport and stops the loop, and the program
     closes the loop: both writes reach the peer, as with asyncio's transport. Before, the
     second waited for the loop's next tick, which never came (asyncio flavour, every run;
@@ -377,7 +382,10 @@ def test_writes_then_close_then_loop_stop_reach_the_peer(loop_name: str) -> None
         def last_words() -> None:
             transport.write(b"QUIT ")
             transport.write(b"bye\r\n")
-            transport.close()
+            if how == "close":
+                transport.close()
+            else:
+                transport.write_eof()  # (the EOF, too, must not wait for a next iteration)
             loop.stop()
 
         loop.call_soon(last_words)
@@ -385,6 +393,9 @@ def test_writes_then_close_then_loop_stop_reach_the_peer(loop_name: str) -> None
         # The loop stopped in the iteration of the close: what the peer can read now is what
         # reached the kernel inside that callback.
         assert readable_now(peer) == b"QUIT bye\r\n"
+        if how == "write_eof":
+            assert peer.recv(1, socket.MSG_DONTWAIT) == b""  # the EOF is there too
+            transport.close()
         loop.run_until_complete(asyncio.sleep(0))  # (connection_lost, then the socket closes)
     finally:
         loop.close()
