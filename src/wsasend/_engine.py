@@ -1199,7 +1199,7 @@ class SendEngine:
         total = queue.open_message_bytes + nbytes
         # UDP's limit is a constant, read once; AF_UNIX's follows SO_SNDBUF, so it is read per
         # message (issue 6 profile: the per-post lookup was a third of a datagram post's cost).
-        if self._udp_max and dest is not None and dest[0] is not None:
+        if dest is not None and dest[0] is not None:
             limit = message_limit_to(sock, dest[0])  # (an IPv4-mapped destination: IPv4's)
         else:
             limit = self._udp_max or max_message_size(sock)

@@ -139,14 +139,15 @@ def max_message_size(sock: socket.socket) -> int:
 
 
 def message_limit_to(sock: socket.socket, address: Any) -> int:
-    """The largest UDP message ``sock`` can send to ``address`` (a checked destination, S8.7).
+    """The largest message ``sock`` can send to ``address`` (a checked destination, S8.7).
 
     An IPv6 socket sends to an IPv4-mapped address as IPv4, with IPv4's limit: 65527 passed
     our check and the kernel refused it (EMSGSIZE) at the ``sendmsg``, for a queued send as a
-    completion error instead of WSAEMSGSIZE from the call (S5.2).
+    completion error instead of WSAEMSGSIZE from the call (S5.2). Any other family's limit
+    does not depend on the destination: :func:`max_message_size`.
     """
     if sock.family != socket.AF_INET6:
-        return _UDP4_MAX
+        return _UDP4_MAX if sock.family == socket.AF_INET else max_message_size(sock)
     try:
         packed = socket.inet_pton(socket.AF_INET6, str(address[0]).partition("%")[0])
     except (OSError, ValueError, IndexError, TypeError):

@@ -364,10 +364,8 @@ def _send_message(
     if pending:
         message = [memoryview(pending), *bufs]
         total += len(pending)
-    if address is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        limit = message_limit_to(sock, address)  # (an IPv4-mapped destination: IPv4's)
-    else:
-        limit = max_message_size(sock)
+    # (An IPv4-mapped destination has IPv4's limit.)
+    limit = max_message_size(sock) if address is None else message_limit_to(sock, address)
     if total > limit:
         _PARTIAL.pop(sock, None)
         raise WSAError(WSAErrorCode.WSAEMSGSIZE, detail=f"message of {total} bytes > {limit}")

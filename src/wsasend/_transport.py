@@ -1415,8 +1415,7 @@ class WSATransport(asyncio.Transport):
             watch.discard(self._sock_fd, self)  # (only while the number is still ours there)
         engine = self._engine
         if engine is not None:
-            if sock is not None:
-                engine.close_to_claims()
+            # (The socket is closing already: _lose or _close_drained, which scheduled this.)
             engine.abort()  # nothing is queued by now; this removes the writer and its watchdog
             engine.on_complete = None
             engine.on_error = None
