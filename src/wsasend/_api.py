@@ -103,6 +103,20 @@ def slot_for(sock: socket.socket) -> SocketSlot:
         return slot
 
 
+def shut_to_claims(sock: socket.socket) -> None:
+    """``shutdown(SD_SEND)`` or a transport's ``write_eof()`` was called on ``sock``. Internal.
+
+    What is queued drains (S6.2), and from now on a send that would have to claim the socket
+    (another loop's, or a thread's ``wsa_send_sync``) fails WSAESHUTDOWN at once instead of
+    WSAEINPROGRESS or a wait behind the drain (see ``SocketSlot.send_shut``).
+    """
+    slot = slot_for(sock)
+    with OWNERSHIP.lock:
+        slot.send_shut = True
+        if slot.sync_waiting:
+            OWNERSHIP.changed.notify_all()
+
+
 def find_engine(sock: socket.socket) -> SendEngine | None:
     """The engine of ``sock`` if it has one (on any loop)."""
     engine = _ENGINES.get(id(sock))
@@ -143,6 +157,8 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> SendEngi
             and not engine.loop.is_closed()
             and (engine._ops or engine._writer is not None)
         ):
+            if slot.send_shut:
+                raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="sends on this socket were shut down")
             raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
         engine = SendEngine(loop, sock, max_pending=slot.max_pending, slot=slot)
         slot.engine = engine

@@ -357,7 +357,9 @@ class SocketSlot:
     ``wsa_send_sync`` that does (SYNC); both empty is FREE. ``waiting`` holds engines with
     sends queued that wait for the socket; ``sync_waiting`` counts the threads whose blocking
     sends wait for it. ``closing`` is set for good by ``closesocket`` before it aborts
-    anything: from then on nobody can claim the socket (S6.1).
+    anything: from then on nobody can claim the socket (S6.1). ``send_shut`` is set for good by
+    ``shutdown(SD_SEND)`` and ``write_eof()`` when they are called: the sends already queued
+    drain, and every new claim fails WSAESHUTDOWN (S6.2).
     """
 
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
@@ -368,6 +370,7 @@ class SocketSlot:
         self.sync_waiting = 0
         self.max_pending = max_pending
         self.closing = False
+        self.send_shut = False
         #: The engine of a transport living on the socket (closesocket ends the transport).
         self.transport_engine: SendEngine | None = None
 
@@ -875,6 +878,10 @@ class SendEngine:
                         errno=errno.EBADF,
                         detail="the socket is closed or being closed (closesocket, its transport, WSACleanup)",
                     )
+            elif not queued and slot.send_shut:
+                # Another engine drains what was queued before shutdown(SD_SEND) or
+                # write_eof(): a new send is refused as Windows refuses it, not "in progress".
+                raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="sends on this socket were shut down")
             elif slot.sync_owner == 0 and not queued:
                 raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
             else:

@@ -49,7 +49,7 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Final, Literal
 
 from . import _sendfile
-from ._api import engine_for, set_max_pending
+from ._api import engine_for, set_max_pending, shut_to_claims
 from ._buffers import normalize
 from ._compat import is_extension_file, mypyc_attr
 from ._engine import _IOV_RECV, _IOV_SO_ERROR, _PLAIN_SOCKET, ZERO, SendEngine
@@ -712,7 +712,8 @@ class WSATransport(asyncio.Transport):
             raise NotImplementedError("a datagram socket cannot send an EOF")
         if not self._step(TransportEvent.WRITE_EOF):
             return
-        assert self._engine is not None
+        assert self._engine is not None and self._sock is not None
+        shut_to_claims(self._sock)  # another loop's or thread's send: WSAESHUTDOWN from now on
         self._engine.drain_then(self._eof_drained)
 
     def _eof_drained(self) -> None:

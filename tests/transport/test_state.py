@@ -249,6 +249,37 @@ async def test_closesocket_ends_the_transport_after_another_loop_sent_on_its_soc
     await _assert_number_served(number, transport)
 
 
+async def test_write_eof_refuses_another_loops_send_while_it_drains() -> None:
+    """S6.2: after ``write_eof()``, a send on the transport's socket from another loop fails
+    WSAESHUTDOWN with nothing sent, while the transport's queued bytes still go out before the
+    EOF; it said WSAEINPROGRESS for as long as the drain took (adversarial pass)."""
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+    transport, proto = await wrap(ours)
+    body = pattern(400_000)
+    transport.write(body)
+    assert transport.get_write_buffer_size() > 0  # the peer reads nothing yet: it pends
+    transport.write_eof()
+    sock = transport.get_extra_info("socket")
+
+    def on_another_loop() -> int:
+        async def send() -> int:
+            return await wsa_send(sock, [b"<late>"])
+
+        with asyncio.Runner() as runner:
+            return runner.run(send())
+
+    with pytest.raises(WSAError) as info:
+        await asyncio.get_running_loop().run_in_executor(None, on_another_loop)
+    assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+    assert info.value.bytes_sent == 0
+    assert await _read_to_end(peer) == body
+    transport.close()
+    await proto.wait_lost()
+    peer.close()
+    proto.check()
+
+
 async def test_a_write_while_closesocket_runs_in_another_thread_never_raises() -> None:
     """S9.1: ``closesocket`` from another thread has begun (the socket is closing) and waits
     for this loop to end the transport; a ``write()`` meanwhile ends the connection

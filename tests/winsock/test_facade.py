@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import wsasend
+from tests.conftest import LOOP_FACTORIES
 from tests.helpers import fill_socket, pattern
 from wsasend import winsock
 from wsasend.winsock import (
@@ -230,6 +231,45 @@ def test_shutdown_send_waits_for_queued_sends() -> None:
             cb = DWORD()
             assert WSAGetOverlappedResult(a, ov, cb, True, DWORD()) is True
             assert cb.value == 40_000
+    finally:
+        a.close()
+        b.close()
+
+
+def test_shutdown_send_refuses_other_loops_and_threads_while_it_drains(provider: str) -> None:
+    """S8.2, S6.2: after shutdown(SD_SEND), ``wsa_send`` from another loop and a blocking
+    ``wsa_send_sync`` fail WSAESHUTDOWN at once, with nothing of them sent, while the sends
+    queued before it still drain; they said WSAEINPROGRESS, or waited (here: timed out), for
+    as long as the drain took (adversarial pass)."""
+    a, b = socket.socketpair()
+    try:
+        a.setblocking(False)
+        filled = fill_socket(a)
+        queued = WSAOVERLAPPED()
+        assert WSASend(a, [pattern(40_000)], 1, None, 0, queued, None) == SOCKET_ERROR
+        assert shutdown(a, SD_SEND) == 0
+
+        async def from_another_loop() -> int:
+            return await wsasend.wsa_send(a, [b"late"])
+
+        loop = LOOP_FACTORIES[provider]()
+        try:
+            with pytest.raises(wsasend.WSAError) as info:
+                loop.run_until_complete(from_another_loop())
+        finally:
+            loop.close()
+        assert info.value.winerror == wsasend.WSAErrorCode.WSAESHUTDOWN
+        assert info.value.bytes_sent == 0
+        a.settimeout(2.0)  # (the drain waits for the reader below: the old code timed out)
+        with pytest.raises(wsasend.WSAError) as info:
+            wsasend.wsa_send_sync(a, [b"late too"])
+        assert info.value.winerror == wsasend.WSAErrorCode.WSAESHUTDOWN
+        assert info.value.bytes_sent == 0
+        data = recv_all(b)  # returns at end-of-stream only
+        assert data[filled:] == pattern(40_000)  # the queued send, and nothing late
+        cb = DWORD()
+        assert WSAGetOverlappedResult(a, queued, cb, True, DWORD()) is True
+        assert cb.value == 40_000
     finally:
         a.close()
         b.close()

@@ -21,7 +21,7 @@ from typing import Any
 import attrs
 
 from .._api import closesocket as _closesocket
-from .._api import engine_for, find_engine, wsa_send
+from .._api import engine_for, find_engine, shut_to_claims, wsa_send
 from .._buffers import WSABUF
 from .._dest import Destination, destination
 from .._errors import WSAError, WSAErrorCode, errno_to_wsa
@@ -180,6 +180,7 @@ def shutdown(s: socket.socket, how: int) -> int:
         linux_how = socket.SHUT_WR if how == SD_SEND else socket.SHUT_RDWR
         with _st._REGISTRY_LOCK:
             _SHUT_SEND.add(sock)
+        shut_to_claims(sock)  # wsa_send on another loop, wsa_send_sync: WSAESHUTDOWN too
         outcome: list[BaseException | None] = []
 
         def shut() -> None:
