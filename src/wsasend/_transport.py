@@ -474,7 +474,11 @@ class WSATransport(asyncio.Transport):
         """
         return self._extra.get(name, default)
 
-    def get_protocol(self) -> asyncio.BaseProtocol:
+    def get_protocol(self) -> asyncio.BaseProtocol | None:  # type: ignore[override]
+        """The protocol; None once ``connection_lost`` has been called, as asyncio's and
+        uvloop's transports say (S9.1)."""
+        if self._state is TransportState.CLOSED:
+            return None
         return self._protocol
 
     def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:

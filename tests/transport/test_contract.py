@@ -454,6 +454,8 @@ async def test_WSATransport_set_protocol() -> None:
         await second.wait_lost()
         assert first.data == b"" and first.completed == [] and not first.lost.done()
         assert [ov.nbytes for ov in second.completed] == [1]
+        # As asyncio's and uvloop's: no protocol once connection_lost was called (S9.1).
+        assert transport.get_protocol() is None
 
 
 # -- the rest of the Transport surface ---------------------------------------------------------------
