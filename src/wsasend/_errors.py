@@ -335,6 +335,13 @@ class _WSATypeError(WSAError, TypeError):
     pass
 
 
+class WriteAfterEOFError(WSAError, BrokenPipeError, RuntimeError):
+    """WSAESHUTDOWN from a transport's ``write()``/``writelines()`` after ``write_eof()``.
+    Internal: also the RuntimeError that asyncio's and uvloop's transports raise there, so a
+    protocol callback that does it is reported as the bug it is, as with a stock transport
+    (S9.1), and ``except RuntimeError`` written for asyncio catches it."""
+
+
 #: Winsock code -> the class of S3.2 that is also the builtin asyncio code catches for it.
 _BUILTIN_CLASSES: dict[WSAErrorCode, type[WSAError]] = {
     WSAErrorCode.WSAECONNRESET: _WSAConnectionResetError,

@@ -53,7 +53,7 @@ from ._api import engine_for, set_max_pending, shut_to_claims
 from ._buffers import normalize
 from ._compat import is_extension_file, mypyc_attr
 from ._engine import _IOV_RECV, _IOV_SO_ERROR, _PLAIN_SOCKET, ZERO, SendEngine
-from ._errors import WSAError, WSAErrorCode
+from ._errors import WriteAfterEOFError, WSAError, WSAErrorCode
 from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sendfile import fatal_for_connection
@@ -181,6 +181,8 @@ _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
 # States in which write()/writelines() drop their data as asyncio's transports do (CLOSING
 # only once the queue drained: before that they queue, as asyncio's do).
 _DROPS_WRITES = frozenset({_S.CLOSING, _S.LOST, _S.CLOSED})
+# States in which write_eof() was called and nothing else: write() raises asyncio's RuntimeError.
+_AFTER_EOF = frozenset({_S.EOF_PENDING, _S.WRITE_SHUT})
 
 
 class _ReadState(enum.Enum):
@@ -594,8 +596,8 @@ class WSATransport(asyncio.Transport):
 
         Raises:
             TypeError: ``data`` is not bytes-like.
-            WSAError: WSAESHUTDOWN after ``write_eof()``, ``close()`` or ``abort()`` (asyncio
-                raises RuntimeError after ``write_eof()``); WSAEWOULDBLOCK past
+            WSAError: WSAESHUTDOWN after ``write_eof()`` (an error that is also asyncio's
+                RuntimeError there); WSAEWOULDBLOCK past
                 ``max_pending_sends``; WSAEMSGSIZE for a message too large on a message socket.
                 After the connection was lost to an error, writes are dropped as asyncio drops
                 them: the protocol hears of it through ``connection_lost``.
@@ -680,6 +682,9 @@ class WSATransport(asyncio.Transport):
                 if self._conn_lost_writes == _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                     logger.warning("%r: write() after the transport was closed or lost: dropped", self)
                 return
+            if self._state in _AFTER_EOF:
+                # asyncio's RuntimeError, and our WSAESHUTDOWN (S6.2), in one exception.
+                raise WriteAfterEOFError(WSAErrorCode.WSAESHUTDOWN, reason="Cannot call write() after write_eof()")
             raise self._refusal()
         if empty:
             return
@@ -1352,9 +1357,10 @@ class WSATransport(asyncio.Transport):
         """
         if not self._step(TransportEvent.FATAL):
             return
-        if not isinstance(exc, OSError):
+        if not isinstance(exc, OSError) or isinstance(exc, RuntimeError):
             # A protocol callback raised (or this module has a bug): that is worth a report.
             # Socket errors are the peer's doing and go to connection_lost only, as in asyncio.
+            # (WriteAfterEOFError is both: a write() after write_eof() is the caller's bug.)
             self._loop.call_exception_handler(
                 {"message": message, "exception": exc, "transport": self, "protocol": self._protocol}
             )

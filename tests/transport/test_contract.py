@@ -235,9 +235,12 @@ async def test_WSATransport_write_eof_waits_for_queued_sends() -> None:
         with pytest.raises(WSAError) as info:
             transport.send(b"late")
         assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
-        with pytest.raises(WSAError) as info:
-            transport.write(b"late")
-        assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+        for late in (lambda: transport.write(b"late"), lambda: transport.writelines([b"la", b"te"])):
+            with pytest.raises(WSAError) as info:
+                late()
+            assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
+            # ... and asyncio's own RuntimeError, for code written for its transports (S9.1).
+            assert isinstance(info.value, RuntimeError)
         with pytest.raises(WSAError) as info:
             wsasend.wsa_send(ours, b"late")  # the same engine refuses wsa_send too
         assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
@@ -437,6 +440,40 @@ async def test_WSATransport_pause_and_resume_reading() -> None:
         assert not transport.is_reading()
         await proto.wait_lost()
         proto.check()
+
+
+async def test_a_write_after_write_eof_in_a_callback_is_reported_as_asyncio_reports_it(
+    loop_errors: list[dict[str, Any]],
+) -> None:
+    """S9.1: a protocol that writes after its own ``write_eof()`` has a bug. asyncio's and
+    uvloop's transports raise RuntimeError there, report it to the loop's exception handler and
+    end the connection with it; ours raised a plain WSAESHUTDOWN (a BrokenPipeError), which
+    read as the peer's doing: no report, and ``connection_lost`` got a broken pipe (note 28)."""
+    ours, peer = socket.socketpair()
+    lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+    class EchoThenEOF(asyncio.Protocol):
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            assert isinstance(self.transport, asyncio.WriteTransport)
+            self.transport.write(data)
+            self.transport.write_eof()
+            self.transport.write(b"one more")  # the bug
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            lost.set_result(exc)
+
+    with peer:
+        await wrap(ours, EchoThenEOF)
+        peer.sendall(b"ping")
+        async with asyncio.timeout(GUARD):
+            exc = await lost
+        assert isinstance(exc, RuntimeError) and isinstance(exc, WSAError)
+        assert exc.winerror == WSAErrorCode.WSAESHUTDOWN
+        assert [call["exception"] for call in loop_errors] == [exc]
+        assert "data_received" in loop_errors[0]["message"]
 
 
 async def test_WSATransport_set_protocol() -> None:
