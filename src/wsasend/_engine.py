@@ -462,9 +462,11 @@ def abandon(engines: list[SendEngine], warn_on: asyncio.AbstractEventLoop | None
 
 def _warn_abandoned(aborted: list[tuple[socket.socket | None, int]], raising: bool) -> None:
     for sock, count in aborted:
+        # (A socket the caller dropped with its sends pending is gone by now: say so, not None.)
+        where = repr(sock) if sock is not None else "a socket since garbage-collected"
         try:
             warnings.warn(
-                f"event loop ended with {count} overlapped send(s) pending on {sock!r}: aborted (S5.12)",
+                f"event loop ended with {count} overlapped send(s) pending on {where}: aborted (S5.12)",
                 ResourceWarning,
                 stacklevel=3,
             )

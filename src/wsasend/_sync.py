@@ -116,7 +116,9 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                 if slot.send_shut and (slot.owner is not None or slot.waiting):
                     # shutdown(SD_SEND) or write_eof() while overlapped sends drain (S6.2): a
                     # new send fails at once, as on Windows, not after waiting for the drain.
-                    raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="sends on this socket were shut down", bytes_sent=0)
+                    raise WSAError(
+                        WSAErrorCode.WSAESHUTDOWN, detail="sends on this socket were shut down", bytes_sent=0
+                    )
                 owner = slot.owner
                 for engine in (owner, slot.engine, *slot.waiting):
                     if engine is not None and engine.waits_for_an_end():

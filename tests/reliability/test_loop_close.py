@@ -232,6 +232,46 @@ def test_the_next_loop_aborts_what_a_bare_closed_loop_left_and_the_peer_sees_the
 
 
 @FACTORIES
+def test_the_leftovers_warning_names_a_socket_the_caller_dropped(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S5.12: the sends of a bare-closed loop whose socket the caller closed and dropped are
+    aborted by the next loop with one ResourceWarning that says what happened to the socket;
+    it said "pending on None" (note 28)."""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    a.setblocking(False)
+    ovs: list[WSAOverlapped] = []
+
+    async def post() -> None:
+        for _ in range(4):
+            ovs.append(wsa_send(a, [b"z" * BIG]))
+        await asyncio.sleep(0)
+        assert ovs[-1].pending
+
+    async def next_job() -> int:
+        return await wsa_send(c, [b"next"])
+
+    try:
+        loop = factory()
+        loop.run_until_complete(post())
+        loop.close()  # bare: no shutdown_asyncgens
+        a.close()
+        del a
+        gc.collect()
+        with pytest.warns(ResourceWarning) as warned, asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(next_job()) == 4
+        messages = [str(w.message) for w in warned if "overlapped send(s) pending" in str(w.message)]
+        assert messages == [
+            "event loop ended with 4 overlapped send(s) pending on a socket since garbage-collected: aborted (S5.12)"
+        ]
+        assert ovs[-1].error == WSAErrorCode.WSA_OPERATION_ABORTED
+    finally:
+        for sock in (b, c, d):
+            sock.close()
+
+
+@FACTORIES
 def test_the_sweep_of_a_bare_closed_loop_leaves_its_transports_quiet(
     factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
