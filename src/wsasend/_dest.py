@@ -187,9 +187,12 @@ def destination(
     try:
         peer: object = sock.getpeername()
     except OSError:
-        peer = None
-    if peer is not None and peer != "" and peer != b"":
-        if not _same_address(sock, peer, address):
+        peer = None  # ENOTCONN: not connected, the destination is the send's own
+    if peer is not None:
+        # (An AF_UNIX socket connected to an unnamed peer, a socketpair's, says "": connected
+        # all the same, to a peer no address names. Read as "not connected", its datagrams went
+        # to whatever socket the address named: misdirected (adversarial pass).)
+        if peer == "" or peer == b"" or not _same_address(sock, peer, address):
             raise WSAError(WSAErrorCode.WSAEISCONN, detail="the datagram socket is connected to another address")
         return (None, ancdata) if ancdata else None  # the peer: an ordinary send
     return (address, ancdata)

@@ -412,6 +412,30 @@ async def test_in_loop_wsasendto_and_wsasendmsg_to_two_peers() -> None:
         b.close()
 
 
+@pytest.mark.usefixtures("started")
+async def test_a_socketpairs_datagram_socket_refuses_another_destination(tmp_path: Path) -> None:
+    """S8.7: an AF_UNIX datagram socket connected to an unnamed peer (a socketpair's;
+    ``getpeername()`` says "") is connected: another destination is WSAEISCONN on every API,
+    and nothing reaches the socket it names. It was read as unconnected, and both datagrams
+    went to the other socket (adversarial pass)."""
+    a, b = socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM)
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    path = str(tmp_path / "other")
+    with a, b, other:
+        other.bind(path)
+        other.setblocking(False)
+        b.setblocking(False)
+        with pytest.raises(WSAError) as info:
+            wsa_send(a, [b"stray"], address=path)
+        assert info.value.winerror == WSAEISCONN and info.value.bytes_sent == 0
+        count = DWORD()
+        assert WSASendTo(a, [WSABUF(6, b"stray2")], 1, count, 0, path, len(path), None, None) == SOCKET_ERROR
+        assert WSAGetLastError() == WSAEISCONN
+        assert await wsa_send(a, [b"own"]) == 3  # its own peer, as ever
+        assert b.recv(10) == b"own"
+        assert not select.select([other, b], [], [], 0)[0]  # nothing went astray
+
+
 async def test_wsa_send_address_to_two_peers_and_its_codes(tmp_path: Path) -> None:
     """The Pythonic spelling of test_WSASendTo (S8.7): ``wsa_send(..., address=)`` on an
     unbound UDP socket binds it and reaches two peers; queued AF_UNIX datagrams to two
