@@ -134,7 +134,7 @@ from ._buffers import IOV_MAX, gather_for_message, normalize, split_last_byte
 from ._compat import is_extension_file
 from ._dest import Destination
 from ._errors import WSAError, WSAErrorCode
-from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
+from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped, signals_event
 from ._queue import BATCH_BYTES, HELD_OP, SendCompletion, SendQueue
 from ._sockutil import (
     LINUX_OOB,
@@ -1859,6 +1859,10 @@ class SendEngine:
             routine = ov._routine
             if routine is not None:
                 call_soon(routine, 0, n, ov, 0)
+                if signals_event(routine):
+                    ev = ov._event
+                    if ev is not None and type(ev) is WSAEvent:
+                        ev.set()
             else:
                 ev = ov._event
                 if ev is not None and type(ev) is WSAEvent:
@@ -1911,10 +1915,9 @@ class SendEngine:
         ``live`` is False once the loop is closed: nothing can be scheduled on it any more.
         """
         routine = ov._routine
-        if routine is not None:
-            if live:
-                self.loop.call_soon(routine, error, n, ov, 0)
-        else:
+        if routine is not None and live:
+            self.loop.call_soon(routine, error, n, ov, 0)
+        if routine is None or signals_event(routine):
             ev = ov._event
             if ev is not None and type(ev) is WSAEvent:
                 ev.set()

@@ -456,9 +456,16 @@ class WSAOverlapped(PendingSend):
         self._tevent = None  # a set one from the last use would let wait() return while pending
         self._dest = None  # a reused overlapped must not keep (or send to) its last destination
         ev = self._event
-        if routine is None and isinstance(ev, WSAEvent):
+        if (routine is None or signals_event(routine)) and isinstance(ev, WSAEvent):
             ev.reset()
             ev._source = self  # its wait() watches this send's loop (S5.12): one store per post
+
+
+def signals_event(routine: object) -> bool:
+    """True for a routine after which the engine still signals the send's ``hEvent`` (S5.3):
+    a completion port's (``winsock._ports._PortRoutine``), as Windows signals the event of a
+    port-associated send beside its packet. An ordinary routine leaves the event alone."""
+    return getattr(routine, "signals_event", False) is True
 
 
 def _abandon_closed(engine: SendEngine) -> None:

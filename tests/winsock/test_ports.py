@@ -6,6 +6,7 @@ test_completion_port and test_iocp. Every test runs with the provider on asyncio
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import socket
 import threading
@@ -27,6 +28,8 @@ from wsasend.winsock import (
     WAIT_TIMEOUT,
     WSA_IO_PENDING,
     WSA_OPERATION_ABORTED,
+    WSA_WAIT_EVENT_0,
+    WSA_WAIT_TIMEOUT,
     WSABUF,
     WSAEINVAL,
     WSAOVERLAPPED,
@@ -38,9 +41,11 @@ from wsasend.winsock import (
     GetQueuedCompletionStatusEx,
     PostQueuedCompletionStatus,
     SetFileCompletionNotificationModes,
+    WSACreateEvent,
     WSAGetLastError,
     WSAGetOverlappedResult,
     WSASend,
+    WSAWaitForMultipleEvents,
     closesocket,
 )
 
@@ -94,6 +99,58 @@ def test_port_skip_on_success_queues_nothing_for_an_immediate_completion() -> No
         assert GetQueuedCompletionStatus(port, GUARD_MS) == (True, 2, 1, ov)  # the only packet
         assert GetQueuedCompletionStatus(port, 0)[0] is False and WSAGetLastError() == WAIT_TIMEOUT
         assert not SetFileCompletionNotificationModes(a, 0x100) and WSAGetLastError() == ERROR_INVALID_PARAMETER
+
+
+def test_port_reused_overlapped_has_its_event_reset_while_the_next_send_pends() -> None:
+    """S8.7, S5.8: on a port-associated socket the overlapped's hEvent is signalled at
+    completion (beside the packet) and reset when the overlapped is posted again, as without a
+    port. It stayed set: a wait on it returned at once while the new send was pending, and the
+    result that followed said WSA_IO_INCOMPLETE (adversarial pass)."""
+    a, b = socket.socketpair()
+    with a, b:
+        port = _port_for(a, 4)
+        ov = WSAOVERLAPPED()
+        ov.hEvent = WSACreateEvent()
+        assert WSASend(a, [WSABUF(3, b"abc")], 1, DWORD(), 0, ov) == 0
+        assert GetQueuedCompletionStatus(port, GUARD_MS) == (True, 3, 4, ov)
+        assert ov.hEvent.is_set()
+        assert recv_exactly(b, 3) == b"abc"
+        filled = fill_socket(a)
+        assert WSASend(a, [WSABUF(5, b"again")], 1, DWORD(), 0, ov) == SOCKET_ERROR
+        assert WSAGetLastError() == WSA_IO_PENDING
+        assert WSAWaitForMultipleEvents([ov.hEvent], False, 0, False) == WSA_WAIT_TIMEOUT
+        assert len(recv_exactly(b, filled + 5)) == filled + 5
+        assert WSAWaitForMultipleEvents([ov.hEvent], False, GUARD_MS, False) == WSA_WAIT_EVENT_0
+        assert GetQueuedCompletionStatus(port, GUARD_MS) == (True, 5, 4, ov)
+
+
+async def test_port_skip_on_success_in_a_loop_queues_nothing_for_a_reused_immediate_send() -> None:
+    """FILE_SKIP_COMPLETION_PORT_ON_SUCCESS inside a running loop: a send WSASend reported done
+    (0) queues no packet even when its overlapped is reused at once, and its late routine does
+    not signal the next send's event. The routine read the reused overlapped's state: it
+    queued a packet for the done send (an IOCP server completed it twice), and set the event
+    of the send still pending (adversarial pass)."""
+    a, b = socket.socketpair()
+    with a, b:
+        port = _port_for(a, 7)
+        assert SetFileCompletionNotificationModes(a, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS)
+        ov = WSAOVERLAPPED()
+        ov.hEvent = WSACreateEvent()
+        assert WSASend(a, [WSABUF(3, b"two")], 1, DWORD(), 0, ov) == 0
+        filled = fill_socket(a)
+        assert WSASend(a, [WSABUF(5, b"three")], 1, DWORD(), 0, ov) == SOCKET_ERROR  # reused at once
+        assert WSAGetLastError() == WSA_IO_PENDING
+        await asyncio.sleep(0)  # the first send's routine runs now
+        await asyncio.sleep(0)
+        assert not ov.hEvent.is_set()  # the pending send's event
+        assert GetQueuedCompletionStatus(port, 0) == (False, 0, 0, None)  # no packet for "two"
+        data = await asyncio.to_thread(recv_exactly, b, 3 + filled + 5)
+        assert data[:3] == b"two" and data[-5:] == b"three"
+        async with asyncio.timeout(GUARD):
+            while not ov.hEvent.is_set():
+                await asyncio.sleep(0.001)
+        assert GetQueuedCompletionStatus(port, GUARD_MS) == (True, 5, 7, ov)  # the only packet
+        assert GetQueuedCompletionStatus(port, 0)[0] is False
 
 
 def test_port_completion_routine_on_an_associated_socket_is_einval() -> None:

@@ -183,19 +183,32 @@ _ASSOCIATIONS: weakref.WeakKeyDictionary[socket.socket, _Association] = weakref.
 
 
 class _PortRoutine:
-    """The completion routine an associated socket's sends get: it queues the packet (S5.3)."""
+    """The completion routine an associated socket's sends get: it queues the packet (S5.3).
 
-    __slots__ = ("assoc",)
+    One per send. ``signals_event``: the engine sets the overlapped's ``hEvent`` when the send
+    completes, as Windows signals it beside the packet, and resets it when the send is posted
+    (see ``SendEngine._complete`` and ``WSAOverlapped._reset_for_post``): this routine runs
+    later (``call_soon``), when a reposted overlapped's event already belongs to its next send.
+    ``immediate`` is read off the send as it is posted (:meth:`posted`), for the same reason:
+    the overlapped's own ``completed_immediately`` may be the next send's by the time this runs
+    (skip mode queued a packet for a send ``WSASend`` had reported done; adversarial pass).
+    """
+
+    __slots__ = ("assoc", "immediate")
+
+    signals_event = True
 
     def __init__(self, assoc: _Association) -> None:
         self.assoc = assoc
+        self.immediate = False
+
+    def posted(self, ov: WSAOverlapped) -> None:
+        """In the loop's thread, right after the post: before this routine can run."""
+        self.immediate = ov.completed_immediately
 
     def __call__(self, error: int, transferred: int, ov: WSAOverlapped, flags: int) -> None:
         assoc = self.assoc
-        ev = ov.hEvent
-        if isinstance(ev, WSAEvent):
-            ev.set()  # Windows signals hEvent as well as queueing the packet
-        if error == 0 and ov.completed_immediately and assoc.modes & FILE_SKIP_COMPLETION_PORT_ON_SUCCESS:
+        if error == 0 and self.immediate and assoc.modes & FILE_SKIP_COMPLETION_PORT_ON_SUCCESS:
             return  # the caller learnt of it from WSASend's 0: no packet (Windows' skip mode)
         port = assoc.port
         if port is not None:

@@ -29,7 +29,7 @@ from .._overlapped import CompletionRoutine, WSAOverlapped
 from .._sockutil import check_socket, connect_in_progress, is_known_connected, mark_shutdown
 from .._sync import send_sync
 from . import _startup as _st
-from ._ports import is_port_routine, routine_for
+from ._ports import _PortRoutine, is_port_routine, routine_for
 from ._select import forget as forget_selection
 from ._select import rearm_write
 from ._startup import (
@@ -325,9 +325,12 @@ def _post_on_loop(
 ) -> WSAOverlapped:
     """``wsa_send`` on the running loop; with a destination, the engine's general path."""
     if dest is None:
-        return wsa_send(sock, bufs, flags, overlapped=overlapped, completion_routine=routine)
-    engine = engine_for(sock, asyncio.get_running_loop())
-    return engine.post(sock, bufs, flags, overlapped, routine, dest)
+        ov = wsa_send(sock, bufs, flags, overlapped=overlapped, completion_routine=routine)
+    else:
+        ov = engine_for(sock, asyncio.get_running_loop()).post(sock, bufs, flags, overlapped, routine, dest)
+    if isinstance(routine, _PortRoutine):
+        routine.posted(ov)  # (its call is scheduled, not run: it runs after this callback)
+    return ov
 
 
 def _send(
