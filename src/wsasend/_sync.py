@@ -109,9 +109,16 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
     nonblocking = sock.gettimeout() == 0.0
     dead: list[SendEngine] = []
     try:
+        waited = False
         with OWNERSHIP.lock:
             while True:
                 if slot.closing or sock in _INTERRUPTED or sock.fileno() < 0:  # closesocket() (S6.1)
+                    if not waited:
+                        # A new send on a socket being (or already) closed: WSAENOTSOCK, as
+                        # every other send there; WSAEINTR is for a send the close woke.
+                        raise WSAError(
+                            WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed or being closed"
+                        )
                     raise WSAError(WSAErrorCode.WSAEINTR, detail="the socket was closed", bytes_sent=0)
                 if slot.send_shut and (slot.owner is not None or slot.waiting):
                     # shutdown(SD_SEND) or write_eof() while overlapped sends drain (S6.2): a
@@ -151,6 +158,7 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                 # that took the socket from an owner we had asked) claimed it, sent, went idle
                 # and kept it, and this thread waited for ever (adversarial passes).
                 slot.sync_waiting += 1
+                waited = True
                 try:
                     OWNERSHIP.changed.wait(remaining)
                 finally:

@@ -33,6 +33,7 @@ from wsasend.winsock import (
     WSAGetOverlappedResult,
     WSAResetEvent,
     WSASend,
+    WSAStartup,
     WSAWaitForMultipleEvents,
 )
 
@@ -502,9 +503,18 @@ def test_last_wsacleanup_lets_no_waiting_blocking_send_in_after_the_cut(provider
         assert not thread.is_alive()
         assert outcome == {"rc": SOCKET_ERROR, "error": WSAErrorCode.WSAEINTR, "sent": 0}
         assert ov.error == WSA_OPERATION_ABORTED and 0 < ov.transferred < len(head)
+        # A new send takes no more: WSAENOTSOCK, as docs/winsock.md says (WSAEINTR is for the
+        # send the cleanup woke; a new one said it too, adversarial pass).
         with pytest.raises(WSAError) as info:
             wsa_send_sync(a, [b"later"])
-        assert info.value.winerror == WSAErrorCode.WSAEINTR
+        assert info.value.winerror == WSAErrorCode.WSAENOTSOCK
+        sent = DWORD()
+        assert WSAStartup(0x0202) is not None
+        try:
+            assert WSASend(a, [b"later"], 1, sent, 0, None, None) == SOCKET_ERROR
+            assert WSAGetLastError() == WSAErrorCode.WSAENOTSOCK
+        finally:
+            WSACleanup()
         a.close()
         received = reader.join()
     finally:
