@@ -306,7 +306,7 @@ def test_shutdown_unconnected_is_wsaenotconn() -> None:
 
 @pytest.mark.usefixtures("provider")
 def test_out_parameter_shapes(pair: tuple[socket.socket, socket.socket]) -> None:
-    """Out-parameters: a DWORD, any ctypes integer, or a ctypes pointer to one (S8)."""
+    """Out-parameters: a DWORD, any ctypes integer at least as wide, or a ctypes pointer to one (S8)."""
     a, b = pair
     dword = DWORD()
     assert WSASend(a, [b"ab"], 1, ctypes.pointer(dword), 0, None, None) == 0
@@ -314,7 +314,10 @@ def test_out_parameter_shapes(pair: tuple[socket.socket, socket.socket]) -> None
     u32 = ctypes.c_uint32()
     assert WSASend(a, [b"cde"], 1, u32, 0, None, None) == 0
     assert u32.value == 3
-    for bad in (0, [0], ctypes.c_double(), ctypes.create_string_buffer(4)):
+    # Narrower than a DWORD: WSAEFAULT, and nothing sent. They took the count wrapped (a
+    # 300-byte send read as 44) with success (adversarial pass).
+    narrow = (ctypes.c_uint8(), ctypes.c_int8(), ctypes.c_uint16(), ctypes.c_int16())
+    for bad in (0, [0], ctypes.c_double(), ctypes.create_string_buffer(4), *narrow, ctypes.pointer(ctypes.c_uint8())):
         assert WSASend(a, [b"x"], 1, bad, 0, None, None) == SOCKET_ERROR
         assert WSAGetLastError() == WSAEFAULT
     assert recv_exactly(b, 5) == b"abcde"

@@ -213,6 +213,7 @@ def shutdown(s: socket.socket, how: int) -> int:
 
 # ctypes integer type codes: an out-parameter must be an integer ctypes object.
 _INT_CODES = frozenset("bBhHiIlLqQ")
+_DWORD_SIZE = 4  # Windows' DWORD: 32 bits
 
 
 def _out_param(obj: object, *, may_be_none: bool) -> Any:
@@ -232,6 +233,13 @@ def _out_param(obj: object, *, may_be_none: bool) -> Any:
         except ValueError:  # a NULL pointer
             raise WSAError(WSAErrorCode.WSAEFAULT, detail="the out-parameter is a NULL pointer") from None
     if isinstance(target, ctypes._SimpleCData) and getattr(target, "_type_", "") in _INT_CODES:
+        if ctypes.sizeof(target) < _DWORD_SIZE:
+            # Windows: a DWORD not wholly inside the caller's memory is WSAEFAULT. A narrower
+            # integer took the count wrapped (300 bytes read as 44) with success (adversarial pass).
+            raise WSAError(
+                WSAErrorCode.WSAEFAULT,
+                detail=f"the out-parameter ({type(target).__name__}) is narrower than a DWORD (4 bytes)",
+            )
         return target
     raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"the out-parameter must be a DWORD, not {type(obj).__name__}")
 
