@@ -276,6 +276,27 @@ def test_shutdown_send_refuses_other_loops_and_threads_while_it_drains(provider:
 
 
 @pytest.mark.usefixtures("provider")
+def test_shutdown_both_with_sends_queued_stops_receiving_at_once() -> None:
+    """S8.2: ``shutdown(SD_BOTH)`` with sends queued shuts the receiving direction at once (as
+    on an idle socket, and as Windows does); only the sending half waits for the queue. Both
+    halves waited: the peer could still send to us (adversarial pass)."""
+    a, b = socket.socketpair()
+    try:
+        filled = fill_socket(a)
+        queued = WSAOVERLAPPED()
+        assert WSASend(a, [pattern(40_000)], 1, None, 0, queued, None) == SOCKET_ERROR
+        assert shutdown(a, SD_BOTH) == 0
+        with pytest.raises(BrokenPipeError):  # AF_UNIX: our receiving side is shut
+            b.send(b"to a socket that no longer receives")
+        assert a.recv(100) == b""  # end of stream at once, nothing pending
+        data = recv_all(b)  # the queued send still goes out, then end-of-stream
+        assert data[filled:] == pattern(40_000)
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.mark.usefixtures("provider")
 def test_shutdown_directions(pair: tuple[socket.socket, socket.socket]) -> None:
     """SD_RECEIVE leaves sending alone; SD_BOTH ends the stream; a bad ``how`` is WSAEINVAL."""
     a, b = pair

@@ -138,7 +138,8 @@ def shutdown(s: socket.socket, how: int) -> int:
     socket's sending direction is shut down when its queue has drained, so the peer reads every
     queued byte and then end-of-stream. This call does not wait for that. Note that a
     ``closesocket`` before the queue drained aborts the rest (S6.1), as on Windows.
-    ``SD_RECEIVE`` shuts the receiving direction down at once.
+    ``SD_RECEIVE``, and the receiving half of ``SD_BOTH``, shut the receiving direction down
+    at once.
 
     Windows' rules, which Linux does not share (issue 13 items 2-4): on a listening socket, or a
     connection-oriented socket that is not connected, every ``how`` fails WSAENOTCONN and
@@ -167,7 +168,9 @@ def shutdown(s: socket.socket, how: int) -> int:
                 raise WSAError(WSAErrorCode.WSAENOTCONN, detail="a listening socket has no connection to shut down")
             if not connected:
                 raise WSAError(WSAErrorCode.WSAENOTCONN, detail="the socket is not connected")
-        if how == SD_RECEIVE:
+        if how != SD_SEND:
+            # SD_RECEIVE, and SD_BOTH's receiving half: at once, whatever is queued to send
+            # (SD_BOTH deferred both halves behind the drain: reads went on; adversarial pass).
             try:
                 sock.shutdown(socket.SHUT_RD)
             except OSError as exc:
@@ -175,8 +178,9 @@ def shutdown(s: socket.socket, how: int) -> int:
                 # says nothing (issue 13 item 4).
                 if not (datagram and exc.errno == errno.ENOTCONN):
                     raise
-            _ok()
-            return 0
+            if how == SD_RECEIVE:
+                _ok()
+                return 0
         linux_how = socket.SHUT_WR if how == SD_SEND else socket.SHUT_RDWR
         with _st._REGISTRY_LOCK:
             _SHUT_SEND.add(sock)
