@@ -133,15 +133,18 @@ def check_ancdata(ancdata: object) -> list[tuple[int, int, Any]]:
         )
     out: list[tuple[int, int, Any]] = []
     for item in ancdata:
-        if (
-            not isinstance(item, tuple)
-            or len(item) != 3
-            or type(item[0]) is not int
-            or type(item[1]) is not int
-            or not isinstance(item[2], (bytes, bytearray, memoryview))
-        ):
+        if not isinstance(item, tuple) or len(item) != 3 or type(item[0]) is not int or type(item[1]) is not int:
             raise WSAError(WSAErrorCode.WSAEINVAL, detail=f"control message {item!r} is not (level, type, data)")
-        out.append((item[0], item[1], item[2]))
+        # Any bytes-like data, as socket.sendmsg takes it: array("i", [fd]) for SCM_RIGHTS
+        # was refused (adversarial pass). Copied now, a few bytes: a queued send's control data
+        # is the caller's as it was at the call (S2.1's no-copy rule is for the payload).
+        try:
+            data = bytes(memoryview(item[2]))
+        except (TypeError, ValueError):
+            raise WSAError(
+                WSAErrorCode.WSAEINVAL, detail=f"control message {item!r}: its data is not bytes-like"
+            ) from None
+        out.append((item[0], item[1], data))
     return out
 
 
