@@ -309,7 +309,16 @@ def test_wsasendmsg_ip_pktinfo_and_bad_control_data(peers: tuple[socket.socket, 
             assert WSASendMsg(u, msg, 0, DWORD()) == SOCKET_ERROR and WSAGetLastError() == WSAEINVAL, bad
         raw = WSAMSG(a.getsockname(), V4, [WSABUF(1, b"x")], 1, WSABUF(4, b"ctrl"), 0)
         assert WSASendMsg(u, raw, 0, DWORD()) == SOCKET_ERROR and WSAGetLastError() == WSAEOPNOTSUPP
+        # Control data on a MSG_PARTIAL piece: WSAEINVAL, nothing held (it was dropped while
+        # the piece said it was sent; adversarial pass). The ending send may carry it.
+        piece = WSAMSG(a.getsockname(), V4, [WSABUF(1, b"x")], 1, control, 0)
+        assert WSASendMsg(u, piece, MSG_PARTIAL, DWORD()) == SOCKET_ERROR and WSAGetLastError() == WSAEINVAL
         assert not select.select([a], [], [], 0)[0]
+        sent = DWORD()
+        assert WSASendMsg(u, WSAMSG(a.getsockname(), V4, [WSABUF(2, b"p1")], 1, None, 0), MSG_PARTIAL, sent) == 0
+        ending = WSAMSG(a.getsockname(), V4, [WSABUF(2, b"p2")], 1, control, 0)
+        assert WSASendMsg(u, ending, 0, sent) == 0
+        assert a.recvfrom(100) == (b"p1p2", ("127.0.0.1", u.getsockname()[1]))
 
 
 @pytest.mark.usefixtures("provider")

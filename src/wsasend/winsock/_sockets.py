@@ -26,7 +26,7 @@ from .._buffers import WSABUF
 from .._dest import Destination, destination
 from .._errors import WSAError, WSAErrorCode, errno_to_wsa
 from .._overlapped import CompletionRoutine, WSAOverlapped
-from .._sockutil import check_socket, connect_in_progress, is_known_connected, mark_shutdown
+from .._sockutil import MSG_PARTIAL, check_socket, connect_in_progress, is_known_connected, mark_shutdown
 from .._sync import send_sync
 from . import _startup as _st
 from ._ports import _PortRoutine, is_port_routine, routine_for
@@ -568,8 +568,10 @@ def WSASendMsg(
 
     Returns:
         As ``WSASendTo``; also WSAEFAULT for an ``lpMsg`` that is not a WSAMSG, WSAEINVAL on a
-        stream socket or for control data that is not a list of ``(level, type, data)``,
-        WSAEOPNOTSUPP for a raw (non-empty ``WSABUF``) control buffer.
+        stream socket, for control data that is not a list of ``(level, type, data)``, and for
+        control data on a ``MSG_PARTIAL`` piece (the message's control data is the ending
+        send's, as its destination is), WSAEOPNOTSUPP for a raw (non-empty ``WSABUF``)
+        control buffer.
     """
     if _started() is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
@@ -587,6 +589,13 @@ def WSASendMsg(
         if sock in _SHUT_SEND:
             raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="shutdown() disabled sends on this socket")
         dest = destination(sock, lpMsg.name, lpMsg.namelen, control)
+        if dest is not None and dest[1] and type(dwFlags) is int and dwFlags & MSG_PARTIAL:
+            # The message goes out with the ending send's destination and control data; a
+            # piece's were dropped while the piece reported success (adversarial pass).
+            raise WSAError(
+                WSAErrorCode.WSAEINVAL,
+                detail="control data on a MSG_PARTIAL piece: give it to the send that ends the message",
+            )
     except WSAError as exc:
         return _fail(exc.winerror)
     return _send(
