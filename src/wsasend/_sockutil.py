@@ -30,6 +30,7 @@ __all__ = [
     "mark_shutdown",
     "max_message_size",
     "message_limit_to",
+    "tcp_state",
     "translate_flags",
 ]
 
@@ -210,7 +211,7 @@ _TCPI_SEGS_OUT = 136
 _TCPI_SEGS_IN = 140
 
 
-def _tcp_state(sock: socket.socket) -> tuple[int, int] | None:
+def tcp_state(sock: socket.socket) -> tuple[int, int] | None:
     """``(tcpi_state, segments sent + received)``, or None where TCP_INFO cannot be read.
 
     A socket that never had a peer has exchanged no segment at all; an accepted socket that was
@@ -245,7 +246,7 @@ def connect_in_progress(sock: socket.socket) -> bool:
     """
     if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
         return False
-    tcp = _tcp_state(sock)
+    tcp = tcp_state(sock)
     if tcp is None:
         return False
     if tcp[0] == _TCP_SYN_SENT:
@@ -291,7 +292,7 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
         if info is None:
             info = SocketInfo(sock)
         if info.is_tcp:
-            tcp = _tcp_state(sock)
+            tcp = tcp_state(sock)
             if tcp is not None and tcp[0] in _TCP_LOCAL_SHUTDOWN:
                 return WSAErrorCode.WSAESHUTDOWN
             # A TCP socket that never exchanged a segment never had a peer: "not connected". One

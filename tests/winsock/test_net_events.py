@@ -22,6 +22,7 @@ from wsasend.winsock import (
     FD_CLOSE_BIT,
     FD_WRITE,
     FD_WRITE_BIT,
+    SD_RECEIVE,
     SOCKET_ERROR,
     WSA_WAIT_EVENT_0,
     WSA_WAIT_TIMEOUT,
@@ -44,6 +45,7 @@ from wsasend.winsock import (
     WSASendMsg,
     WSAWaitForMultipleEvents,
     send,
+    shutdown,
 )
 
 from ._support import GUARD, GUARD_MS
@@ -162,6 +164,51 @@ def test_event_select_fd_close_reports_a_reset() -> None:
         with socket.socket() as other:
             assert WSAEventSelect(other, event, 0x01) == SOCKET_ERROR  # FD_READ: not ours
             assert WSAGetLastError() == WSAEINVAL
+
+
+# A wait for an event that must not come: long enough for the provider thread to have seen
+# the epoll (it runs at once); a slow machine can only make the old code pass, never this fail.
+_QUIET_MS = 300
+
+
+@pytest.mark.parametrize("peer_ends", ["reset", "close"])
+def test_event_select_fd_close_is_the_peers_not_a_local_receive_shutdown(peer_ends: str) -> None:
+    """FD_CLOSE is recorded once, when the peer closes or resets (S8.7). Our own
+    ``shutdown(SD_RECEIVE)`` is neither: Linux raises EPOLLRDHUP for it as for a peer's FIN,
+    and FD_CLOSE came with error 0 at once, so the peer's reset later was never reported
+    (adversarial pass)."""
+    server = socket.create_server(("127.0.0.1", 0))
+    with server:
+        client = socket.create_connection(server.getsockname(), timeout=GUARD)
+        conn, _ = server.accept()
+        with conn, client:
+            event = WSACreateEvent()
+            assert event is not None
+            assert WSAEventSelect(conn, event, FD_CLOSE) == 0
+            assert shutdown(conn, SD_RECEIVE) == 0
+            assert WSAWaitForMultipleEvents([event], False, _QUIET_MS, False) == WSA_WAIT_TIMEOUT
+            if peer_ends == "reset":
+                client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            client.close()
+            events = _wait_events(conn, event)
+            assert events.lNetworkEvents == FD_CLOSE
+            expected = WSAECONNRESET if peer_ends == "reset" else 0
+            assert events.iErrorCode[FD_CLOSE_BIT] == expected
+
+
+def test_event_select_fd_close_after_a_local_receive_shutdown_on_af_unix() -> None:
+    """The same on an AF_UNIX stream: no FD_CLOSE for our ``shutdown(SD_RECEIVE)``, FD_CLOSE
+    (error 0) when the peer closes."""
+    a, b = socket.socketpair()
+    with a:
+        event = WSACreateEvent()
+        assert event is not None
+        assert WSAEventSelect(a, event, FD_CLOSE) == 0
+        assert shutdown(a, SD_RECEIVE) == 0
+        assert WSAWaitForMultipleEvents([event], False, _QUIET_MS, False) == WSA_WAIT_TIMEOUT
+        b.close()
+        events = _wait_events(a, event)
+        assert events.lNetworkEvents == FD_CLOSE and events.iErrorCode[FD_CLOSE_BIT] == 0
 
 
 def test_wsasendmsg_on_datagram_and_stream_sockets() -> None:

@@ -36,7 +36,7 @@ import attrs
 
 from .._errors import WSAError, WSAErrorCode
 from .._overlapped import WSAEvent
-from .._sockutil import check_socket, is_known_connected, mark_connected
+from .._sockutil import check_socket, is_known_connected, mark_connected, tcp_state
 from . import _startup as _st
 from ._startup import _fail, _ok, _Provider, _started
 
@@ -108,6 +108,8 @@ class _Selection:
                 self.errors[FD_WRITE_BIT] = 0
                 signal = True
             closed = bits & (select.EPOLLRDHUP | select.EPOLLERR) and sock.type != socket.SOCK_DGRAM
+            if closed and not bits & select.EPOLLERR and sock in _RECEIVE_SHUT:
+                closed = _peer_closed(sock, bits)
             if closed and self.mask & FD_CLOSE and not self.close_done and had_peer:
                 self.close_done = True
                 self.recorded |= FD_CLOSE
@@ -126,6 +128,33 @@ class _Selection:
         if sock is not None and sock.fileno() >= 0:
             with contextlib.suppress(OSError, ValueError):
                 self.epoll.modify(sock.fileno(), _EPOLL_MASK)  # re-checks readiness now
+
+
+#: Sockets whose receiving direction ``shutdown(SD_RECEIVE or SD_BOTH)`` shut down here.
+_RECEIVE_SHUT: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+
+# TCP states (include/net/tcp_states.h) in which the peer has sent its FIN, or is gone.
+_TCP_PEER_CLOSED: Final = frozenset({6, 7, 8, 9, 11})  # TIME_WAIT, CLOSE, CLOSE_WAIT, LAST_ACK, CLOSING
+
+
+def mark_receive_shut(sock: socket.socket) -> None:
+    """``shutdown`` shut ``sock``'s receiving direction: its EPOLLRDHUP is no longer the peer's."""
+    _RECEIVE_SHUT.add(sock)
+
+
+def _peer_closed(sock: socket.socket, bits: int) -> bool:
+    """EPOLLRDHUP on a socket we shut for receiving: did the peer close too (FD_CLOSE)?
+
+    Linux raises EPOLLRDHUP for our own ``SHUT_RD`` as for the peer's FIN; Windows records
+    FD_CLOSE only for the peer's close (the local shutdown's FD_CLOSE hid a later reset: it is
+    recorded once; adversarial pass). TCP says which by its state; an AF_UNIX peer that closes
+    shuts both directions of ours, which is EPOLLHUP (its half-close alone cannot be told from
+    ours). A reset is EPOLLERR, decided before this.
+    """
+    if sock.family in (socket.AF_INET, socket.AF_INET6) and sock.type == socket.SOCK_STREAM:
+        state = tcp_state(sock)
+        return state is None or state[0] in _TCP_PEER_CLOSED
+    return bool(bits & select.EPOLLHUP)
 
 
 def _had_peer(sock: socket.socket) -> bool:

@@ -31,7 +31,7 @@ from .._sync import send_sync
 from . import _startup as _st
 from ._ports import _PortRoutine, is_port_routine, routine_for
 from ._select import forget as forget_selection
-from ._select import rearm_write
+from ._select import mark_receive_shut, rearm_write
 from ._startup import (
     _KNOWN,
     _MADE,
@@ -171,6 +171,7 @@ def shutdown(s: socket.socket, how: int) -> int:
         if how != SD_SEND:
             # SD_RECEIVE, and SD_BOTH's receiving half: at once, whatever is queued to send
             # (SD_BOTH deferred both halves behind the drain: reads went on; adversarial pass).
+            mark_receive_shut(sock)  # (first: the EPOLLRDHUP it raises is ours, not the peer's)
             try:
                 sock.shutdown(socket.SHUT_RD)
             except OSError as exc:
