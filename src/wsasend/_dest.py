@@ -164,6 +164,10 @@ def _same_address(sock: socket.socket, a: object, b: object) -> bool:
         return False
 
 
+# The socket types whose sends may name their destination (connection-oriented ones ignore it).
+_ADDRESSED = frozenset({socket.SOCK_DGRAM, socket.SOCK_RAW})
+
+
 def destination(
     sock: socket.socket, to: object, tolen: object, control: object, *, check_length: bool = True
 ) -> Destination | None:
@@ -179,7 +183,7 @@ def destination(
             ``tolen`` too small; WSAEISCONN for a connected datagram socket and another address.
     """
     ancdata = check_ancdata(control) if control is not None else []
-    if to is None or sock.type != socket.SOCK_DGRAM:
+    if to is None or sock.type not in _ADDRESSED:
         # No destination, or a connection-oriented socket: Windows ignores the destination.
         return (None, ancdata) if ancdata else None
     if check_length and (

@@ -57,6 +57,11 @@ _V4_MAPPED_PREFIX: Final = bytes(10) + b"\xff\xff"
 # A stream socket has no message size; this stands for "unbounded" (Winsock reports 0xFFFFFFFF
 # for SO_MAX_MSG_SIZE of stream sockets, and we go one better than a DWORD).
 _STREAM_MAX = 2**63 - 1
+# A raw socket's packet: 65535 bytes of IP datagram; over IPv4 the kernel's header takes 20 of
+# them unless the caller writes it (IP_HDRINCL). IPv6's header is not counted; an AF_PACKET
+# frame is bounded by its link, which the kernel checks (EMSGSIZE: WSAEMSGSIZE, nothing sent).
+_RAW_MAX = 65535
+_IPV4_HEADER = 20
 # Linux's unix_dgram_sendmsg refuses len > sk_sndbuf - 32 (measured: 212960 of 212992 passes).
 _UNIX_DGRAM_OVERHEAD = 32
 # ... and, whatever the send buffer, cannot allocate a datagram larger than one kmalloc'd linear
@@ -82,9 +87,16 @@ _TCP_CLOSE = 7
 _TCP_LOCAL_SHUTDOWN = frozenset({4, 5, 6, 9, 11})  # FIN_WAIT1, FIN_WAIT2, TIME_WAIT, LAST_ACK, CLOSING
 
 
+_MESSAGE_TYPES: Final = frozenset({socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW})
+
+
 def is_message_socket(sock: socket.socket) -> bool:
-    """True for SOCK_DGRAM and SOCK_SEQPACKET (one send is one message, S4.3)."""
-    return sock.type in (socket.SOCK_DGRAM, socket.SOCK_SEQPACKET)
+    """True for SOCK_DGRAM, SOCK_SEQPACKET and SOCK_RAW (one send is one message, S4.3).
+
+    (SOCK_RAW took the stream path: back-to-back sends were coalesced into one packet, and
+    their destinations ignored; adversarial pass.)
+    """
+    return sock.type in _MESSAGE_TYPES
 
 
 def is_closed(sock: socket.socket) -> bool:
@@ -118,8 +130,9 @@ def max_message_size(sock: socket.socket) -> int:
     IPv4-mapped peer (``::ffff:a.b.c.d``: the kernel sends IPv4 there; the peer is read when
     asked, and an engine reads it once, at its first send). AF_UNIX datagram and seqpacket: what the kernel
     accepts at the socket's current send buffer (``SO_SNDBUF`` - 32 on Linux, and never more
-    than the 4263616 bytes one datagram can be allocated with). Stream sockets:
-    a very large int (they have no message size).
+    than the 4263616 bytes one datagram can be allocated with). Raw sockets: 65515 over IPv4
+    (65535 with ``IP_HDRINCL``), 65535 otherwise. Stream sockets: a very large int (they have
+    no message size).
 
     Raises:
         WSAError: WSAENOTSOCK for a closed socket or a non-socket.
@@ -127,6 +140,10 @@ def max_message_size(sock: socket.socket) -> int:
     check_socket(sock)
     if not is_message_socket(sock):
         return _STREAM_MAX
+    if sock.type == socket.SOCK_RAW:
+        if sock.family == socket.AF_INET and not sock.getsockopt(socket.IPPROTO_IP, socket.IP_HDRINCL):
+            return _RAW_MAX - _IPV4_HEADER
+        return _RAW_MAX
     if sock.family == socket.AF_INET:
         return _UDP4_MAX
     if sock.family == socket.AF_INET6:
@@ -147,8 +164,8 @@ def message_limit_to(sock: socket.socket, address: Any) -> int:
     completion error instead of WSAEMSGSIZE from the call (S5.2). Any other family's limit
     does not depend on the destination: :func:`max_message_size`.
     """
-    if sock.family != socket.AF_INET6:
-        return _UDP4_MAX if sock.family == socket.AF_INET else max_message_size(sock)
+    if sock.family != socket.AF_INET6 or sock.type == socket.SOCK_RAW:
+        return _UDP4_MAX if sock.family == socket.AF_INET and sock.type != socket.SOCK_RAW else max_message_size(sock)
     try:
         packed = socket.inet_pton(socket.AF_INET6, str(address[0]).partition("%")[0])
     except (OSError, ValueError, IndexError, TypeError):

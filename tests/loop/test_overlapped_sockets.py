@@ -612,3 +612,45 @@ async def test_non_contiguous_views_are_WSAEFAULT() -> None:
     finally:
         a.close()
         b.close()
+
+
+def _raw_pair() -> tuple[socket.socket, socket.socket]:
+    """Two raw IPv4 sockets of an experimental protocol (RFC 3692's 253) on loopback."""
+    try:
+        rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)
+    except PermissionError:
+        pytest.skip("raw sockets need CAP_NET_RAW")
+    tx = socket.socket(socket.AF_INET, socket.SOCK_RAW, 253)
+    rx.bind(("127.0.0.1", 0))
+    rx.setblocking(False)
+    return tx, rx
+
+
+async def _raw_packets(rx: socket.socket, count: int) -> list[bytes]:
+    """``count`` packets' payloads (a raw IPv4 socket receives the IP header too: 20 bytes)."""
+    loop = asyncio.get_running_loop()
+    async with asyncio.timeout(GUARD):
+        return [(await loop.sock_recv(rx, 70000))[20:] for _ in range(count)]
+
+
+async def test_raw_socket_sends_are_one_packet_each_with_their_destinations() -> None:
+    """S4.3, S8.7: a raw socket is message-oriented. Back-to-back sends are one packet each
+    (never coalesced), a send may name its destination, and a packet over the limit is
+    WSAEMSGSIZE with nothing sent. Raw sockets took the stream path: two sends went out as one
+    packet, destinations were ignored (WSAENOTCONN unconnected), and no size was checked
+    (adversarial pass)."""
+    tx, rx = _raw_pair()
+    with tx, rx:
+        here = ("127.0.0.1", 0)
+        assert max_message_size(tx) == 65535 - 20
+        ovs = [wsa_send(tx, [b"first-", b"packet"], address=here), wsa_send(tx, [b"second"], address=here)]
+        ovs.append(wsa_send(tx, [b"third"], address=here))
+        assert [await ov for ov in ovs] == [12, 6, 5]
+        assert await _raw_packets(rx, 3) == [b"first-packet", b"second", b"third"]
+        with pytest.raises(WSAError) as info:
+            wsa_send(tx, [bytes(65535 - 20 + 1)], address=here)
+        assert info.value.winerror == WSAErrorCode.WSAEMSGSIZE and info.value.bytes_sent == 0
+        tx.connect(here)
+        ovs = [wsa_send(tx, [b"connected-", b"one"]), wsa_send(tx, [b"two"])]
+        assert [await ov for ov in ovs] == [13, 3]
+        assert await _raw_packets(rx, 2) == [b"connected-one", b"two"]
