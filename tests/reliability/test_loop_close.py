@@ -243,9 +243,9 @@ def test_the_leftovers_warning_names_a_socket_the_caller_dropped(
     a.setblocking(False)
     ovs: list[WSAOverlapped] = []
 
-    async def post() -> None:
+    async def post(sock: socket.socket) -> None:
         for _ in range(4):
-            ovs.append(wsa_send(a, [b"z" * BIG]))
+            ovs.append(wsa_send(sock, [b"z" * BIG]))
         await asyncio.sleep(0)
         assert ovs[-1].pending
 
@@ -254,7 +254,7 @@ def test_the_leftovers_warning_names_a_socket_the_caller_dropped(
 
     try:
         loop = factory()
-        loop.run_until_complete(post())
+        loop.run_until_complete(post(a))
         loop.close()  # bare: no shutdown_asyncgens
         a.close()
         del a
