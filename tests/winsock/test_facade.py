@@ -426,6 +426,32 @@ def test_event_calls() -> None:
     assert WSAGetLastError() == WSA_INVALID_HANDLE
 
 
+@pytest.mark.usefixtures("provider")
+def test_an_overlapped_send_through_a_closed_or_non_event_hevent_is_refused(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """S8.4: an overlapped send without a routine completes through its hEvent; a closed event
+    or a context value there is WSA_INVALID_HANDLE at the call and nothing is sent (Windows'
+    I/O manager refuses the handle). Both were taken and sent, with no way to see them
+    complete (adversarial pass). With a routine, hEvent is the caller's to use."""
+    a, b = pair
+    closed = WSACreateEvent()
+    assert closed is not None and WSACloseEvent(closed)
+    for bad in (closed, 5, "context"):
+        ov = WSAOVERLAPPED()
+        ov.hEvent = bad
+        assert WSASend(a, [b"never"], 1, None, 0, ov, None) == SOCKET_ERROR
+        assert WSAGetLastError() == WSA_INVALID_HANDLE
+        assert not ov.pending
+    ran: list[int] = []
+    ov = WSAOVERLAPPED()
+    ov.hEvent = "context"
+    assert WSASend(a, [b"ok"], 1, None, 0, ov, lambda err, n, o, f: ran.append(n)) in (0, SOCKET_ERROR)
+    assert SleepEx(GUARD_MS, True) == WAIT_IO_COMPLETION and ran == [2]
+    assert recv_exactly(b, 2) == b"ok"
+    assert recv_available(b) == b""  # nothing of the refused ones
+
+
 def _new_events(count: int) -> list[wsasend.WSAEvent]:
     """``count`` calls of WSACreateEvent, started: each gives an event, not WSA_INVALID_EVENT (None)."""
     events: list[wsasend.WSAEvent] = []
