@@ -157,6 +157,9 @@ DEFAULT_MAX_PENDING = 65536
 # How often the watchdog looks for a socket closed behind our back (SPEC S6.1 wants "within one
 # second"; a quarter second leaves room on a loaded machine).
 _WATCHDOG_INTERVAL = 0.25
+# The retry pauses of a datagram to a full AF_UNIX receiver (see _retry_unix_later).
+_UNIX_BACKOFF_MIN: Final = 0.001
+_UNIX_BACKOFF_MAX: Final = 0.05
 # _take_dup's answer when the process has no descriptor to spare (not a closed socket).
 _NO_DESCRIPTOR: Final = -2
 # [n]: how many message sockets may hold nonoverlapped MSG_PARTIAL pieces (S4.5, _sync's
@@ -641,6 +644,7 @@ class SendEngine:
         "_dup_fd",
         "_dup_retry",
         "_held",
+        "_unix_backoff",
         "_info",
         "_inherited",
         "_keep",
@@ -762,6 +766,9 @@ class SendEngine:
         # (A flag, not the handle: the handle holds the transport, and the engine, which the
         # registry keeps, would keep both after a bare loop.close(); the loop drops it then.)
         self._dup_retry = False
+        # The pause before an unconnected AF_UNIX datagram send that met a full receiver is
+        # tried again (see _retry_unix_later); 0 once one went through.
+        self._unix_backoff = 0.0
         self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
         # Called when a sendmsg took bytes but completed no send (a transport sets it, to check
         # the low-water mark while its protocol is paused, as asyncio does after each send).
@@ -1739,6 +1746,9 @@ class SendEngine:
             try:
                 n = tx.sendmsg(iov, ancdata, flags | LINUX_SEND_FLAGS, address)
             except (BlockingIOError, InterruptedError):
+                if address is not None and self._info.family == socket.AF_UNIX:
+                    self._retry_unix_later(sock)
+                    return
                 self._add_writer(sock)
                 return
             except OSError as exc:
@@ -1766,6 +1776,7 @@ class SendEngine:
                 self._fatal(sock, exc)
                 return
             retried = False
+            self._unix_backoff = 0.0
             done = queue.bytes_sent(n)
             if address is not None or ancdata:
                 for op in done:
@@ -2001,6 +2012,24 @@ class SendEngine:
             if blocking and not os.get_blocking(fd):
                 os.set_blocking(fd, True)
             self._watch_soon()
+
+    def _retry_unix_later(self, sock: socket.socket) -> None:
+        """An AF_UNIX datagram to a named receiver met its full queue (EAGAIN): try again after
+        a pause, 1 ms doubling to 50 ms, instead of waiting for the socket to be writable.
+
+        An unconnected AF_UNIX datagram socket polls writable whatever its destinations hold
+        (Linux checks only a connected peer's queue), so the writer woke at once, every loop
+        iteration, for as long as the receiver stayed full: a busy loop (adversarial pass).
+        """
+        if self._writer is not None:
+            self._remove_writer()
+        if self._dup_retry:
+            return
+        self._dup_retry = True
+        backoff = self._unix_backoff
+        backoff = self._unix_backoff = min(backoff * 2, _UNIX_BACKOFF_MAX) if backoff else _UNIX_BACKOFF_MIN
+        owner = self.keeper() if self.keeper is not None else None
+        self.loop.call_later(backoff, self._retry_flush, sock, owner)
 
     def _retry_flush(self, sock: socket.socket, owner: object = None) -> None:
         """A descriptor may be free again: flush (it sends, registers, or waits once more).

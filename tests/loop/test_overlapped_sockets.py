@@ -654,3 +654,42 @@ async def test_raw_socket_sends_are_one_packet_each_with_their_destinations() ->
         ovs = [wsa_send(tx, [b"connected-", b"one"]), wsa_send(tx, [b"two"])]
         assert [await ov for ov in ovs] == [13, 3]
         assert await _raw_packets(rx, 2) == [b"connected-one", b"two"]
+
+
+class _CountingSocket(socket.socket):
+    """Counts ``sendmsg`` calls (the engine calls a subclass's own method)."""
+
+    calls = 0
+
+    def sendmsg(self, *args: Any) -> int:
+        type(self).calls += 1
+        return super().sendmsg(*args)
+
+
+async def test_datagrams_to_a_full_af_unix_receiver_wait_without_spinning(tmp_path: Any) -> None:
+    """S5.1, S8.7: an unconnected AF_UNIX datagram socket polls writable whatever its
+    destination's queue holds, so datagrams queued for a full receiver were tried again on
+    every loop iteration (a busy loop: half a core, adversarial pass). They now wait with a
+    pause between tries, and all arrive in order once the receiver reads. Counted in loop
+    iterations, not time: 200 iterations make about 200 tries with the writer, a handful here."""
+    path = str(tmp_path / "rx")
+    rx = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    tx = _CountingSocket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    with rx, tx:
+        rx.bind(path)
+        rx.setblocking(False)
+        ovs = [wsa_send(tx, [b"%04d" % i, bytes(1000)], address=path) for i in range(400)]
+        assert ovs[-1].pending  # the receiver's queue is full
+        _CountingSocket.calls = 0
+        for _ in range(200):
+            await asyncio.sleep(0)
+        assert _CountingSocket.calls < 50, _CountingSocket.calls
+        got: list[bytes] = []
+        async with asyncio.timeout(GUARD):
+            while len(got) < len(ovs):
+                try:
+                    got.append(rx.recv(2000)[:4])
+                except BlockingIOError:
+                    await asyncio.sleep(0.001)
+            assert [await ov for ov in ovs] == [1004] * len(ovs)
+        assert got == [b"%04d" % i for i in range(len(ovs))]
