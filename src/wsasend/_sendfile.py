@@ -70,6 +70,17 @@ def _regular_file(file: Any) -> tuple[int, int]:
     return fd, st.st_size
 
 
+def _pause_reading(transport: WSATransport) -> bool:
+    """Stop reading for the length of a sendfile, as asyncio's both paths do (S9.3): True when
+    it was reading (and must resume after). A protocol that answers in ``data_received``
+    otherwise wrote into the file's bytes (the fallback: its reply inside the file on the wire)
+    or met "sendfile is in progress" and lost the connection (native; adversarial pass)."""
+    reading = transport.is_reading()
+    if reading:
+        transport.pause_reading()
+    return reading
+
+
 async def sendfile(transport: WSATransport, file: Any, offset: object, count: object, fallback_ok: bool) -> int:
     """:meth:`WSATransport.sendfile` (see there)."""
     if transport.is_closing():
@@ -116,6 +127,7 @@ async def native(transport: WSATransport, file: Any, offset_arg: object, count_a
     waiter: asyncio.Future[int] = transport._loop.create_future()
     ov._waiter = waiter
     transport._sendfiles += 1
+    reading = _pause_reading(transport)
     sent = 0
     try:
         sent = await waiter
@@ -141,6 +153,8 @@ async def native(transport: WSATransport, file: Any, offset_arg: object, count_a
         raise
     finally:
         transport._sendfiles -= 1
+        if reading:
+            transport.resume_reading()
         if sent > 0:
             os.lseek(fd, offset + sent, os.SEEK_SET)  # asyncio's _sock_sendfile_update_filepos
     return sent
@@ -178,6 +192,7 @@ async def fallback(transport: WSATransport, file: Any, offset_arg: object, count
     if offset:
         file.seek(offset)
     total = 0
+    reading = _pause_reading(transport)
     try:
         while True:
             size = _SENDFILE_CHUNK if count is None else min(count - total, _SENDFILE_CHUNK)
@@ -210,5 +225,7 @@ async def fallback(transport: WSATransport, file: Any, offset_arg: object, count
                 raise
             total += n
     finally:
+        if reading:
+            transport.resume_reading()
         if total > 0 and getattr(file, "seekable", bool)():  # (a pipe has no position to set)
             file.seek(offset + total)

@@ -442,3 +442,53 @@ async def test_sendfile_native_cancelled_then_failing_leaves_the_position_at_wha
         await until(lambda: f.tell() != SIZE)
         assert f.tell() == got
     transport.abort()
+
+
+class _Ponger(asyncio.Protocol):
+    """Answers each read with PONG, from data_received (an ordinary request/response server)."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        self.received.append(data)
+        self.transport.write(b"PONG")
+
+
+@pytest.mark.parametrize("path_kind", ["native", "fallback"])
+async def test_sendfile_pauses_reading_so_a_reply_goes_after_the_file(
+    data_file: tuple[Path, bytes], path_kind: str
+) -> None:
+    """S9.3, as asyncio's both paths: reading is paused for the length of a sendfile, so a
+    protocol that answers in ``data_received`` answers after the file. Reading went on: the
+    fallback put the reply inside the file on the wire, and the native path's ``write()`` met
+    "sendfile is in progress" and lost the connection (adversarial pass, every run)."""
+    path, data = data_file
+    a, peer = tcp_pair(bufsize=SMALL_BUF)
+    transport, proto = await wrap(a, _Ponger)
+    loop = asyncio.get_running_loop()
+
+    def peer_side() -> bytes:
+        peer.settimeout(GUARD)
+        got = bytearray(peer.recv(1 << 16))  # the file has started
+        peer.sendall(b"PING")
+        while len(got) < SIZE + 4:
+            chunk = peer.recv(1 << 20)
+            assert chunk, "end of stream before the file and the reply"
+            got += chunk
+        return bytes(got)
+
+    reader = loop.run_in_executor(None, peer_side)
+    with path.open("rb") as f:
+        source: Any = f if path_kind == "native" else io.BytesIO(f.read())
+        assert await asyncio.wait_for(transport.sendfile(source), GUARD) == SIZE
+    assert transport.is_reading()  # resumed
+    received = await asyncio.wait_for(reader, GUARD)
+    assert received == data + b"PONG"
+    assert b"".join(proto.received) == b"PING"
+    transport.close()
+    peer.close()
