@@ -35,6 +35,15 @@ def _is_extension(name: str) -> bool:
 #: the same in both; ``pip install .`` compiles where it can, ``WSASEND_PURE=1`` forces Python.
 compiled: bool = all(_is_extension(_m) for _m in _COMPILED_MODULES)
 
+if compiled:
+    # Their compiled code reads their globals without owning them: keep the modules to the
+    # end of the process, past the interpreter's last collection (see _iovsend.c).
+    from . import _iovsend as _iov
+
+    for _m in _COMPILED_MODULES:
+        _iov.keep_alive(_sys.modules[f"{__name__}.{_m}"])
+    del _iov, _m
+
 __all__ = [
     "CompletedSend",
     "EventLoopPolicy",

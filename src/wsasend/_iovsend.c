@@ -617,6 +617,7 @@ PyDoc_STRVAR(support_weakrefs_doc,
  *   holder's feet. weakref_traverse and weakref_clear hide the slot from mypyc's functions.
  *   (On 3.12+ the list is in the managed pre-header, which mypyc's functions do not touch.) */
 static destructor weakref_base_dealloc = NULL;
+static destructor weakref_base_finalize = NULL;
 static PyTypeObject *weakref_type = NULL;
 #if PY_VERSION_HEX < 0x030C0000
 static traverseproc weakref_base_traverse = NULL;
@@ -686,38 +687,51 @@ static PyGetSetDef python_getsets[] = {
     {NULL, NULL, NULL, NULL, NULL},
 };
 
+/* The class's tp_finalize: mypyc's, which calls __del__ and nothing else, made to keep the
+ * contract of a tp_finalize (CPython's slot_tp_finalize), which it broke two ways:
+ * - an error raised by __del__ (a ResourceWarning made an error by the filters: "unclosed
+ *   transport") was left set. From a dealloc it was reported by the caller, but the cyclic
+ *   collector calls tp_finalize itself (finalize_garbage) and checks nothing: the error stayed
+ *   set through the rest of the collection, the other finalizers ran with it, and the next
+ *   tp_clear that delete_garbage called was blamed for it ("Exception ignored in tp_clear of
+ *   <class ...>"). It is reported here, with the object alive (CallFinalizerFromDealloc and
+ *   the collector both keep it alive for the call; a hook that keeps a reference resurrects
+ *   it, as for any class), and the caller's current exception is kept;
+ * - during interpreter finalization __del__ ran compiled code after the modules were freed:
+ *   mypyc's module globals (CPyStatic_..._globals) are borrowed pointers to the dict of a
+ *   module that _PyInterpreterState_ClearModules has freed by the last collection of
+ *   finalize_modules. A transport still in a cycle then (after loop.close() with a write
+ *   pending: the engine's _keep) read the freed dict (a TypeError "frozenset object
+ *   expected; got None" from __repr__, or a crash), and the traceback of that error held a
+ *   frame whose globals were that freed dict: freeing it freed the dict a second time
+ *   (SIGSEGV at exit). So __del__ is not called once the interpreter is finalizing: it only
+ *   warns (no warning can be shown by then), closes the socket (the socket's own finalizer
+ *   does) and detaches from a server (nobody waits by then). */
+static void
+weakref_finalize(PyObject *self)
+{
+    PyObject *type, *value, *traceback;
+#if PY_VERSION_HEX >= 0x030D0000
+    if (Py_IsFinalizing()) {
+#else
+    if (_Py_IsFinalizing()) {
+#endif
+        return;
+    }
+    PyErr_Fetch(&type, &value, &traceback);
+    weakref_base_finalize(self);
+    if (PyErr_Occurred() != NULL) {
+        PyErr_WriteUnraisable(self);
+    }
+    PyErr_Restore(type, value, traceback);
+}
+
 static void
 weakref_dealloc(PyObject *self)
 {
-    if (Py_TYPE(self)->tp_finalize != NULL) {
-        /* As mypyc's tp_dealloc: the current exception kept, the finalizer's own reported. */
-        PyObject *type, *value, *traceback;
-        int res;
-        PyErr_Fetch(&type, &value, &traceback);
-        res = PyObject_CallFinalizerFromDealloc(self);
-        if (PyErr_Occurred() != NULL) {
-            /* mypyc's finalizer leaves its error set (a ResourceWarning made an error by the
-             * filters: "unclosed transport"). It is reported with the object alive for the
-             * length of the call, as CallFinalizerFromDealloc keeps it alive for the
-             * finalizer: the hook takes a reference to it (pytest's keeps it), and one taken
-             * from a freed object was a use after free. If the hook kept it, it is resurrected
-             * and freed when that reference goes (its finalizer is not called again). */
-            if (res == 0) {
-                Py_SET_REFCNT(self, 1);
-                PyErr_WriteUnraisable(self);
-                Py_SET_REFCNT(self, Py_REFCNT(self) - 1);
-                if (Py_REFCNT(self) != 0) {
-                    res = -1;
-                }
-            }
-            else {
-                PyErr_WriteUnraisable(self);
-            }
-        }
-        PyErr_Restore(type, value, traceback);
-        if (res < 0) {
-            return;  /* resurrected */
-        }
+    /* The finalizer first, as subtype_dealloc (weakref_finalize reports its errors itself). */
+    if (Py_TYPE(self)->tp_finalize != NULL && PyObject_CallFinalizerFromDealloc(self) < 0) {
+        return;  /* resurrected */
     }
     PyObject_GC_UnTrack(self);  /* before the callbacks can start a collection (see above) */
     PyObject_ClearWeakRefs(self);
@@ -804,6 +818,10 @@ iov_support_weakrefs(PyObject *module, PyObject *arg)
 #endif
     weakref_base_dealloc = tp->tp_dealloc;
     tp->tp_dealloc = weakref_dealloc;
+    if (tp->tp_finalize != NULL) {
+        weakref_base_finalize = tp->tp_finalize;
+        tp->tp_finalize = weakref_finalize;
+    }
     Py_INCREF(tp);
     weakref_type = tp;  /* kept for the life of the process */
     PyType_Modified(tp);
@@ -854,6 +872,26 @@ iov_no_weakrefs(PyObject *module, PyObject *arg)
     Py_RETURN_NONE;
 }
 
+PyDoc_STRVAR(keep_alive_doc,
+"keep_alive(obj, /) -> None\n\n"
+"Keep a reference to ``obj`` for the life of the process (the compiled modules).");
+
+/* mypyc's compiled code reads its module's globals through a C pointer to the module's dict
+ * (CPyStatic_<module>___globals) that owns no reference: the module is owned by sys.modules
+ * and the interpreter's list of extension modules. At exit, _PyInterpreterState_ClearModules
+ * drops that list, which freed the modules and their dicts before finalize_modules' last
+ * collection; any compiled code that the collection ran then (a finalizer, a Python __del__
+ * calling a transport's method) read freed memory, and an error it raised carried a frame
+ * whose globals were that dict, freed a second time with it (SIGSEGV). Kept alive, the dicts
+ * stay valid to the end (their values None by then: errors, reported, not crashes). */
+static PyObject *
+iov_keep_alive(PyObject *module, PyObject *obj)
+{
+    (void)module;
+    Py_INCREF(obj);  /* never released */
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef iovsend_methods[] = {
     {"sendmsg", (PyCFunction)(void (*)(void))iov_sendmsg, METH_FASTCALL, sendmsg_doc},
     {"sendmsg_rest", (PyCFunction)(void (*)(void))iov_sendmsg_rest, METH_FASTCALL, sendmsg_rest_doc},
@@ -866,6 +904,7 @@ static PyMethodDef iovsend_methods[] = {
     {"gc_track_all", iov_gc_track_all, METH_O, gc_track_all_doc},
     {"support_weakrefs", iov_support_weakrefs, METH_O, support_weakrefs_doc},
     {"no_weakrefs", iov_no_weakrefs, METH_O, no_weakrefs_doc},
+    {"keep_alive", iov_keep_alive, METH_O, keep_alive_doc},
 #if PY_VERSION_HEX < 0x030C0000
     {"firstiter_self_is", iov_firstiter_self_is, METH_O, firstiter_self_is_doc},
 #endif

@@ -12,12 +12,15 @@ import ctypes
 import gc
 import os
 import socket
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import Callable
 
 import pytest
 
+import wsasend
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import drain_ready, fill_socket
 from wsasend import (
@@ -307,6 +310,99 @@ def test_the_interpreter_exits_cleanly_after_a_bare_close_with_a_transport_open(
         env=env,
     )
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
-    import wsasend
-
     assert run.stdout.strip() == ("compiled" if wsasend.compiled else "pure")
+
+
+# The same end without the atexit hook that drops the engines' hold first: the interpreter's
+# last collection itself must be safe (the root cause, below).
+_NO_EXIT_HOOK = """
+import atexit
+import wsasend._api
+atexit.unregister(wsasend._api._let_go_at_exit)
+"""
+
+# A protocol whose __del__ calls its transport: compiled code run by the interpreter's last
+# collection, which is not WSATransport.__del__.
+_PROTOCOL_DEL_AT_EXIT = """
+import asyncio, socket, sys
+import wsasend
+class Protocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def __del__(self):
+        try:
+            self.transport.close()
+        except RuntimeError:
+            pass  # the loop is closed
+ours, peer = socket.socketpair()
+ours.setblocking(False)
+loop = wsasend.new_event_loop(sys.argv[1])
+transport, _ = loop.run_until_complete(loop.connect_accepted_socket(Protocol, ours))
+transport.write(b"x")
+loop.close()
+print("compiled" if wsasend.compiled else "pure", flush=True)
+"""
+
+
+def _run_to_exit(script: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    return subprocess.run(
+        [sys.executable, "-W", "ignore", "-c", script, *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
+@pytest.mark.parametrize("script", ["transport", "protocol_del"])
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_the_interpreters_last_collection_is_safe_without_the_exit_hook(loop_name: str, script: str) -> None:
+    """S10: compiled code run by the interpreter's last collection (a transport's __del__, a
+    protocol's __del__ calling its transport) crashed the compiled build (exit code 139,
+    every run). mypyc's module globals are borrowed pointers to dicts that interpreter
+    shutdown frees before that collection, and its tp_finalize left __del__'s error set for
+    the collector to blame on a class's tp_clear, whose report freed the dict a second time.
+    The compiled modules are now kept to the end, and the finalizer reports its own errors
+    and is not run once the interpreter is finalizing. Checked without the atexit hook that
+    hid the first case."""
+    body = _WRITE_THEN_BARE_CLOSE if script == "transport" else _PROTOCOL_DEL_AT_EXIT
+    run = _run_to_exit(_NO_EXIT_HOOK + body, loop_name)
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    assert run.stdout.strip() == ("compiled" if wsasend.compiled else "pure")
+
+
+_UNCLOSED_IN_A_CYCLE = """
+import asyncio, gc, socket, sys
+import wsasend
+class Protocol(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport  # protocol <-> transport: a cycle
+async def main():
+    ours, peer = socket.socketpair()
+    ours.setblocking(False)
+    await asyncio.get_running_loop().connect_accepted_socket(Protocol, ours)
+    return peer
+loop = wsasend.new_event_loop(sys.argv[1])
+peer = loop.run_until_complete(main())
+loop.close()  # bare: the loop lets go of the transport's reader; only the cycle holds it
+gc.collect()  # collected here, while the interpreter runs: its __del__ warns
+peer.close()
+"""
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_an_unclosed_transports_warning_as_an_error_is_reported_against_the_transport(loop_name: str) -> None:
+    """S7.1: an unclosed transport collected in a cycle, with ResourceWarning an error: the
+    error of its __del__ is reported against the transport, as CPython reports any __del__'s.
+    In the compiled build it stayed set through the collection and was reported against the
+    next object cleared ("Exception ignored in tp_clear of <class 'socket.socket'>")."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    run = subprocess.run(
+        [sys.executable, "-W", "error::ResourceWarning", "-c", _UNCLOSED_IN_A_CYCLE, loop_name],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
+    assert "tp_clear" not in run.stderr, run.stderr[-2000:]
+    # (The object named: the transport compiled, its __del__ function in plain Python.)
+    assert "Exception ignored in: <WSATransport" in run.stderr or "WSATransport.__del__" in run.stderr
+    assert "ResourceWarning: unclosed transport <WSATransport" in run.stderr, run.stderr[-2000:]
