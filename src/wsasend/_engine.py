@@ -409,11 +409,28 @@ def take_from(owner: SendEngine, dead: list[SendEngine]) -> bool:
             dead.append(owner)
         return True
     owner._owned = False  # store, then load _sending: see the theory of operation
-    if owner._sending or owner._ops or owner._writer is not None:
+    # An open batch window is not idle for another thread: the owner's loop may be queueing
+    # into it right now (S5.4). From the owner's own thread nothing can be (the window is only
+    # written there), and its next post claims again (see post_list).
+    if (
+        owner._sending
+        or owner._ops
+        or owner._writer is not None
+        or (owner._batch_open and not owner.in_loop_thread())
+    ):
         owner._owned = True
         return False
     slot.owner = None
     return True
+
+
+def _drop_closed_waiters(slot: SocketSlot, dead: list[SendEngine]) -> None:
+    """Under ``OWNERSHIP.lock``: engines in line whose loop is closed can never send (S5.12):
+    out of the line, and to ``dead`` (abandoned once the lock is released) if they hold sends."""
+    for engine in [e for e in slot.waiting if e.loop.is_closed()]:
+        slot.waiting.remove(engine)
+        if engine._ops:
+            dead.append(engine)
 
 
 def notify_locked(slot: SocketSlot, dead: list[SendEngine]) -> None:
@@ -644,7 +661,6 @@ class SendEngine:
         "_dup_fd",
         "_dup_retry",
         "_held",
-        "_unix_backoff",
         "_info",
         "_inherited",
         "_keep",
@@ -665,6 +681,7 @@ class SendEngine:
         "_state",
         "_tick",
         "_udp_max",
+        "_unix_backoff",
         "_untracked",
         "_watchdog",
         "_writer",
@@ -865,7 +882,17 @@ class SendEngine:
             slot = self._slot
             owner = slot.owner
             closing = slot.closing
-            owned = not closing and slot.sync_owner == 0 and (owner is None or owner is self or take_from(owner, dead))
+            if slot.waiting:
+                _drop_closed_waiters(slot, dead)
+            # Engines waiting in line go first: a newcomer that took a free or idle socket
+            # ahead of them left them waiting for ever once posts stopped (their retry comes
+            # only when an owner lets go; adversarial pass, 4 loops on one socket).
+            owned = (
+                not closing
+                and slot.sync_owner == 0
+                and (not slot.waiting or self in slot.waiting)
+                and (owner is None or owner is self or take_from(owner, dead))
+            )
             if owned:
                 slot.owner = self
                 self._owned = True
@@ -891,7 +918,10 @@ class SendEngine:
                 # Another engine drains what was queued before shutdown(SD_SEND) or
                 # write_eof(): a new send is refused as Windows refuses it, not "in progress".
                 raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="sends on this socket were shut down")
-            elif slot.sync_owner == 0 and not queued:
+            elif slot.sync_owner == 0 and not queued and self.keeper is None:
+                # (A transport's engine waits in line instead: asyncio's write() never raises
+                # for a busy socket, and WSAEINPROGRESS out of write() ended the application's
+                # writer; adversarial pass.)
                 raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
             else:
                 if owner is not None and slot.sync_owner == 0:
@@ -921,7 +951,7 @@ class SendEngine:
         Raises:
             WSAError: WSAEINPROGRESS when another loop's engine is busy with the socket.
         """
-        if not (self._owned or queue or self._batch_open):
+        if not (self._owned or queue):
             self._claim(False)
 
     def mark_transport(self) -> None:
@@ -950,7 +980,21 @@ class SendEngine:
 
     def _retry_claim(self) -> None:
         """The owner let go (called soon on this loop): claim the socket and send what waits."""
-        if self._owned or not self._ops or self.loop.is_closed():
+        if self._owned or self.loop.is_closed():
+            return
+        if not self._ops:
+            # Its sends were cancelled while it waited: out of the line, or a blocking send
+            # behind it waited for ever (a sync send needs the line empty; adversarial pass).
+            dead: list[SendEngine] = []
+            with OWNERSHIP.lock:
+                slot = self._slot
+                if self in slot.waiting:
+                    slot.waiting.remove(self)
+                    if slot.owner is None and slot.sync_owner == 0:
+                        notify_locked(slot, dead)
+                    else:
+                        OWNERSHIP.changed.notify_all()
+            abandon(dead, self.loop)
             return
         if self._claim(True) and self._writer is None:
             sock = self._sockref()
@@ -1121,7 +1165,7 @@ class SendEngine:
             queue.submit(ov)
             self._watch_soon()
             return ov
-        if not (queue or self._batch_open or self._owned or self._claim(False)):
+        if not (queue or self._owned or self._claim(False)):
             # S4.2: a blocking sync send owns the socket; this send waits behind it, pending.
             ov._reset_for_post(routine, self)
             ov._load(bufs, nbytes, osflags)
@@ -1308,7 +1352,11 @@ class SendEngine:
             # keeps the descriptor open after close() while a task waits in sock_recv()).
             return self.post(sock, buffers)
         depth = len(self._ops)
-        if depth or self._batch_open:
+        # (An open window is ours to queue into only while we own the socket: an idle owner's
+        # socket may have been taken or let go with its window open, and sends queued there
+        # then, by an engine neither owner nor waiting, went out after a second engine of the
+        # same loop had sent later ones: S5.4 broken, adversarial pass.)
+        if depth or (self._batch_open and self._owned):
             if not keep and depth and not self.notify_immediate:
                 # A transport's write()/writelines() behind another write(): nobody sees either
                 # send (no overlapped returned, no send_completed), so the bytes join the queued
@@ -1498,6 +1546,12 @@ class SendEngine:
             raise WSAError(
                 WSAErrorCode.WSAENOBUFS, errno=exc.errno, detail=f"no descriptor for the file: {exc}"
             ) from exc
+        if not (self._owned or self._queue):
+            try:
+                self._claim(False)  # (queued sends wait as owner or in line, never neither: S5.4)
+            except WSAError:
+                os.close(dup_fd)
+                raise
         ov = FileOverlapped(file, dup_fd, offset)
         ov._reset_for_post(None, self)
         ov._load([], nbytes, _FILE_OP)
@@ -1561,6 +1615,10 @@ class SendEngine:
             self.on_complete([ov])
         if not self.message_mode:
             self._open_batch()
+        elif self._release_wanted:
+            # No batch window for messages, whose close would let go: a thread or engine that
+            # asked for the socket while this one was busy waited for ever (adversarial pass).
+            self._release_if_idle()
 
     def _open_batch(self) -> None:
         """Open the batch window (S5.4): posts are queued until it closes, then flushed together.

@@ -25,6 +25,7 @@ from ._engine import (
     SYNC_PIECES_HELD,
     SendEngine,
     SocketSlot,
+    _drop_closed_waiters,
     abandon,
     check_connected,
     notify_locked,
@@ -53,6 +54,9 @@ _TIMEVAL = struct.Struct("@ll")
 # that waits for a nonblocking one's attempt looks again whether a blocking one took over.
 _BLOCKING_SENDS: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 _LOCK_POLL: Final = 0.001
+# How long a blocking send waits for the socket before it looks again for an owner (or an
+# engine in line) whose loop was closed bare: nothing wakes it for that (S5.12).
+_WAIT_SLICE: Final = 0.25
 # How long a blocking send whose descriptor is nonblocking under it (another socket object on
 # it set O_NONBLOCK) waits for POLLOUT before it tries again, instead of spinning on EAGAIN.
 _EAGAIN_WAIT: Final = 0.25
@@ -139,6 +143,8 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                             detail="overlapped MSG_PARTIAL pieces wait for their end on this socket: "
                             "end them with an overlapped send (S4.2, S4.4)",
                         )
+                if slot.waiting:
+                    _drop_closed_waiters(slot, dead)
                 if not slot.waiting and (owner is None or take_from(owner, dead)):
                     slot.sync_owner = threading.get_ident()
                     return slot
@@ -160,7 +166,10 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                 slot.sync_waiting += 1
                 waited = True
                 try:
-                    OWNERSHIP.changed.wait(remaining)
+                    # In slices: a loop closed bare while we wait wakes nobody; the next look
+                    # (take_from, _drop_closed_waiters) sees it and frees the socket (S5.12; it
+                    # waited for ever, adversarial pass).
+                    OWNERSHIP.changed.wait(_WAIT_SLICE if remaining is None else min(remaining, _WAIT_SLICE))
                 finally:
                     slot.sync_waiting -= 1
     finally:

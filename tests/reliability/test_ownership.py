@@ -13,8 +13,10 @@ import socket
 import sys
 import threading
 import time
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -622,3 +624,213 @@ def test_open_msg_partial_pieces_keep_another_loop_from_sending_first(
         assert recv_to_eof(b) == b"<other 1><piece><end>"
     b.close()
     assert outcome == [WSAErrorCode.WSAEINPROGRESS, 5, 7]
+
+
+# -- the line of engines waiting for a socket (S5.11; adversarial pass B of stop 30) ----------
+
+
+class _LoopThread:
+    """An event loop running in a thread of its own; ``run(coro)`` waits for its result."""
+
+    def __init__(self, factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+        self.loop = factory()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Any) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(GUARD)
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(GUARD)
+        self.loop.close()
+
+
+@FACTORIES
+def test_another_loop_cannot_take_a_socket_whose_owner_has_its_batch_window_open(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S5.4, S5.11: an owner whose batch window is open is not idle: its loop may be queueing
+    into the window. Another loop took the socket then, the owner's next sends were queued by
+    an engine that was neither owner nor in line, and a second engine of the same loop sent a
+    later send first (its sends out of posting order: 1-2% of rounds with four loops, every
+    time with the interleaving forced). Now the other loop's post is WSAEINPROGRESS until the
+    window closes, and the owner's sends go out in order."""
+    a, b = socket.socketpair()
+    other = _LoopThread(factory)
+    try:
+
+        async def post_from_the_other_loop() -> WSAOverlapped:
+            return wsa_send(a, [b"<other>"])
+
+        async def owner() -> list[int]:
+            first = wsa_send(a, [b"<a0>"])  # at once: the window opens for this iteration
+            assert first.completed_immediately
+            with pytest.raises(WSAError) as info:
+                other.run(post_from_the_other_loop())  # (this loop's thread waits: same iteration)
+            assert info.value.winerror == WSAErrorCode.WSAEINPROGRESS and info.value.bytes_sent == 0
+            rest = [wsa_send(a, [b"<a%d>" % i]) for i in (1, 2, 3)]
+            return [await ov for ov in (first, *rest)]
+
+        loop = factory()
+        try:
+            assert loop.run_until_complete(owner()) == [4, 4, 4, 4]
+        finally:
+            loop.close()
+        assert other.run(_await_send(a, b"<other>")) == 7  # the window closed: it may now
+        b.settimeout(GUARD)
+        assert _recv_exactly(b, 23) == b"<a0><a1><a2><a3><other>"
+    finally:
+        other.close()
+        a.close()
+        b.close()
+
+
+async def _await_send(sock: socket.socket, data: bytes) -> int:
+    return await wsa_send(sock, [data])
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    got = bytearray()
+    while len(got) < n:
+        chunk = sock.recv(n - len(got))
+        assert chunk, "end of stream"
+        got += chunk
+    return bytes(got)
+
+
+@pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_SEQPACKET], ids=["dgram", "seqpacket"])
+@FACTORIES
+def test_a_blocking_send_behind_a_message_sockets_owner_is_let_in(
+    factory: Callable[[], asyncio.AbstractEventLoop], kind: int
+) -> None:
+    """S4.2, S5.11: a blocking ``wsa_send_sync`` that waits while a loop's engine is inside a
+    post on a message socket, then another loop takes the idle socket and sends a datagram
+    that completes at once: that engine was asked to let go once idle, and a message socket
+    opens no batch window whose close would let go. The thread waited for ever (every run)."""
+    a, b = socket.socketpair(socket.AF_UNIX, kind)
+    in_post = threading.Event()
+    got: list[bytes] = []
+    done: dict[str, int] = {}
+
+    def buffers() -> Iterator[bytes]:
+        in_post.set()
+        time.sleep(0.3)  # (ordering only: the thread below finds the engine busy and waits)
+        yield b"A1"
+
+    def blocking_send() -> None:
+        in_post.wait(GUARD)
+        done["sync"] = wsa_send_sync(a, [b"SYNC"])
+
+    loop_b = _LoopThread(factory)
+    sync = threading.Thread(target=blocking_send, daemon=True)
+    try:
+        sync.start()
+
+        async def loop_a() -> None:
+            await wsa_send(a, [b"A0"])
+            wsa_send(a, buffers())  # a generator: read inside the post, with the engine busy
+            assert loop_b.run(_await_send(a, b"B0")) == 2  # (same iteration: A has not let go)
+            while sync.is_alive():
+                await asyncio.sleep(0.01)
+
+        loop = factory()
+        try:
+            loop.run_until_complete(asyncio.wait_for(loop_a(), GUARD))
+        finally:
+            loop.close()
+        assert done == {"sync": 4}
+        b.settimeout(GUARD)
+        got = [b.recv(100) for _ in range(4)]
+        assert sorted(got) == sorted([b"A0", b"A1", b"B0", b"SYNC"])
+        assert [d for d in got if d.startswith(b"A")] == [b"A0", b"A1"]
+    finally:
+        loop_b.close()
+        a.close()
+        b.close()
+
+
+@FACTORIES
+def test_a_cancelled_waiting_send_leaves_the_line(factory: Callable[[], asyncio.AbstractEventLoop]) -> None:
+    """S5.7, S5.11: a send waiting behind a blocking ``wsa_send_sync``, cancelled, leaves its
+    engine nothing to send; that engine stayed in the socket's line, and every later blocking
+    send (which needs the line empty) waited for ever while its loop lived (every run)."""
+    a, b = socket.socketpair()
+    first: dict[str, int] = {}
+    reader = threading.Thread(target=recv_to_eof, args=(b,), daemon=True)
+    owner = threading.Thread(target=lambda: first.update(n=wsa_send_sync(a, [b"x" * 4_000_000])), daemon=True)
+    loop = _LoopThread(factory)
+    try:
+        owner.start()
+        from wsasend._api import slot_for
+
+        slot = slot_for(a)
+        deadline = time.monotonic() + GUARD
+        while slot.sync_owner == 0:  # the blocking send owns the socket
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+
+        async def post_and_cancel() -> tuple[bool, bool]:
+            ov = wsa_send(a, [b"W" * 10])
+            return ov.pending, ov.cancel()
+
+        assert loop.run(post_and_cancel()) == (True, True)
+        reader.start()
+        owner.join(GUARD)
+        assert first == {"n": 4_000_000}
+        later: dict[str, int] = {}
+        after = threading.Thread(target=lambda: later.update(n=wsa_send_sync(a, [b"after"])), daemon=True)
+        after.start()
+        after.join(GUARD)
+        assert later == {"n": 5}, "the blocking send waited behind an engine with nothing to send"
+    finally:
+        loop.close()
+        a.close()
+        if reader.is_alive():
+            reader.join(GUARD)
+        b.close()
+
+
+@FACTORIES
+def test_a_blocking_send_waiting_behind_a_loop_closed_bare_goes_ahead(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S5.12, S4.2: a blocking ``wsa_send_sync`` waits for the socket behind a loop's pending
+    send, and that loop is closed bare. Nothing wakes a waiter for that: it waited for ever
+    (until some other thread looked at the send). It now looks again while it waits: the
+    loop's sends are aborted and the blocking send goes out."""
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    loop = factory()
+    result: dict[str, int] = {}
+    reader = threading.Thread(target=recv_to_eof, args=(b,), daemon=True)
+    try:
+
+        async def post() -> WSAOverlapped:
+            ov = wsa_send(a, [b"L" * 2_000_000])
+            await asyncio.sleep(0)
+            return ov
+
+        pending = loop.run_until_complete(post())
+        assert pending.pending
+        from wsasend._api import slot_for
+
+        slot = slot_for(a)
+        sync = threading.Thread(target=lambda: result.update(n=wsa_send_sync(a, [b"S" * 1000])), daemon=True)
+        sync.start()
+        deadline = time.monotonic() + GUARD
+        while slot.sync_waiting == 0:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ResourceWarning)  # (the abort's own warning: tested elsewhere)
+            loop.close()  # bare: no shutdown_asyncgens
+            reader.start()
+            sync.join(GUARD)
+        assert result == {"n": 1000}
+        assert pending._error == WSAErrorCode.WSA_OPERATION_ABORTED
+    finally:
+        a.close()
+        if reader.is_alive():
+            reader.join(GUARD)  # (to the end of stream: a is closed)
+        b.close()

@@ -249,6 +249,41 @@ async def test_closesocket_ends_the_transport_after_another_loop_sent_on_its_soc
     await _assert_number_served(number, transport)
 
 
+async def test_a_write_while_another_loop_sends_on_the_socket_waits_its_turn() -> None:
+    """S9.1, S5.11: another loop has a send pending on the transport's socket; a ``write()``
+    waits in line behind it, as asyncio's ``write()`` never raises for a busy socket, and
+    goes out after it, whole. It raised WSAEINPROGRESS out of ``write()`` (adversarial pass,
+    every run)."""
+    ours, peer = socket.socketpair()
+    transport, proto = await wrap(ours)
+    sock = transport.get_extra_info("socket")
+    posted = threading.Event()
+    big = pattern(2_000_000)
+
+    def on_another_loop() -> int:
+        async def send() -> int:
+            ov = wsa_send(sock, [big])
+            assert ov.pending  # the peer reads nothing yet
+            posted.set()
+            return await ov
+
+        with asyncio.Runner() as runner:
+            return runner.run(send())
+
+    other = asyncio.get_running_loop().run_in_executor(None, on_another_loop)
+    await asyncio.get_running_loop().run_in_executor(None, posted.wait, GUARD)
+    transport.write(b"<after the other loop>")
+    assert transport.get_write_buffer_size() == 22  # queued behind it, not refused
+    reader = asyncio.ensure_future(_read_to_end(peer))
+    assert await asyncio.wait_for(other, GUARD) == len(big)
+    await until(lambda: transport.get_write_buffer_size() == 0)
+    transport.close()
+    await proto.wait_lost()
+    assert await reader == big + b"<after the other loop>"
+    peer.close()
+    proto.check()
+
+
 async def test_write_eof_refuses_another_loops_send_while_it_drains() -> None:
     """S6.2: after ``write_eof()``, a send on the transport's socket from another loop fails
     WSAESHUTDOWN with nothing sent, while the transport's queued bytes still go out before the
