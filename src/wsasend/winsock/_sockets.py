@@ -232,7 +232,7 @@ def _check_event(event: object) -> None:
     if not isinstance(event, WSAEvent) or event in _CLOSED_EVENTS:
         raise WSAError(
             WSAErrorCode.WSA_INVALID_HANDLE,
-            detail="hEvent is closed or is not an event (only a send with a completion routine may hold a context value there)",
+            detail="hEvent is closed or is not an event (only a send with a routine may hold a context value there)",
         )
 
 
