@@ -374,6 +374,7 @@ class WSATransport(asyncio.Transport):
         # and whether it reported an error event (from then on each read checks SO_ERROR).
         self._error_watch: ErrorWatch | None = None
         self._error_seen = False
+        self._reset_errno = 0  # a reset taken by _check_reset, reported once the data is read
         self._partial_messages: PartialMessages = "cork" if partial_messages == "cork" else "reject"
         if partial_messages == "cork":
             engine.cork = True
@@ -1104,8 +1105,11 @@ class WSATransport(asyncio.Transport):
         request). Now the loop's :class:`~wsasend._errorwatch.ErrorWatch` says when the socket
         has an error event (``_error_event``), and only from then on does each read check (asyncio
         needs none: its level-triggered selector calls the reader again and ``recv`` raises the
-        error). A reset that leaves more than two reads' worth of data unread loses that tail
-        (as a reset may anyway). Once the error is taken no read runs before its report.
+        error). Once the error is taken, the data the kernel still holds is read and delivered,
+        one read per loop callback, and the reset reported after it (:meth:`_drain_before_reset`),
+        as asyncio's and stock uvloop's transports deliver it: reported at once, everything past
+        the first read was lost (a client that posts a request and closes without reading the
+        reply: the end of its request; adversarial pass).
         """
         try:
             if _IOV_SO_ERROR is not None and type(sock) is _PLAIN_SOCKET:
@@ -1115,11 +1119,64 @@ class WSATransport(asyncio.Transport):
         except OSError:
             return  # closed under us: the engine's watchdog and close paths report that
         if err:
-            # No read may run before the report (uvloop may still hold this loop iteration's
-            # event for the socket; a read now would see an EOF, not the reset).
+            # uvloop's reader is gone (it may still hold this iteration's event for the socket):
+            # no registration from now on; the drain reads by itself, then reports.
+            self._reset_errno = err
             self._read_state = _ReadState.FAILED
             self._update_reader()
-            self._loop.call_soon(self._read_error, OSError(err, os.strerror(err)))
+            self._loop.call_soon(self._drain_before_reset)
+
+    def _drain_before_reset(self) -> None:
+        """Read what arrived before a reset _check_reset took, then report the reset (S6.3).
+
+        One read per call: data for the protocol, then this again one callback later, so the
+        tasks it wakes run in between; EAGAIN or the end of stream (the error is taken, so the
+        kernel says EOF after the data) ends it with the reset's error, as the next ``recv``
+        would have raised it. (A pause of reading is not honoured here: what is left is what the
+        kernel held, and the connection is over.)
+        """
+        sock = self._sock
+        if sock is None or self._state not in _READABLE:
+            return  # closed or lost meanwhile: that was reported
+        engine = self._engine
+        assert engine is not None
+        nbytes = 0
+        engine._held = True
+        try:
+            if self._buffered:
+                protocol = self._protocol
+                assert isinstance(protocol, asyncio.BufferedProtocol)
+                buf = protocol.get_buffer(-1)
+                nbytes = sock.recv_into(buf)
+                if nbytes:
+                    protocol.buffer_updated(nbytes)
+            else:
+                data = sock.recv(self._max_read)
+                nbytes = len(data)
+                if nbytes:
+                    self._data_received(data)
+        except (BlockingIOError, InterruptedError):
+            nbytes = 0
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except OSError as exc:
+            self._read_error(exc)
+            return
+        except BaseException as exc:
+            self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
+            return
+        finally:
+            engine._held = False
+            if engine._batch_open:
+                if engine._ops:
+                    engine.release()
+                else:
+                    engine._batch_open = False
+        if nbytes:
+            self._loop.call_soon(self._drain_before_reset)
+            return
+        err = self._reset_errno
+        self._read_error(OSError(err, os.strerror(err)))
 
     def _read_data(self) -> None:
         sock = self._sock

@@ -594,3 +594,53 @@ async def test_WSATransport_unclosed_warns() -> None:
         assert ours.fileno() == -1  # the descriptor was closed with it
         peer.setblocking(False)
         assert await asyncio.wait_for(asyncio.get_running_loop().sock_recv(peer, 10), GUARD) == b""
+
+
+@pytest.mark.parametrize("protocol_kind", ["plain", "buffered"])
+async def test_data_that_arrived_before_a_reset_is_all_delivered_first(protocol_kind: str) -> None:
+    """S6.3, S7.2: the peer sends 100,000 bytes and closes without reading our greeting (Linux
+    resets the connection), while reading is paused. On resume every byte the kernel holds is
+    delivered, then ``connection_lost(WSAECONNRESET)``, as asyncio's and uvloop's transports
+    do. The uvloop flavour delivered one read (64 KiB, or one ``get_buffer``) and lost the rest
+    (adversarial pass, every run)."""
+    ours, theirs = tcp_pair()
+    payload = pattern(100_000)
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future[BaseException | None] = loop.create_future()
+    received = bytearray()
+
+    class Plain(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            received.extend(data)
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.set_result(exc)
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.buf = bytearray(16384)
+
+        def get_buffer(self, sizehint: int) -> bytearray:
+            return self.buf
+
+        def buffer_updated(self, nbytes: int) -> None:
+            received.extend(self.buf[:nbytes])
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.set_result(exc)
+
+    transport, _ = await wrap(ours, Plain if protocol_kind == "plain" else Buffered)
+    transport.pause_reading()
+    transport.write(b"a greeting the peer never reads\n")
+    await until(lambda: transport.get_write_buffer_size() == 0)
+
+    def peer() -> None:
+        theirs.sendall(payload)
+        theirs.close()  # our greeting unread: a reset
+
+    await loop.run_in_executor(None, peer)
+    transport.resume_reading()
+    async with asyncio.timeout(GUARD):
+        exc = await lost
+    assert isinstance(exc, WSAError) and exc.winerror == WSAErrorCode.WSAECONNRESET
+    assert bytes(received) == payload
