@@ -630,6 +630,19 @@ def ticked_engines() -> list[SendEngine]:
     return [engine for tick in list(_TICKS.values()) for engine in tick.engines]
 
 
+def flush_windows(loop: asyncio.AbstractEventLoop) -> None:
+    """Close ``loop``'s open batch windows now: its ``run_forever`` returned (S5.1, S9.1).
+
+    A window closes at the loop's next tick; a loop stopped in the iteration that opened it
+    (``loop.stop()``, a ``SystemExit`` out of a callback) runs no tick, and what it held never
+    left, where asyncio's ``write()`` had handed it to the kernel (adversarial pass: the last
+    lines of a program lost, and its transport, held by the window, never closed).
+    """
+    tick = _TICKS.get(loop)
+    if tick is not None and tick.scheduled and not loop.is_closed():
+        tick.run()
+
+
 def _tick_for(loop: asyncio.AbstractEventLoop) -> _BatchTick:
     tick = _TICKS.get(loop)
     if tick is None:

@@ -38,6 +38,7 @@ from ._connect import (
     create_unix_connection,
     tls_protocol,
 )
+from ._engine import flush_windows
 from ._sendfile import check_sendfile_params
 from ._server import create_server, create_unix_server
 from ._transport import SSLArg, WSATransport
@@ -60,6 +61,15 @@ _Path = str | bytes | os.PathLike[str] | os.PathLike[bytes]
 class _WSALoopMethods(asyncio.AbstractEventLoop):
     """The overrides, shared by both flavours: listed before the base loop in their bases, so
     ``super()`` here is the base loop's method."""
+
+    def run_forever(self) -> None:
+        """The base loop's, then the batch windows it left open are flushed (S5.1, S9.1):
+        writes made in the iteration that stopped the loop go to the kernel, as asyncio's
+        ``write()`` hands them over at once."""
+        try:
+            super().run_forever()
+        finally:
+            flush_windows(self)
 
     async def create_connection(  # type: ignore[override]
         self,

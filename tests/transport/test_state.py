@@ -15,12 +15,14 @@ import socket
 import struct
 import threading
 import time
+import warnings
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+import wsasend
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import SMALL_BUF, pattern, readable_now, recv_to_eof, tcp_pair
 from wsasend import WSAError, WSAErrorCode, closesocket, winsock, wsa_send, wsa_send_sync
@@ -465,4 +467,44 @@ def test_writes_then_close_then_loop_stop_reach_the_peer(loop_name: str, how: st
         loop.run_until_complete(asyncio.sleep(0))  # (connection_lost, then the socket closes)
     finally:
         loop.close()
+    peer.close()
+
+
+@pytest.mark.parametrize("how", ["stop", "SystemExit"])
+@pytest.mark.parametrize("flavour", ["asyncio", "uvloop"])
+def test_writes_before_the_loop_stops_reach_the_peer_without_a_close(flavour: str, how: str) -> None:
+    """S9.1, S5.1: a callback writes twice, then stops the loop (``loop.stop()``, or a
+    ``SystemExit``), and the program ends without closing the transport. asyncio's ``write()``
+    hands each write to the kernel at once: the peer gets both, and the close once the
+    transport is collected. The second write waited in the batch window for a tick the stopped
+    loop never ran: lost, and the transport, held by the window, never closed (asyncio
+    flavour, every run; adversarial pass)."""
+    ours, peer = socket.socketpair()
+    loop = wsasend.new_event_loop(flavour)
+    try:
+        transport, _ = loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, ours))
+        held = [transport]
+        del transport
+
+        def finish() -> None:
+            held[0].write(b"result: 42\n")
+            held[0].write(b"bye\n")
+            if how == "stop":
+                loop.stop()
+            else:
+                raise SystemExit
+
+        loop.call_soon(finish)
+        if how == "stop":
+            loop.run_forever()
+        else:
+            with pytest.raises(SystemExit):
+                loop.run_forever()
+    finally:
+        loop.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ResourceWarning)  # (unclosed on purpose)
+        held.clear()
+        gc.collect()
+    assert recv_to_eof(peer) == b"result: 42\nbye\n"
     peer.close()
