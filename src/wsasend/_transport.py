@@ -181,8 +181,6 @@ _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
 # States in which write()/writelines() drop their data as asyncio's transports do (CLOSING
 # only once the queue drained: before that they queue, as asyncio's do).
 _DROPS_WRITES = frozenset({_S.CLOSING, _S.LOST, _S.CLOSED})
-# States in which write_eof() was called and nothing else: write() raises asyncio's RuntimeError.
-_AFTER_EOF = frozenset({_S.EOF_PENDING, _S.WRITE_SHUT})
 
 
 class _ReadState(enum.Enum):
@@ -374,7 +372,6 @@ class WSATransport(asyncio.Transport):
         # and whether it reported an error event (from then on each read checks SO_ERROR).
         self._error_watch: ErrorWatch | None = None
         self._error_seen = False
-        self._reset_errno = 0  # a reset taken by _check_reset, reported once the data is read
         self._partial_messages: PartialMessages = "cork" if partial_messages == "cork" else "reject"
         if partial_messages == "cork":
             engine.cork = True
@@ -674,6 +671,12 @@ class WSATransport(asyncio.Transport):
             # asyncio's: a bare write would go around the file being sent (S9.3). One attribute
             # test per write is the cost.
             raise RuntimeError("unable to write; sendfile is in progress")
+        engine = self._engine
+        if engine is not None and engine._slot.send_shut:
+            # write_eof() was called (it marks the socket, see shut_to_claims): asyncio's
+            # RuntimeError, and our WSAESHUTDOWN (S6.2), in one exception; still after a close()
+            # or a lost connection (asyncio checks its EOF first; we dropped the write there).
+            raise WriteAfterEOFError(WSAErrorCode.WSAESHUTDOWN, reason="Cannot call write() after write_eof()")
         if self._state is not TransportState.OPEN and (self._state is not _S.CLOSING or self._close_draining):
             if self._state in _DROPS_WRITES:
                 # asyncio's write() after close()/abort() or a lost connection: the data is
@@ -683,9 +686,6 @@ class WSATransport(asyncio.Transport):
                 if self._conn_lost_writes == _LOG_THRESHOLD_FOR_CONNLOST_WRITES:
                     logger.warning("%r: write() after the transport was closed or lost: dropped", self)
                 return
-            if self._state in _AFTER_EOF:
-                # asyncio's RuntimeError, and our WSAESHUTDOWN (S6.2), in one exception.
-                raise WriteAfterEOFError(WSAErrorCode.WSAESHUTDOWN, reason="Cannot call write() after write_eof()")
             raise self._refusal()
         if empty:
             return
@@ -1121,12 +1121,11 @@ class WSATransport(asyncio.Transport):
         if err:
             # uvloop's reader is gone (it may still hold this iteration's event for the socket):
             # no registration from now on; the drain reads by itself, then reports.
-            self._reset_errno = err
             self._read_state = _ReadState.FAILED
             self._update_reader()
-            self._loop.call_soon(self._drain_before_reset)
+            self._loop.call_soon(self._drain_before_reset, err)
 
-    def _drain_before_reset(self) -> None:
+    def _drain_before_reset(self, err: int) -> None:
         """Read what arrived before a reset _check_reset took, then report the reset (S6.3).
 
         One read per call: data for the protocol, then this again one callback later, so the
@@ -1173,9 +1172,8 @@ class WSATransport(asyncio.Transport):
                 else:
                     engine._batch_open = False
         if nbytes:
-            self._loop.call_soon(self._drain_before_reset)
+            self._loop.call_soon(self._drain_before_reset, err)
             return
-        err = self._reset_errno
         self._read_error(OSError(err, os.strerror(err)))
 
     def _read_data(self) -> None:
@@ -1380,7 +1378,14 @@ class WSATransport(asyncio.Transport):
         engine.drain_then(self._close_drained)
 
     def _close_drained(self) -> None:
-        if self._state is not TransportState.CLOSING or not self._step(TransportEvent.DRAINED):
+        if self._state is not TransportState.CLOSING:
+            return
+        if self._protocol_paused:
+            # asyncio resumes a paused protocol as its buffer drains, before connection_lost;
+            # after write_eof(), close() drained here and the resume, scheduled, found the
+            # connection lost (adversarial pass).
+            self._maybe_resume_protocol()
+        if not self._step(TransportEvent.DRAINED):
             return
         # The last byte is out and the socket closes after connection_lost: nobody else may
         # send on it in between (another loop's post on get_extra_info("socket") went out).

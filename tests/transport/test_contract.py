@@ -252,7 +252,12 @@ async def test_WSATransport_write_eof_waits_for_queued_sends() -> None:
         peer.sendall(b"reply")
         assert await proto.wait_data(5) == b"reply"
         transport.close()
+        # Still asyncio's RuntimeError after the close (it was dropped silently; pass A).
+        with pytest.raises(RuntimeError):
+            transport.write(b"after write_eof and close")
         assert await proto.wait_lost() is None
+        with pytest.raises(RuntimeError):
+            transport.writelines([b"after connection_lost"])
         assert proto.completed_overlapped() == ovs
         proto.check()
 

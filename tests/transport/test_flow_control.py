@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 import wsasend
-from tests.helpers import fill_messages, pattern
+from tests.helpers import SMALL_BUF, fill_messages, pattern
 from wsasend import MSG_PARTIAL
 
 from .util import GUARD, Recorder, drain_peer, until, wrap
@@ -390,3 +390,27 @@ async def test_a_write_told_to_send_completed_is_never_joined_by_later_writes() 
         assert told == [1_000_000, 10, 5]
         transport.close()
         assert await asyncio.wait_for(reader, GUARD) == b"x" * 1_000_000 + b"A" * 10 + b"B" * 5
+
+
+@pytest.mark.parametrize("later", [False, True], ids=["at_once", "later"])
+async def test_a_paused_protocol_is_resumed_before_lost_after_write_eof_then_close(later: bool) -> None:
+    """S7.2, as asyncio's and uvloop's transports: a protocol paused for writing that calls
+    ``write_eof()`` and then ``close()`` hears ``resume_writing()`` as the buffer drains, then
+    ``connection_lost(None)``. The resume came too late and was dropped: ``connection_lost``
+    without it (every run; adversarial pass)."""
+    ours, peer = socket.socketpair()
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+    transport, proto = await wrap(ours)
+    payload = pattern(4_000_000)
+    transport.write(payload)
+    assert proto.paused
+    transport.write_eof()
+    if later:
+        await asyncio.sleep(0)
+    transport.close()
+    assert await drain_peer(peer) == payload
+    await proto.wait_lost()
+    kinds = [kind for kind, _ in proto.events if kind in ("pause", "resume", "lost")]
+    assert kinds == ["pause", "resume", "lost"]
+    proto.check()
+    peer.close()

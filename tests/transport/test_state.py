@@ -233,6 +233,7 @@ async def test_closesocket_ends_the_transport_after_another_loop_sent_on_its_soc
     transport, proto = await wrap(ours)
     transport.write(b"<transport>")
     sock = transport.get_extra_info("socket")
+    await asyncio.sleep(0)  # the write's batch window closes: until then another loop waits (S5.11)
 
     def on_another_loop() -> int:
         async def send() -> int:
@@ -326,6 +327,7 @@ async def test_a_write_while_closesocket_runs_in_another_thread_never_raises() -
     transport, proto = await wrap(ours)
     transport.write(b"<before>")
     await until(lambda: transport.get_write_buffer_size() == 0)
+    await asyncio.sleep(0)  # the write's batch window closes: until then the socket is busy (S5.11)
     # A thread's nonoverlapped send takes the idle socket and lets it go: no owner now.
     assert await asyncio.get_running_loop().run_in_executor(None, wsa_send_sync, ours, [b"<sync>"]) == 6
     slot = slot_for(ours)
