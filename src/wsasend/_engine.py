@@ -412,12 +412,7 @@ def take_from(owner: SendEngine, dead: list[SendEngine]) -> bool:
     # An open batch window is not idle for another thread: the owner's loop may be queueing
     # into it right now (S5.4). From the owner's own thread nothing can be (the window is only
     # written there), and its next post claims again (see post_list).
-    if (
-        owner._sending
-        or owner._ops
-        or owner._writer is not None
-        or (owner._batch_open and not owner.in_loop_thread())
-    ):
+    if owner._sending or owner._ops or owner._writer is not None or (owner._batch_open and not owner.in_loop_thread()):
         owner._owned = True
         return False
     slot.owner = None
