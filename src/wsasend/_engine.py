@@ -1033,10 +1033,16 @@ class SendEngine:
         (S5.11). A socket already closed is returned as is: its ``sendmsg`` fails EBADF, which
         the caller reports (S5.2).
         """
+        dup = self._dup
+        if dup is not None:
+            # Held while a writer is registered: the caller's number may have been closed
+            # behind our back (os.close) and handed to a new socket, which then received the
+            # queued bytes, counted as sent (adversarial pass); our duplicate is still the
+            # connection's.
+            return dup
         timeout = sock.gettimeout()
         if timeout is None or timeout == 0.0:
             return sock
-        dup = self._dup
         if dup is None:
             if self._take_dup(sock) < 0:
                 return sock

@@ -31,7 +31,7 @@ from wsasend import MSG_OOB, MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped,
 from wsasend._api import find_engine
 from wsasend._engine import SendEngine
 
-from ..helpers import SMALL_BUF, pattern, recv_to_eof
+from ..helpers import SMALL_BUF, fill_socket, pattern, recv_to_eof
 from ._support import check_exact, settle, tcp_pair_bufs
 
 # Hang guard for any one wait (not a timing assertion).
@@ -523,3 +523,52 @@ async def test_an_idle_engine_holds_no_duplicate_so_a_plain_close_is_seen_at_onc
     finally:
         a.close()
         b.close()
+
+
+async def test_queued_sends_never_reach_a_socket_that_took_a_number_closed_behind_our_back() -> None:
+    """S5.11: sends wait for a full socket (the engine's writer registered, on its own
+    duplicate of the descriptor), the caller closes the descriptor with ``os.close`` behind the
+    socket object's back, and a new socket takes the number at once. The queued bytes went to
+    the new socket through the caller's number, counted as sent (236,544 bytes in the pass);
+    they now go through the engine's duplicate, still the original connection: the original
+    peer gets them, exactly, and nothing reaches the new socket. (Sends queued and flushed in
+    the same loop iteration as such a close are not covered: no duplicate is held then.)"""
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SMALL_BUF)
+    filled = fill_socket(a)
+    payload = pattern(400_000)
+    ovs = [wsa_send(a, [payload[i : i + 100_000]]) for i in range(0, 400_000, 100_000)]
+    engine = find_engine(a)
+    assert engine is not None
+    for _ in range(10):
+        if engine._writer is not None:
+            break
+        await asyncio.sleep(0)  # the batch window closes, the flush meets a full socket
+    assert engine._writer is not None and all(ov.pending for ov in ovs)
+    number = a.fileno()
+    os.close(number)  # behind the library's back
+    c, d = socket.socketpair()
+    try:
+        assert number in (c.fileno(), d.fileno())  # the number is the new socket's now
+        reader = asyncio.get_running_loop().run_in_executor(None, _recv_exactly, b, filled + 400_000)
+        async with asyncio.timeout(30):
+            assert [await ov for ov in ovs] == [100_000] * 4
+            assert (await reader)[filled:] == payload
+        for new in (c, d):
+            new.setblocking(False)
+            with pytest.raises(BlockingIOError):
+                new.recv(1)  # nothing of ours reached it
+    finally:
+        a.detach()  # (its number is c's or d's now: not ours to close)
+        for sock in (b, c, d):
+            sock.close()
+
+
+def _recv_exactly(sock: socket.socket, n: int) -> bytes:
+    sock.settimeout(30)
+    got = bytearray()
+    while len(got) < n:
+        chunk = sock.recv(n - len(got))
+        assert chunk, "end of stream"
+        got += chunk
+    return bytes(got)

@@ -235,9 +235,9 @@ async def test_WSATransport_write_eof_waits_for_queued_sends() -> None:
         with pytest.raises(WSAError) as info:
             transport.send(b"late")
         assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
-        for late in (lambda: transport.write(b"late"), lambda: transport.writelines([b"la", b"te"])):
+        for method, data in ((transport.write, b"late"), (transport.writelines, [b"la", b"te"])):
             with pytest.raises(WSAError) as info:
-                late()
+                method(data)  # type: ignore[arg-type]
             assert info.value.winerror == WSAErrorCode.WSAESHUTDOWN
             # ... and asyncio's own RuntimeError, for code written for its transports (S9.1).
             assert isinstance(info.value, RuntimeError)

@@ -482,7 +482,7 @@ def test_writes_before_the_loop_stops_reach_the_peer_without_a_close(flavour: st
     loop never ran: lost, and the transport, held by the window, never closed (asyncio
     flavour, every run; adversarial pass)."""
     ours, peer = socket.socketpair()
-    loop = wsasend.new_event_loop(flavour)
+    loop = wsasend.new_event_loop("uvloop" if flavour == "uvloop" else "asyncio")
     try:
         transport, _ = loop.run_until_complete(loop.connect_accepted_socket(asyncio.Protocol, ours))
         held = [transport]

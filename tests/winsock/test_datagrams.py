@@ -269,8 +269,8 @@ def test_wsasendmsg_name_and_scm_rights_over_af_unix(tmp_path: Path) -> None:
         os.write(w, b"again")
         # The documented spelling, as socket.sendmsg takes it: an array, not its bytes (it
         # was WSAEINVAL; adversarial pass).
-        rights = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r]))]
-        rc = WSASendMsg(u, WSAMSG(path, UNIX, [WSABUF(2, b"ov")], 1, rights, 0), 0, None, ov)
+        as_array = [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [r]))]
+        rc = WSASendMsg(u, WSAMSG(path, UNIX, [WSABUF(2, b"ov")], 1, as_array, 0), 0, None, ov)
         assert rc == 0 or WSAGetLastError() == WSA_IO_PENDING
         n, flags = DWORD(), DWORD()
         assert WSAGetOverlappedResult(u, ov, n, True, flags) and n.value == 2
