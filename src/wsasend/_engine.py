@@ -1033,25 +1033,24 @@ class SendEngine:
         (S5.11). A socket already closed is returned as is: its ``sendmsg`` fails EBADF, which
         the caller reports (S5.2).
         """
-        dup = self._dup
-        if dup is not None:
+        held = self._dup
+        if held is not None:
             # Held while a writer is registered: the caller's number may have been closed
             # behind our back (os.close) and handed to a new socket, which then received the
             # queued bytes, counted as sent (adversarial pass); our duplicate is still the
             # connection's.
-            return dup
+            return held
         timeout = sock.gettimeout()
         if timeout is None or timeout == 0.0:
             return sock
-        if dup is None:
-            if self._take_dup(sock) < 0:
-                return sock
-            dup = self._dup
-            assert dup is not None
-            if not self._dup_check_scheduled:
-                # Released when the engine is idle again: one dup per burst, not per send.
-                self._dup_check_scheduled = True
-                self.loop.call_soon(self._dup_check)
+        if self._take_dup(sock) < 0:
+            return sock
+        dup = self._dup
+        assert dup is not None
+        if not self._dup_check_scheduled:
+            # Released when the engine is idle again: one dup per burst, not per send.
+            self._dup_check_scheduled = True
+            self.loop.call_soon(self._dup_check)
         return dup
 
     def _take_dup(self, sock: socket.socket) -> int:
