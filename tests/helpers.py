@@ -109,6 +109,18 @@ async def read_exactly(sock: socket.socket, n: int) -> bytes:
     return bytes(out)
 
 
+def recv_exactly(sock: socket.socket, n: int, guard: float = 30.0) -> bytes:
+    """Read ``n`` bytes in this thread (blocking, with a hang guard); fewer at end of stream."""
+    sock.settimeout(guard)
+    got = bytearray()
+    while len(got) < n:
+        chunk = sock.recv(min(1 << 20, n - len(got)))
+        if not chunk:
+            break
+        got += chunk
+    return bytes(got)
+
+
 def recv_to_eof(sock: socket.socket, guard: float = 30.0) -> bytes:
     """Everything readable until the peer's close (blocking; ``guard`` seconds as a hang guard)."""
     sock.settimeout(guard)

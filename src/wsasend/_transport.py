@@ -1165,12 +1165,7 @@ class WSATransport(asyncio.Transport):
             self._fatal_error(exc, "Fatal error: protocol.data_received() call failed.")
             return
         finally:
-            engine._held = False
-            if engine._batch_open:
-                if engine._ops:
-                    engine.release()
-                else:
-                    engine._batch_open = False
+            engine.release()  # (the hold's window: flushed now, as _read_ready does inline)
         if nbytes:
             self._loop.call_soon(self._drain_before_reset, err)
             return

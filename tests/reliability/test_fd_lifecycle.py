@@ -31,7 +31,7 @@ from wsasend import MSG_OOB, MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped,
 from wsasend._api import find_engine
 from wsasend._engine import SendEngine
 
-from ..helpers import SMALL_BUF, fill_socket, pattern, recv_to_eof
+from ..helpers import SMALL_BUF, fill_socket, pattern, recv_exactly, recv_to_eof
 from ._support import check_exact, settle, tcp_pair_bufs
 
 # Hang guard for any one wait (not a timing assertion).
@@ -550,7 +550,7 @@ async def test_queued_sends_never_reach_a_socket_that_took_a_number_closed_behin
     c, d = socket.socketpair()
     try:
         assert number in (c.fileno(), d.fileno())  # the number is the new socket's now
-        reader = asyncio.get_running_loop().run_in_executor(None, _recv_exactly, b, filled + 400_000)
+        reader = asyncio.get_running_loop().run_in_executor(None, recv_exactly, b, filled + 400_000)
         async with asyncio.timeout(30):
             assert [await ov for ov in ovs] == [100_000] * 4
             assert (await reader)[filled:] == payload
@@ -562,13 +562,3 @@ async def test_queued_sends_never_reach_a_socket_that_took_a_number_closed_behin
         a.detach()  # (its number is c's or d's now: not ours to close)
         for sock in (b, c, d):
             sock.close()
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    sock.settimeout(30)
-    got = bytearray()
-    while len(got) < n:
-        chunk = sock.recv(n - len(got))
-        assert chunk, "end of stream"
-        got += chunk
-    return bytes(got)

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import LOOP_FACTORIES
-from tests.helpers import recv_to_eof
+from tests.helpers import recv_exactly, recv_to_eof
 from wsasend import MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped, closesocket, winsock, wsa_send, wsa_send_sync
 
 from ._frames import FrameReader, frame
@@ -678,8 +678,7 @@ def test_another_loop_cannot_take_a_socket_whose_owner_has_its_batch_window_open
         finally:
             loop.close()
         assert other.run(_await_send(a, b"<other>")) == 7  # the window closed: it may now
-        b.settimeout(GUARD)
-        assert _recv_exactly(b, 23) == b"<a0><a1><a2><a3><other>"
+        assert recv_exactly(b, 23) == b"<a0><a1><a2><a3><other>"
     finally:
         other.close()
         a.close()
@@ -688,15 +687,6 @@ def test_another_loop_cannot_take_a_socket_whose_owner_has_its_batch_window_open
 
 async def _await_send(sock: socket.socket, data: bytes) -> int:
     return await wsa_send(sock, [data])
-
-
-def _recv_exactly(sock: socket.socket, n: int) -> bytes:
-    got = bytearray()
-    while len(got) < n:
-        chunk = sock.recv(n - len(got))
-        assert chunk, "end of stream"
-        got += chunk
-    return bytes(got)
 
 
 @pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_SEQPACKET], ids=["dgram", "seqpacket"])
