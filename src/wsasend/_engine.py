@@ -1034,11 +1034,12 @@ class SendEngine:
         the caller reports (S5.2).
         """
         held = self._dup
-        if held is not None:
+        if held is not None and type(sock) is _PLAIN_SOCKET:
             # Held while a writer is registered: the caller's number may have been closed
             # behind our back (os.close) and handed to a new socket, which then received the
             # queued bytes, counted as sent (adversarial pass); our duplicate is still the
-            # connection's.
+            # connection's. (Not for a subclass: one that overrides sendmsg, a user's wrapper
+            # or a test's scripted socket, sees every send.)
             return held
         timeout = sock.gettimeout()
         if timeout is None or timeout == 0.0:
