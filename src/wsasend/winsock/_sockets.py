@@ -25,15 +25,15 @@ from .._api import engine_for, find_engine, shut_to_claims, wsa_send
 from .._buffers import WSABUF
 from .._dest import Destination, destination
 from .._errors import WSAError, WSAErrorCode, errno_to_wsa
-from .._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped
+from .._overlapped import CompletionRoutine, WSAOverlapped
 from .._sockutil import MSG_PARTIAL, check_socket, connect_in_progress, is_known_connected, mark_shutdown
 from .._sync import send_sync
 from . import _startup as _st
+from ._events import _check_event
 from ._ports import _PortRoutine, is_port_routine, routine_for
 from ._select import forget as forget_selection
 from ._select import mark_receive_shut, rearm_write
 from ._startup import (
-    _CLOSED_EVENTS,
     _KNOWN,
     _MADE,
     _NONOVERLAPPED,
@@ -222,20 +222,6 @@ _INT_CODES = frozenset("bBhHiIlLqQ")
 _DWORD_SIZE = 4  # Windows' DWORD: 32 bits
 
 
-def _check_event(event: object) -> None:
-    """An overlapped send without a routine completes through its ``hEvent``: it must be an
-    open event, or None (one is made for it). WSA_INVALID_HANDLE otherwise, nothing sent, as
-    Windows' I/O manager refuses the request. A closed event or a context value was taken
-    and the send went out, with no way to see it complete (adversarial pass)."""
-    if event is None:
-        return
-    if not isinstance(event, WSAEvent) or event in _CLOSED_EVENTS:
-        raise WSAError(
-            WSAErrorCode.WSA_INVALID_HANDLE,
-            detail="hEvent is closed or is not an event (only a send with a routine may hold a context value there)",
-        )
-
-
 def _out_param(obj: object, *, may_be_none: bool) -> Any:
     """The ctypes integer an out-parameter writes to, or None; WSAEFAULT for anything else.
 
@@ -410,7 +396,10 @@ def _send(
             return 0
         if sock in _NONOVERLAPPED:
             raise WSAError(WSAErrorCode.WSAEINVAL, detail="the socket was made without WSA_FLAG_OVERLAPPED")
-        if lpCompletionRoutine is None and isinstance(lpOverlapped, WSAOverlapped):
+        if lpCompletionRoutine is None and isinstance(lpOverlapped, WSAOverlapped) and lpOverlapped.hEvent is not None:
+            # Such a send completes only through its hEvent: an open event, or None (one is made
+            # for it). A closed event or a context value is WSA_INVALID_HANDLE, nothing sent, as
+            # Windows' I/O manager refuses it (it was taken and sent, unobservable; pass C).
             _check_event(lpOverlapped.hEvent)
         immediate, n = _post(provider, sock, bufs, dwFlags, lpOverlapped, lpCompletionRoutine, dest)
     except WSAError as exc:
