@@ -292,23 +292,21 @@ print("compiled" if wsasend.compiled else "pure", flush=True)
 """
 
 
+def _run_to_exit(script: str, *args: str, warnings: str = "ignore") -> subprocess.CompletedProcess[str]:
+    """Run ``script`` in a fresh interpreter of this build (this process's path) to its end."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
+    return subprocess.run(
+        [sys.executable, "-W", warnings, "-c", script, *args], capture_output=True, text=True, timeout=60, env=env
+    )
+
+
 @pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
 def test_the_interpreter_exits_cleanly_after_a_bare_close_with_a_transport_open(loop_name: str) -> None:
     """S5.12: a transport wrote once and its loop was closed bare; the program then ends. The
     engine held the transport for a batch tick that never came, into the interpreter's last
     collection, where the compiled build crashed (exit code 139, every run, both loops;
     adversarial pass). The pure build is checked too: it must exit 0 as well."""
-    import subprocess
-    import sys
-
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-    run = subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", _WRITE_THEN_BARE_CLOSE, loop_name],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    run = _run_to_exit(_WRITE_THEN_BARE_CLOSE, loop_name)
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
     assert run.stdout.strip() == ("compiled" if wsasend.compiled else "pure")
 
@@ -342,13 +340,6 @@ transport.write(b"x")
 loop.close()
 print("compiled" if wsasend.compiled else "pure", flush=True)
 """
-
-
-def _run_to_exit(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-    return subprocess.run(
-        [sys.executable, "-W", "ignore", "-c", script, *args], capture_output=True, text=True, timeout=60, env=env
-    )
 
 
 @pytest.mark.parametrize("script", ["transport", "protocol_del"])
@@ -393,14 +384,7 @@ def test_an_unclosed_transports_warning_as_an_error_is_reported_against_the_tran
     error of its __del__ is reported against the transport, as CPython reports any __del__'s.
     In the compiled build it stayed set through the collection and was reported against the
     next object cleared ("Exception ignored in tp_clear of <class 'socket.socket'>")."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(path for path in sys.path if path)}
-    run = subprocess.run(
-        [sys.executable, "-W", "error::ResourceWarning", "-c", _UNCLOSED_IN_A_CYCLE, loop_name],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    run = _run_to_exit(_UNCLOSED_IN_A_CYCLE, loop_name, warnings="error::ResourceWarning")
     assert run.returncode == 0, (run.returncode, run.stderr[-2000:])
     assert "tp_clear" not in run.stderr, run.stderr[-2000:]
     # (The object named: the transport compiled, its __del__ function in plain Python.)
