@@ -7,6 +7,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from tests import helpers
 from tests.helpers import fill_socket, recv_to_eof
 from wsasend import winsock
 
@@ -18,14 +19,7 @@ GUARD_MS = int(GUARD * 1000)
 
 def recv_exactly(sock: socket.socket, n: int) -> bytes:
     """Read ``n`` bytes from a socket in this thread (blocking, with the hang guard)."""
-    sock.settimeout(GUARD)
-    out = bytearray()
-    while len(out) < n:
-        chunk = sock.recv(min(1 << 20, n - len(out)))
-        if not chunk:
-            break
-        out += chunk
-    return bytes(out)
+    return helpers.recv_exactly(sock, n, GUARD)
 
 
 def recv_all(sock: socket.socket) -> bytes:
