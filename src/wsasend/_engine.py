@@ -1438,6 +1438,11 @@ class SendEngine:
         except OSError as exc:
             self._sending = False
             raise self._error(sock, exc, 0) from exc  # S5.2: no overlapped was made
+        except BaseException:
+            # A KeyboardInterrupt from the signal check of an interrupted sendmsg: left set,
+            # _sending kept every other thread and loop from the socket for good (S5.11).
+            self._sending = False
+            raise
         if n < total:
             ov = _stream_overlapped(self, buffers.copy(), total, False)  # S2.1 (the queue was empty)
             self._queue.submit(ov)
@@ -1445,8 +1450,10 @@ class SendEngine:
             self._merge_seq = self._queue.submitted
             if n:
                 self._queue.bytes_sent(n)
-            self._add_writer(sock)
+            # The op is queued now, which keeps the socket ours (take_from): cleared before
+            # the registration, so an error there cannot leave it set.
             self._sending = False
+            self._add_writer(sock)
             return ov
         self._sending = False
         # Completed immediately (S5.1): no routine, no event, nothing to wake.

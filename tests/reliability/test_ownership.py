@@ -825,3 +825,45 @@ def test_a_blocking_send_waiting_behind_a_loop_closed_bare_goes_ahead(
         if reader.is_alive():
             reader.join(GUARD)  # (to the end of stream: a is closed)
         b.close()
+
+
+class _InterruptedSocket(socket.socket):
+    """``sendmsg`` raises KeyboardInterrupt once: Ctrl-C landing in the call (a scripted fault:
+    the interpreter runs signal handlers between any two bytecodes, Linux gives no hook)."""
+
+    interrupt = False
+
+    def sendmsg(self, *args: Any) -> int:
+        if self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+        return super().sendmsg(*args)
+
+
+@FACTORIES
+def test_a_send_interrupted_by_ctrl_c_does_not_keep_the_socket(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S5.11: an owning engine's direct send (``post_list``) marks itself sending around the
+    system call. A KeyboardInterrupt out of the call left the mark set, and no thread or loop
+    could take the socket again: a blocking ``wsa_send_sync`` timed out behind an idle engine."""
+    first, b = socket.socketpair()
+    a = _InterruptedSocket(fileno=first.detach())
+    try:
+
+        async def main() -> int:
+            assert await wsa_send(a, [b"owned "]) == 6  # the engine owns the socket now
+            await asyncio.sleep(0)  # and its batch window is closed: the next send is direct
+            a.interrupt = True
+            with pytest.raises(KeyboardInterrupt):
+                wsa_send(a, [b"never sent"])
+            # (Set only now: a socket with a timeout sends through the engine's duplicate.)
+            a.settimeout(GUARD / 6)  # a wsa_send_sync that waits for the socket: WSAETIMEDOUT
+            return await asyncio.get_running_loop().run_in_executor(None, wsa_send_sync, a, [b"then a thread"])
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(main()) == 13
+        assert recv_exactly(b, 19) == b"owned then a thread"
+    finally:
+        a.close()
+        b.close()
