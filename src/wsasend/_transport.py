@@ -582,8 +582,8 @@ class WSATransport(asyncio.Transport):
             if fatal_for_connection(exc):
                 self._fatal_error(exc, "Fatal write error on WSATransport")
             raise
-        if engine._ops and engine.unsent_bytes() > self._high_water:
-            self._over_high_water(engine)
+        if engine._ops and not self._protocol_paused and engine.unsent_bytes() > self._high_water:
+            self._over_high_water(engine)  # (once paused, nothing more to do: see _over_high_water)
         return ov
 
     def write(self, data: bytes | bytearray | memoryview[Any]) -> None:
@@ -663,8 +663,8 @@ class WSATransport(asyncio.Transport):
                 self._fatal_error(exc, "Fatal write error on WSATransport")
                 return
             raise
-        if engine._ops and engine.unsent_bytes() > self._high_water:
-            self._over_high_water(engine)
+        if engine._ops and not self._protocol_paused and engine.unsent_bytes() > self._high_water:
+            self._over_high_water(engine)  # (once paused, nothing more to do: see _over_high_water)
 
     def _post_write(self, data: object, empty: bool) -> None:
         if self._sendfiles:
@@ -702,8 +702,8 @@ class WSATransport(asyncio.Transport):
                 self._fatal_error(exc, "Fatal write error on WSATransport")
                 return
             raise
-        if engine._ops and engine.unsent_bytes() > self._high_water:
-            self._over_high_water(engine)
+        if engine._ops and not self._protocol_paused and engine.unsent_bytes() > self._high_water:
+            self._over_high_water(engine)  # (once paused, nothing more to do: see _over_high_water)
 
     def can_write_eof(self) -> bool:
         """True for stream and SOCK_SEQPACKET sockets; a datagram socket has no EOF to send."""
