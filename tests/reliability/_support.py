@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from wsasend import WSAError, WSAOverlapped
+from wsasend import WSAError, WSAErrorCode, WSAOverlapped, wsa_send
 from wsasend._api import find_engine
 
 from . import peer
@@ -26,6 +26,20 @@ PEER = Path(__file__).with_name("peer.py")
 
 #: True when the full sizes of issue 7 are wanted (``WSASEND_FULL=1``); CI runs smaller ones.
 FULL = os.environ.get("WSASEND_FULL", "") not in ("", "0")
+
+
+async def wsa_send_when_free(sock: socket.socket, buffers: list[bytes]) -> WSAOverlapped:
+    """``wsa_send``, retried while another loop's engine holds the socket (WSAEINPROGRESS,
+    S5.11) after 1 ms, as a Winsock client retrying would: a retry at once spins the loop's
+    thread, holds the GIL, and starves the threads it waits for (the stress-mix hang, stop 31).
+    Any other error is the test's failure."""
+    while True:
+        try:
+            return wsa_send(sock, buffers)
+        except WSAError as exc:
+            assert exc.winerror == WSAErrorCode.WSAEINPROGRESS, exc
+            await asyncio.sleep(0.001)
+
 
 # The sink's pattern, doubled (see peer.pattern_pool): any window up to the period is one slice.
 _PATTERN = memoryview(peer.pattern_pool())

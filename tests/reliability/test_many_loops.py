@@ -27,9 +27,9 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import LOOP_FACTORIES
-from wsasend import WSAError, WSAErrorCode, wsa_send
 
 from ._frames import HEADER, FrameReader, frame
+from ._support import wsa_send_when_free
 
 GUARD = 30.0
 LOOPS = 4
@@ -50,15 +50,7 @@ def _connected_pair() -> tuple[socket.socket, socket.socket]:
 async def _sender(a: socket.socket, sender: int, sizes: list[int], rng: random.Random) -> None:
     last = None
     for seq, size in enumerate(sizes):
-        data = frame(sender, seq, size)
-        while True:
-            try:
-                last = wsa_send(a, [data])
-                break
-            except WSAError as exc:
-                assert exc.winerror == WSAErrorCode.WSAEINPROGRESS, exc  # another loop holds it
-                await asyncio.sleep(0.001)
-        assert last is not None
+        last = await wsa_send_when_free(a, [frame(sender, seq, size)])
         if rng.random() < 0.3:
             assert await last == HEADER.size + size
         elif rng.random() < 0.3:

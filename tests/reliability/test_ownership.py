@@ -25,6 +25,7 @@ from tests.helpers import recv_exactly, recv_to_eof
 from wsasend import MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped, closesocket, winsock, wsa_send, wsa_send_sync
 
 from ._frames import FrameReader, frame
+from ._support import wsa_send_when_free
 
 GUARD = 30.0
 FACTORIES = pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
@@ -66,16 +67,8 @@ def test_a_loop_and_the_provider_never_interleave_frames(factory: Callable[[], a
 
         async def loop_sender() -> None:
             for seq in range(rounds):
-                data = frame(1, seq, sizes[1, seq])
-                while True:
-                    try:
-                        ov = wsa_send(a, [data])
-                    except WSAError as exc:
-                        assert exc.winerror == WSAErrorCode.WSAEINPROGRESS
-                        await asyncio.sleep(0.001)  # (a spin starves the other threads: see test_stress_mix)
-                        continue
-                    sent[1] += await ov
-                    break
+                ov = await wsa_send_when_free(a, [frame(1, seq, sizes[1, seq])])
+                sent[1] += await ov
 
         def facade_sender() -> None:
             try:
