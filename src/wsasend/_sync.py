@@ -176,10 +176,17 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
         abandon(dead, None, False)  # (in the caller's sync send: see abandon)
 
 
-def _release(slot: SocketSlot) -> None:
-    """SYNC -> FREE: wake the threads and engines waiting for the socket (S5.11)."""
+def _release_if_ours(sock: socket.socket) -> None:
+    """SYNC -> FREE if this thread's send holds the socket: wake the threads and engines
+    waiting for it (S5.11). Called with the socket's send lock held, so no other thread's
+    blocking send can hold it meanwhile (S3.4)."""
+    from ._api import slot_for
+
+    slot = slot_for(sock)
     dead: list[SendEngine] = []
     with OWNERSHIP.lock:
+        if slot.sync_owner != threading.get_ident():
+            return
         slot.sync_owner = 0
         notify_locked(slot, dead)
     abandon(dead, None, False)
@@ -248,22 +255,26 @@ def send_sync(sock: socket.socket, buffers: object, flags: object, dest: Destina
                 )
             if lock.acquire(timeout=_LOCK_POLL):
                 break
-    blocking_send = timeout != 0.0
-    if blocking_send:
-        _BLOCKING_SENDS.add(sock)
+    # The lock is released by the `finally` below, entered at once: a KeyboardInterrupt in
+    # the marking of the blocking send (WeakSet.add is Python code) left the lock held, and
+    # every later send on the socket met WSAEINPROGRESS or waited for ever.
+    # Likewise the socket: released below if this thread holds it, whether or not `_claim`
+    # got to return (an interrupt in its last steps left the socket claimed for good).
+    blocking_send = False
     try:
-        slot = _claim(sock, deadline)
-        try:
-            if is_message_socket(sock):
-                return _send_message(sock, bufs, nbytes, osflags, more, timeout, deadline, dest)
-            if dest is not None and dest[1]:
-                raise WSAError(WSAErrorCode.WSAEINVAL, detail="control data on a stream socket")
-            if not nbytes:
-                check_connected(sock)  # S2.4: a zero-byte send checks the socket's state too
-            return _send_stream(sock, bufs, nbytes, osflags, timeout, deadline)
-        finally:
-            _release(slot)
+        if timeout != 0.0:
+            blocking_send = True
+            _BLOCKING_SENDS.add(sock)
+        _claim(sock, deadline)
+        if is_message_socket(sock):
+            return _send_message(sock, bufs, nbytes, osflags, more, timeout, deadline, dest)
+        if dest is not None and dest[1]:
+            raise WSAError(WSAErrorCode.WSAEINVAL, detail="control data on a stream socket")
+        if not nbytes:
+            check_connected(sock)  # S2.4: a zero-byte send checks the socket's state too
+        return _send_stream(sock, bufs, nbytes, osflags, timeout, deadline)
     finally:
+        _release_if_ours(sock)
         if blocking_send:
             _BLOCKING_SENDS.discard(sock)
         lock.release()

@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 import warnings
+import weakref
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -22,7 +23,18 @@ import pytest
 
 from tests.conftest import LOOP_FACTORIES
 from tests.helpers import recv_exactly, recv_to_eof
-from wsasend import MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped, closesocket, winsock, wsa_send, wsa_send_sync
+from wsasend import (
+    MSG_PARTIAL,
+    WSAError,
+    WSAErrorCode,
+    WSAOverlapped,
+    _engine,
+    _sync,
+    closesocket,
+    winsock,
+    wsa_send,
+    wsa_send_sync,
+)
 
 from ._frames import FrameReader, frame
 from ._support import wsa_send_when_free
@@ -860,3 +872,71 @@ def test_a_send_interrupted_by_ctrl_c_does_not_keep_the_socket(
     finally:
         a.close()
         b.close()
+
+
+class _InterruptingSet(weakref.WeakSet[socket.socket]):
+    """``add`` raises KeyboardInterrupt once: Ctrl-C landing while a blocking send marks
+    itself (``WeakSet.add`` is Python code; a scripted fault, as ``_InterruptedSocket``)."""
+
+    interrupt = True
+
+    def add(self, item: socket.socket) -> None:
+        if self.interrupt:
+            self.interrupt = False
+            raise KeyboardInterrupt
+        super().add(item)
+
+
+def _in_thread(fn: Callable[[], int]) -> int:
+    """``fn()`` in a daemon thread, failing (not hanging) if it does not return."""
+    box: list[Any] = []
+    thread = threading.Thread(target=lambda: box.append(fn()), daemon=True)
+    thread.start()
+    thread.join(GUARD / 3)
+    assert not thread.is_alive(), "the send waited for ever"
+    return int(box[0])
+
+
+def test_a_blocking_send_interrupted_while_it_marks_itself_keeps_no_lock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """S3.4: one blocking send at a time per socket, under a lock. A KeyboardInterrupt after
+    the lock was taken and before the send's ``try`` (while it marked itself blocking) left
+    the lock held: every later send on the socket waited for it for ever."""
+    monkeypatch.setattr(_sync, "_BLOCKING_SENDS", _InterruptingSet())
+    a, b = socket.socketpair()
+    with a, b:
+        with pytest.raises(KeyboardInterrupt):
+            wsa_send_sync(a, [b"never sent"])
+        assert _in_thread(lambda: wsa_send_sync(a, [b"then this"])) == 9
+        a.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(b) == b"then this"
+
+
+@FACTORIES
+def test_a_blocking_send_interrupted_as_it_claims_the_socket_lets_it_go(
+    factory: Callable[[], asyncio.AbstractEventLoop], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S5.11: a KeyboardInterrupt in ``_claim``'s last step, after the socket was marked this
+    thread's, went out of ``wsa_send_sync`` without the release: no loop could take the socket
+    again (a loop's send waited for ever, behind a thread that was gone)."""
+    real_abandon = _engine.abandon  # (what _sync calls by that name)
+    calls: list[int] = []
+
+    def interrupted_abandon(*args: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real_abandon(*args)
+
+    monkeypatch.setattr(_sync, "abandon", interrupted_abandon)
+    a, b = socket.socketpair()
+    with a, b:
+        with pytest.raises(KeyboardInterrupt):
+            wsa_send_sync(a, [b"never sent"])
+
+        async def main() -> int:
+            return await asyncio.wait_for(wsa_send(a, [b"then a loop"]), GUARD / 3)  # (a hang guard)
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(main()) == 11
+        a.shutdown(socket.SHUT_WR)
+        assert recv_to_eof(b) == b"then a loop"
