@@ -526,3 +526,65 @@ def test_last_wsacleanup_lets_no_waiting_blocking_send_in_after_the_cut(provider
         a.close()
         b.close()
     assert received[filled:] == head[: ov.transferred]
+
+
+def test_last_wsacleanup_cuts_the_sends_of_a_provider_loop_too_busy_to_abort_them(
+    provider: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """S8.1 and S6.1: the last WSACleanup hands its abort pass to the provider's loop and waits
+    for it a bounded time. When the loop was busy past that wait, the loop stopped with the
+    pass never run: the cut send was left pending on a closed loop, and a blocking WSASend
+    waiting for the socket took it over and went out after the cut bytes. The loop's thread
+    now runs the pass itself once its loop has stopped."""
+    from wsasend._api import slot_for
+    from wsasend.winsock import _startup
+
+    a, b, filled = stuffed_pair()
+    head = bytes(range(256)) * (1 << 18)  # 64 MiB
+    outcome: dict[str, int] = {}
+    loop = _startup.provider_loop()
+    assert loop is not None
+    busy, unblock = threading.Event(), threading.Event()
+    try:
+        ov = WSAOVERLAPPED()
+        assert WSASend(a, [head], 1, None, 0, ov, None) == SOCKET_ERROR
+        assert WSAGetLastError() == WSA_IO_PENDING
+        reader = Reader(b, limit=filled + (1 << 20))  # the head starts, and cannot finish
+        deadline = time.monotonic() + GUARD
+        while len(reader.data) <= filled:
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+
+        def blocking_send() -> None:
+            sent = DWORD()
+            outcome["rc"] = WSASend(a, [b"<the waiting send>"], 1, sent, 0, None, None)
+            outcome["error"], outcome["sent"] = WSAGetLastError(), sent.value
+
+        thread = threading.Thread(target=blocking_send, daemon=True)
+        thread.start()
+        slot = slot_for(a)
+        while slot.sync_waiting == 0:  # until it waits for the overlapped send
+            assert time.monotonic() < deadline
+            time.sleep(0.001)
+
+        def be_busy() -> None:  # the provider's loop, busy until the cleanup has returned
+            busy.set()
+            unblock.wait(GUARD)
+
+        loop.call_soon_threadsafe(be_busy)
+        assert busy.wait(GUARD)
+        monkeypatch.setattr(_startup, "_HANDOFF_TIMEOUT", 0.05)
+        assert WSACleanup() == 0  # its wait for the abort pass ran out
+        unblock.set()
+        thread.join(GUARD)
+        assert not thread.is_alive()
+        state = f"head: error {ov.error}, {ov.transferred} of {len(head)} bytes sent"
+        assert outcome == {"rc": SOCKET_ERROR, "error": WSAErrorCode.WSAEINTR, "sent": 0}, state
+        assert ov.error == WSA_OPERATION_ABORTED and 0 < ov.transferred < len(head), state
+        a.close()
+        received = reader.join() + Reader(b).join()
+    finally:
+        unblock.set()
+        a.close()
+        b.close()
+    assert received[filled:] == head[: ov.transferred]

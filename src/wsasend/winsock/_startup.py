@@ -281,6 +281,10 @@ class _Provider:
         # Calls handed to the loop and not answered yet: failed if the loop stops first.
         self._calls: set[concurrent.futures.Future[Any]] = set()
         self._closing = False
+        # Set by the loop's thread once stop()'s abort pass went through every socket.
+        self._aborted = False
+        # The abort passes that have started and not finished (their tasks).
+        self._passes: set[asyncio.Task[None]] = set()
         self._ready = threading.Event()
         self.thread = threading.Thread(target=self._run, name="wsasend-provider", daemon=True)
 
@@ -295,6 +299,19 @@ class _Provider:
         try:
             loop.run_forever()
         finally:
+            if self._closing and not self._aborted:
+                # stop() asked for the abort pass and it did not run (the loop was busy past
+                # stop()'s wait, or the pass failed part way): run it now, in this thread, while
+                # the loop can still run the routine wrappers. Without it the loop closed with
+                # the sends pending, and a blocking send waiting for the socket took it over
+                # the closed loop and went out after the cut bytes (S6.1, S8.1).
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(self._shutdown())
+            if self._passes:
+                # A pass the loop stopped in the middle of (it had aborted, and waited for the
+                # routine wrappers): it ends now, or its task is destroyed pending.
+                with contextlib.suppress(Exception):
+                    loop.run_until_complete(asyncio.wait(set(self._passes)))
             with self._lock:
                 self._closing = True
                 calls = list(self._calls)
@@ -340,27 +357,48 @@ class _Provider:
             with self._lock:
                 self._calls.discard(fut)
 
-    def stop(self) -> None:
-        """Abort the pending sends of the provider's sockets, then stop and join its thread."""
-        with self._lock:
-            self._closing = True
+    async def _shutdown(self) -> None:
+        """In the loop's thread: abort the pending sends of every socket on this loop (S8.1)."""
+        loop = self.loop
+        task = asyncio.current_task()
+        if task is not None:
+            self._passes.add(task)
+        try:
+            await self._abort_pass(loop)
+        finally:
+            if task is not None:
+                self._passes.discard(task)
 
-        async def shutdown() -> None:
-            for sock in _known_sockets():
-                engine = find_engine(sock)
-                if engine is not None and engine.loop is self.loop:
+    async def _abort_pass(self, loop: asyncio.AbstractEventLoop) -> None:
+        for sock in _known_sockets():
+            engine = find_engine(sock)
+            if engine is not None and engine.loop is loop:
+                try:
                     if not engine.is_idle():
                         # A send is cut: nothing may follow it (see WSACleanup below).
                         engine.close_to_claims()
                     engine.abort(WSAErrorCode.WSA_OPERATION_ABORTED)
                     engine.wake_after_close()
-            # abort() schedules the routine wrappers with call_soon; let them run (they only
-            # queue APCs) before the loop stops, or the routines of the aborted sends are lost.
-            await asyncio.sleep(0)
-            await asyncio.sleep(0)
+                except Exception as exc:  # one socket's failure does not spare the others
+                    loop.call_exception_handler(
+                        {"message": "wsasend: WSACleanup could not abort a socket's sends", "exception": exc}
+                    )
+        self._aborted = True
+        # abort() schedules the routine wrappers with call_soon; let them run (they only
+        # queue APCs) before the loop stops, or the routines of the aborted sends are lost.
+        await asyncio.sleep(0)
+        await asyncio.sleep(0)
 
+    def stop(self) -> None:
+        """Abort the pending sends of the provider's sockets, then stop and join its thread.
+
+        The abort pass runs on the loop; if the loop does not get to it within
+        ``_HANDOFF_TIMEOUT``, the loop's thread runs it once its loop has stopped (``_run``).
+        """
+        with self._lock:
+            self._closing = True
         with contextlib.suppress(RuntimeError, concurrent.futures.TimeoutError):
-            asyncio.run_coroutine_threadsafe(shutdown(), self.loop).result(_HANDOFF_TIMEOUT)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self.loop).result(_HANDOFF_TIMEOUT)
         with contextlib.suppress(RuntimeError):
             self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(_HANDOFF_TIMEOUT)
