@@ -178,6 +178,11 @@ _SEND_FLAGS_OBJECT: Final[Any] = LINUX_SEND_FLAGS
 ZERO: Final = 0
 # Smallest byte cap of an adaptive batch (see _flush). Arbitrary: a 64 KiB socket buffer's worth.
 _MIN_BATCH_CAP: Final = 64 * 1024
+# Most system calls one flush of a stream makes before it lets the loop run (see _flush): a
+# reader as fast as the sender never lets sendmsg meet EAGAIN, and the flush sent a whole queue
+# (64 MiB, 1 GiB...) in one callback while every other connection of the loop waited. libuv's
+# stream write stops after 32 writes for the same reason ("prevent loop starvation").
+_CALLS_PER_FLUSH: Final = 32
 # Makes a WSAOverlapped without running __init__ (post_list sets every field itself). Not
 # object.__new__, which a compiled (mypyc) class refuses (SPEC S10).
 _new_overlapped: Final = WSAOverlapped.__new__
@@ -1596,12 +1601,17 @@ class SendEngine:
         if blocking:
             os.set_blocking(out_fd, False)
         try:
+            calls = 0
             while True:
                 consumed = queue.head_consumed
                 left = ov._nbytes - consumed
                 if left <= 0:
                     ov._release_file()
                     return queue.head_file_sent(0)
+                if calls == _CALLS_PER_FLUSH:  # the loop's turn, as in _flush
+                    self._add_writer(sock)
+                    return None
+                calls += 1
                 try:
                     n = os.sendfile(out_fd, ov._file_fd, ov._offset + consumed, min(left, _SENDFILE_MAX))
                 except (BlockingIOError, InterruptedError):
@@ -1740,12 +1750,19 @@ class SendEngine:
         tx = self._tx(sock)
         sendmsg = tx.sendmsg
         iov_sendmsg = _IOV_SENDMSG if type(tx) is _PLAIN_SOCKET else None  # (see _IOV_SENDMSG)
+        calls = 0
         while queue:
             if _IOV_MARKED_CLOSED(sock) if _IOV_MARKED_CLOSED is not None else getattr(sock, "_closed", False):
                 # Closed between two batches (another thread, or a completion routine): not
                 # one more byte goes out through any object (S5.11), the rest aborts (S6.1).
                 self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
                 return
+            if calls == _CALLS_PER_FLUSH:
+                # The loop's turn (see _CALLS_PER_FLUSH): the writer calls again at once if the
+                # socket is still writable. Order and counts are the queue's, unchanged.
+                self._add_writer(sock)
+                return
+            calls += 1
             iov, flags = queue.next_batch(self._batch_cap)
             want = queue.last_batch_bytes
             if flags & LINUX_OOB:
