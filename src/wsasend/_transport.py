@@ -187,7 +187,8 @@ class _ReadState(enum.Enum):
     ACTIVE = enum.auto()  # reading, or will read once connection_made has run
     PAUSED = enum.auto()  # pause_reading()
     EOF = enum.auto()  # the peer's EOF was delivered; nothing more to read
-    FAILED = enum.auto()  # a read error is taken and reported one callback later (_check_reset)
+    FAILED = enum.auto()  # a read error is taken; what the kernel held is delivered, then the error
+    DRAIN_PAUSED = enum.auto()  # pause_reading() during FAILED's delivery (_drain_before_reset)
 
 
 # -- the protocol ---------------------------------------------------------------------------------
@@ -291,6 +292,10 @@ class WSATransport(asyncio.Transport):
     _max_read = MAX_READ
     # True once close() handed the drain to the engine (which then refuses every new send).
     _close_draining = False
+    # The error _check_reset took (an errno), reported once the data before it is delivered;
+    # and whether a _drain_before_reset call waits in the loop. Class defaults too (see above).
+    _reset_err = 0
+    _drain_scheduled = False
     # The protocol's data_received, as set_protocol found it (set there, in __init__ too).
     _data_received: Callable[[bytes], object]
     # get_extra_info's mapping, as our own attribute rather than asyncio.BaseTransport's
@@ -939,18 +944,33 @@ class WSATransport(asyncio.Transport):
 
     def is_reading(self) -> bool:
         """True while the transport delivers received data (not paused, closing or at EOF)."""
-        return self._state in _READABLE and self._read_state is _ReadState.ACTIVE
+        read_state = self._read_state
+        return self._state in _READABLE and (read_state is _ReadState.ACTIVE or read_state is _ReadState.FAILED)
 
     def pause_reading(self) -> None:
-        """Stop delivering received data until :meth:`resume_reading`. No-op when not reading."""
+        """Stop delivering received data until :meth:`resume_reading`. No-op when not reading.
+
+        Also while the data that came before a reset is being delivered (uvloop, see
+        :meth:`_drain_before_reset`): the rest, and the reset, wait for :meth:`resume_reading`,
+        as they do on asyncio, whose paused transport reads nothing.
+        """
         if not self.is_reading():
+            return
+        if self._read_state is _ReadState.FAILED:
+            self._read_state = _ReadState.DRAIN_PAUSED
             return
         self._read_state = _ReadState.PAUSED
         self._update_reader()
 
     def resume_reading(self) -> None:
         """Deliver received data again after :meth:`pause_reading`. No-op when not paused."""
-        if self._state not in _READABLE or self._read_state is not _ReadState.PAUSED:
+        if self._state not in _READABLE:
+            return
+        if self._read_state is _ReadState.DRAIN_PAUSED:
+            self._read_state = _ReadState.FAILED
+            self._schedule_drain()
+            return
+        if self._read_state is not _ReadState.PAUSED:
             return
         self._read_state = _ReadState.ACTIVE
         self._update_reader()
@@ -1122,21 +1142,30 @@ class WSATransport(asyncio.Transport):
             # uvloop's reader is gone (it may still hold this iteration's event for the socket):
             # no registration from now on; the drain reads by itself, then reports.
             self._read_state = _ReadState.FAILED
+            self._reset_err = err
             self._update_reader()
-            self._loop.call_soon(self._drain_before_reset, err)
+            self._schedule_drain()
 
-    def _drain_before_reset(self, err: int) -> None:
+    def _schedule_drain(self) -> None:
+        if not self._drain_scheduled:
+            self._drain_scheduled = True
+            self._loop.call_soon(self._drain_before_reset)
+
+    def _drain_before_reset(self) -> None:
         """Read what arrived before a reset _check_reset took, then report the reset (S6.3).
 
         One read per call: data for the protocol, then this again one callback later, so the
         tasks it wakes run in between; EAGAIN or the end of stream (the error is taken, so the
         kernel says EOF after the data) ends it with the reset's error, as the next ``recv``
-        would have raised it. (A pause of reading is not honoured here: what is left is what the
-        kernel held, and the connection is over.)
+        would have raised it. A ``pause_reading()`` stops it until ``resume_reading()`` (it
+        was not honoured: a paused protocol kept getting data, up to all the kernel held).
         """
+        self._drain_scheduled = False
         sock = self._sock
         if sock is None or self._state not in _READABLE:
             return  # closed or lost meanwhile: that was reported
+        if self._read_state is not _ReadState.FAILED:
+            return  # paused: resume_reading() calls again
         engine = self._engine
         assert engine is not None
         nbytes = 0
@@ -1167,8 +1196,9 @@ class WSATransport(asyncio.Transport):
         finally:
             engine.release()  # (the hold's window: flushed now, as _read_ready does inline)
         if nbytes:
-            self._loop.call_soon(self._drain_before_reset, err)
+            self._schedule_drain()
             return
+        err = self._reset_err
         self._read_error(OSError(err, os.strerror(err)))
 
     def _read_data(self) -> None:

@@ -649,3 +649,70 @@ async def test_data_that_arrived_before_a_reset_is_all_delivered_first(protocol_
         exc = await lost
     assert isinstance(exc, WSAError) and exc.winerror == WSAErrorCode.WSAECONNRESET
     assert bytes(received) == payload
+
+
+@pytest.mark.parametrize("protocol_kind", ["plain", "buffered"])
+async def test_a_pause_during_the_data_before_a_reset_holds_the_rest_and_the_reset(protocol_kind: str) -> None:
+    """S7.2: as above, and the protocol pauses reading on the second data it gets (on uvloop,
+    the first read of what the kernel held when the reset was taken). Nothing more comes, not
+    even the reset, until it resumes; then the rest and the reset, as asyncio's paused
+    transport (which reads nothing) gives them. The uvloop flavour's delivery of what came
+    before the reset ignored the pause: the rest and the reset came while paused (stop 32)."""
+    ours, theirs = tcp_pair()
+    payload = pattern(100_000)
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future[BaseException | None] = loop.create_future()
+    received = bytearray()
+    holder: list[asyncio.Transport] = []
+
+    chunks: list[int] = []
+
+    def got(data: bytes | bytearray) -> None:
+        chunks.append(len(data))
+        if len(chunks) == 2:
+            holder[0].pause_reading()
+        received.extend(data)
+
+    class Plain(asyncio.Protocol):
+        def data_received(self, data: bytes) -> None:
+            got(data)
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.set_result(exc)
+
+    class Buffered(asyncio.BufferedProtocol):
+        def __init__(self) -> None:
+            self.buf = bytearray(16384)
+
+        def get_buffer(self, sizehint: int) -> bytearray:
+            return self.buf
+
+        def buffer_updated(self, nbytes: int) -> None:
+            got(self.buf[:nbytes])
+
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.set_result(exc)
+
+    transport, _ = await wrap(ours, Plain if protocol_kind == "plain" else Buffered)
+    holder.append(transport)
+    transport.pause_reading()
+    transport.write(b"a greeting the peer never reads\n")
+    await until(lambda: transport.get_write_buffer_size() == 0)
+
+    def peer() -> None:
+        theirs.sendall(payload)
+        theirs.close()  # our greeting unread: a reset
+
+    await loop.run_in_executor(None, peer)
+    transport.resume_reading()
+    await until(lambda: len(chunks) >= 2 or lost.done())
+    first = len(received)
+    assert len(chunks) == 2 and not transport.is_reading(), (chunks, lost)
+    for _ in range(50):  # loop iterations, each of which delivered one more read before
+        await asyncio.sleep(0)
+    assert len(received) == first and not lost.done(), "data or the reset came while paused"
+    transport.resume_reading()
+    async with asyncio.timeout(GUARD):
+        exc = await lost
+    assert isinstance(exc, WSAError) and exc.winerror == WSAErrorCode.WSAECONNRESET
+    assert bytes(received) == payload
