@@ -13,6 +13,7 @@ import logging
 import socket
 import struct
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -601,77 +602,11 @@ async def test_WSATransport_unclosed_warns() -> None:
         assert await asyncio.wait_for(asyncio.get_running_loop().sock_recv(peer, 10), GUARD) == b""
 
 
-@pytest.mark.parametrize("protocol_kind", ["plain", "buffered"])
-async def test_data_that_arrived_before_a_reset_is_all_delivered_first(protocol_kind: str) -> None:
-    """S6.3, S7.2: the peer sends 100,000 bytes and closes without reading our greeting (Linux
-    resets the connection), while reading is paused. On resume every byte the kernel holds is
-    delivered, then ``connection_lost(WSAECONNRESET)``, as asyncio's and uvloop's transports
-    do. The uvloop flavour delivered one read (64 KiB, or one ``get_buffer``) and lost the rest
-    (adversarial pass, every run)."""
-    ours, theirs = tcp_pair()
-    payload = pattern(100_000)
-    loop = asyncio.get_running_loop()
-    lost: asyncio.Future[BaseException | None] = loop.create_future()
-    received = bytearray()
-
-    class Plain(asyncio.Protocol):
-        def data_received(self, data: bytes) -> None:
-            received.extend(data)
-
-        def connection_lost(self, exc: BaseException | None) -> None:
-            lost.set_result(exc)
-
-    class Buffered(asyncio.BufferedProtocol):
-        def __init__(self) -> None:
-            self.buf = bytearray(16384)
-
-        def get_buffer(self, sizehint: int) -> bytearray:
-            return self.buf
-
-        def buffer_updated(self, nbytes: int) -> None:
-            received.extend(self.buf[:nbytes])
-
-        def connection_lost(self, exc: BaseException | None) -> None:
-            lost.set_result(exc)
-
-    transport, _ = await wrap(ours, Plain if protocol_kind == "plain" else Buffered)
-    transport.pause_reading()
-    transport.write(b"a greeting the peer never reads\n")
-    await until(lambda: transport.get_write_buffer_size() == 0)
-
-    def peer() -> None:
-        theirs.sendall(payload)
-        theirs.close()  # our greeting unread: a reset
-
-    await loop.run_in_executor(None, peer)
-    transport.resume_reading()
-    async with asyncio.timeout(GUARD):
-        exc = await lost
-    assert isinstance(exc, WSAError) and exc.winerror == WSAErrorCode.WSAECONNRESET
-    assert bytes(received) == payload
-
-
-@pytest.mark.parametrize("protocol_kind", ["plain", "buffered"])
-async def test_a_pause_during_the_data_before_a_reset_holds_the_rest_and_the_reset(protocol_kind: str) -> None:
-    """S7.2: as above, and the protocol pauses reading on the second data it gets (on uvloop,
-    the first read of what the kernel held when the reset was taken). Nothing more comes, not
-    even the reset, until it resumes; then the rest and the reset, as asyncio's paused
-    transport (which reads nothing) gives them. The uvloop flavour's delivery of what came
-    before the reset ignored the pause: the rest and the reset came while paused (stop 32)."""
-    ours, theirs = tcp_pair()
-    payload = pattern(100_000)
-    loop = asyncio.get_running_loop()
-    lost: asyncio.Future[BaseException | None] = loop.create_future()
-    received = bytearray()
-    holder: list[asyncio.Transport] = []
-
-    chunks: list[int] = []
-
-    def got(data: bytes | bytearray) -> None:
-        chunks.append(len(data))
-        if len(chunks) == 2:
-            holder[0].pause_reading()
-        received.extend(data)
+def _reset_protocol(
+    kind: str, got: Callable[[bytes | bytearray], object], lost: asyncio.Future[BaseException | None]
+) -> Callable[[], asyncio.BaseProtocol]:
+    """A plain or a buffered (16 KiB buffer) protocol class giving its data to ``got`` and its
+    ``connection_lost`` argument to ``lost``."""
 
     class Plain(asyncio.Protocol):
         def data_received(self, data: bytes) -> None:
@@ -693,8 +628,12 @@ async def test_a_pause_during_the_data_before_a_reset_holds_the_rest_and_the_res
         def connection_lost(self, exc: BaseException | None) -> None:
             lost.set_result(exc)
 
-    transport, _ = await wrap(ours, Plain if protocol_kind == "plain" else Buffered)
-    holder.append(transport)
+    return Plain if kind == "plain" else Buffered
+
+
+async def _data_then_reset(transport: asyncio.Transport, theirs: socket.socket, payload: bytes) -> None:
+    """With reading paused: the peer sends ``payload`` and closes without reading our
+    greeting (Linux resets the connection); then reading resumes."""
     transport.pause_reading()
     transport.write(b"a greeting the peer never reads\n")
     await until(lambda: transport.get_write_buffer_size() == 0)
@@ -703,8 +642,54 @@ async def test_a_pause_during_the_data_before_a_reset_holds_the_rest_and_the_res
         theirs.sendall(payload)
         theirs.close()  # our greeting unread: a reset
 
-    await loop.run_in_executor(None, peer)
+    await asyncio.get_running_loop().run_in_executor(None, peer)
     transport.resume_reading()
+
+
+@pytest.mark.parametrize("protocol_kind", ["plain", "buffered"])
+async def test_data_that_arrived_before_a_reset_is_all_delivered_first(protocol_kind: str) -> None:
+    """S6.3, S7.2: the peer sends 100,000 bytes and closes without reading our greeting (Linux
+    resets the connection), while reading is paused. On resume every byte the kernel holds is
+    delivered, then ``connection_lost(WSAECONNRESET)``, as asyncio's and uvloop's transports
+    do. The uvloop flavour delivered one read (64 KiB, or one ``get_buffer``) and lost the rest
+    (adversarial pass, every run)."""
+    ours, theirs = tcp_pair()
+    payload = pattern(100_000)
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future[BaseException | None] = loop.create_future()
+    received = bytearray()
+    transport, _ = await wrap(ours, _reset_protocol(protocol_kind, received.extend, lost))
+    await _data_then_reset(transport, theirs, payload)
+    async with asyncio.timeout(GUARD):
+        exc = await lost
+    assert isinstance(exc, WSAError) and exc.winerror == WSAErrorCode.WSAECONNRESET
+    assert bytes(received) == payload
+
+
+@pytest.mark.parametrize("protocol_kind", ["plain", "buffered"])
+async def test_a_pause_during_the_data_before_a_reset_holds_the_rest_and_the_reset(protocol_kind: str) -> None:
+    """S7.2: as above, and the protocol pauses reading on the second data it gets (on uvloop,
+    the first read of what the kernel held when the reset was taken). Nothing more comes, not
+    even the reset, until it resumes; then the rest and the reset, as asyncio's paused
+    transport (which reads nothing) gives them. The uvloop flavour's delivery of what came
+    before the reset ignored the pause: the rest and the reset came while paused (stop 32)."""
+    ours, theirs = tcp_pair()
+    payload = pattern(100_000)
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future[BaseException | None] = loop.create_future()
+    received = bytearray()
+    holder: list[asyncio.Transport] = []
+    chunks: list[int] = []
+
+    def got(data: bytes | bytearray) -> None:
+        chunks.append(len(data))
+        if len(chunks) == 2:
+            holder[0].pause_reading()
+        received.extend(data)
+
+    transport, _ = await wrap(ours, _reset_protocol(protocol_kind, got, lost))
+    holder.append(transport)
+    await _data_then_reset(transport, theirs, payload)
     await until(lambda: len(chunks) >= 2 or lost.done())
     first = len(received)
     assert len(chunks) == 2 and not transport.is_reading(), (chunks, lost)

@@ -467,13 +467,30 @@ def test_engine_registry_survives_a_finalizer_under_its_lock() -> None:
         loop.close()
 
 
+def _blocking_send_waiting_behind(a: socket.socket, outcome: dict[str, int], deadline: float) -> threading.Thread:
+    """A thread's blocking nonoverlapped WSASend on ``a``, started and waiting for the socket
+    (behind the overlapped send pending there); its result goes to ``outcome``."""
+    from wsasend._api import slot_for
+
+    def blocking_send() -> None:
+        sent = DWORD()
+        outcome["rc"] = WSASend(a, [b"<the waiting send>"], 1, sent, 0, None, None)
+        outcome["error"], outcome["sent"] = WSAGetLastError(), sent.value
+
+    thread = threading.Thread(target=blocking_send, daemon=True)
+    thread.start()
+    slot = slot_for(a)
+    while slot.sync_waiting == 0:  # until it waits for the overlapped send
+        assert time.monotonic() < deadline
+        time.sleep(0.001)
+    return thread
+
+
 def test_last_wsacleanup_lets_no_waiting_blocking_send_in_after_the_cut(provider: str) -> None:
     """S8.1, S6.1 and S4.2: the last WSACleanup cuts an overlapped send on a plain socket; a
     blocking nonoverlapped WSASend that was waiting behind it fails with WSAEINTR and sends
     nothing, and the socket takes no more sends. Before, the abort let the socket go and the
     waiting send went out right after the cut bytes (adversarial pass: 10 of 10 rounds)."""
-    from wsasend._api import slot_for
-
     a, b, filled = stuffed_pair()
     head = bytes(range(256)) * (1 << 18)  # 64 MiB: still going out when the cleanup comes
     outcome: dict[str, int] = {}
@@ -481,19 +498,8 @@ def test_last_wsacleanup_lets_no_waiting_blocking_send_in_after_the_cut(provider
         ov = WSAOVERLAPPED()
         assert WSASend(a, [head], 1, None, 0, ov, None) == SOCKET_ERROR
         assert WSAGetLastError() == WSA_IO_PENDING
-
-        def blocking_send() -> None:
-            sent = DWORD()
-            outcome["rc"] = WSASend(a, [b"<the waiting send>"], 1, sent, 0, None, None)
-            outcome["error"], outcome["sent"] = WSAGetLastError(), sent.value
-
-        thread = threading.Thread(target=blocking_send, daemon=True)
-        thread.start()
-        slot = slot_for(a)
         deadline = time.monotonic() + GUARD
-        while slot.sync_waiting == 0:  # until it waits for the overlapped send
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+        thread = _blocking_send_waiting_behind(a, outcome, deadline)
         # The reader stops after 1 MiB of the head, so the head cannot finish before the
         # cleanup comes: the cleanup must cut it. With a reader draining to the end the engine's
         # flush (which sends until EAGAIN) could send all 64 MiB first under load, after which
@@ -536,7 +542,6 @@ def test_last_wsacleanup_cuts_the_sends_of_a_provider_loop_too_busy_to_abort_the
     pass never run: the cut send was left pending on a closed loop, and a blocking WSASend
     waiting for the socket took it over and went out after the cut bytes. The loop's thread
     now runs the pass itself once its loop has stopped."""
-    from wsasend._api import slot_for
     from wsasend.winsock import _startup
 
     a, b, filled = stuffed_pair()
@@ -554,18 +559,7 @@ def test_last_wsacleanup_cuts_the_sends_of_a_provider_loop_too_busy_to_abort_the
         while len(reader.data) <= filled:
             assert time.monotonic() < deadline
             time.sleep(0.001)
-
-        def blocking_send() -> None:
-            sent = DWORD()
-            outcome["rc"] = WSASend(a, [b"<the waiting send>"], 1, sent, 0, None, None)
-            outcome["error"], outcome["sent"] = WSAGetLastError(), sent.value
-
-        thread = threading.Thread(target=blocking_send, daemon=True)
-        thread.start()
-        slot = slot_for(a)
-        while slot.sync_waiting == 0:  # until it waits for the overlapped send
-            assert time.monotonic() < deadline
-            time.sleep(0.001)
+        thread = _blocking_send_waiting_behind(a, outcome, deadline)
 
         def be_busy() -> None:  # the provider's loop, busy until the cleanup has returned
             busy.set()
