@@ -35,18 +35,13 @@ _MIB = 1 << 20
 def roomy_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
     """An AF_UNIX stream pair whose first end's kernel buffer takes 256 MiB unread."""
     a, b = socket.socketpair()
-    try:
-        a.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, 256 * _MIB)
-    except PermissionError:
-        a.close()
-        b.close()
-        pytest.skip("SO_SNDBUFFORCE needs CAP_NET_ADMIN (root)")
-    a.setblocking(False)
-    try:
+    with a, b:
+        try:
+            a.setsockopt(socket.SOL_SOCKET, _SO_SNDBUFFORCE, 256 * _MIB)
+        except PermissionError:
+            pytest.skip("SO_SNDBUFFORCE needs CAP_NET_ADMIN (root)")
+        a.setblocking(False)
         yield a, b
-    finally:
-        a.close()
-        b.close()
 
 
 async def test_a_queue_the_kernel_takes_whole_is_sent_over_several_loop_iterations(

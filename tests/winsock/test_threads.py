@@ -501,9 +501,10 @@ def test_last_wsacleanup_lets_no_waiting_blocking_send_in_after_the_cut(provider
         deadline = time.monotonic() + GUARD
         thread = _blocking_send_waiting_behind(a, outcome, deadline)
         # The reader stops after 1 MiB of the head, so the head cannot finish before the
-        # cleanup comes: the cleanup must cut it. With a reader draining to the end the engine's
-        # flush (which sends until EAGAIN) could send all 64 MiB first under load, after which
-        # the waiting send going out is right and the test's premise was gone (CI, stop 31).
+        # cleanup comes: the cleanup must cut it. With a reader draining to the end the engine
+        # could send all 64 MiB first under load (a flush goes on until EAGAIN, or 32 calls of
+        # up to 1 MiB), after which the waiting send going out is right and the test's premise
+        # was gone (CI, stop 31).
         reader = Reader(b, limit=filled + (1 << 20))
         while len(reader.data) <= filled:  # the head send has started
             assert time.monotonic() < deadline
