@@ -256,6 +256,11 @@ _IOV_SENDMSG: Final[Callable[[socket.socket, list[Any], int], int] | None] = (
 _IOV_SENDMSG_REST: Final[Callable[[socket.socket, list[Any], int], int] | None] = (
     None if _iovsend_module is None else _iovsend_module.sendmsg_rest
 )
+# The same call for a batch handed over as the lists it is made of (SendQueue.next_parts): the
+# flush's gathering without a joined list (see _iovsend.c). None in the plain-Python build.
+_IOV_SENDMSG_PARTS: Final[Callable[[socket.socket, list[list[Any]], int], int] | None] = (
+    None if _iovsend_module is None else _iovsend_module.sendmsg_parts
+)
 # recv(2) with MSG_DONTWAIT and getsockopt(SO_ERROR), for WSATransport's stream reader (same
 # rules: exact socket.socket, compiled build; see _transport._read_stream).
 _IOV_RECV: Final[Callable[[socket.socket, int], bytes] | None] = (

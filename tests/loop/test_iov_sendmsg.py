@@ -49,6 +49,7 @@ FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
 SENDMSG: Callable[[socket.socket, list[Any], int], int] | None = _engine._IOV_SENDMSG
 RECV: Callable[[socket.socket, int], bytes] | None = _engine._IOV_RECV
 SO_ERROR: Callable[[socket.socket], int] | None = _engine._IOV_SO_ERROR
+SENDMSG_PARTS: Callable[[socket.socket, list[list[Any]], int], int] | None = _engine._IOV_SENDMSG_PARTS
 
 needs_helper = pytest.mark.skipif(SENDMSG is None, reason="plain-Python build: the engine uses socket.sendmsg")
 
@@ -67,16 +68,36 @@ def _counting(rest: Send) -> Send:
     return send
 
 
-@pytest.fixture(params=["sendmsg", "sendmsg_rest"])
+def _in_parts(parts_send: Callable[[socket.socket, list[list[Any]], int], int]) -> Send:
+    """``sendmsg_parts`` given the buffers cut into lists of 0, 1, 2, 3... buffers (an empty
+    list first: the queue hands over an empty send's list too), so every contract test of a
+    flat list also covers the lists a coalesced batch is made of."""
+
+    def send(sock: socket.socket, buffers: list[Any], flags: int) -> int:
+        parts: list[list[Any]] = []
+        start = size = 0
+        while start < len(buffers) or not parts:
+            parts.append(buffers[start : start + size])
+            start += size
+            size += 1
+        return parts_send(sock, parts, flags)
+
+    return send
+
+
+@pytest.fixture(params=["sendmsg", "sendmsg_rest", "sendmsg_parts"])
 def helper(request: pytest.FixtureRequest) -> Send:
-    """Each spelling of the C sendmsg: the count sent, or what is left (0 when all went)."""
-    assert SENDMSG is not None and _engine._IOV_SENDMSG_REST is not None
+    """Each spelling of the C sendmsg: the count sent, or what is left (0 when all went), or
+    the count sent of buffers handed over as several lists."""
+    assert SENDMSG is not None and _engine._IOV_SENDMSG_REST is not None and SENDMSG_PARTS is not None
+    if request.param == "sendmsg_parts":
+        return _in_parts(SENDMSG_PARTS)
     return SENDMSG if request.param == "sendmsg" else _counting(_engine._IOV_SENDMSG_REST)
 
 
 def test_the_compiled_engine_has_the_helpers_and_the_pure_one_does_not() -> None:
     assert (SENDMSG is not None) == (RECV is not None) == (SO_ERROR is not None) == wsasend.compiled
-    assert (_engine._IOV_SENDMSG_REST is not None) == wsasend.compiled
+    assert (_engine._IOV_SENDMSG_REST is not None) == (SENDMSG_PARTS is not None) == wsasend.compiled
 
 
 @needs_helper
@@ -178,6 +199,54 @@ def test_bad_arguments_are_type_errors(name: str) -> None:
             untyped(a, [b"x"], 1 << 40)
         with pytest.raises(BlockingIOError):
             b.recv(10, socket.MSG_DONTWAIT)
+
+
+@needs_helper
+def test_sendmsg_parts_takes_a_list_of_lists_only_and_sends_nothing_otherwise() -> None:
+    a, b = socket.socketpair()
+    with a, b:
+        untyped: Any = SENDMSG_PARTS
+        for parts in ([(b"x",)], ([b"x"],), [[b"x"], b"y"], [[b"x"], None]):
+            with pytest.raises(TypeError):
+                untyped(a, parts, FLAGS)  # lists only, as the queue hands over
+        with pytest.raises(TypeError, match="sendmsg_parts"):
+            untyped(a, [[b"x"]])
+        with pytest.raises(TypeError):
+            untyped(a.fileno(), [[b"x"]], FLAGS)
+        with pytest.raises(OverflowError):
+            untyped(a, [[b"x"]], 1 << 40)
+        with pytest.raises(BlockingIOError):
+            b.recv(10, socket.MSG_DONTWAIT)
+        assert untyped(a, [], FLAGS) == 0 and untyped(a, [[], []], FLAGS) == 0  # nothing, no error
+
+
+@needs_helper
+@pytest.mark.skipif(sys.version_info < (3, 12), reason="a Python class exports a buffer from 3.12 (PEP 688)")
+@pytest.mark.parametrize("change", ["grow", "shrink"])
+def test_sendmsg_parts_refuses_a_part_changed_by_a_buffer_export_and_keeps_nothing(change: str) -> None:
+    """A buffer export can run Python code: a list changed under the gathering is an error,
+    never a read past its end, and nothing is sent or kept."""
+    part: list[Any] = [b"head"]
+
+    class Meddling:
+        def __buffer__(self, flags: int) -> memoryview:
+            if change == "grow":
+                part.extend([b"more"] * 100)
+            else:
+                part.clear()
+            return memoryview(b"meddled")
+
+    tail = pattern(11, seed=9)
+    part += [Meddling(), b"next", tail]
+    refs = sys.getrefcount(tail) - (change == "shrink")  # (the clear drops the part's reference)
+    a, b = socket.socketpair()
+    with a, b:
+        assert SENDMSG_PARTS is not None
+        with pytest.raises(RuntimeError, match="sendmsg_parts"):
+            SENDMSG_PARTS(a, [[b"first"], part], FLAGS)
+        with pytest.raises(BlockingIOError):
+            b.recv(10, socket.MSG_DONTWAIT)
+        assert sys.getrefcount(tail) == refs
 
 
 @needs_helper
