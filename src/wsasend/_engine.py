@@ -128,6 +128,7 @@ import types
 import warnings
 import weakref
 from collections.abc import Callable
+from itertools import chain
 from typing import Any, Final
 
 from ._buffers import IOV_MAX, gather_for_message, normalize, split_last_byte
@@ -200,6 +201,8 @@ _running_loop: Final = asyncio.events._get_running_loop
 _RUNNING_LOOP_IS_CHEAP: Final = sys.version_info >= (3, 12)
 # post_list's one-buffer fast path sends with send() on exactly this type (see there).
 _PLAIN_SOCKET: Final = socket.socket
+# A batch's lists as one iterable of their buffers (see _flush, MSG_OOB).
+_chain: Final = chain.from_iterable
 
 
 def _load_iovsend() -> Any:
@@ -1754,7 +1757,9 @@ class SendEngine:
             return
         tx = self._tx(sock)
         sendmsg = tx.sendmsg
-        iov_sendmsg = _IOV_SENDMSG if type(tx) is _PLAIN_SOCKET else None  # (see _IOV_SENDMSG)
+        # (see _IOV_SENDMSG: compiled, on a plain socket, the batch goes as the lists it is made
+        # of, see next_parts; otherwise joined, to the socket's own sendmsg)
+        iov_sendmsg = _IOV_SENDMSG_PARTS if type(tx) is _PLAIN_SOCKET else None
         calls = 0
         while queue:
             if _IOV_MARKED_CLOSED(sock) if _IOV_MARKED_CLOSED is not None else getattr(sock, "_closed", False):
@@ -1768,7 +1773,11 @@ class SendEngine:
                 self._add_writer(sock)
                 return
             calls += 1
-            iov, flags = queue.next_batch(self._batch_cap)
+            # (the batch's lists, or its buffers: see iov_sendmsg)
+            if iov_sendmsg is not None:
+                batch, flags = queue.next_parts(self._batch_cap)
+            else:
+                batch, flags = queue.next_batch(self._batch_cap)
             want = queue.last_batch_bytes
             if flags & LINUX_OOB:
                 # S4.1: the urgent mark goes with the send's last byte only, on a call that
@@ -1777,15 +1786,18 @@ class SendEngine:
                     flags &= ~LINUX_OOB
                     want = 0  # (an IOV_MAX cut: the batch is not the whole remainder)
                 elif want > 1:
-                    iov = split_last_byte(iov)[0]
+                    if iov_sendmsg is not None:
+                        batch = [split_last_byte(list(_chain(batch)))[0]]
+                    else:
+                        batch = split_last_byte(batch)[0]
                     flags &= ~LINUX_OOB
                     want -= 1
-            if iov:
+            if queue.last_batch_buffers:
                 try:
                     if iov_sendmsg is not None:
-                        n = iov_sendmsg(tx, iov, flags | LINUX_SEND_FLAGS)
+                        n = iov_sendmsg(tx, batch, flags | LINUX_SEND_FLAGS)
                     else:
-                        n = sendmsg(iov, _EMPTY, flags | LINUX_SEND_FLAGS)
+                        n = sendmsg(batch, _EMPTY, flags | LINUX_SEND_FLAGS)
                 except (BlockingIOError, InterruptedError):
                     self._add_writer(sock)
                     return

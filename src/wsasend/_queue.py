@@ -6,7 +6,8 @@ Theory of operation
 -------------------
 A *send* (``PendingSend``) is a captured list of buffers plus its byte total. Sends wait in
 one deque, in posting order. The engine asks :meth:`SendQueue.next_batch` what to hand to one
-``sendmsg``, makes the call, and reports what the kernel took with :meth:`SendQueue.bytes_sent`,
+``sendmsg`` (for a stream, :meth:`SendQueue.next_parts`: the same buffers as the sends' own
+lists, not joined), makes the call, and reports what the kernel took with :meth:`SendQueue.bytes_sent`,
 which pops and returns every send that is now whole, in posting order. On an error,
 :meth:`SendQueue.fail` empties the queue and says, for each send, how many of its bytes the
 kernel had consumed before the failure.
@@ -38,7 +39,7 @@ Invariants (checked by :meth:`SendQueue.check` in the tests after every step):
 from __future__ import annotations
 
 from collections import deque
-from typing import Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar
 
 import attrs
 
@@ -149,6 +150,8 @@ class SendQueue(Generic[OpT]):
         # (an upper bound when the head alone has more than iov_max buffers). The engine
         # compares it with what the kernel took to size the next batch.
         self.last_batch_bytes = 0
+        # Stream mode: how many buffers the last batch holds (next_batch's, or next_parts').
+        self.last_batch_buffers = 0
         # How many sends were ever submitted: a send's number tells whether it is still the
         # last one submitted (the engine joins writes only to that one, see extend_tail).
         self.submitted = 0
@@ -242,7 +245,7 @@ class SendQueue(Generic[OpT]):
         self._unsent += nbytes
 
     def next_batch(self, max_bytes: int = BATCH_BYTES) -> tuple[list[Buffer], int]:
-        """The buffers and flags for the next ``sendmsg``, from the head.
+        """The buffers and flags for the next ``sendmsg``, from the head, in one new list.
 
         Stream mode: up to ``iov_max`` buffers across sends of equal flags, the head's
         consumed prefix skipped (as a zero-copy memoryview slice). Message mode: every buffer
@@ -250,35 +253,62 @@ class SendQueue(Generic[OpT]):
         a non-empty queue means "complete the empty sends at the head" (stream) or "nothing is
         sendable" (message mode, when only an open message is queued).
         """
+        if self.message_mode:
+            if not self._ops:
+                return [], 0
+            return self._message_batch()
+        return self._stream_batch(max_bytes, True)
+
+    def next_parts(self, max_bytes: int = BATCH_BYTES) -> tuple[list[Any], int]:
+        """Stream mode: the batch of :meth:`next_batch` as the lists it is made of, not joined.
+
+        A list of buffer lists: each send's own (the head's unsent rest, and a list cut at
+        ``iov_max``, in new ones), in order, for the compiled build's ``sendmsg`` of several lists
+        (``_iovsend.sendmsg_parts``; issue 11: growing the joined list cost more than the rest
+        of the gathering). The lists are the queue's: the caller reads them, and must neither
+        change nor keep them.
+        """
+        return self._stream_batch(max_bytes, False)
+
+    def _stream_batch(self, max_bytes: int, join: bool) -> tuple[list[Any], int]:
+        # The stream batch, joined (next_batch) or as its lists (next_parts): one walk for both,
+        # so the two cannot disagree; the plain-Python build joins (its socket.sendmsg needs
+        # one sequence, and joining later cost it 3% of a send behind a slow reader).
         ops = self._ops
         if not ops:
+            self.last_batch_buffers = 0
             return [], 0
-        if self.message_mode:
-            return self._message_batch()
         iov_max = self.iov_max
         head = ops[0]
         flags = head._flags
         if flags & HELD_OP:
+            self.last_batch_buffers = 0
             return [], HELD_OP  # only held sends are left (the coalescing below stops at them)
         bufs = head._bufs
         if self._head_buf or self._head_off:
             first = bufs[self._head_buf]
             view = first if type(first) is memoryview else memoryview(first)
-            iov: list[Buffer] = [view[self._head_off :]]
-            iov.extend(bufs[self._head_buf + 1 : self._head_buf + iov_max])
+            lead: list[Any] = [view[self._head_off :]]
+            lead += bufs[self._head_buf + 1 : self._head_buf + iov_max]
+        elif len(bufs) > iov_max:
+            lead = bufs[:iov_max]
         else:
-            iov = bufs[:iov_max] if len(bufs) > iov_max else list(bufs)
+            lead = list(bufs) if join else bufs
+        out = lead if join else [lead]
+        room = iov_max - len(lead)
         size = head._nbytes - self._head_consumed
         if flags & self.solo_flags:
             self.last_batch_bytes = size
+            self.last_batch_buffers = iov_max - room
             self.last_batch_ends_op = self._head_buf + iov_max >= len(bufs)
-            return iov, flags
-        if len(iov) >= iov_max or len(ops) == 1 or size >= max_bytes:
+            return out, flags
+        if room <= 0 or len(ops) == 1 or size >= max_bytes:
             self.last_batch_bytes = size
-            return iov, flags
+            self.last_batch_buffers = iov_max - room
+            return out, flags
         # Coalesce the following sends. Scanning stops after iov_max sends so that a run of
         # empty sends cannot make one batch cost more than O(iov_max), and at max_bytes.
-        # (``iov +=``, not a hoisted ``iov.extend``: the compiled build calls a hoisted bound
+        # (``out +=``, not a hoisted ``out.extend``: the compiled build calls a hoisted bound
         # method through the generic call protocol, ~250 instructions a send behind a slow
         # reader, and ``+=`` on a list is a direct extend in both builds.)
         following = iter(ops)  # (iterated, not indexed: a deque's index is a generic call)
@@ -287,18 +317,27 @@ class SendQueue(Generic[OpT]):
         for op in following:
             if op._flags != flags:
                 break
-            room = iov_max - len(iov)
             obufs = op._bufs
-            if len(obufs) >= room:
-                iov += obufs[:room]
+            nbufs = len(obufs)
+            if nbufs >= room:
+                if join:
+                    out += obufs[:room]
+                else:
+                    out.append(obufs[:room])
+                room = 0
                 break
-            iov += obufs
+            if join:
+                out += obufs
+            else:
+                out.append(obufs)
+            room -= nbufs
             size += op._nbytes
             index += 1  # noqa: SIM113 (see above: enumerate is slower compiled)
             if index >= iov_max or size >= max_bytes:
                 break
         self.last_batch_bytes = size
-        return iov, flags
+        self.last_batch_buffers = iov_max - room
+        return out, flags
 
     def _message_batch(self) -> tuple[list[Buffer], int]:
         if self._closed_messages == 0:

@@ -191,8 +191,16 @@ def step_submit(queue: SendQueue[Op], model: Model, op: Op) -> None:
 
 
 def step_flush_stream(queue: SendQueue[Op], model: Model, take: int | Callable[[int], int]) -> int:
-    """One ``sendmsg``: the kernel takes at most ``take`` bytes of the batch (or asks ``take(size)``)."""
-    iov, flags = queue.next_batch()
+    """One ``sendmsg``: the kernel takes at most ``take`` bytes of the batch (or asks ``take(size)``).
+
+    The batch is taken as the engine takes it, :meth:`SendQueue.next_parts`: the sends' own
+    lists, not copied (only the head's unsent rest and a list cut at ``iov_max`` are new)."""
+    parts, flags = queue.next_parts()
+    iov = [buf for part in parts for buf in part]
+    assert queue.last_batch_buffers == len(iov)
+    for index, part in enumerate(parts[1:-1], 1):
+        assert part is model.live[index]._bufs, "a whole send's list goes as it is"
+    assert queue.next_batch() == (iov, flags), "next_batch is next_parts joined (and asking twice changes nothing)"
     if id(model.live[0]) in model.held:
         assert (iov, flags) == ([], HELD_OP), "only held sends are left: nothing to send (S4.4)"
         return 0
