@@ -264,26 +264,35 @@ iov_set_send(PyObject *sock, iov_set *set, int flags, int rest)
     return rest ? PyLong_FromSize_t(total - (size_t)n) : PyLong_FromSsize_t(n);
 }
 
+/* The arguments of the sendmsg calls, (sock, a list named ``what``, flags), checked: the list
+ * and the flags, or -1 with TypeError (or OverflowError) set. */
+static int
+send_args(PyObject *const *args, Py_ssize_t nargs, const char *name, const char *what, PyObject **list, int *flags)
+{
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "%s() takes exactly 3 arguments (sock, %s, flags)", name, what);
+        return -1;
+    }
+    if (check_socket(args[0]) < 0) {
+        return -1;
+    }
+    if (!PyList_Check(args[1])) {
+        PyErr_Format(PyExc_TypeError, "%s must be a list, not %.200s", what, Py_TYPE(args[1])->tp_name);
+        return -1;
+    }
+    *list = args[1];
+    return int_arg(args[2], "flags", flags);
+}
+
 static PyObject *
 sendmsg_impl(PyObject *const *args, Py_ssize_t nargs, int rest, const char *name)
 {
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "%s() takes exactly 3 arguments (sock, buffers, flags)", name);
-        return NULL;
-    }
+    PyObject *list;
     int flags;
+    if (send_args(args, nargs, name, "buffers", &list, &flags) < 0) {
+        return NULL;
+    }
     PyObject *sock = args[0];
-    if (check_socket(sock) < 0) {
-        return NULL;
-    }
-    PyObject *list = args[1];
-    if (!PyList_Check(list)) {
-        PyErr_Format(PyExc_TypeError, "buffers must be a list, not %.200s", Py_TYPE(list)->tp_name);
-        return NULL;
-    }
-    if (int_arg(args[2], "flags", &flags) < 0) {
-        return NULL;
-    }
     iov_set set;
     PyObject *result = NULL;
     Py_ssize_t count = PyList_GET_SIZE(list), i;
@@ -315,23 +324,12 @@ static PyObject *
 iov_sendmsg_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_SetString(PyExc_TypeError, "sendmsg_parts() takes exactly 3 arguments (sock, parts, flags)");
-        return NULL;
-    }
+    PyObject *parts;
     int flags;
+    if (send_args(args, nargs, "sendmsg_parts", "parts", &parts, &flags) < 0) {
+        return NULL;
+    }
     PyObject *sock = args[0];
-    if (check_socket(sock) < 0) {
-        return NULL;
-    }
-    PyObject *parts = args[1];
-    if (!PyList_Check(parts)) {
-        PyErr_Format(PyExc_TypeError, "parts must be a list, not %.200s", Py_TYPE(parts)->tp_name);
-        return NULL;
-    }
-    if (int_arg(args[2], "flags", &flags) < 0) {
-        return NULL;
-    }
     Py_ssize_t count = 0, i, j;
     for (i = 0; i < PyList_GET_SIZE(parts); i++) {
         PyObject *part = PyList_GET_ITEM(parts, i);
