@@ -193,7 +193,14 @@ iov_set_add(iov_set *set, PyObject *item)
     }
     else {
         Py_buffer *view = &set->views[set->nviews];
-        if (PyObject_GetBuffer(item, view, PyBUF_SIMPLE) < 0) {
+        /* Held for the export: a __buffer__ (3.12+) can drop the list's reference to its own
+         * object, and CPython's export goes on using it after the method returns (a use after
+         * free, found by the test of a list changed under the gathering). A successful export
+         * holds its own reference. */
+        Py_INCREF(item);
+        int failed = PyObject_GetBuffer(item, view, PyBUF_SIMPLE) < 0;
+        Py_DECREF(item);
+        if (failed) {
             return -1;
         }
         set->nviews++;
@@ -299,10 +306,19 @@ sendmsg_impl(PyObject *const *args, Py_ssize_t nargs, int rest, const char *name
     if (iov_set_init(&set, count) < 0) {
         goto done;
     }
-    for (i = 0; i < count; i++) {
+    /* The list's size is read again per item, as sendmsg_parts does (see there). */
+    for (i = 0; i < PyList_GET_SIZE(list); i++) {
+        if (set.count == count) {
+            PyErr_Format(PyExc_RuntimeError, "the list grew during %s()", name);
+            goto done;
+        }
         if (iov_set_add(&set, PyList_GET_ITEM(list, i)) < 0) {
             goto done;
         }
+    }
+    if (set.count != count) {
+        PyErr_Format(PyExc_RuntimeError, "the list shrank during %s()", name);
+        goto done;
     }
     result = iov_set_send(sock, &set, flags, rest);
 done:
