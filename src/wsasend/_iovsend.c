@@ -211,6 +211,43 @@ iov_set_add(iov_set *set, PyObject *item)
     return 0;
 }
 
+/* Every item of ``list`` into ``set``, which has room for ``room`` in all. A buffer export can
+ * run Python code (a class with __buffer__, 3.12+) that changes the list under us: the list is
+ * held while read and its size read again per item, and outgrowing ``room`` is an error (the
+ * caller checks that it did not shrink), never a read past its end. The buffers the engine
+ * hands over (bytes, memoryview) run no Python code to export. */
+static int
+iov_set_add_list(iov_set *set, PyObject *list, Py_ssize_t room, const char *name)
+{
+    int status = 0;
+    Py_ssize_t i;
+    Py_INCREF(list);
+    for (i = 0; i < PyList_GET_SIZE(list); i++) {
+        if (set->count == room) {
+            PyErr_Format(PyExc_RuntimeError, "a list grew during %s()", name);
+            status = -1;
+            break;
+        }
+        if (iov_set_add(set, PyList_GET_ITEM(list, i)) < 0) {
+            status = -1;
+            break;
+        }
+    }
+    Py_DECREF(list);
+    return status;
+}
+
+/* After iov_set_add_list: -1 with RuntimeError set when a list shrank under the gathering. */
+static int
+iov_set_check_full(iov_set *set, Py_ssize_t room, const char *name)
+{
+    if (set->count != room) {
+        PyErr_Format(PyExc_RuntimeError, "a list shrank during %s()", name);
+        return -1;
+    }
+    return 0;
+}
+
 static void
 iov_set_release(iov_set *set)
 {
@@ -302,22 +339,11 @@ sendmsg_impl(PyObject *const *args, Py_ssize_t nargs, int rest, const char *name
     PyObject *sock = args[0];
     iov_set set;
     PyObject *result = NULL;
-    Py_ssize_t count = PyList_GET_SIZE(list), i;
+    Py_ssize_t count = PyList_GET_SIZE(list);
     if (iov_set_init(&set, count) < 0) {
         goto done;
     }
-    /* The list's size is read again per item, as sendmsg_parts does (see there). */
-    for (i = 0; i < PyList_GET_SIZE(list); i++) {
-        if (set.count == count) {
-            PyErr_Format(PyExc_RuntimeError, "the list grew during %s()", name);
-            goto done;
-        }
-        if (iov_set_add(&set, PyList_GET_ITEM(list, i)) < 0) {
-            goto done;
-        }
-    }
-    if (set.count != count) {
-        PyErr_Format(PyExc_RuntimeError, "the list shrank during %s()", name);
+    if (iov_set_add_list(&set, list, count, name) < 0 || iov_set_check_full(&set, count, name) < 0) {
         goto done;
     }
     result = iov_set_send(sock, &set, flags, rest);
@@ -346,7 +372,7 @@ iov_sendmsg_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return NULL;
     }
     PyObject *sock = args[0];
-    Py_ssize_t count = 0, i, j;
+    Py_ssize_t count = 0, i;
     for (i = 0; i < PyList_GET_SIZE(parts); i++) {
         PyObject *part = PyList_GET_ITEM(parts, i);
         if (!PyList_Check(part)) {
@@ -360,28 +386,17 @@ iov_sendmsg_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (iov_set_init(&set, count) < 0) {
         goto done;
     }
-    /* A buffer export can run Python code (a class with __buffer__, 3.12+), which could change
-     * a list under us: each part is held while read and its size read again per item, and a
-     * count that moved is an error rather than a batch the queue did not hand over. (The queue's buffers are bytes, bytearray, memoryview...:
-     * none of them runs Python code to export.) */
     for (i = 0; i < PyList_GET_SIZE(parts); i++) {
         PyObject *part = PyList_GET_ITEM(parts, i);
-        Py_INCREF(part);
-        for (j = 0; j < PyList_GET_SIZE(part); j++) {
-            if (set.count == count) {
-                PyErr_SetString(PyExc_RuntimeError, "a part grew during sendmsg_parts()");
-                Py_DECREF(part);
-                goto done;
-            }
-            if (iov_set_add(&set, PyList_GET_ITEM(part, j)) < 0) {
-                Py_DECREF(part);
-                goto done;
-            }
+        if (!PyList_Check(part)) {  /* (put there by an export: see iov_set_add_list) */
+            PyErr_SetString(PyExc_RuntimeError, "a list changed during sendmsg_parts()");
+            goto done;
         }
-        Py_DECREF(part);
+        if (iov_set_add_list(&set, part, count, "sendmsg_parts") < 0) {
+            goto done;
+        }
     }
-    if (set.count != count) {
-        PyErr_SetString(PyExc_RuntimeError, "a part shrank during sendmsg_parts()");
+    if (iov_set_check_full(&set, count, "sendmsg_parts") < 0) {
         goto done;
     }
     result = iov_set_send(sock, &set, flags, 0);
