@@ -26,6 +26,14 @@ send may be *held* (``HELD_OP`` in its flags: a ``MSG_PARTIAL`` piece of a trans
 handed to the kernel, and the next send submitted without the mark (or :meth:`release_held`,
 at a graceful close) clears it from all of them, so they go out gathered with what follows.
 
+Runs (stream mode; issue 11): the engine's fast path queues a plain send behind the one it
+queued last as a *member* of one entry, a :class:`SendRun`, whose buffer list is the members'
+buffers in order (:meth:`SendQueue.join_tail`; at most RUN_BUFS buffers and about RUN_BYTES).
+A run is invisible outside the queue: ``bytes_sent`` returns its members as they become whole
+(a run partly sent drops its wholly sent buffers then, S2), ``fail`` gives each member its own
+count, ``withdraw`` takes a member out alone, and ``len()`` counts members (S5.6). Member
+boundaries are buffer boundaries, so a member's bytes are found by summing its predecessors.
+
 Message sockets: one message is one ``sendmsg``. A message is a run of MSG_PARTIAL pieces ended
 by a send without the flag (SPEC S4.4); the batch is exactly that run, and a message whose
 final piece has not been posted yet is not sendable, so the queue stalls behind it.
@@ -39,7 +47,7 @@ Invariants (checked by :meth:`SendQueue.check` in the tests after every step):
 from __future__ import annotations
 
 from collections import deque
-from typing import Any, Final, Generic, TypeVar
+from typing import Any, Final, Generic, TypeVar, cast
 
 import attrs
 
@@ -61,7 +69,15 @@ BATCH_BYTES: Final = 1024 * 1024
 #: before it; ``next_batch`` returns it alone (``[], HELD_OP``) when only held sends are left.
 HELD_OP: Final = 1 << 42
 
-__all__ = ["BATCH_BYTES", "HELD_OP", "PendingSend", "SendCompletion", "SendQueue"]
+#: Most buffers, and bytes, of a run (see :meth:`SendQueue.join_tail`): a send joins the run at the
+#: tail only while the run has fewer bytes than RUN_BYTES and the send's buffers fit in RUN_BUFS.
+#: Small enough that a batch rarely gathers a run's buffers the kernel has no room for (a run
+#: at the head goes whole, as any head send does, up to IOV_MAX), large enough that a run's own
+#: costs (one object, its list of sends) are shared by a dozen or more sends.
+RUN_BUFS: Final = 64
+RUN_BYTES: Final = 64 * 1024
+
+__all__ = ["BATCH_BYTES", "HELD_OP", "RUN_BUFS", "RUN_BYTES", "PendingSend", "SendCompletion", "SendQueue", "SendRun"]
 
 # The deque's methods, unbound. Compiled, ``ops.append(op)`` on a deque (not a native type) looks
 # the method up by name on every call, and a hoisted bound method is a generic call; calling the
@@ -100,6 +116,36 @@ class PendingSend:
         self._more = more
 
 
+class SendRun(PendingSend):
+    """Consecutive plain sends in the queue as one entry: their buffers in one list (issue 11).
+
+    The queue never hands a run out: :meth:`SendQueue.bytes_sent`, :meth:`SendQueue.fail` and
+    :meth:`SendQueue.withdraw` report each of its sends (``_members``, the ones not yet complete,
+    in posting order) on its own, exactly as if each were an entry of its own. What a run saves
+    is per-send queue work: one deque entry, one buffer list to gather and free, one
+    ``op._bufs`` walk per batch for the whole run.
+
+    Its ``_bufs`` are the members' buffers, in order, minus those already sent and dropped
+    (S2: a member's memory is let go once its bytes are sent); ``_skip`` is how many bytes of
+    the first member were in those dropped buffers. Invariant:
+    ``sum(m._nbytes for m in _members) == _nbytes + _skip``.
+    """
+
+    __slots__ = ("_members", "_skip")
+
+    def __init__(self, first: PendingSend) -> None:
+        self._bufs = first._bufs
+        self._nbytes = first._nbytes
+        self._flags = first._flags
+        self._more = False
+        self._members: list[Any] = [first]
+        self._skip = 0
+
+
+# A run's members hold no buffers of their own (their run does); never changed.
+_NO_BUFFERS: Final[list[Buffer]] = []
+
+
 @attrs.frozen
 class SendCompletion:
     """A send ended by :meth:`SendQueue.fail` or :meth:`SendQueue.withdraw`.
@@ -133,7 +179,8 @@ class SendQueue(Generic[OpT]):
         # solo batches (the engine drops MSG_OOB from a batch that does not end its send).
         self.last_batch_ends_op = True
         self.iov_max = iov_max
-        self._ops: deque[OpT] = deque()
+        # The entries: sends, and runs of sends (SendRun: never handed out, see there).
+        self._ops: deque[PendingSend] = deque()
         # Invariant: == sum(op._nbytes for op in _ops) - _head_consumed.
         self._unsent = 0
         # Stream mode: progress of the head send (buffer index, offset in it, bytes consumed).
@@ -157,11 +204,18 @@ class SendQueue(Generic[OpT]):
         self.submitted = 0
         # Stream mode: how many sends at the tail are held (HELD_OP, SPEC S4.4).
         self._held = 0
+        # Sends in the queue beyond one per entry: sum(len(run._members) - 1) over the runs.
+        self._extra = 0
+        # Stream mode: the tail entry, while later sends may join it (see join_tail): set by
+        # its submitter (the engine's post_list), None from the next submit, withdraw or
+        # failure on, and once the queue is empty (it left: entries leave from the head).
+        self.join_tail_entry: PendingSend | None = None
 
     # -- inspection ---------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return len(self._ops)
+        """The sends in the queue (S5.6 counts them), a run's one by one."""
+        return len(self._ops) + self._extra
 
     def __bool__(self) -> bool:
         return bool(self._ops)
@@ -173,7 +227,12 @@ class SendQueue(Generic[OpT]):
 
     @property
     def head_consumed(self) -> int:
-        """Bytes of the head send already consumed (0 unless it was partly sent)."""
+        """Bytes of the head send already consumed (0 unless it was partly sent); a run's first
+        member is the head send when a run is the head entry."""
+        if self._ops:
+            head = self._ops[0]
+            if type(head) is SendRun:
+                return head._skip + self._head_consumed
         return self._head_consumed
 
     @property
@@ -200,13 +259,30 @@ class SendQueue(Generic[OpT]):
 
     def is_started(self, op: OpT) -> bool:
         """True when some of ``op``'s bytes reached the kernel (it can no longer be withdrawn)."""
-        return self._head_consumed > 0 and bool(self._ops) and self._ops[0] is op
+        if not self._ops:
+            return False
+        head = self._ops[0]
+        if type(head) is SendRun:
+            return head._members[0] is op and (head._skip > 0 or self._head_consumed > 0)
+        return self._head_consumed > 0 and head is op
+
+    def sends(self) -> list[OpT]:
+        """Every send in the queue, in posting order (a run's one by one). O(n)."""
+        out: list[OpT] = []
+        for op in self._ops:
+            if type(op) is SendRun:
+                out += op._members
+            else:
+                out.append(cast(OpT, op))
+        return out
 
     # -- inputs ---------------------------------------------------------------------------------
 
     def submit(self, op: OpT) -> None:
         """Append a loaded send at the tail (its ``_load`` was called)."""
-        _APPEND(self._ops, op)
+        entry: PendingSend = op
+        _APPEND(self._ops, entry)
+        self.join_tail_entry = None
         self._unsent += op._nbytes
         self.submitted += 1
         if self.message_mode:
@@ -232,6 +308,33 @@ class SendQueue(Generic[OpT]):
             op = ops[index]
             op._flags &= ~HELD_OP
         self._held = 0
+
+    def join_tail(self, op: OpT, bufs: list[Buffer], nbytes: int) -> None:
+        """Stream mode: submit ``op``, a send of ``bufs`` (``nbytes`` > 0, no flags) whose
+        ``_bufs`` are not read, as a member of the run at the tail (issue 11).
+
+        The tail entry must be ``join_tail_entry``: a run, or a plain send with no flags whose
+        buffer list is the queue's own (captured at submit), which its submitter named so; the
+        caller checks RUN_BUFS and RUN_BYTES. A tail send becomes the run's first member, its list the
+        run's. ``bufs`` are captured (S2.1: the references, not the bytes).
+        """
+        tail = self.join_tail_entry
+        assert tail is not None
+        if type(tail) is SendRun:
+            run = tail
+        else:
+            run = SendRun(tail)
+            tail._bufs = _NO_BUFFERS
+            self._ops[-1] = run  # (the head's progress, if it is the head, is in the same list)
+            self.join_tail_entry = run
+        captured = run._bufs
+        captured += bufs  # (a local's ``+=``: a direct extend compiled; the attribute's is generic)
+        run._nbytes += nbytes
+        run._members.append(op)
+        op._bufs = _NO_BUFFERS
+        self._unsent += nbytes
+        self._extra += 1
+        self.submitted += 1
 
     def extend_tail(self, op: OpT, bufs: list[Buffer], nbytes: int) -> None:
         """Stream mode: add ``bufs`` (``nbytes`` bytes) to the end of ``op``, the queue's tail,
@@ -381,7 +484,7 @@ class SendQueue(Generic[OpT]):
                 for _ in range(count):
                     op = ops.popleft()
                     self._unsent -= op._nbytes
-                    done.append(op)
+                    done.append(cast(OpT, op))
             return done
         if n < 0 or n > self._unsent:
             raise ValueError(f"bytes_sent({n}) with {self._unsent} bytes unsent")
@@ -397,13 +500,46 @@ class SendQueue(Generic[OpT]):
                 _APPENDLEFT(ops, op)
                 if n:
                     self._advance_head(op, n)
+                    if type(op) is SendRun:
+                        self._settle_run(op, done)
                 return done
             n -= left
-            done.append(op)  # (direct: see next_batch's ``+=``)
+            if type(op) is SendRun:
+                members = op._members
+                done += members
+                self._extra -= len(members) - 1
+            else:
+                done.append(cast(OpT, op))  # (direct: see next_batch's ``+=``)
             consumed = 0
             if self._head_consumed:
                 self._head_consumed = self._head_buf = self._head_off = 0
+        if not ops:
+            self.join_tail_entry = None
         return done
+
+    def _settle_run(self, run: SendRun, done: list[OpT]) -> None:
+        # The run at the head took more bytes: its members now whole go to ``done`` (in order,
+        # after the entries before it), and the buffers wholly sent are dropped (S2), the
+        # head's progress moved back by as much. (Members never have 0 bytes, and the run is
+        # not whole, so the scan stops at a member.)
+        consumed = run._skip + self._head_consumed
+        members = run._members
+        whole = 0
+        while members[whole]._nbytes <= consumed:
+            consumed -= members[whole]._nbytes
+            whole += 1
+        if not whole:
+            return
+        done += members[:whole]
+        del members[:whole]
+        self._extra -= whole
+        sent = self._head_buf
+        if sent:
+            run._nbytes -= self._head_consumed - self._head_off
+            del run._bufs[:sent]
+            self._head_consumed = self._head_off
+            self._head_buf = 0
+        run._skip = consumed - self._head_consumed
 
     def _advance_head(self, op: PendingSend, n: int) -> None:
         self._head_consumed += n
@@ -423,9 +559,12 @@ class SendQueue(Generic[OpT]):
 
         The head send keeps the bytes the kernel took from it; every other send took none.
         """
-        out = [SendCompletion(op, 0) for op in self._ops]
-        if out and self._head_consumed:
-            out[0] = SendCompletion(out[0].op, self._head_consumed)
+        out = [SendCompletion(op, 0) for op in self.sends()]
+        if out and self._ops:
+            head = self._ops[0]
+            consumed = self._head_consumed + (head._skip if type(head) is SendRun else 0)
+            if consumed:
+                out[0] = SendCompletion(out[0].op, consumed)
         self._ops.clear()
         self._unsent = 0
         self._head_buf = self._head_off = self._head_consumed = 0
@@ -433,6 +572,8 @@ class SendQueue(Generic[OpT]):
         self._open_bytes = 0
         self._batch_ops = 0
         self._held = 0
+        self._extra = 0
+        self.join_tail_entry = None
         return out
 
     # -- file sends (SPEC S9.3) ------------------------------------------------------------------
@@ -453,7 +594,8 @@ class SendQueue(Generic[OpT]):
             self._head_consumed = consumed
             return []
         self._head_consumed = 0
-        return [self._ops.popleft()]
+        self.join_tail_entry = None  # (a file send is never one; this clears it if it left)
+        return [cast(OpT, self._ops.popleft())]
 
     def head_file_ended(self) -> OpT:
         """The head file send ends early (the file was shorter than posted): pop it.
@@ -464,12 +606,14 @@ class SendQueue(Generic[OpT]):
         self._unsent -= op._nbytes - self._head_consumed
         op._nbytes = self._head_consumed
         self._head_consumed = 0
-        return op
+        self.join_tail_entry = None
+        return cast(OpT, op)
 
     def fail_head(self) -> SendCompletion:
         """Remove the head send alone, after an error of its own: it, with its consumed bytes."""
         op = self._ops.popleft()
         self._unsent -= op._nbytes - self._head_consumed
+        self.join_tail_entry = None
         comp = SendCompletion(op, self._head_consumed)
         self._head_buf = self._head_off = self._head_consumed = 0
         return comp
@@ -478,10 +622,11 @@ class SendQueue(Generic[OpT]):
         """Message mode: remove and return the pieces of the message still open (S4.4)."""
         out: list[OpT] = []
         ops = self._ops
+        self.join_tail_entry = None
         while ops and ops[-1]._more:
             op = ops.pop()
             self._unsent -= op._nbytes
-            out.append(op)
+            out.append(cast(OpT, op))
         out.reverse()
         self._open_bytes = 0
         return out
@@ -496,10 +641,11 @@ class SendQueue(Generic[OpT]):
         whose owner may be nobody who could be told (a transport's write()).
         """
         ops = self._ops
+        self.join_tail_entry = None  # (whatever leaves, the next send starts a new entry)
         try:
             index = ops.index(op)
         except ValueError:
-            return []
+            return [] if self.message_mode else self._withdraw_member(op)
         if index == 0 and self._head_consumed:
             return None
         if not self.message_mode:
@@ -517,7 +663,7 @@ class SendQueue(Generic[OpT]):
         closed = not ops[end]._more
         if closed and end != index:
             return None
-        removed = [ops[i] for i in range(start, end + 1)]
+        removed = [cast(OpT, ops[i]) for i in range(start, end + 1)]
         for _ in removed:
             del ops[start]
         for r in removed:
@@ -528,12 +674,67 @@ class SendQueue(Generic[OpT]):
             self._open_bytes = 0
         return removed
 
+    def _withdraw_member(self, op: OpT) -> list[OpT] | None:
+        # withdraw() of a send that is a run's member: its buffers leave the run's list (member
+        # boundaries are buffer boundaries), its bytes the run's count. O(queue), as withdraw is.
+        ops = self._ops
+        for index, entry in enumerate(ops):
+            if type(entry) is not SendRun:
+                continue
+            members = entry._members
+            pos = -1
+            for i, member in enumerate(members):
+                if member is op:
+                    pos = i
+                    break
+            if pos < 0:
+                continue
+            if index == 0 and pos == 0 and (entry._skip or self._head_consumed):
+                return None  # partly sent: it must finish
+            bufs = entry._bufs
+            start = -entry._skip
+            for i in range(pos):
+                start += members[i]._nbytes
+            first = 0
+            at = 0
+            while at < start:
+                at += len(bufs[first])
+                first += 1
+            last = first
+            size = 0
+            while size < op._nbytes:
+                size += len(bufs[last])
+                last += 1
+            del bufs[first:last]
+            del members[pos]
+            entry._nbytes -= op._nbytes
+            self._unsent -= op._nbytes
+            if members:
+                self._extra -= 1
+            else:
+                del ops[index]  # (nothing of it was sent: a head with no progress)
+            return [op]
+        return []
+
     # -- debugging ----------------------------------------------------------------------------
 
     def check(self) -> None:
         """Assert the invariants (slow: for tests and debug runs only)."""
         total = sum(op._nbytes for op in self._ops)
         assert self._unsent == total - self._head_consumed, (self._unsent, total, self._head_consumed)
+        runs = [op for op in self._ops if type(op) is SendRun]
+        assert self._extra == sum(len(r._members) - 1 for r in runs), (self._extra, runs)
+        for run in runs:
+            assert run._members, "a run in the queue has a send"
+            assert all(m._nbytes > 0 and not m._flags for m in run._members)
+            assert run._nbytes == sum(len(b) for b in run._bufs), "a run's count is its buffers'"
+            assert sum(m._nbytes for m in run._members) == run._nbytes + run._skip
+            assert run._skip == 0 or run is self._ops[0], "only the head run has dropped bytes"
+            assert run._skip + (self._head_consumed if run is self._ops[0] else 0) < run._members[0]._nbytes
+        tail = self.join_tail_entry
+        if tail is not None:
+            assert self._ops and self._ops[-1] is tail and not tail._flags, "the join tail is the tail"
+            assert type(tail) is SendRun or tail._bufs is not _NO_BUFFERS
         if self.message_mode:
             assert self._head_consumed == 0
             closed = sum(1 for op in self._ops if not op._more)

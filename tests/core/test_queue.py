@@ -26,14 +26,14 @@ from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
-from hypothesis import event, given
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 import wsasend
 from tests.helpers import every_split, pattern
 from wsasend import _queue
 from wsasend._buffers import IOV_MAX, WSABUF, normalize
-from wsasend._queue import HELD_OP, PendingSend, SendCompletion, SendQueue
+from wsasend._queue import HELD_OP, PendingSend, SendCompletion, SendQueue, SendRun
 
 #: The most bytes one stream batch coalesces behind its head, when the queue has such a cap.
 BATCH_BYTES: float = getattr(_queue, "BATCH_BYTES", float("inf"))
@@ -151,7 +151,7 @@ class Model:
 def check(queue: SendQueue[Op], model: Model) -> None:
     """The queue agrees with the model, and S6.4 holds for everything so far."""
     queue.check()
-    assert list(queue._ops) == model.live
+    assert queue.sends() == model.live
     assert len(queue) == len(model.live)
     assert queue.head_consumed == model.head_consumed
     assert queue.unsent_bytes == sum(op._nbytes for op in model.live) - model.head_consumed
@@ -179,12 +179,33 @@ def check(queue: SendQueue[Op], model: Model) -> None:
 # -- one step of each kind ----------------------------------------------------------------------
 
 
-def step_submit(queue: SendQueue[Op], model: Model, op: Op) -> None:
+def step_submit(queue: SendQueue[Op], model: Model, op: Op, joinable: bool = False) -> None:
+    """Submit ``op``; ``joinable``: name it the tail later sends may join, as the engine's
+    post_list does for a plain send whose list it captured (only a stream send with bytes and
+    no flags)."""
     queue.submit(op)
+    if joinable:
+        assert not model.message_mode and op._nbytes and not op._flags
+        queue.join_tail_entry = op
     if op._flags & HELD_OP:
         model.held.add(id(op))
     else:
         model.held.clear()  # a send without the mark ends the run (S4.4)
+    model.live.append(op)
+    model.ever_queued.append(op)
+    model.expected += op.data
+
+
+def step_join(queue: SendQueue[Op], model: Model, op: Op) -> None:
+    """Submit ``op`` (bytes, no flags) as a member of the run at the tail (SendQueue.join_tail)."""
+    assert queue.join_tail_entry is not None and op._nbytes and not op._flags
+    tail_entry = queue._ops[-1]
+    before = len(queue._ops)
+    queue.join_tail(op, op._bufs, op._nbytes)
+    assert len(queue._ops) == before, "a joined send adds no entry"
+    assert queue._ops[-1] is queue.join_tail_entry and isinstance(queue.join_tail_entry, SendRun)
+    assert tail_entry is queue.join_tail_entry or tail_entry is model.live[-1], "the tail send became the run"
+    model.held.clear()
     model.live.append(op)
     model.ever_queued.append(op)
     model.expected += op.data
@@ -198,8 +219,9 @@ def step_flush_stream(queue: SendQueue[Op], model: Model, take: int | Callable[[
     parts, flags = queue.next_parts()
     iov = [buf for part in parts for buf in part]
     assert queue.last_batch_buffers == len(iov)
+    entries = list(queue._ops)
     for index, part in enumerate(parts[1:-1], 1):
-        assert part is model.live[index]._bufs, "a whole send's list goes as it is"
+        assert part is entries[index]._bufs, "a whole entry's list goes as it is (a send's, a run's)"
     assert queue.next_batch() == (iov, flags), "next_batch is next_parts joined (and asking twice changes nothing)"
     if id(model.live[0]) in model.held:
         assert (iov, flags) == ([], HELD_OP), "only held sends are left: nothing to send (S4.4)"
@@ -345,16 +367,33 @@ def shapes(iov_max: int) -> st.SearchStrategy[list[int]]:
     return st.one_of(small, small, mixed, many)
 
 
-ACTIONS_STREAM = ["submit"] * 5 + ["flush"] * 5 + ["withdraw", "withdraw_gone", "fail", "release"]
+ACTIONS_STREAM = ["submit"] * 5 + ["join"] * 3 + ["flush"] * 5 + ["withdraw", "withdraw_gone", "fail", "release"]
 ACTIONS_MESSAGE = ["submit"] * 5 + ["flush"] * 4 + ["withdraw", "withdraw_gone", "fail", "drop_open"]
+
+
+# Runs (SendQueue.join_tail, issue 11): mostly joins, every kind of step between them.
+ACTIONS_RUNS = ["submit"] * 2 + ["join"] * 6 + ["flush"] * 4 + ["withdraw", "withdraw_gone", "fail", "release"]
 
 
 @given(data=st.data(), message_mode=st.booleans(), iov_max=st.sampled_from([2, 3, 5, 16, IOV_MAX]))
 def test_SendQueue_matches_model_under_random_operations(data: st.DataObject, message_mode: bool, iov_max: int) -> None:
+    run_model(data, message_mode, iov_max, ACTIONS_MESSAGE if message_mode else ACTIONS_STREAM)
+
+
+@settings(max_examples=300)
+@given(data=st.data(), iov_max=st.sampled_from([2, 3, 5, 16, IOV_MAX]))
+def test_SendQueue_runs_report_each_send_as_its_own_entry(data: st.DataObject, iov_max: int) -> None:
+    """Sends joined into runs (the engine's post_list, issue 11) complete, fail and withdraw one
+    by one exactly as if each were queued alone: same completions in posting order, same counts
+    (S6.4), same withdraw rule (S5.7), and each whole send's buffers dropped once sent (S2)."""
+    run_model(data, False, iov_max, ACTIONS_RUNS)
+
+
+def run_model(data: st.DataObject, message_mode: bool, iov_max: int, actions: list[str]) -> None:
+    """Random steps against the model, then a drain; the checks of :func:`check` after each."""
     queue: SendQueue[Op] = SendQueue(message_mode=message_mode, iov_max=iov_max)
     model = Model(message_mode, iov_max)
     steps = data.draw(st.integers(1, 30), label="steps")
-    actions = ACTIONS_MESSAGE if message_mode else ACTIONS_STREAM
     for _ in range(steps):
         action = data.draw(st.sampled_from(actions), label="action")
         if action == "submit":
@@ -369,7 +408,19 @@ def test_SendQueue_matches_model_under_random_operations(data: st.DataObject, me
                 event(f"a send of more than iov_max buffers (iov_max={iov_max})")
             if not op._bufs:
                 event("a send of no bytes")
-            step_submit(queue, model, op)
+            joinable = not message_mode and bool(op._nbytes) and not flags
+            joinable = joinable and data.draw(st.integers(0, 3), label="joinable") > 0
+            step_submit(queue, model, op, joinable)
+        elif action == "join":
+            if queue.join_tail_entry is None:
+                continue
+            op = make_op(data.draw(shapes(iov_max), label="sizes"))
+            if not op._nbytes:
+                continue  # (the engine joins only sends with bytes)
+            event("a run of three sends or more" if isinstance(queue._ops[-1], SendRun) else "a run is made")
+            if queue.head_consumed and len(queue._ops) == 1:
+                event("a send joins a run partly sent")
+            step_join(queue, model, op)
         elif action == "flush":
             if message_mode:
                 step_flush_message(queue, model)
