@@ -136,7 +136,7 @@ from ._compat import is_extension_file
 from ._dest import Destination
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped, signals_event
-from ._queue import BATCH_BYTES, HELD_OP, SendCompletion, SendQueue
+from ._queue import BATCH_BYTES, HELD_OP, RUN_BUFS, RUN_BYTES, SendCompletion, SendQueue, SendRun
 from ._sockutil import (
     LINUX_OOB,
     LINUX_SEND_FLAGS,
@@ -1400,8 +1400,35 @@ class SendEngine:
                 ):
                     self._queue.extend_tail(tail, buffers, total)
                     return tail
+            queue = self._queue
+            depth += queue._extra  # (the sends of the runs: S5.6 counts sends, not entries)
             if depth >= self.max_pending:
                 return self.post(sock, buffers)  # it raises WSAEWOULDBLOCK (S5.6)
+            run = queue.join_tail_entry
+            if keep and run is not None and run._nbytes < RUN_BYTES and len(run._bufs) + len(buffers) <= RUN_BUFS:
+                # Behind the send (or run) post_list queued last: one run (see
+                # SendQueue.join_tail; issue 11, a slow reader: no list of its own to make,
+                # gather and free, no deque entry). Still one overlapped, completed on its own.
+                ov = _stream_overlapped(self, _EMPTY, total, False)
+                if _IOV_GC_UNTRACK is not None and depth >= _UNTRACK_DEPTH:
+                    _IOV_GC_UNTRACK(ov)  # (as below)
+                    self._untracked = True
+                queue.join_tail(ov, buffers, total)  # S2.1: the list's items are captured
+                entry = queue.join_tail_entry
+                if entry is not run and _IOV_GC_UNTRACK is not None and isinstance(entry, SendRun):
+                    # A new run: it and its two lists off the collector's lists while queued,
+                    # as a deep queue's overlappeds are (callgrind, 10,000 queued: the passes
+                    # over tracked runs cost ~100 instructions a send). Only the queue refers to
+                    # them, and they leave it to be freed; track_queued puts them back for an
+                    # engine dropped with its queue (a forked child's).
+                    _IOV_GC_UNTRACK(entry)
+                    _IOV_GC_UNTRACK(entry._members)
+                    _IOV_GC_UNTRACK(entry._bufs)
+                    self._untracked = True
+                self._merge_tail = None
+                if self._writer is None and not self._batch_open:
+                    self._open_batch()
+                return ov
             # S2.1: the list is captured now; the bytes are not copied.
             if _IOV_BYTES_LIST_COPY is None or depth < _UNTRACK_DEPTH:
                 ov = _stream_overlapped(self, buffers.copy(), total, False)
@@ -1410,12 +1437,16 @@ class SendEngine:
                 if _IOV_GC_UNTRACK is not None:
                     _IOV_GC_UNTRACK(ov)  # tracked again on its way out (_complete, _fail_ops)
                     self._untracked = True
-            self._queue.submit(ov)
+            queue.submit(ov)
+            if keep:
+                # A send the caller holds may be joined by the next (see above); a write may not
+                # (later writes join it instead, as its buffers: cheaper still).
+                queue.join_tail_entry = ov
             # Joinable only if it is a write nobody is told of (a protocol with send_completed
             # is told its count), and only while it is the last send submitted: the same object
             # at the tail may be an overlapped a protocol got back and reposted (S5.5).
             self._merge_tail = None if keep or self.notify_immediate else ov
-            self._merge_seq = self._queue.submitted
+            self._merge_seq = queue.submitted
             if self._writer is None and not self._batch_open:
                 self._open_batch()
             return ov
@@ -1461,6 +1492,8 @@ class SendEngine:
             self._queue.submit(ov)
             self._merge_tail = None if keep or self.notify_immediate else ov  # (as above)
             self._merge_seq = self._queue.submitted
+            if keep:
+                self._queue.join_tail_entry = ov  # (as above)
             if n:
                 self._queue.bytes_sent(n)
             # The op is queued now, which keeps the socket ours (take_from): cleared before
@@ -1854,6 +1887,7 @@ class SendEngine:
             if flags & _DEST_OP:  # S8.7: the message's own destination (see _post_message)
                 flags &= ~_DEST_OP
                 last = self._ops[queue._batch_ops - 1]
+                assert isinstance(last, WSAOverlapped)  # (message mode: no runs)
                 if last._dest is not None:
                     address, ancdata = last._dest
             try:
@@ -1968,7 +2002,12 @@ class SendEngine:
         in one would keep a cycle through it (its event) from ever being collected.
         """
         if self._untracked and _IOV_GC_TRACK_ALL is not None:
-            _IOV_GC_TRACK_ALL(list(self._ops))
+            _IOV_GC_TRACK_ALL(self._queue.sends())
+            runs: list[object] = []
+            for entry in self._ops:
+                if isinstance(entry, SendRun):
+                    runs += [entry, entry._members, entry._bufs]
+            _IOV_GC_TRACK_ALL(runs)
 
     def _complete(self, done: list[WSAOverlapped]) -> None:
         """Complete whole sends in bulk, in posting order (SPEC S5.3)."""

@@ -43,6 +43,7 @@ from tests.conftest import LOOP_FACTORIES
 from tests.helpers import drain_ready, pattern, read_exactly, recv_to_eof, run_threads, tcp_pair
 from wsasend import WSAErrorCode, _engine
 from wsasend._api import find_engine
+from wsasend._queue import SendRun
 
 GUARD = 30.0
 FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
@@ -416,24 +417,33 @@ def test_gc_untrack_and_gc_track_all_take_objects_off_the_collectors_lists_and_b
 
 def _post_deep(
     a: socket.socket, b: socket.socket
-) -> tuple[list[bytes], list[wsasend.WSAOverlapped], list[tuple[bool, bool, bool]]]:
+) -> tuple[list[bytes], list[wsasend.WSAOverlapped], list[tuple[bool, bool, bool, bool]]]:
     """Post ``2 * _UNTRACK_DEPTH + 200`` sends of 1,000 bytes (two buffers each) on ``a``, whose
     peer ``b`` does not read yet (both made nonblocking): the payloads, the sends, and for each
-    pending one whether the queue was at least ``_UNTRACK_DEPTH`` deep when it was posted,
-    whether its captured list is untracked and whether the overlapped itself is."""
+    pending one: whether its captured list is to be untracked (made while at least
+    ``_UNTRACK_DEPTH`` sends were queued, or a run's, which is always: see post_list), whether
+    that list is untracked, whether the queue was that deep when the send was posted, and
+    whether the overlapped itself is untracked. A run's list is its first send's: shallow and
+    tracked until a second send joins it."""
     a.setblocking(False)
     b.setblocking(False)
     count = 2 * _engine._UNTRACK_DEPTH + 200
     payload = [pattern(1000, seed) for seed in range(count)]
     ops = []
     seen = []
+    made_deep: dict[int, bool] = {}  # id of a captured list -> made deep (all stay alive here)
     for p in payload:
         engine = find_engine(a)
-        depth = 0 if engine is None else len(engine._ops)
+        deep = engine is not None and len(engine._queue) >= _engine._UNTRACK_DEPTH
         op = wsasend.wsa_send(a, [p[:500], p[500:]])
         ops.append(op)
         if op.pending:
-            seen.append((depth >= _engine._UNTRACK_DEPTH, not gc.is_tracked(op._bufs), not gc.is_tracked(op)))
+            engine = find_engine(a)
+            assert engine is not None
+            entry = engine._ops[-1]  # the send's own entry, or the run it joined
+            captured = entry._bufs
+            list_deep = made_deep.setdefault(id(captured), deep) or isinstance(entry, SendRun)
+            seen.append((list_deep, not gc.is_tracked(captured), deep, not gc.is_tracked(op)))
     return payload, ops, seen
 
 
@@ -466,7 +476,7 @@ def test_a_deep_queues_captured_lists_are_left_out_of_the_collectors_passes() ->
         a, b = tcp_pair(bufsize=64 * 1024)
         with a, b:
             payload, ops, seen = _post_deep(a, b)
-            _assert_untracked_only_when_deep([(deep, lists) for deep, lists, _ in seen])
+            _assert_untracked_only_when_deep([(deep, lists) for deep, lists, _, _ in seen])
             got = await asyncio.wait_for(read_exactly(b, 1000 * len(payload)), GUARD)
             assert got == b"".join(payload)
             assert [await op for op in ops] == [1000] * len(ops)
@@ -487,7 +497,7 @@ def test_a_deep_queues_overlappeds_leave_the_collector_while_queued_and_come_bac
         a, b = tcp_pair(bufsize=64 * 1024)
         with a, b:
             payload, ops, seen = _post_deep(a, b)
-            _assert_untracked_only_when_deep([(deep, overlapped) for deep, _, overlapped in seen])
+            _assert_untracked_only_when_deep([(deep, overlapped) for _, _, deep, overlapped in seen])
             # A cycle through a queued overlapped: its event refers back to it. The event's
             # weak reference tells whether the cycle was collected.
             cyclic = ops.pop() if way_out != "cancelled" else ops.pop(-2)
@@ -528,7 +538,7 @@ def test_a_forked_child_puts_an_inherited_deep_queue_back_on_the_collectors_list
 
         async def post() -> list[wsasend.WSAOverlapped]:
             _, ops, seen = _post_deep(a, b)
-            _assert_untracked_only_when_deep([(deep, overlapped) for deep, _, overlapped in seen])
+            _assert_untracked_only_when_deep([(deep, overlapped) for _, _, deep, overlapped in seen])
             return ops
 
         ops = loop.run_until_complete(post())
