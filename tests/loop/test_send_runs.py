@@ -29,6 +29,12 @@ def _runs(engine: SendEngine) -> list[SendRun]:
     return [entry for entry in engine._ops if isinstance(entry, SendRun)]
 
 
+def _member(run: SendRun, index: int) -> wsasend.WSAOverlapped:
+    member = run._members[index]
+    assert isinstance(member, wsasend.WSAOverlapped)
+    return member
+
+
 def _engine(sock: socket.socket) -> SendEngine:
     engine = find_engine(sock)
     assert engine is not None
@@ -85,7 +91,7 @@ async def test_a_run_member_is_withdrawn_alone_while_none_of_its_bytes_went() ->
     with a, b:
         engine = _engine(a)
         run = _runs(engine)[-1]
-        first, middle, last = run._members[0], run._members[len(run._members) // 2], run._members[-1]
+        first, middle, last = _member(run, 0), _member(run, len(run._members) // 2), _member(run, -1)
         assert middle is not first and middle is not last
         before = len(engine._queue)
         assert middle.cancel() is True  # S5.7: none of its bytes went
@@ -125,7 +131,7 @@ async def test_the_started_member_of_a_run_cannot_be_withdrawn() -> None:
                 if isinstance(head, SendRun) and engine._queue.head_consumed:
                     break
             assert isinstance(head, SendRun), "a run's first send was partly sent at some point"
-            started = head._members[0]
+            started = _member(head, 0)
             assert started.pending and engine._queue.is_started(started)
             assert started.cancel() is False  # S5.7: cutting it short would corrupt the stream
             got += await read_exactly(b, len(expected) - len(got))
