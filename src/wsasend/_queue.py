@@ -264,9 +264,8 @@ class SendQueue(Generic[OpT]):
         if not self._ops:
             return False
         head = self._ops[0]
-        if type(head) is SendRun:
-            return head._members[0] is op and (head._skip > 0 or self._head_consumed > 0)
-        return self._head_consumed > 0 and head is op
+        first = head._members[0] if type(head) is SendRun else head
+        return first is op and self.head_consumed > 0
 
     def sends(self) -> list[OpT]:
         """Every send in the queue, in posting order (a run's one by one). O(n)."""
@@ -562,11 +561,9 @@ class SendQueue(Generic[OpT]):
         The head send keeps the bytes the kernel took from it; every other send took none.
         """
         out = [SendCompletion(op, 0) for op in self.sends()]
-        if out and self._ops:
-            head = self._ops[0]
-            consumed = self._head_consumed + (head._skip if type(head) is SendRun else 0)
-            if consumed:
-                out[0] = SendCompletion(out[0].op, consumed)
+        consumed = self.head_consumed  # (the head send's: a run's first member's)
+        if out and consumed:
+            out[0] = SendCompletion(out[0].op, consumed)
         self._ops.clear()
         self._unsent = 0
         self._head_buf = self._head_off = self._head_consumed = 0
