@@ -22,7 +22,7 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "buildsupport"))
 
-from wsasend_build import COMPILED_MODULES, want_compiled  # noqa: E402
+from wsasend_build import COMPILED_MODULES, code_layout_flags, want_compiled  # noqa: E402
 
 
 def _say(msg: str) -> None:
@@ -61,7 +61,11 @@ def _mypyc_extensions() -> list[Any]:
         traceback.print_exc()
         _say(f"mypyc failed ({exc!r}): building plain Python")
         return []
-    _say(f"compiling with mypyc: {', '.join(COMPILED_MODULES)}; and C: {IOVSEND.name}")
+    flags = code_layout_flags()  # (see CODE_LAYOUT_FLAGS there: where the server's CPU went)
+    for ext in [*exts, IOVSEND]:
+        ext.extra_compile_args = [*ext.extra_compile_args, *flags]
+    shown = " ".join(flags) or "(none)"
+    _say(f"compiling with mypyc: {', '.join(COMPILED_MODULES)}; and C: {IOVSEND.name}; extra flags: {shown}")
     # The one hand-written C module (issue 11): sendmsg(2) of a list of buffers without
     # socket.sendmsg's per-buffer argument parsing. Built with the mypyc modules, so it is
     # dropped with them if anything fails (AllOrNothingBuildExt).

@@ -87,6 +87,29 @@ def test_the_pure_run_really_runs_python_sources() -> None:
         assert _module_file(name).endswith(".py"), name
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="ELF only (CODE_LAYOUT_FLAGS)")
+@pytest.mark.skipif(os.environ.get("WSASEND_EXPECT_COMPILED") != "1", reason="WSASEND_EXPECT_COMPILED=1 not set")
+@pytest.mark.skipif(shutil.which("readelf") is None, reason="no readelf (binutils)")
+def test_the_compiled_build_exports_only_module_init_and_calls_without_the_plt() -> None:
+    # buildsupport's CODE_LAYOUT_FLAGS (issue 11): this compiler takes them (it built the package),
+    # so every extension must show them: no symbol but PyInit_* exported, so calls between
+    # mypyc's functions are direct, and no PLT entries, so calls into libpython skip the stub.
+    libs = sorted(Path(wsasend.__file__).parent.parent.glob("wsasend*/**/*.so"))
+    libs += sorted(Path(wsasend.__file__).parent.parent.glob("wsasend__mypyc*.so"))
+    assert any("__mypyc" in p.name for p in libs) and any("_iovsend" in p.name for p in libs), libs
+    for lib in libs:
+        dyn = subprocess.run(["readelf", "--dyn-syms", "-W", str(lib)], capture_output=True, text=True, check=True)
+        exported = set()
+        for line in dyn.stdout.splitlines():
+            cols = line.split()
+            # Num: Value Size Type Bind Vis Ndx Name; defined (Ndx not UND) global functions/objects.
+            if len(cols) >= 8 and cols[4] in ("GLOBAL", "WEAK") and cols[6] != "UND" and cols[3] in ("FUNC", "OBJECT"):
+                exported.add(cols[7])
+        assert exported and all(name.startswith("PyInit_") for name in exported), (lib.name, sorted(exported)[:10])
+        relocs = subprocess.run(["readelf", "-r", "-W", str(lib)], capture_output=True, text=True, check=True)
+        assert "JUMP_SLO" not in relocs.stdout, lib.name
+
+
 def test_no_extension_module_in_the_source_tree() -> None:
     found = [p for p in (ROOT / "src").rglob("*") if p.name.endswith(EXT_SUFFIXES)]
     assert found == []
