@@ -43,6 +43,7 @@ import mmap
 import os
 import socket
 import ssl as ssl_module
+import sys
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -172,6 +173,8 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
 
 # The hot paths' state test, one global lookup instead of two.
 _OPEN: Final = TransportState.OPEN
+# Compiled on Python 3.11: WSATransport.__init__ makes the instance dict at once (see there).
+_MAKE_DICT: Final = sys.version_info < (3, 12) and is_extension_file(__file__)
 # Read by the stream reader per callback: Final, so compiled code does not look them up in the
 # socket module's dict each time.
 _SOL_SOCKET: Final = socket.SOL_SOCKET
@@ -352,6 +355,14 @@ class WSATransport(asyncio.Transport):
         info.setdefault("peername", peername)
         # Not super().__init__(info): see _extra above.
         self._extra = info
+        if _MAKE_DICT:
+            # Compiled, this class keeps an instance ``__dict__`` (its base is a Python class),
+            # made on first use. Until it exists, Python 3.11 cannot specialize a method call on
+            # the transport in the protocol's code (``transport.send(...)`` stays a generic
+            # LOAD_METHOD, the method looked up afresh on every call); made here, empty, it becomes
+            # LOAD_METHOD_WITH_DICT (issue 11: the HTTP server's reply, one call per request).
+            # 3.12 specializes with the dict still missing (LOAD_ATTR_METHOD_LAZY_DICT).
+            getattr(self, "__dict__")  # noqa: B009 (mypyc: a plain attribute lookup, by name)
 
         self._loop = loop
         self._sock = sock
