@@ -5,6 +5,7 @@ Everything here asks the kernel about a socket, never sends on it.
 
 from __future__ import annotations
 
+import _socket
 import errno
 import socket
 import sys
@@ -87,7 +88,28 @@ _TCP_CLOSE = 7
 _TCP_LOCAL_SHUTDOWN = frozenset({4, 5, 6, 9, 11})  # FIN_WAIT1, FIN_WAIT2, TIME_WAIT, LAST_ACK, CLOSING
 
 
-_MESSAGE_TYPES: Final = frozenset({socket.SOCK_DGRAM, socket.SOCK_SEQPACKET, socket.SOCK_RAW})
+_MESSAGE_TYPES: Final = frozenset({int(socket.SOCK_DGRAM), int(socket.SOCK_SEQPACKET), int(socket.SOCK_RAW)})
+
+# The C socket's own ``type`` and ``family`` members: plain ints. ``socket.socket`` overrides
+# both with properties that convert the int to a SocketKind / AddressFamily enum member on
+# every read, ~7,000 instructions each on Python 3.11: a new connection read them ~10 times
+# (issue 11: an HTTP server without keep-alive spent 268k instructions a connection against
+# the stock uvloop server's 36k). The members hold the same values (without SOCK_NONBLOCK and
+# SOCK_CLOEXEC, as the properties).
+_RAW_TYPE: Final[Any] = _socket.socket.__dict__["type"]
+_RAW_FAMILY: Final[Any] = _socket.socket.__dict__["family"]
+
+
+def sock_type(sock: socket.socket) -> int:
+    """``sock.type`` as a plain int, without the enum conversion (see _RAW_TYPE)."""
+    kind: int = _RAW_TYPE.__get__(sock)
+    return kind
+
+
+def sock_family(sock: socket.socket) -> int:
+    """``sock.family`` as a plain int, without the enum conversion (see _RAW_TYPE)."""
+    family: int = _RAW_FAMILY.__get__(sock)
+    return family
 
 
 def is_message_socket(sock: socket.socket) -> bool:
@@ -96,7 +118,7 @@ def is_message_socket(sock: socket.socket) -> bool:
     (SOCK_RAW took the stream path: back-to-back sends were coalesced into one packet, and
     their destinations ignored; adversarial pass.)
     """
-    return sock.type in _MESSAGE_TYPES
+    return sock_type(sock) in _MESSAGE_TYPES
 
 
 def is_closed(sock: socket.socket) -> bool:
@@ -279,9 +301,10 @@ class SocketInfo:
     __slots__ = ("family", "is_tcp", "type", "was_connected")
 
     def __init__(self, sock: socket.socket) -> None:
-        self.family = sock.family
-        self.type = sock.type
-        self.is_tcp = sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6)
+        # (Plain ints, compared with the socket module's constants, which are ints too.)
+        self.family = family = sock_family(sock)
+        self.type = kind = sock_type(sock)
+        self.is_tcp = kind == socket.SOCK_STREAM and family in (socket.AF_INET, socket.AF_INET6)
         try:
             sock.getpeername()
         except OSError:

@@ -44,6 +44,7 @@ import os
 import socket
 import ssl as ssl_module
 import sys
+import types
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
@@ -58,7 +59,7 @@ from ._errors import WriteAfterEOFError, WSAError, WSAErrorCode
 from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sendfile import fatal_for_connection
-from ._sockutil import check_socket, is_message_socket, mark_shutdown
+from ._sockutil import check_socket, is_message_socket, mark_shutdown, sock_family, sock_type
 
 __all__ = [
     "TRANSITIONS",
@@ -227,10 +228,68 @@ class WSAProtocol(asyncio.Protocol):
 _BASE_SEND_COMPLETED = WSAProtocol.send_completed
 
 
-def _wants_completions(protocol: object) -> bool:
+def _wants_completions_general(protocol: object) -> bool:
+    """Whether ``protocol`` has a ``send_completed`` to call (WSAProtocol's own does nothing)."""
     if getattr(type(protocol), "send_completed", None) is _BASE_SEND_COMPLETED:
         return False
     return callable(getattr(protocol, "send_completed", None))
+
+
+# _wants_completions' reading of a protocol class: its ``send_completed`` function (perhaps
+# WSAProtocol's), None for none, or _GENERAL when only getattr can tell. At most _CLASSES_KEPT classes
+# (a program that makes protocol classes on the fly does not grow it for ever).
+_CLASS_SEND_COMPLETED: dict[type, object] = {}
+_CLASSES_KEPT: Final = 256
+_GENERAL: Final = object()
+
+
+def _wants_completions(protocol: object) -> bool:
+    """:func:`_wants_completions_general`, read from the class and instance dicts where that
+    gives the same answer.
+
+    A plain protocol has no ``send_completed``: each of the general version's two failed
+    ``getattr`` calls built an AttributeError, ~3,500 instructions on Python 3.11, paid by
+    every new connection (issue 11: an HTTP server without keep-alive). The class's part is
+    read once per class, as a transport reads ``data_received`` once per protocol (a
+    ``send_completed`` added to a class later is not seen by that class's new connections; set
+    it on the instance, or before the first connection). Anything the dicts cannot answer the
+    same way (a class with ``__getattr__`` or ``__getattribute__``, a ``send_completed`` that is
+    not a plain function, an instance without a dict) goes the general way.
+    """
+    cls = type(protocol)
+    attr = _CLASS_SEND_COMPLETED.get(cls, _GENERAL)
+    if attr is _GENERAL and cls not in _CLASS_SEND_COMPLETED:
+        attr = _class_send_completed(cls)
+        if len(_CLASS_SEND_COMPLETED) >= _CLASSES_KEPT:
+            _CLASS_SEND_COMPLETED.clear()
+        _CLASS_SEND_COMPLETED[cls] = attr
+    if attr is _GENERAL:
+        return _wants_completions_general(protocol)
+    if attr is _BASE_SEND_COMPLETED:
+        return False  # (WSAProtocol's no-op is the class's: an instance's own is not looked at)
+    own = vars(protocol)
+    if "send_completed" in own:
+        return callable(own["send_completed"])
+    return attr is not None
+
+
+def _class_send_completed(cls: type) -> object:
+    """See _CLASS_SEND_COMPLETED."""
+    mro = cls.__mro__
+    for klass in mro:
+        names = klass.__dict__
+        if klass is not object and ("__getattr__" in names or "__getattribute__" in names):
+            return _GENERAL
+    if cls.__dictoffset__ == 0:
+        return _GENERAL
+    for klass in mro:
+        names = klass.__dict__
+        if "send_completed" in names:
+            attr = names["send_completed"]
+            if type(attr) is not types.FunctionType:
+                return _GENERAL
+            return attr
+    return None
 
 
 def _data_received_of(protocol: object, data: bytes) -> None:
@@ -345,7 +404,9 @@ class WSATransport(asyncio.Transport):
             set_max_pending(sock, max_pending_sends)
         # The transport owns the socket from here on, as asyncio's transports do.
         sock.setblocking(False)
-        if sock.type == socket.SOCK_STREAM and sock.family in (socket.AF_INET, socket.AF_INET6):
+        kind = sock_type(sock)  # (plain ints: see _sockutil.sock_type)
+        family = sock_family(sock)
+        if kind == socket.SOCK_STREAM and family in (socket.AF_INET, socket.AF_INET6):
             # asyncio's _set_nodelay: small writes go out without waiting for an ACK. Cork pieces
             # (partial_messages="cork", S4.4) still wait where the caller asks for it.
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -370,7 +431,7 @@ class WSATransport(asyncio.Transport):
         self._sock_fd = sock.fileno()
         self._engine = engine
         self._message_mode = is_message_socket(sock)
-        self._is_dgram = sock.type == socket.SOCK_DGRAM
+        self._is_dgram = kind == socket.SOCK_DGRAM
         # Message sockets: one recv is one message, and a message cut short is lost, so each is
         # read into a scratch area as large as any message the kernel can carry (issue 10 item
         # 12). An anonymous mapping costs address space only: pages are touched as messages
@@ -378,7 +439,7 @@ class WSATransport(asyncio.Transport):
         self._scratch: mmap.mmap | None = None
         self._scratch_iov: list[mmap.mmap] = []
         if self._message_mode:
-            size = MESSAGE_READ_MAX if sock.family == socket.AF_UNIX else UDP_READ_MAX
+            size = MESSAGE_READ_MAX if family == socket.AF_UNIX else UDP_READ_MAX
             self._scratch = mmap.mmap(-1, size)
             self._scratch_iov = [self._scratch]
         # The size of the next stream read (see SMALL_READ and _read_stream).

@@ -220,3 +220,96 @@ async def test_a_protocols_call_of_send_is_a_specialized_method_call() -> None:
         assert await drain_peer(peer) == b"".join(sent)
         assert len(ops) == 1, ops
         assert ops[0] not in ("LOAD_METHOD", "LOAD_METHOD_ADAPTIVE", "LOAD_ATTR"), ops
+
+
+class _Told(asyncio.Protocol):
+    def send_completed(self, completed: object) -> None:
+        pass
+
+
+class _ToldByWSAProtocol(wsasend.WSAProtocol):
+    def send_completed(self, completed: wsasend.CompletedSend) -> None:
+        pass
+
+
+class _Plain(wsasend.WSAProtocol):
+    pass
+
+
+class _NotCallable(asyncio.Protocol):
+    send_completed = None
+
+
+class _ByGetattr(asyncio.Protocol):
+    def __getattr__(self, name: str) -> Any:
+        if name == "send_completed":
+            return lambda completed: None
+        raise AttributeError(name)
+
+
+class _ByProperty(asyncio.Protocol):
+    @property
+    def send_completed(self) -> Any:
+        return print
+
+
+class _Slotted:
+    __slots__ = ()
+
+    def send_completed(self, completed: object) -> None:
+        pass
+
+
+class _Static(asyncio.Protocol):
+    send_completed = staticmethod(print)
+
+
+class _Bare(asyncio.Protocol):
+    pass
+
+
+def _instance_told() -> _Bare:
+    proto = _Bare()
+    proto.send_completed = print  # type: ignore[attr-defined]
+    return proto
+
+
+def _instance_of_wsaprotocol() -> _Plain:
+    proto = _Plain()
+    proto.send_completed = print  # type: ignore[assignment, method-assign]
+    return proto
+
+
+def _instance_not_callable() -> _Told:
+    proto = _Told()
+    proto.send_completed = 5  # type: ignore[assignment, method-assign]
+    return proto
+
+
+@pytest.mark.parametrize(
+    ("make", "told"),
+    [
+        (asyncio.Protocol, False),
+        (asyncio.BufferedProtocol, False),
+        (_Plain, False),
+        (_Told, True),
+        (_ToldByWSAProtocol, True),
+        (_NotCallable, False),
+        (_ByGetattr, True),
+        (_ByProperty, True),
+        (_Slotted, True),
+        (_Static, True),
+        (_instance_told, True),
+        (_instance_not_callable, False),
+        (_instance_of_wsaprotocol, False),
+    ],
+)
+def test_which_protocols_are_told_of_each_send(make: Any, told: bool) -> None:
+    # The dict-reading check (issue 11: no AttributeError built per connection) answers as the
+    # general getattr one for every shape of protocol.
+    from wsasend._transport import _wants_completions, _wants_completions_general
+
+    proto = make()
+    assert _wants_completions_general(proto) is told
+    assert _wants_completions(proto) is told
+    assert _wants_completions(make()) is told  # (the class's answer now read from the cache)
