@@ -356,8 +356,13 @@ class Workload:
     client: str  # "ab" or "redis-benchmark"
     requests: int
     pipeline: int = 1
+    # ab only: False for a new connection per request (HTTP/1.0 without Keep-Alive: the server
+    # closes after its reply), the connection set-up and tear-down of an ordinary server.
+    keepalive: bool = True
 
     def describe(self) -> str:
+        if self.client == "ab" and not self.keepalive:
+            return f"HTTP, a connection per request, ab -c {CONCURRENCY}, {self.requests} requests, 1 KiB body"
         if self.client == "ab":
             return f"HTTP keep-alive, ab -k -c {CONCURRENCY}, {self.requests} requests, 1 KiB body"
         p = f" -P {self.pipeline}" if self.pipeline > 1 else ", no pipelining"
@@ -370,13 +375,19 @@ def default_workloads(scale: float = 1.0) -> list[Workload]:
 
     return [
         Workload("H", "http", "ab", n(40000)),
+        Workload("HC", "http", "ab", n(10000), keepalive=False),
         Workload("R1", "resp", "redis-benchmark", n(5000)),
         Workload("R16", "resp", "redis-benchmark", n(20000), PIPELINE),
     ]
 
 
-#: The workloads with tiny counts, for the harness test: (key, protocol, client, pipeline).
-TINY = (("H", "http", "ab", 1), ("R1", "resp", "redis-benchmark", 1), ("R16", "resp", "redis-benchmark", PIPELINE))
+#: The workloads with tiny counts, for the harness test: (key, protocol, client, pipeline, keep-alive).
+TINY = (
+    ("H", "http", "ab", 1, True),
+    ("HC", "http", "ab", 1, False),
+    ("R1", "resp", "redis-benchmark", 1, True),
+    ("R16", "resp", "redis-benchmark", PIPELINE, True),
+)
 
 
 @dataclass
@@ -396,10 +407,12 @@ def _run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=GUARD_SECONDS, check=False)
 
 
-def run_ab(port: int, requests: int, concurrency: int = CONCURRENCY) -> ClientResult:
-    """``ab -k``: checks the count, failures, and every byte received (header + body per reply)."""
+def run_ab(port: int, requests: int, concurrency: int = CONCURRENCY, *, keepalive: bool = True) -> ClientResult:
+    """``ab -k`` (``ab`` for a connection per request): checks the count, failures, and every
+    byte received (header + body per reply)."""
+    keep = ["-k"] if keepalive else []
     proc = _run(
-        ["ab", "-q", "-k", "-s", "30", "-c", str(concurrency), "-n", str(requests), f"http://127.0.0.1:{port}/"]
+        ["ab", "-q", *keep, "-s", "30", "-c", str(concurrency), "-n", str(requests), f"http://127.0.0.1:{port}/"]
     )
     out = proc.stdout
 
@@ -458,7 +471,7 @@ def run_client(w: Workload, server: ServerProcess) -> ClientResult:
     """One bounded client run against ``server``, with the server's CPU measured around it."""
     cpu0 = server.cpu()
     if w.client == "ab":
-        result = run_ab(server.port, w.requests)
+        result = run_ab(server.port, w.requests, keepalive=w.keepalive)
     else:
         result = run_redis_benchmark(server.port, w.requests, w.pipeline)
     result.cpu = server.cpu() - cpu0
@@ -534,7 +547,7 @@ def run_matrix(
             continue
         group = [Case(w, impl, loop) for loop in loops for impl in _impls(w.proto, impls)]
         log(f"{w.key}: {w.describe()}, {len(group)} cases x {rounds} rounds")
-        warm = Workload(w.key, w.proto, w.client, max(100, w.requests // 10), w.pipeline)
+        warm = Workload(w.key, w.proto, w.client, max(100, w.requests // 10), w.pipeline, w.keepalive)
         for r in range(rounds):
             servers: dict[tuple[str, str, str], ServerProcess] = {}
             try:
@@ -616,7 +629,10 @@ def table(groups: list[list[Case]]) -> str:
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m wsasend bench --servers", description=__doc__)
     p.add_argument("--rounds", type=int, default=5, help="paired rounds per case (default 5)")
-    p.add_argument("--workloads", help="comma-separated: H (HTTP), R1 (RESP), R16 (RESP -P 16)")
+    p.add_argument(
+        "--workloads",
+        help="comma-separated: H (HTTP keep-alive), HC (HTTP, a connection per request), R1 (RESP), R16 (RESP -P 16)",
+    )
     p.add_argument("--loops", help="comma-separated: asyncio,uvloop (default both)")
     p.add_argument("--impls", help="comma-separated: wsa-send,wsa-writelines,wsa-write (stock always runs)")
     p.add_argument("--scale", type=float, default=1.0, help="multiply every request count (default 1)")
