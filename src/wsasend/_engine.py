@@ -146,6 +146,8 @@ from ._sockutil import (
     is_message_socket,
     max_message_size,
     message_limit_to,
+    sock_family,
+    sock_type,
     translate_flags,
 )
 
@@ -1084,7 +1086,8 @@ class SendEngine:
             os.close(dup_fd)
             return -1
         blocking = socket.getdefaulttimeout() is not None and os.get_blocking(dup_fd)
-        dup = socket.socket(sock.family, sock.type, sock.proto, fileno=dup_fd)
+        # (The C socket's ints, as the server's accept: no enum built per property read.)
+        dup = socket.socket(sock_family(sock), sock_type(sock), sock.proto, fileno=dup_fd)
         if dup.gettimeout() is not None:  # socket.setdefaulttimeout() was used
             dup.setblocking(False)  # a timeout would make the dup poll; 0 never does
         if blocking:
