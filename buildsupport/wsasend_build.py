@@ -29,7 +29,7 @@ from setuptools.build_meta import *  # noqa: F403  (the rest of the PEP 517/660 
 #: compiled coroutine throws into what it awaits with the three-argument throw(), deprecated
 #: from Python 3.12 on. ``_transport`` needs ``_iovsend.support_weakrefs`` (see _iovsend.c).
 #: The same on every supported Python.
-COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
+COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport", "_errorwatch")
 
 
 #: What the compiled build needs at build time: mypyc (part of mypy), and our runtime dependency

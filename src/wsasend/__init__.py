@@ -24,7 +24,7 @@ from ._transport import WSAProtocol, WSATransport
 
 #: The modules a compiled build compiles with mypyc (all of them, or none: SPEC S10), as
 #: buildsupport/wsasend_build.py's COMPILED_MODULES.
-_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport")
+_COMPILED_MODULES = ("_queue", "_buffers", "_sockutil", "_overlapped", "_engine", "_api", "_transport", "_errorwatch")
 
 
 def _is_extension(name: str) -> bool:

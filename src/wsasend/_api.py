@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import os
 import socket
 import threading
@@ -34,8 +35,8 @@ __all__ = ["closesocket", "engine_for", "find_engine", "set_max_pending", "slot_
 # engine belongs to one loop; a socket that moves to another loop gets a new engine, which
 # replaces the old one here (the old one is dropped unless something else holds it, S5.10).
 _ENGINES: Final[dict[int, SendEngine]] = {}
-# Each socket's registry slot: its owner (S5.11), current engine and send bound. One
-# weakref.finalize per socket (made with the slot) drops both entries when the socket dies,
+# Each socket's registry slot: its owner (S5.11), current engine and send bound. One weak
+# reference per socket (made with the slot, its callback _forget) drops both entries when the socket dies,
 # before its id can be reused, so the registry never keeps a socket alive, and it holds no
 # engine or loop: only the latest engine, in the slot, is kept (issue 10 items 13, 15).
 _SLOTS: dict[int, SocketSlot] = {}
@@ -84,10 +85,22 @@ _get_running_loop: Final = asyncio.get_running_loop
 _LOCK = OWNERSHIP.lock
 
 
-def _forget(key: int) -> None:
+def _forget(key: int, _ref: object = None) -> None:
+    """The socket ``key`` died: drop its registry entries (its slot's weak reference calls this)."""
     with _LOCK:
         _set_current(key, None)
-        _SLOTS.pop(key, None)
+        slot = _SLOTS.pop(key, None)
+        if slot is not None:
+            # Nothing can reach the slot through the registry any more (a new socket at the same
+            # address gets a new one), and its socket is gone, so no engine can send or claim
+            # through it. The engines that still hold it keep their ``_slot``; the slot lets go of
+            # them, so that an engine and its slot, which name each other, are freed by their
+            # reference counts instead of waiting for the cyclic collector (issue 11: a
+            # connection per request left a cycle per connection).
+            slot.engine = None
+            slot.owner = None
+            slot.transport_engine = None
+            slot.waiting.clear()
 
 
 def slot_for(sock: socket.socket) -> SocketSlot:
@@ -98,8 +111,12 @@ def slot_for(sock: socket.socket) -> SocketSlot:
         if slot is None:
             slot = _SLOTS[key] = SocketSlot()
             # The reentrant lock matters here: the collector may run while we allocate, and a
-            # collected socket's finalizer (_forget) takes the lock again in this thread.
-            weakref.finalize(sock, _forget, key)
+            # collected socket's callback (_forget) takes the lock again in this thread.
+            # A weak reference with a callback, kept by the slot (so alive exactly while the
+            # socket is registered), rather than a ``weakref.finalize``: the same call at the
+            # same moment, made without finalize's interpreted bookkeeping (issue 11: ~10,000
+            # instructions of every new connection of a server).
+            slot.sockref = weakref.ref(sock, functools.partial(_forget, key))
         return slot
 
 
@@ -125,8 +142,11 @@ def find_engine(sock: socket.socket) -> SendEngine | None:
     return None
 
 
-def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> SendEngine:
+def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop, peer: bool = False) -> SendEngine:
     """The engine of ``sock`` on ``loop``, made on first use.
+
+    ``peer``: the caller has just seen the socket connected (a new engine then skips its own
+    ``getpeername``; see SocketInfo).
 
     Raises:
         WSAError: WSAENOTSOCK for a closed socket or a non-socket; WSAEINPROGRESS when the
@@ -160,7 +180,7 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> SendEngi
             if slot.send_shut:
                 raise WSAError(WSAErrorCode.WSAESHUTDOWN, detail="sends on this socket were shut down")
             raise WSAError(WSAErrorCode.WSAEINPROGRESS, detail="the socket has sends pending on another event loop")
-        engine = SendEngine(loop, sock, max_pending=slot.max_pending, slot=slot)
+        engine = SendEngine(loop, sock, max_pending=slot.max_pending, slot=slot, peer=peer)
         slot.engine = engine
         _set_current(key, engine)
     _watch_loop(loop)

@@ -391,6 +391,9 @@ class SocketSlot:
         self.send_shut = False
         #: The engine of a transport living on the socket (closesocket ends the transport).
         self.transport_engine: SendEngine | None = None
+        #: The registry's weak reference to the socket, whose callback forgets the socket when
+        #: it dies (set by ``_api.slot_for``; the slot keeps it alive while it is registered).
+        self.sockref: weakref.ReferenceType[socket.socket] | None = None
 
 
 class Ownership:
@@ -728,6 +731,7 @@ class SendEngine:
         *,
         max_pending: int = DEFAULT_MAX_PENDING,
         slot: SocketSlot | None = None,
+        peer: bool = False,
     ) -> None:
         self.loop = loop
         # Ownership (S5.11, see the theory of operation): the socket's registry slot; whether
@@ -743,7 +747,7 @@ class SendEngine:
         # _api under the registry lock). wsa_send trusts its last-engine shortcut only then.
         self._key = id(sock)
         self._current = False
-        self._info = SocketInfo(sock)
+        self._info = SocketInfo(sock, peer)
         self.message_mode = is_message_socket(sock)
         self._udp_max = (
             max_message_size(sock) if self.message_mode and sock.family in (socket.AF_INET, socket.AF_INET6) else 0

@@ -37,7 +37,8 @@ its weak reference's callback, the reader then removed in the loop's thread), wh
 ``shutdown_asyncgens`` runs (``asyncio.run``, ``uvloop.run``: transports left unclosed), or
 with the loop object otherwise; a forked child closes the inherited instances without touching
 their registrations (the parent's, shared).
-Not compiled (SPEC S10): nothing here runs per read.
+Compiled (SPEC S10): nothing here runs per read, but ``add`` and ``discard`` run for every
+connection of a server (issue 11, workload HC).
 """
 
 from __future__ import annotations
@@ -107,12 +108,18 @@ class ErrorWatch:
         self._owners[fd] = weakref.ref(owner, lambda ref: self._collected(fd, ref))
         return True
 
-    def discard(self, fd: int, owner: _Watched) -> None:
-        """Stop watching ``fd`` for ``owner``; nothing when another transport has the number now."""
+    def discard(self, fd: int, owner: _Watched, closing: bool = False) -> None:
+        """Stop watching ``fd`` for ``owner``; nothing when another transport has the number now.
+
+        ``closing``: the owner closes the descriptor right after this call. The kernel drops a
+        registration with its file, so no ``epoll_ctl`` is made for it (one system call less a
+        connection, issue 11); were the file still open elsewhere (a duplicate), its one report
+        would reach the number's next owner as described under "Ownership", or nobody.
+        """
         ref = self._owners.get(fd)
         if ref is None or ref() is not owner:
             return
-        if self._drop(fd):
+        if self._drop(fd, not closing):
             # The loop's last watched transport is gone: so is the epoll (no descriptor of ours
             # outlives our transports; the next transport makes a new watch).
             loop = self._loopref()
@@ -130,15 +137,19 @@ class ErrorWatch:
             with contextlib.suppress(RuntimeError):  # closed in the meantime: it went with the loop
                 loop.call_soon_threadsafe(self._retire_if_unused, loop)
 
-    def _drop(self, fd: int) -> bool:
-        """Unregister ``fd`` (listed); True when it was the last one."""
+    def _drop(self, fd: int, unregister: bool = True) -> bool:
+        """Forget ``fd`` (listed) and unregister it; True when it was the last one."""
         del self._owners[fd]
         epoll = self._epoll
         if epoll is None:
             return False
-        # OSError: closed already (the kernel dropped it), or the number is someone else's now.
-        with contextlib.suppress(OSError):
-            epoll.unregister(fd)
+        if unregister:
+            # (Not contextlib.suppress: a context manager object a connection, for an error
+            # that is rare. OSError: closed already, or the number is someone else's now.)
+            try:  # noqa: SIM105
+                epoll.unregister(fd)
+            except OSError:
+                pass
         return not self._owners
 
     def _retire_if_unused(self, loop: asyncio.AbstractEventLoop) -> None:

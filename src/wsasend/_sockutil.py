@@ -19,7 +19,12 @@ __all__ = [
     "MSG_DONTROUTE",
     "MSG_OOB",
     "MSG_PARTIAL",
+    "DGRAM",
+    "INET",
+    "INET6",
+    "STREAM",
     "SocketInfo",
+    "UNIX",
     "classify",
     "check_socket",
     "connect_in_progress",
@@ -89,6 +94,15 @@ _TCP_LOCAL_SHUTDOWN = frozenset({4, 5, 6, 9, 11})  # FIN_WAIT1, FIN_WAIT2, TIME_
 
 
 _MESSAGE_TYPES: Final = frozenset({int(socket.SOCK_DGRAM), int(socket.SOCK_SEQPACKET), int(socket.SOCK_RAW)})
+
+# The socket module's constants that a new connection compares with, as plain ints: Final, so
+# the compiled code reads a C global instead of looking each up in the socket module's dict
+# (issue 11, workload HC). Compare them with sock_type() and sock_family().
+STREAM: Final = int(socket.SOCK_STREAM)
+DGRAM: Final = int(socket.SOCK_DGRAM)
+INET: Final = int(socket.AF_INET)
+INET6: Final = int(socket.AF_INET6)
+UNIX: Final = int(socket.AF_UNIX)
 
 # The C socket's own ``type`` and ``family`` members: plain ints. ``socket.socket`` overrides
 # both with properties that convert the int to a SocketKind / AddressFamily enum member on
@@ -300,18 +314,19 @@ class SocketInfo:
 
     __slots__ = ("family", "is_tcp", "type", "was_connected")
 
-    def __init__(self, sock: socket.socket) -> None:
-        # (Plain ints, compared with the socket module's constants, which are ints too.)
+    def __init__(self, sock: socket.socket, peer: bool = False) -> None:
+        """``peer``: the caller has just seen the socket connected (its ``getpeername`` worked)."""
         self.family = family = sock_family(sock)
         self.type = kind = sock_type(sock)
-        self.is_tcp = kind == socket.SOCK_STREAM and family in (socket.AF_INET, socket.AF_INET6)
-        try:
-            sock.getpeername()
-        except OSError:
-            self.was_connected = sock in _CONNECTED
-        else:
-            self.was_connected = True
-            _CONNECTED.add(sock)
+        self.is_tcp = kind == STREAM and family in (INET, INET6)
+        if not peer:
+            try:
+                sock.getpeername()
+            except OSError:
+                self.was_connected = sock in _CONNECTED
+                return
+        self.was_connected = True
+        _CONNECTED.add(sock)
 
 
 def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) -> WSAErrorCode:

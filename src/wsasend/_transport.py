@@ -59,7 +59,18 @@ from ._errors import WriteAfterEOFError, WSAError, WSAErrorCode
 from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sendfile import fatal_for_connection
-from ._sockutil import check_socket, is_message_socket, mark_shutdown, sock_family, sock_type
+from ._sockutil import (
+    DGRAM,
+    INET,
+    INET6,
+    STREAM,
+    UNIX,
+    check_socket,
+    is_message_socket,
+    mark_shutdown,
+    sock_family,
+    sock_type,
+)
 
 __all__ = [
     "TRANSITIONS",
@@ -120,9 +131,17 @@ class TransportState(enum.Enum):
     #: ``connection_lost`` was called and the socket is closed. Terminal.
     CLOSED = enum.auto()
 
+    # Members are singletons compared by identity, so the identity hash is a sound one, in C:
+    # enum.Enum's own __hash__ is Python code (hash(self._name_)), and the lifecycle table and
+    # the state sets hash a member at almost every step (issue 11: ~9,000 instructions of a
+    # server's new connection went to it).
+    __hash__ = object.__hash__
+
 
 class TransportEvent(enum.Enum):
     """What can happen to a transport: four public calls/faults and two internal steps."""
+
+    __hash__ = object.__hash__  # (see TransportState)
 
     WRITE_EOF = enum.auto()
     CLOSE = enum.auto()
@@ -180,6 +199,9 @@ _MAKE_DICT: Final = sys.version_info < (3, 12) and is_extension_file(__file__)
 # socket module's dict each time.
 _SOL_SOCKET: Final = socket.SOL_SOCKET
 _SO_ERROR: Final = socket.SO_ERROR
+# Read per connection (as above).
+_IPPROTO_TCP: Final = int(socket.IPPROTO_TCP)
+_TCP_NODELAY: Final = int(socket.TCP_NODELAY)
 # States in which the transport still reads (asyncio stops reading at close()).
 _READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
 # States in which write()/writelines() drop their data as asyncio's transports do (CLOSING
@@ -188,6 +210,8 @@ _DROPS_WRITES = frozenset({_S.CLOSING, _S.LOST, _S.CLOSED})
 
 
 class _ReadState(enum.Enum):
+    __hash__ = object.__hash__  # (see TransportState)
+
     ACTIVE = enum.auto()  # reading, or will read once connection_made has run
     PAUSED = enum.auto()  # pause_reading()
     EOF = enum.auto()  # the peer's EOF was delivered; nothing more to read
@@ -292,6 +316,11 @@ def _class_send_completed(cls: type) -> object:
     return None
 
 
+# What the transport holds instead of its protocol once connection_lost has run: a protocol that
+# does nothing (see _call_connection_lost).
+_LOST_PROTOCOL: Final = asyncio.Protocol()
+
+
 def _data_received_of(protocol: object, data: bytes) -> None:
     """``protocol.data_received(data)``, looked up now (for a protocol that had none when set)."""
     protocol.data_received(data)  # type: ignore[attr-defined]
@@ -385,9 +414,6 @@ class WSATransport(asyncio.Transport):
         check_socket(sock)
         if loop is None:
             loop = asyncio.get_running_loop()
-        engine = engine_for(sock, loop)
-        if engine.on_complete is not None or engine.on_error is not None:
-            raise RuntimeError(f"socket {sock!r} is already used by a transport")
         peername: Any = None
         try:
             peername = sock.getpeername()
@@ -400,16 +426,19 @@ class WSATransport(asyncio.Transport):
                 raise WSAError(
                     WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="a transport needs a connected socket"
                 ) from exc
+        engine = engine_for(sock, loop, peername is not None)
+        if engine.on_complete is not None or engine.on_error is not None:
+            raise RuntimeError(f"socket {sock!r} is already used by a transport")
         if max_pending_sends is not None:
             set_max_pending(sock, max_pending_sends)
         # The transport owns the socket from here on, as asyncio's transports do.
         sock.setblocking(False)
         kind = sock_type(sock)  # (plain ints: see _sockutil.sock_type)
         family = sock_family(sock)
-        if kind == socket.SOCK_STREAM and family in (socket.AF_INET, socket.AF_INET6):
+        if kind == STREAM and family in (INET, INET6):
             # asyncio's _set_nodelay: small writes go out without waiting for an ACK. Cork pieces
             # (partial_messages="cork", S4.4) still wait where the caller asks for it.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         info: dict[str, Any] = dict(extra) if extra else {}
         info["socket"] = sock
         info["sockname"] = sock.getsockname()
@@ -431,7 +460,7 @@ class WSATransport(asyncio.Transport):
         self._sock_fd = sock.fileno()
         self._engine = engine
         self._message_mode = is_message_socket(sock)
-        self._is_dgram = kind == socket.SOCK_DGRAM
+        self._is_dgram = kind == DGRAM
         # Message sockets: one recv is one message, and a message cut short is lost, so each is
         # read into a scratch area as large as any message the kernel can carry (issue 10 item
         # 12). An anonymous mapping costs address space only: pages are touched as messages
@@ -439,7 +468,7 @@ class WSATransport(asyncio.Transport):
         self._scratch: mmap.mmap | None = None
         self._scratch_iov: list[mmap.mmap] = []
         if self._message_mode:
-            size = MESSAGE_READ_MAX if family == socket.AF_UNIX else UDP_READ_MAX
+            size = MESSAGE_READ_MAX if family == UNIX else UDP_READ_MAX
             self._scratch = mmap.mmap(-1, size)
             self._scratch_iov = [self._scratch]
         # The size of the next stream read (see SMALL_READ and _read_stream).
@@ -509,9 +538,9 @@ class WSATransport(asyncio.Transport):
         if _server is not None:
             _server._attach(self)
 
+        # connection_made, then reading (asyncio's order), in one callback rather than asyncio's
+        # two back-to-back ones: nothing can run between those either (issue 11, workload HC).
         loop.call_soon(self._connection_made)
-        # Read only once connection_made has run (asyncio's order).
-        loop.call_soon(self._start_reading)
         if _waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, _waiter)
 
@@ -1573,6 +1602,13 @@ class WSATransport(asyncio.Transport):
         finally:
             self._step(TransportEvent.LOST_CALLED)
             self._close_socket()
+            # Let go of the protocol, as asyncio's and uvloop's transports do: a protocol keeps its
+            # transport (``self.transport = transport``), and the cycle would otherwise wait for the
+            # cyclic collector, which a server making a connection per request then runs every few
+            # dozen connections (issue 11, workload HC). get_protocol() says None from here on;
+            # set_protocol() still takes a new one.
+            self._protocol = _LOST_PROTOCOL
+            self._data_received = _LOST_PROTOCOL.data_received
 
     def _close_socket(self) -> None:
         """Drop every loop registration for the socket, then close it (S6.1: the peer sees it)."""
@@ -1583,7 +1619,9 @@ class WSATransport(asyncio.Transport):
                 self._loop.remove_reader(sock)
         watch, self._error_watch = self._error_watch, None
         if watch is not None:
-            watch.discard(self._sock_fd, self)  # (only while the number is still ours there)
+            # (Only while the number is still ours there; the descriptor closes just below when
+            # the socket still has it, see ErrorWatch.discard.)
+            watch.discard(self._sock_fd, self, sock is not None and sock.fileno() == self._sock_fd)
         engine = self._engine
         if engine is not None:
             # (The socket is closing already: _lose or _close_drained, which scheduled this.)
@@ -1602,14 +1640,15 @@ class WSATransport(asyncio.Transport):
             server._detach(self)
 
     def _connection_made(self) -> None:
-        if self._state is TransportState.CLOSED:  # pragma: no cover - closed before the loop ran
-            return
-        try:
-            self._protocol.connection_made(self)
-        except (SystemExit, KeyboardInterrupt):
-            raise
-        except BaseException as exc:
-            self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
+        """The protocol's ``connection_made``, then the reader (see __init__)."""
+        if self._state is not TransportState.CLOSED:  # (closed before the loop ran: neither)
+            try:
+                self._protocol.connection_made(self)
+            except (SystemExit, KeyboardInterrupt):
+                raise
+            except BaseException as exc:
+                self._fatal_error(exc, "Fatal error: protocol.connection_made() call failed.")
+        self._start_reading()
 
 
 if is_extension_file(__file__):

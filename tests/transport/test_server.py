@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import os
 import socket
 import tempfile
+import weakref
 from typing import Any
 
 import pytest
@@ -288,3 +290,65 @@ async def test_a_scoped_link_local_host_serves_and_connects() -> None:
     finally:
         server.close()
         await server.wait_closed()
+
+
+class _Echo(asyncio.Protocol):
+    """A plain server protocol that keeps its transport, as most do (the classic cycle)."""
+
+    def __init__(self, lost: list[asyncio.Future[None]]) -> None:
+        self.transport: asyncio.BaseTransport | None = None
+        self.lost = asyncio.get_running_loop().create_future()
+        lost.append(self.lost)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert isinstance(self.transport, WSATransport)
+        self.transport.send([b"re: ", data])  # (the socket gets an engine, a slot, a queue)
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost.set_result(None)
+
+
+async def test_a_connection_leaves_no_cycle_behind() -> None:
+    """Issue 11 (workload HC): a finished connection is freed by reference counting alone.
+
+    The transport held its protocol after ``connection_lost`` (the protocol holds the
+    transport), and a socket's engine and registry slot named each other after the socket died:
+    a cycle per connection, for the cyclic collector, which a server making a connection per
+    request then ran every few dozen connections. Here the collector is off: the transports,
+    protocols and engines of 20 connections must go without it.
+    """
+    from wsasend._engine import SendEngine, SocketSlot
+
+    def count(kind: type) -> int:
+        return sum(type(o) is kind for o in gc.get_objects())
+
+    lost: list[asyncio.Future[None]] = []
+    refs: list[weakref.ReferenceType[Any]] = []
+    gc.collect()
+    gc.disable()
+    try:
+        engines, slots = count(SendEngine), count(SocketSlot)
+        server = await wsasend.create_server(lambda: _Echo(lost), "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        for i in range(20):
+            client = await _client(port)
+            await asyncio.get_running_loop().sock_sendall(client, b"%d" % i)
+            assert await drain_peer(client) == b"re: %d" % i
+            client.close()
+        await asyncio.wait_for(asyncio.gather(*lost), GUARD)
+        server.close()
+        await server.wait_closed()
+        assert len(lost) == 20
+        refs = [weakref.ref(fut) for fut in lost]
+        del lost[:]
+        for _ in range(5):
+            await asyncio.sleep(0)  # (the loop lets go of the last callbacks' handles)
+        # The futures are held only by their protocols, the protocols by their transports.
+        assert [ref() for ref in refs] == [None] * 20
+        assert (count(SendEngine), count(SocketSlot)) == (engines, slots)
+    finally:
+        gc.enable()
