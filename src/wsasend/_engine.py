@@ -982,9 +982,28 @@ class SendEngine:
             self._claim(False)
 
     def mark_transport(self) -> None:
-        """A transport lives on this engine: the slot names it for ``closesocket`` (S6.1)."""
+        """A transport lives on this engine: the slot names it for ``closesocket`` (S6.1).
+
+        A free socket is claimed here too (S5.11), as the transport's first send would claim it:
+        a transport's engine is almost always its socket's only sender, and its first send then
+        takes the fast path (issue 11: a server's first reply on a connection went through
+        ``post`` to claim, ~6,000 instructions more). Owning an idle socket takes nothing from
+        anyone: any other claimant takes it from an idle owner (``take_from``), as ever.
+        """
         with OWNERSHIP.lock:
-            self._slot.transport_engine = self
+            slot = self._slot
+            slot.transport_engine = self
+            if (
+                slot.owner is None
+                and slot.sync_owner == 0
+                and not slot.sync_waiting
+                and not slot.waiting
+                and not slot.closing
+                and not slot.send_shut
+                and not self._inherited
+            ):
+                slot.owner = self
+                self._owned = True
 
     def unmark_transport(self) -> None:
         with OWNERSHIP.lock:

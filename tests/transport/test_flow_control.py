@@ -264,16 +264,18 @@ async def test_joined_writes_keep_the_bound_for_sends_and_their_order() -> None:
     it: past max_pending_sends it is refused) and keeps its place in the stream (S5.4)."""
     ours, peer = socket.socketpair()
     with peer:
-        transport, _ = await wrap(ours, asyncio.Protocol, max_pending_sends=4)
+        transport, _ = await wrap(ours, asyncio.Protocol, max_pending_sends=3)
         reader = asyncio.ensure_future(drain_peer(peer))
         blob = pattern(4 << 20, 2)
-        transport.write(blob)  # more than the socket takes: queued (the first, general path)
-        transport.write(b"a-;")  # queued behind it
+        # (The transport's engine owns the socket from the start, so this first write takes the
+        # fast path: partly sent, queued, and joinable like any later write.)
+        transport.write(blob)  # more than the socket takes: queued
+        transport.write(b"a-;")  # joined to it
         for i in range(1000):
-            transport.write(b"a%d;" % i)  # joined to that one (1024 buffers at most)
+            transport.write(b"a%d;" % i)  # joined too (1024 buffers at most)
         ov = transport.send([b"<send>"])
         assert ov.pending
-        transport.write(b"after")  # a new queued write: 4 outstanding now
+        transport.write(b"after")  # a new queued write (it may not join the send): 3 outstanding now
         with pytest.raises(wsasend.WSAError) as info:
             transport.send([b"refused"])
         assert info.value.winerror == wsasend.WSAErrorCode.WSAEWOULDBLOCK
@@ -302,8 +304,8 @@ async def test_a_write_never_joins_its_overlapped_reposted_by_send() -> None:
     with peer:
         transport, _ = await wrap(ours, asyncio.Protocol)
         blob = pattern(4 << 20, 3)
-        transport.write(blob)  # queued (the first write takes the general path)
-        transport.write(b"t" * 10)  # a queued write: the one later writes would join
+        transport.send([blob])  # queued (a send: no write joins it)
+        transport.write(b"t" * 10)  # a queued write of its own: the one later writes would join
         told = Told()
         transport.set_protocol(told)
         reader = asyncio.ensure_future(drain_peer(peer))
