@@ -22,7 +22,7 @@ from setuptools.command.build_ext import build_ext
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "buildsupport"))
 
-from wsasend_build import COMPILED_MODULES, code_layout_flags, want_compiled  # noqa: E402
+from wsasend_build import COMPILED_MODULES, code_layout_flags, fast_positional_calls, want_compiled  # noqa: E402
 
 
 def _say(msg: str) -> None:
@@ -61,6 +61,17 @@ def _mypyc_extensions() -> list[Any]:
         traceback.print_exc()
         _say(f"mypyc failed ({exc!r}): building plain Python")
         return []
+    changed = 0
+    for ext in exts:  # (mypyc wrote its C already; build_ext compiles it later)
+        for path in ext.sources:
+            if path.endswith(".c"):
+                with open(path) as f:
+                    text, n = fast_positional_calls(f.read())
+                if n:
+                    with open(path, "w") as f:
+                        f.write(text)
+                changed += n
+    _say(f"positional calls parsed the simple way in {changed} wrappers (see fast_positional_calls)")
     flags = code_layout_flags()  # (see CODE_LAYOUT_FLAGS there: where the server's CPU went)
     for ext in [*exts, IOVSEND]:
         ext.extra_compile_args = [*ext.extra_compile_args, *flags]

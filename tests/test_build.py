@@ -10,6 +10,7 @@ failure in any one module means a pure wheel too, never a half-compiled one.
 from __future__ import annotations
 
 import ast
+import asyncio
 import importlib
 import importlib.util
 import os
@@ -19,7 +20,9 @@ import stat
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -197,3 +200,75 @@ def test_one_module_failing_to_compile_makes_the_whole_wheel_pure(tmp_path: Path
     assert "compiling with mypyc" in log  # the compiled build was tried...
     assert "refusing" in log and "C compilation failed" in log  # ...and failed on one module
     _assert_pure_wheel(names)
+
+
+def _build_support() -> object:
+    spec = importlib.util.spec_from_file_location("_wsasend_build_probe", ROOT / "buildsupport" / "wsasend_build.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_WRAPPERS = """\
+PyObject *CPyPy_f(PyObject *self, PyObject *const *args, size_t nargs, PyObject *kwnames) {
+    static CPyArg_Parser parser = {"OO|O$OOO:f", kwlist, 0};
+    if (!CPyArg_ParseStackAndKeywords(args, nargs, kwnames, &parser, &obj_a, &obj_b, &obj_c, &obj_d, &obj_e, &obj_f)) {
+PyObject *CPyPy_g(PyObject *self, PyObject *const *args, size_t nargs, PyObject *kwnames) {
+    static CPyArg_Parser parser = {"%OO:g", kwlist, 0};
+    if (!CPyArg_ParseStackAndKeywords(args, nargs, kwnames, &parser, &obj_args, NULL, &obj_a, &obj_b)) {
+PyObject *CPyPy_h(PyObject *self, PyObject *const *args, size_t nargs, PyObject *kwnames) {
+    static CPyArg_Parser parser = {"O|$O@O:h", kwlist, 0};
+    if (!CPyArg_ParseStackAndKeywords(args, nargs, kwnames, &parser, &obj_a, &obj_b, &obj_c)) {
+PyObject *CPyPy_k(PyObject *self, PyObject *const *args, size_t nargs, PyObject *kwnames) {
+    static CPyArg_Parser parser = {"O|O:k", kwlist, 0};
+    if (!CPyArg_ParseStackAndKeywordsSimple(args, nargs, kwnames, &parser, &obj_a, &obj_b)) {
+"""
+
+
+def test_fast_positional_calls_changes_only_keyword_only_wrappers() -> None:
+    """buildsupport's fast_positional_calls (issue 11): the simple parser for a wrapper whose
+    parameters are positional, optional and optional keyword-only (``f``); never for one with
+    ``*args``/``**kwargs`` (``g``, ``%``) or required keyword-only parameters (``h``, ``@``)."""
+    support: Any = _build_support()
+    text, changed = support.fast_positional_calls(_WRAPPERS)
+    assert changed == 1
+    lines = text.splitlines()
+    assert "CPyArg_ParseStackAndKeywordsSimple(args" in lines[2]
+    assert "CPyArg_ParseStackAndKeywords(args" in lines[5] and "CPyArg_ParseStackAndKeywords(args" in lines[8]
+    assert [a for a, b in zip(lines, _WRAPPERS.splitlines(), strict=True) if a != b] == [lines[2]]
+
+
+def test_calls_of_wsa_send_and_send_parse_as_the_signature_says() -> None:
+    """The compiled wrappers (their parser, see fast_positional_calls) take calls as plain
+    Python does: positional and keyword arguments go where they belong, keyword-only parameters
+    stay keyword-only, and a bad call is a TypeError with nothing sent."""
+
+    async def run(a: socket.socket, b: socket.socket) -> None:
+        bad_calls: list[Callable[[], object]] = [
+            lambda: wsasend.wsa_send(a, [b"x"], 0, None),  # type: ignore[call-arg]
+            lambda: wsasend.wsa_send(a),  # type: ignore[call-arg]
+            lambda: wsasend.wsa_send(a, [b"x"], nonsense=1),  # type: ignore[call-arg]
+            lambda: wsasend.wsa_send(a, buffers=[b"x"], sock=a),  # type: ignore[misc]
+        ]
+        for bad in bad_calls:
+            with pytest.raises(TypeError):
+                bad()
+        ov = wsasend.WSAOverlapped()
+        assert await wsasend.wsa_send(a, [b"1"]) == 1
+        assert await wsasend.wsa_send(a, [b"2"], 0) == 1
+        assert await wsasend.wsa_send(a, [b"3"], flags=0, overlapped=ov) == 1
+        assert await wsasend.wsa_send(sock=a, buffers=[b"4"]) == 1
+        transport, _ = await wsasend.connect_accepted_socket(asyncio.Protocol, a)
+        with pytest.raises(TypeError):
+            transport.send([b"x"], 0, None)  # type: ignore[call-arg]
+        with pytest.raises(TypeError):
+            transport.send()  # type: ignore[call-arg]
+        assert await transport.send([b"5"]) == 1
+        assert await transport.send([b"6"], 0, overlapped=wsasend.WSAOverlapped()) == 1
+        transport.close()
+        assert b.recv(10) == b"123456"
+
+    a, b = socket.socketpair()
+    with a, b:
+        asyncio.run(run(a, b))
