@@ -415,18 +415,25 @@ class WSATransport(asyncio.Transport):
         if loop is None:
             loop = asyncio.get_running_loop()
         peername: Any = None
-        try:
-            peername = sock.getpeername()
-        except OSError as exc:
-            # A socket a server accepted was connected: getpeername() fails only because the
-            # peer already reset it. asyncio's transport ignores that (peername is accept()'s
-            # address, or None) and its first read reports the reset; so does ours (see
-            # docs/transport.md, "A server"). Any other socket must have a peer.
-            if _server is None:
-                raise WSAError(
-                    WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="a transport needs a connected socket"
-                ) from exc
-        engine = engine_for(sock, loop, peername is not None)
+        if _server is not None and extra and extra.get("peername"):
+            # A server's connection with the address accept() gave: the peer's, and the socket
+            # had one (no getpeername, a system call and an address object less a connection;
+            # asyncio's transport takes accept()'s address too; issue 11, workload HC).
+            peer = True
+        else:
+            try:
+                peername = sock.getpeername()
+            except OSError as exc:
+                # A socket a server accepted was connected: getpeername() fails only because the
+                # peer already reset it. asyncio's transport ignores that (peername is accept()'s
+                # address, or None) and its first read reports the reset; so does ours (see
+                # docs/transport.md, "A server"). Any other socket must have a peer.
+                if _server is None:
+                    raise WSAError(
+                        WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="a transport needs a connected socket"
+                    ) from exc
+            peer = peername is not None
+        engine = engine_for(sock, loop, peer)
         if engine.on_complete is not None or engine.on_error is not None:
             raise RuntimeError(f"socket {sock!r} is already used by a transport")
         if max_pending_sends is not None:
