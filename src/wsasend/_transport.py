@@ -1119,12 +1119,33 @@ class WSATransport(asyncio.Transport):
         if sock is None:  # pragma: no cover - the state is CLOSED then and want is False
             return
         if want:
-            self._loop.add_reader(sock, self._read_ready if self._message_mode else self._read_stream)
+            self._loop.add_reader(
+                self._reader_target(sock, True), self._read_ready if self._message_mode else self._read_stream
+            )
             self._reader_registered = True
         else:
             self._reader_registered = False
             if self._registrations_ours():
-                self._loop.remove_reader(sock)
+                self._loop.remove_reader(self._reader_target(sock))
+
+    def _reader_target(self, sock: socket.socket, adding: bool = False) -> Any:
+        """What the reader is registered with: the socket object on uvloop, its number elsewhere.
+
+        uvloop holds a socket object it is given open while registered (its descriptor cannot
+        be closed and reused under the registration: the fd-reuse rule). asyncio's selector
+        loop keys registrations by number either way, and given an object that is not
+        registered it formats the object into its KeyError: ``repr(sock)``, a ``getsockname``
+        and a ``getpeername`` system call and ~10,000 instructions, twice per ``add_reader``
+        (issue 11: every new connection, every ``resume_reading``). Its own transports pass the
+        number. ``adding``: a socket closed or detached behind our back (its number may be
+        another socket's now) is given as the object, which asyncio refuses to register, as
+        before. So on asyncio a registration is always by our number, and so is its removal:
+        the key at that number is ours unless a newer socket took the number and registered
+        it, which asyncio makes an update of our key; then the object found the same key.
+        """
+        if self._drops_reader or (adding and sock.fileno() != self._sock_fd):
+            return sock
+        return self._sock_fd
 
     def _registrations_ours(self) -> bool:
         """False in a forked child for a transport made in the parent (S5.12).
@@ -1623,7 +1644,7 @@ class WSATransport(asyncio.Transport):
         if self._reader_registered and sock is not None:
             self._reader_registered = False
             if self._registrations_ours():
-                self._loop.remove_reader(sock)
+                self._loop.remove_reader(self._reader_target(sock))
         watch, self._error_watch = self._error_watch, None
         if watch is not None:
             # (Only while the number is still ours there; the descriptor closes just below when

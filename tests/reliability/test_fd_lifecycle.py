@@ -27,6 +27,7 @@ from types import FrameType
 import pytest
 import uvloop
 
+import wsasend
 from wsasend import MSG_OOB, MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped, wsa_send, wsa_send_sync
 from wsasend._api import find_engine
 from wsasend._engine import SendEngine
@@ -562,3 +563,64 @@ async def test_queued_sends_never_reach_a_socket_that_took_a_number_closed_behin
         a.detach()  # (its number is c's or d's now: not ours to close)
         for sock in (b, c, d):
             sock.close()
+
+
+# -- the transport's reader registration (issue 11) -------------------------------------------
+
+
+class _CountedRepr(socket.socket):
+    """A socket that counts how often it is formatted (``repr`` asks the kernel twice)."""
+
+    reprs = 0
+
+    def __repr__(self) -> str:
+        type(self).reprs += 1
+        return super().__repr__()
+
+
+async def test_the_reader_registration_never_formats_the_socket() -> None:
+    """asyncio's selector loop, given a socket object that is not registered yet, formats it
+    into the KeyError it catches: ``repr(sock)``, a ``getsockname`` and a ``getpeername`` each,
+    twice per ``add_reader``. The transport registered its socket object: every new connection
+    and every ``resume_reading`` paid it (issue 11). It registers by number on asyncio now (the
+    object on uvloop, which keeps a registered object's descriptor open)."""
+    _CountedRepr.reprs = 0
+    a, b = socket.socketpair()
+    sock = _CountedRepr(a.family, a.type, fileno=a.detach())
+    with b:
+        transport, _ = await wsasend.connect_accepted_socket(asyncio.Protocol, sock)
+        for _ in range(3):
+            transport.pause_reading()
+            transport.resume_reading()
+        b.send(b"x")
+        await asyncio.sleep(0)
+        transport.close()
+        await asyncio.sleep(0)
+        assert _CountedRepr.reprs == 0
+
+
+async def test_a_transport_whose_socket_was_closed_behind_its_back_frees_its_number() -> None:
+    """A transport reading A; A is closed behind its back; its ``close()`` must drop its reader
+    registration for A's number (asyncio keeps the key until asked: a stale key made a later
+    socket's ``add_reader`` of that number an update of ours, never sent to epoll, so it never
+    fired). Then C takes the number and its reader fires."""
+    loop = asyncio.get_running_loop()
+    a, a_peer = socket.socketpair()
+    with a_peer:
+        transport, _ = await wsasend.connect_accepted_socket(asyncio.Protocol, a)
+        await asyncio.sleep(0)  # (connection_made, the reader registered)
+        fd = a.fileno()
+        a.close()  # behind the transport's back (uvloop keeps the descriptor while registered)
+        transport.close()
+        for _ in range(3):
+            await asyncio.sleep(0)
+        assert a.fileno() == -1
+        c, d = _socketpair_on(fd) if not _is_uvloop(loop) else socket.socketpair()
+        with c, d:
+            c.setblocking(False)
+            readable = asyncio.Event()
+            loop.add_reader(c, readable.set)
+            d.send(b"ping")
+            async with asyncio.timeout(GUARD):
+                await readable.wait()
+            assert loop.remove_reader(c) is not False
