@@ -184,11 +184,28 @@ class ErrorWatch:
 _WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ErrorWatch] = weakref.WeakKeyDictionary()
 
 
+class _LastWatch:
+    """The watch ``error_watch`` returned last (a server's connections all ask for the same)."""
+
+    def __init__(self) -> None:
+        self.watch: ErrorWatch | None = None
+
+
+# (WeakKeyDictionary.get is interpreted: ~2,000 instructions of every new connection, issue 11.
+# The watch holds its loop weakly, so this keeps no loop alive; a retired or closed watch has no
+# epoll and is never returned from here.)
+_LAST: Final = _LastWatch()
+
+
 def error_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch:
     """The :class:`ErrorWatch` of ``loop`` (a uvloop loop, running, in its thread), made once."""
+    last = _LAST.watch
+    if last is not None and last._epoll is not None and last._loopref() is loop:
+        return last
     found = _WATCHES.get(loop)
     if found is None or found._epoll is None:
         found = _WATCHES[loop] = ErrorWatch(loop)
+    _LAST.watch = found
     return found
 
 
@@ -197,6 +214,7 @@ def _reset_after_fork() -> None:
     # descriptors for them and never unregister anything there.
     watches = list(_WATCHES.values())
     _WATCHES.clear()
+    _LAST.watch = None
     for found in watches:
         found.close()  # (close() only closes our descriptor: nothing is unregistered)
 

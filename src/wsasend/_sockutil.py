@@ -175,12 +175,17 @@ def is_closed(sock: socket.socket) -> bool:
     return bool(getattr(sock, "_closed", False)) or sock.fileno() < 0
 
 
+_PLAIN_SOCKET: Final = socket.socket
+
+
 def check_socket(sock: object) -> socket.socket:
     """The socket itself, or WSAENOTSOCK for a closed socket or something that is not one."""
     if not isinstance(sock, socket.socket):
         raise WSAError(WSAErrorCode.WSAENOTSOCK, detail=f"{type(sock).__name__} is not a socket")
     if is_closed(sock):
         raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
+    if type(sock) is _PLAIN_SOCKET:
+        return sock  # (not an SSLSocket: skip the look below, twice for each new connection)
     ssl = sys.modules.get("ssl")  # only if someone imported it: never import ssl for this check
     if ssl is not None and isinstance(sock, ssl.SSLSocket):
         # Raw bytes would corrupt its TLS stream, and SSLSocket.sendmsg raises NotImplementedError.

@@ -329,9 +329,21 @@ def _data_received_of(protocol: object, data: bytes) -> None:
 # -- the transport ----------------------------------------------------------------------------------
 
 
+# _drops_reader_on_error's answers by loop class (a walk of the class's MRO with string splits
+# was ~1,000 instructions of every new connection; issue 11). Bounded: a program has few loop
+# classes, and past the bound the answer is simply not kept.
+_DROPS_READER_BY_CLASS: Final[dict[type, bool]] = {}
+
+
 def _drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
     """True for a loop whose reader registration ends at a socket error event: uvloop's."""
-    return any(cls.__module__.split(".", 1)[0] == "uvloop" for cls in type(loop).__mro__)
+    cls = type(loop)
+    known = _DROPS_READER_BY_CLASS.get(cls)
+    if known is None:
+        known = any(klass.__module__.split(".", 1)[0] == "uvloop" for klass in cls.__mro__)
+        if len(_DROPS_READER_BY_CLASS) < _CLASSES_KEPT:
+            _DROPS_READER_BY_CLASS[cls] = known
+    return known
 
 
 # Compiled in the compiled build (SPEC S10; see buildsupport's COMPILED_MODULES); tests and users
