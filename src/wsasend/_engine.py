@@ -138,12 +138,15 @@ from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped, signals_event
 from ._queue import BATCH_BYTES, HELD_OP, RUN_BUFS, RUN_BYTES, SendCompletion, SendQueue, SendRun
 from ._sockutil import (
+    INET,
+    INET6,
+    IOVSEND_MODULE,
     LINUX_OOB,
     LINUX_SEND_FLAGS,
     SocketInfo,
     classify,
     is_closed,
-    is_message_socket,
+    is_message_kind,
     max_message_size,
     message_limit_to,
     sock_family,
@@ -207,34 +210,8 @@ _PLAIN_SOCKET: Final = socket.socket
 _chain: Final = chain.from_iterable
 
 
-def _load_iovsend() -> Any:
-    """The compiled build's C socket calls (``_iovsend.c``), else None."""
-    if not _NATIVE:
-        return None  # plain Python: the socket methods, as ever (a stray .so is not ours to use)
-    try:
-        from . import _iovsend
-    except ImportError:
-        return None
-    # The functions read the descriptor from CPython's socket object right before each system
-    # call, as socket.sendmsg does (see _iovsend.c): check that layout on a real socket, open
-    # and closed.
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        ok = _iovsend.descriptor(probe) == probe.fileno() >= 0
-    finally:
-        probe.close()
-    if not ok or _iovsend.descriptor(probe) != -1:
-        return None
-    # marked_closed reads socket.socket's _closed slot directly: check it answers as getattr.
-    fresh = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        ok = _iovsend.marked_closed(fresh) is False and _iovsend.marked_closed(probe) is True
-    finally:
-        fresh.close()
-    return _iovsend if ok else None
-
-
-_iovsend_module: Final = _load_iovsend()
+# The compiled build's C socket calls (``_iovsend.c``), else None (see _sockutil).
+_iovsend_module: Final = IOVSEND_MODULE
 
 if _NATIVE:
     # Compiled on Python 3.11, mypyc gave SendQueue (it extends typing.Generic) a weak reference
@@ -747,11 +724,9 @@ class SendEngine:
         # _api under the registry lock). wsa_send trusts its last-engine shortcut only then.
         self._key = id(sock)
         self._current = False
-        self._info = SocketInfo(sock, peer)
-        self.message_mode = is_message_socket(sock)
-        self._udp_max = (
-            max_message_size(sock) if self.message_mode and sock.family in (socket.AF_INET, socket.AF_INET6) else 0
-        )
+        self._info = info = SocketInfo(sock, peer)
+        self.message_mode = is_message_kind(info.type)
+        self._udp_max = max_message_size(sock) if self.message_mode and info.family in (INET, INET6) else 0
         self._queue: SendQueue[WSAOverlapped] = SendQueue(message_mode=self.message_mode, solo_flags=LINUX_OOB)
         # Datagram sockets: True once getpeername() found a peer (see _post_message).
         self._peer_known = False

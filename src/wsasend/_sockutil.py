@@ -23,6 +23,7 @@ __all__ = [
     "DGRAM",
     "INET",
     "INET6",
+    "IOVSEND_MODULE",
     "STREAM",
     "SocketInfo",
     "UNIX",
@@ -32,6 +33,7 @@ __all__ = [
     "is_closed",
     "is_known_connected",
     "is_marked_shutdown",
+    "is_message_kind",
     "is_message_socket",
     "mark_connected",
     "mark_shutdown",
@@ -115,30 +117,58 @@ _RAW_TYPE: Final[Any] = _socket.socket.__dict__["type"]
 _RAW_FAMILY: Final[Any] = _socket.socket.__dict__["family"]
 
 
-def _member_readers() -> tuple[Any, Any]:
-    """The compiled build's C readers of those two members (``_iovsend.sock_type`` and
-    ``sock_family``: the descriptor's own get function, without the call through its method
-    wrapper, ~870 instructions a read from compiled code), if they answer as the descriptors
-    do; else ``(None, None)`` (plain Python: the descriptors' ``__get__``)."""
+def _load_iovsend() -> Any:
+    """The compiled build's C socket calls (``_iovsend.c``), else None. The one place that
+    decides whether they are used (the engine's sends and reads, and the readers below)."""
     if not is_extension_file(__file__):
-        return None, None
+        return None  # plain Python: the socket methods, as ever (a stray .so is not ours to use)
     try:
         from . import _iovsend
     except ImportError:
+        return None
+    # The functions read the descriptor from CPython's socket object right before each system
+    # call, as socket.sendmsg does (see _iovsend.c): check that layout on a real socket, open
+    # and closed.
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        ok = _iovsend.descriptor(probe) == probe.fileno() >= 0
+    finally:
+        probe.close()
+    if not ok or _iovsend.descriptor(probe) != -1:
+        return None
+    # marked_closed reads socket.socket's _closed slot directly: check it answers as getattr.
+    fresh = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        ok = _iovsend.marked_closed(fresh) is False and _iovsend.marked_closed(probe) is True
+    finally:
+        fresh.close()
+    return _iovsend if ok else None
+
+
+#: The compiled build's ``_iovsend`` module when its calls answer as the socket's own, else None.
+IOVSEND_MODULE: Final[Any] = _load_iovsend()
+
+
+def _member_readers(module: Any) -> tuple[Any, Any]:
+    """``module``'s C readers of those two members (``_iovsend.sock_type`` and ``sock_family``:
+    the descriptor's own get function, without the call through its method wrapper, ~870
+    instructions a read from compiled code), if they answer as the descriptors do; else
+    ``(None, None)`` (plain Python: the descriptors' ``__get__``)."""
+    if module is None:
         return None, None
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
     try:
-        ok = _iovsend.sock_type(probe) == _RAW_TYPE.__get__(probe) and _iovsend.sock_family(
+        ok = module.sock_type(probe) == _RAW_TYPE.__get__(probe) and module.sock_family(probe) == _RAW_FAMILY.__get__(
             probe
-        ) == _RAW_FAMILY.__get__(probe)
+        )
     except RuntimeError:  # (the members were not found at its import)
         ok = False
     finally:
         probe.close()
-    return (_iovsend.sock_type, _iovsend.sock_family) if ok else (None, None)
+    return (module.sock_type, module.sock_family) if ok else (None, None)
 
 
-_IOV_SOCK_TYPE, _IOV_SOCK_FAMILY = _member_readers()
+_IOV_SOCK_TYPE, _IOV_SOCK_FAMILY = _member_readers(IOVSEND_MODULE)
 _SOCK_TYPE: Final[Any] = _IOV_SOCK_TYPE if _IOV_SOCK_TYPE is not None else _RAW_TYPE.__get__
 _SOCK_FAMILY: Final[Any] = _IOV_SOCK_FAMILY if _IOV_SOCK_FAMILY is not None else _RAW_FAMILY.__get__
 
@@ -161,7 +191,12 @@ def is_message_socket(sock: socket.socket) -> bool:
     (SOCK_RAW took the stream path: back-to-back sends were coalesced into one packet, and
     their destinations ignored; adversarial pass.)
     """
-    return sock_type(sock) in _MESSAGE_TYPES
+    return is_message_kind(sock_type(sock))
+
+
+def is_message_kind(kind: int) -> bool:
+    """:func:`is_message_socket` for a socket type already read (``sock_type``)."""
+    return kind in _MESSAGE_TYPES
 
 
 def is_closed(sock: socket.socket) -> bool:

@@ -66,7 +66,7 @@ from ._sockutil import (
     STREAM,
     UNIX,
     check_socket,
-    is_message_socket,
+    is_message_kind,
     mark_shutdown,
     sock_family,
     sock_type,
@@ -478,7 +478,7 @@ class WSATransport(asyncio.Transport):
         self._sock = sock
         self._sock_fd = sock.fileno()
         self._engine = engine
-        self._message_mode = is_message_socket(sock)
+        self._message_mode = is_message_kind(kind)
         self._is_dgram = kind == DGRAM
         # Message sockets: one recv is one message, and a message cut short is lost, so each is
         # read into a scratch area as large as any message the kernel can carry (issue 10 item
