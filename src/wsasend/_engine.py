@@ -1846,13 +1846,28 @@ class SendEngine:
                 # gathered again (issue 11, a send behind a slow reader on uvloop, callgrind:
                 # 2x cost ~340 instructions more than 1.5x, 1.5x ~220 more than 1.125x, each
                 # with as many sendmsg calls).
-                if n < want:
+                partial = n < want
+                if partial:
                     self._batch_cap = n + (n >> 3) if n > _MIN_BATCH_CAP else _MIN_BATCH_CAP
                 elif self._batch_cap < BATCH_BYTES:
                     self._batch_cap *= 2
                 done = queue.bytes_sent(n)
                 if not done and self.on_progress is not None:
                     self.on_progress()
+                if partial:
+                    # The kernel took part of the batch: its buffer is full, and another
+                    # sendmsg now would only gather the rest again to fail with EAGAIN (and
+                    # an exception made and caught: ~40% of the flush's cost per send
+                    # behind a slow reader, callgrind, issue 11). Wait for writability, as
+                    # asyncio's and libuv's writers do after a partial write; the writer
+                    # is level-triggered, so a socket that is still writable is called
+                    # again on the loop's next turn.
+                    if done:
+                        self._complete(done)
+                    if queue:
+                        self._add_writer(sock)
+                        return
+                    break
             elif flags == HELD_OP:  # only held pieces are left (S4.4): they wait, no writer
                 self._watch_soon()
                 break
