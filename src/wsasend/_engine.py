@@ -1854,14 +1854,15 @@ class SendEngine:
                 done = queue.bytes_sent(n)
                 if not done and self.on_progress is not None:
                     self.on_progress()
-                if partial:
-                    # The kernel took part of the batch: its buffer is full, and another
-                    # sendmsg now would only gather the rest again to fail with EAGAIN (and
-                    # an exception made and caught: ~40% of the flush's cost per send
-                    # behind a slow reader, callgrind, issue 11). Wait for writability, as
-                    # asyncio's and libuv's writers do after a partial write; the writer
-                    # is level-triggered, so a socket that is still writable is called
-                    # again on the loop's next turn.
+                if partial and iov_sendmsg is not None:
+                    # The compiled sendmsg_parts sends the rest of a partial write itself
+                    # until a call takes nothing: the kernel's buffer is full, and another
+                    # call now would only gather the rest again to meet EAGAIN, an exception
+                    # made and caught (~40% of the flush's cost a send behind a slow reader
+                    # on a socketpair, callgrind, issue 11). Wait for writability. (Not
+                    # after one partial sendmsg: on loopback TCP the next call often takes
+                    # more, as the reader frees room, and waiting for the loop's next turn
+                    # instead cost 10-35% more CPU a send behind a slow reader.)
                     if done:
                         self._complete(done)
                     if queue:

@@ -265,12 +265,34 @@ iov_set_release(iov_set *set)
     }
 }
 
-/* The system call for the iovecs of ``set``: the bytes sent (or, with ``rest``, not sent). */
+/* Drop the first ``n`` bytes of ``msg``'s iovecs (fewer than they hold): the rest of a partial
+ * write, to be sent by the next call. */
+static void
+msg_advance(struct msghdr *msg, size_t n)
+{
+    while (n >= msg->msg_iov[0].iov_len) {
+        n -= msg->msg_iov[0].iov_len;
+        msg->msg_iov++;
+        msg->msg_iovlen--;
+    }
+    msg->msg_iov[0].iov_base = (char *)msg->msg_iov[0].iov_base + n;
+    msg->msg_iov[0].iov_len -= n;
+}
+
+/* The system call for the iovecs of ``set``: the bytes sent (or, with ``rest``, not sent).
+ *
+ * With ``more`` (a stream socket's batch: sendmsg_parts), a partial write is followed by
+ * another call for the rest, until everything went or a call takes nothing: the kernel's
+ * buffer is then full, and the caller waits for writability instead of gathering the rest
+ * again only to meet EAGAIN, an exception made and caught (issue 11). The count is what all
+ * the calls took; an error after a partial write is left for the caller's next call to meet,
+ * so that the bytes that went are always reported. Without ``more`` the call is one sendmsg,
+ * as socket.sendmsg's. */
 static PyObject *
-iov_set_send(PyObject *sock, iov_set *set, int flags, int rest)
+iov_set_send(PyObject *sock, iov_set *set, int flags, int rest, int more)
 {
     struct msghdr msg;
-    size_t total = 0;
+    size_t total = 0, sent = 0;
     Py_ssize_t i;
     for (i = 0; i < set->count; i++) {
         total += set->iov[i].iov_len;
@@ -282,7 +304,7 @@ iov_set_send(PyObject *sock, iov_set *set, int flags, int rest)
     int err;
     flags |= MSG_DONTWAIT;  /* never blocks, whatever the descriptor's mode */
     for (;;) {
-        if (total <= HOLD_GIL_BYTES) {
+        if (total - sent <= HOLD_GIL_BYTES) {
             n = send_iov(sock, &msg, flags);
             err = errno;
         }
@@ -292,8 +314,13 @@ iov_set_send(PyObject *sock, iov_set *set, int flags, int rest)
             err = errno;
             Py_END_ALLOW_THREADS
         }
-        if (n >= 0 || err != EINTR) {
-            break;
+        if (n > 0 && more && sent + (size_t)n < total) {
+            sent += (size_t)n;
+            msg_advance(&msg, (size_t)n);
+            continue;
+        }
+        if (n >= 0 || err != EINTR || sent) {
+            break;  /* (after a partial write, what went is reported, whatever the error) */
         }
         /* As socket.sendmsg does (PEP 475): run the signal handlers, then try again. */
         if (PyErr_CheckSignals() < 0) {
@@ -301,11 +328,15 @@ iov_set_send(PyObject *sock, iov_set *set, int flags, int rest)
         }
     }
     if (n < 0) {
-        errno = err;
-        PyErr_SetFromErrno(PyExc_OSError);
-        return NULL;
+        if (!sent) {
+            errno = err;
+            PyErr_SetFromErrno(PyExc_OSError);
+            return NULL;
+        }
+        n = 0;
     }
-    return rest ? PyLong_FromSize_t(total - (size_t)n) : PyLong_FromSsize_t(n);
+    sent += (size_t)n;
+    return rest ? PyLong_FromSize_t(total - sent) : PyLong_FromSize_t(sent);
 }
 
 /* The arguments of the sendmsg calls, (sock, a list named ``what``, flags), checked: the list
@@ -346,7 +377,7 @@ sendmsg_impl(PyObject *const *args, Py_ssize_t nargs, int rest, const char *name
     if (iov_set_add_list(&set, list, count, name) < 0 || iov_set_check_full(&set, count, name) < 0) {
         goto done;
     }
-    result = iov_set_send(sock, &set, flags, rest);
+    result = iov_set_send(sock, &set, flags, rest, 0);
 done:
     iov_set_release(&set);
     return result;
@@ -355,7 +386,9 @@ done:
 PyDoc_STRVAR(sendmsg_parts_doc,
 "sendmsg_parts(sock, parts, flags, /) -> int\n\n"
 "sendmsg(sock, buffers, flags) where ``buffers`` is every buffer of the lists in ``parts``\n"
-"(a list of lists), in order: one system call, no list made of them.");
+"(a list of lists), in order, no list made of them. Unless ``flags`` has MSG_OOB, a partial\n"
+"write is followed by another sendmsg for the rest, until all went or one takes nothing: the\n"
+"total of the calls (an error after a partial write is left for the next call).");
 
 /* Why (issue 11): a coalesced batch was a new list grown by ``iov += op._bufs`` per queued send,
  * and the growing (list_extend's reallocations) cost ~220 instructions a send behind a slow
@@ -399,7 +432,7 @@ iov_sendmsg_parts(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (iov_set_check_full(&set, count, "sendmsg_parts") < 0) {
         goto done;
     }
-    result = iov_set_send(sock, &set, flags, 0);
+    result = iov_set_send(sock, &set, flags, 0, (flags & MSG_OOB) == 0);
 done:
     iov_set_release(&set);
     return result;
