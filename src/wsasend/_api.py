@@ -423,6 +423,7 @@ def wsa_send(
             WSAESHUTDOWN, WSAENOTCONN, WSAENOTSOCK, WSAECONNRESET, WSAEWOULDBLOCK (too many
             outstanding sends, S5.6), WSAEINVAL (the overlapped is still pending, S5.5);
             for ``address``: WSAEFAULT (not an address), WSAEAFNOSUPPORT (another family),
+            WSAEADDRNOTAVAIL (the unspecified address, 0.0.0.0 or ``::``),
             WSAEISCONN.
         RuntimeError: when no event loop is running in this thread; the message says what to
             use instead (``loop.call_soon_threadsafe``, ``wsa_send_sync``, the winsock facade).

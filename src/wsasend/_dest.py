@@ -17,9 +17,10 @@ would need a blocking DNS lookup, and Winsock takes a ``sockaddr``, never a name
   values (``socket.SOL_SOCKET, socket.SCM_RIGHTS``, ``socket.IPPROTO_IP, socket.IP_PKTINFO``).
 
 Codes: WSAEFAULT for something that is not an address of that shape (or a ``namelen`` too small
-for the family), WSAEAFNOSUPPORT for an address of another family, WSAEINVAL for control data
-that is not a list of triples, WSAEOPNOTSUPP for a destination on a socket family we cannot
-check.
+for the family), WSAEAFNOSUPPORT for an address of another family, WSAEADDRNOTAVAIL for the
+unspecified address (0.0.0.0, ``::``, ``::ffff:0.0.0.0``: Windows refuses ADDR_ANY as a
+destination, where Linux would deliver to this host), WSAEINVAL for control data that is not a
+list of triples, WSAEOPNOTSUPP for a destination on a socket family we cannot check.
 """
 
 from __future__ import annotations
@@ -53,6 +54,15 @@ def _is_literal(family: int, host: str) -> bool:
     return True
 
 
+# The unspecified address as a destination, packed: IPv4's 0.0.0.0, IPv6's ``::`` and the
+# IPv4-mapped ``::ffff:0.0.0.0`` (Linux sends to this host for each; Windows says WSAEADDRNOTAVAIL).
+_UNSPECIFIED: Final = frozenset({bytes(4), bytes(16), bytes(10) + b"\xff\xff" + bytes(4)})
+
+
+def _is_unspecified(family: int, host: str) -> bool:
+    return socket.inet_pton(family, host.split("%", 1)[0] if family == socket.AF_INET6 else host) in _UNSPECIFIED
+
+
 def _port(value: object) -> int:
     if type(value) is not int:  # (S3.2: a wrong Python type is also a TypeError)
         raise WSAError(WSAErrorCode.WSAEFAULT, reason=f"port {value!r} is not an integer", type_error=True)
@@ -66,7 +76,8 @@ def check_address(sock: socket.socket, address: object) -> object:
 
     Raises:
         WSAError: WSAEFAULT (not an address), WSAEAFNOSUPPORT (another family's address),
-            WSAEOPNOTSUPP (a socket family other than AF_INET, AF_INET6, AF_UNIX).
+            WSAEADDRNOTAVAIL (the unspecified address: 0.0.0.0, ``::``), WSAEOPNOTSUPP (a socket
+            family other than AF_INET, AF_INET6, AF_UNIX).
     """
     family = sock.family
     if family == socket.AF_UNIX:
@@ -97,6 +108,8 @@ def check_address(sock: socket.socket, address: object) -> object:
         if _is_literal(other, host):
             raise WSAError(WSAErrorCode.WSAEAFNOSUPPORT, detail=f"{host!r} is not an address of the socket's family")
         raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"{host!r} is not a numeric address")
+    if _is_unspecified(family, host):
+        raise WSAError(WSAErrorCode.WSAEADDRNOTAVAIL, detail=f"{host!r} (the unspecified address) is not a destination")
     if family == socket.AF_INET:
         if len(address) != 2:
             detail = f"{address!r}: an IPv4 address is (host, port)"

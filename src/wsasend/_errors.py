@@ -54,6 +54,8 @@ class WSAErrorCode(enum.IntEnum):
     WSAEOPNOTSUPP = 10045
     #: The address is of a family the socket cannot use (a per-send destination, S8.7).
     WSAEAFNOSUPPORT = 10047
+    #: The destination is not a valid remote address: the unspecified address (0.0.0.0, ::), S8.7.
+    WSAEADDRNOTAVAIL = 10049
     #: The network subsystem has failed.
     WSAENETDOWN = 10050
     #: The network cannot be reached.
@@ -135,6 +137,7 @@ _DESCRIPTIONS: dict[WSAErrorCode, str] = {
     WSAErrorCode.WSAEBADF: "The file handle supplied is not valid.",
     WSAErrorCode.WSAEISCONN: "The socket is already connected.",
     WSAErrorCode.WSAEAFNOSUPPORT: "Addresses in the specified family cannot be used with this socket.",
+    WSAErrorCode.WSAEADDRNOTAVAIL: "The requested address is not valid in its context.",
     WSAErrorCode.WSAETIMEDOUT: "The operation timed out.",
     WSAErrorCode.WSAEHOSTUNREACH: "A socket operation was attempted to an unreachable host.",
     WSAErrorCode.WSAENETUNREACH: "A socket operation was attempted to an unreachable network.",

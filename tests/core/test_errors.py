@@ -333,6 +333,8 @@ def test_errors_doc_has_a_row_for_every_code() -> None:
         assert name in rows and f"| {number} |" in rows[name], name
     for name, number in S31_EXTRAS.items():
         assert name in rows and f"| {number} |" in rows[name], name
+    for code in WSAErrorCode:  # and every code beyond those (WSAEAFNOSUPPORT, WSAEADDRNOTAVAIL, ...)
+        assert code.name in rows and f"| {int(code)} |" in rows[code.name], code.name
     assert "WSAECONNRESET" in doc.split("### Caveat")[1], "the S3.3 caveat is documented"
 
 

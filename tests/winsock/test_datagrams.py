@@ -33,6 +33,7 @@ from wsasend.winsock import (
     WAIT_IO_COMPLETION,
     WSA_IO_PENDING,
     WSABUF,
+    WSAEADDRNOTAVAIL,
     WSAEAFNOSUPPORT,
     WSAEFAULT,
     WSAEINVAL,
@@ -324,9 +325,10 @@ def test_wsasendmsg_ip_pktinfo_and_bad_control_data(peers: tuple[socket.socket, 
 @pytest.mark.usefixtures("provider")
 def test_wsasendto_destination_errors(peers: tuple[socket.socket, socket.socket]) -> None:
     """test_WSASendTo and test_sendto: WSAEFAULT for an address length too small or something
-    that is not an address, WSAEAFNOSUPPORT for another family's address, WSAEMSGSIZE over the
-    UDP limit, WSAEISCONN for another destination on a connected UDP socket (its own peer is
-    fine); nothing is sent for any of them."""
+    that is not an address, WSAEAFNOSUPPORT for another family's address, WSAEADDRNOTAVAIL for
+    ADDR_ANY (Linux would deliver 0.0.0.0:port to this host's socket on that port), WSAEMSGSIZE
+    over the UDP limit, WSAEISCONN for another destination on a connected UDP socket (its own
+    peer is fine); nothing is sent for any of them."""
     a, b = peers
     u = ws_socket(socket.AF_INET, socket.SOCK_DGRAM, 0)
     assert u is not None
@@ -342,6 +344,7 @@ def test_wsasendto_destination_errors(peers: tuple[socket.socket, socket.socket]
             (("::1", to[1]), V6, WSAEAFNOSUPPORT),
             (("::1", to[1], 0, 0), V6, WSAEAFNOSUPPORT),
             ("/tmp/a-path", UNIX, WSAEFAULT),
+            (("0.0.0.0", to[1]), V4, WSAEADDRNOTAVAIL),
         ]
         for address, length, code in cases:
             assert sendto(u, b"x", 1, 0, address, length) == SOCKET_ERROR, address  # type: ignore[arg-type]
@@ -366,7 +369,8 @@ def test_wsasendto_destination_errors(peers: tuple[socket.socket, socket.socket]
 def test_sendto_ipv6_two_peers_implicit_bind() -> None:
     """test_WSASendTo over IPv6: an unbound AF_INET6 UDP socket sends to two ::1 peers
     (nonoverlapped and overlapped), is bound by the first send; an IPv4 literal is
-    WSAEAFNOSUPPORT and a short address length WSAEFAULT."""
+    WSAEAFNOSUPPORT, a short address length WSAEFAULT, and the unspecified address (``::``,
+    or IPv4's mapped into IPv6) WSAEADDRNOTAVAIL, with nothing sent."""
     a, b = _udp_peer(socket.AF_INET6), _udp_peer(socket.AF_INET6)
     u = ws_socket(socket.AF_INET6, socket.SOCK_DGRAM, 0)
     assert u is not None
@@ -387,6 +391,11 @@ def test_sendto_ipv6_two_peers_implicit_bind() -> None:
         assert WSAGetLastError() == WSAEAFNOSUPPORT
         assert sendto(u, b"x", 1, 0, a.getsockname(), V4) == SOCKET_ERROR
         assert WSAGetLastError() == WSAEFAULT
+        for host in ("::", "::ffff:0.0.0.0", "::%1"):
+            WSASetLastError(0)
+            assert sendto(u, b"any", 3, 0, (host, a.getsockname()[1]), V6) == SOCKET_ERROR, host
+            assert WSAGetLastError() == WSAEADDRNOTAVAIL, host
+        assert not select.select([a, b], [], [], 0)[0]
 
 
 @pytest.mark.usefixtures("started")
@@ -461,7 +470,13 @@ async def test_wsa_send_address_to_two_peers_and_its_codes(tmp_path: Path) -> No
         assert await wsa_send(u, b"py-b", address=b.getsockname()) == 4
         assert await asyncio.to_thread(a.recvfrom, 100) == (b"py-a", ("127.0.0.1", u.getsockname()[1]))
         assert await asyncio.to_thread(b.recvfrom, 100) == (b"py-b", ("127.0.0.1", u.getsockname()[1]))
-        for address, code in ((("::1", 9), WSAEAFNOSUPPORT), ("nowhere", WSAEFAULT), (("127.0.0.1", -1), WSAEFAULT)):
+        bad = [
+            (("::1", 9), WSAEAFNOSUPPORT),
+            ("nowhere", WSAEFAULT),
+            (("127.0.0.1", -1), WSAEFAULT),
+            (("0.0.0.0", a.getsockname()[1]), WSAEADDRNOTAVAIL),  # ADDR_ANY (Linux: this host)
+        ]
+        for address, code in bad:
             with pytest.raises(WSAError) as info:
                 wsa_send(u, [b"x"], address=address)
             assert info.value.winerror == code and info.value.bytes_sent == 0

@@ -512,8 +512,9 @@ def WSASendTo(
 
     Returns:
         As ``WSASend``; also WSAEFAULT (a destination that is not an address, or ``iTolen`` too
-        small), WSAEAFNOSUPPORT (an address of another family), WSAEISCONN (a connected datagram
-        socket and another destination), WSAEMSGSIZE (over the limit; nothing is sent).
+        small), WSAEAFNOSUPPORT (an address of another family), WSAEADDRNOTAVAIL (ADDR_ANY),
+        WSAEISCONN (a connected datagram socket and another destination), WSAEMSGSIZE (over the
+        limit; nothing is sent).
     """
     if _started() is None:
         return _fail(WSAErrorCode.WSANOTINITIALISED)
