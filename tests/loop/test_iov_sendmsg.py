@@ -26,6 +26,7 @@ import errno
 import gc
 import hashlib
 import os
+import random
 import select
 import socket
 import struct
@@ -255,6 +256,15 @@ print(n, h.hexdigest())
 """
 
 
+def _reader_process(sock: socket.socket) -> subprocess.Popen[str]:
+    """The reader of ``_READER`` on ``sock``, which is closed here (the process has its copy)."""
+    reader = subprocess.Popen(
+        [sys.executable, "-c", _READER, str(sock.fileno())], pass_fds=[sock.fileno()], stdout=subprocess.PIPE, text=True
+    )
+    sock.close()
+    return reader
+
+
 @needs_helper
 @settings(max_examples=25, deadline=None)
 @given(
@@ -284,10 +294,7 @@ def test_sendmsg_parts_goes_on_after_partial_writes_byte_exact_while_a_reader_ma
     a, b = socket.socketpair()
     with a, b:
         a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
-        reader = subprocess.Popen(
-            [sys.executable, "-c", _READER, str(b.fileno())], pass_fds=[b.fileno()], stdout=subprocess.PIPE, text=True
-        )
-        b.close()
+        reader = _reader_process(b)
         try:
             sent = 0
             deadline = time.monotonic() + GUARD
@@ -686,6 +693,53 @@ def test_posted_multi_buffer_sends_through_the_engine_are_byte_exact(loop_name: 
             assert counts == [sum(map(len, row)) for row in sends]
             assert await asyncio.wait_for(reader, GUARD) == b"".join(x for row in sends for x in row)
             assert drain_ready(b) == 0
+
+    loop = LOOP_FACTORIES[loop_name]()
+    try:
+        loop.run_until_complete(main())
+    finally:
+        loop.close()
+
+
+@pytest.mark.parametrize("loop_name", sorted(LOOP_FACTORIES))
+def test_a_deep_queue_flushed_while_a_reader_process_makes_room_is_byte_exact(loop_name: str) -> None:
+    """The flush path with a reader in another process (issue 11): a batch the kernel takes in
+    parts goes on inside the compiled ``sendmsg_parts``, so a flush's count covers several
+    system calls, and the queue is advanced by it. 800 posted sends of 1-5 buffers (bytes,
+    empty ones, and memoryviews, which stay off the runs) behind a 64 KiB socket buffer:
+    every send completes with its own count and the reader gets the stream exactly. (How often
+    a batch goes on inside one call depends on the reader running meanwhile: on an idle
+    two-core machine a build whose continuation did not move into a cut buffer failed this
+    test in 3 of 3 runs, under load in 1 of 6; the Hypothesis test above checks the C
+    function directly.)"""
+
+    async def main() -> None:
+        rng = random.Random(8)
+        sends: list[list[Any]] = []
+        for i in range(800):
+            sizes = [rng.choice((0, 1, 700, 4096, 20_000)) for _ in range(rng.randint(1, 5))]
+            row: list[Any] = [pattern(n, seed=i + j) for j, n in enumerate(sizes)]
+            if i % 7 == 0:
+                row[0] = memoryview(row[0])
+            sends.append(row)
+        whole = b"".join(bytes(x) for row in sends for x in row)
+        a, b = socket.socketpair()
+        with a, b:
+            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+            a.setblocking(False)
+            reader = _reader_process(b)
+            try:
+                ovs = [wsasend.wsa_send(a, row) for row in sends]
+                assert any(ov.pending for ov in ovs)  # queued: the flush path sends them
+                counts = [await asyncio.wait_for(ov, GUARD) for ov in ovs]
+                a.shutdown(socket.SHUT_WR)
+                out, _ = await asyncio.to_thread(reader.communicate, timeout=GUARD)
+            finally:
+                reader.kill()
+                reader.wait()
+                wsasend.closesocket(a)
+        assert counts == [sum(memoryview(x).nbytes for x in row) for row in sends]
+        assert out.split() == [str(len(whole)), hashlib.sha256(whole).hexdigest()]
 
     loop = LOOP_FACTORIES[loop_name]()
     try:
