@@ -265,20 +265,45 @@ def _reader_process(sock: socket.socket) -> subprocess.Popen[str]:
     return reader
 
 
+def _lowat_pair() -> tuple[socket.socket, socket.socket]:
+    """A loopback TCP pair whose sender's single ``sendmsg`` stops early, with room left.
+
+    ``TCP_NOTSENT_LOWAT`` (16 KiB) makes the kernel end a call once that much is queued but
+    not yet transmitted; on loopback the call's own push transmits it, so the next call finds
+    room again (while the receiver's window lasts: a larger receive buffer asked for): a
+    partial write that the same ``sendmsg_parts`` call goes on from, every time, at a cut
+    that falls where the buffer sizes put it (about 98 KiB into a MiB here).
+    """
+    a, b = tcp_pair()
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+    a.setsockopt(socket.IPPROTO_TCP, getattr(socket, "TCP_NOTSENT_LOWAT", 25), 16 * 1024)
+    return a, b
+
+
+def test_a_plain_sendmsg_on_the_lowat_pair_is_partial() -> None:
+    """The premise of the tests on that pair: one ``socket.sendmsg`` there takes part of a MiB."""
+    a, b = _lowat_pair()
+    with a, b:
+        whole = pattern(1 << 20, seed=4)
+        n = a.sendmsg([whole[i : i + 5000] for i in range(0, len(whole), 5000)], [], FLAGS)
+        assert 0 < n < len(whole)
+
+
 @needs_helper
 @settings(max_examples=25, deadline=None)
 @given(
     sizes=st.lists(st.lists(st.integers(0, 65_536), max_size=6), min_size=20, max_size=100),
     as_views=st.booleans(),
 )
-def test_sendmsg_parts_goes_on_after_partial_writes_byte_exact_while_a_reader_makes_room(
+def test_sendmsg_parts_goes_on_from_each_cut_byte_exact_while_a_reader_drains(
     sizes: list[list[int]], as_views: bool
 ) -> None:
-    """A reader process makes room while the calls run, so writes are cut at arbitrary points
-    inside and between buffers (empty ones too) and the next sendmsg of the same call starts
-    from there: whatever each call reports, the stream is exactly the buffers in order,
-    nothing twice, nothing skipped (S2.1, S5.4). (A version of the C code that did not move
-    into a cut buffer sent its start again: this test failed on it.)"""
+    """On the pair of :func:`_lowat_pair` every sendmsg stops early with room left, so each
+    ``sendmsg_parts`` call goes on from where the last system call was cut, inside a buffer or
+    between two (empty buffers and empty lists included), while a reader process drains the
+    other end: whatever each call reports, the stream is exactly the buffers in order,
+    nothing twice, nothing skipped (S2.1, S5.4). (A build whose continuation did not move into
+    a cut buffer sent its start again and failed this test every time.)"""
     assert SENDMSG_PARTS is not None
     total = sum(map(sum, sizes))
     whole = pattern(total, seed=total & 0xFF)
@@ -291,9 +316,8 @@ def test_sendmsg_parts_goes_on_after_partial_writes_byte_exact_while_a_reader_ma
             bufs.append(memoryview(chunk) if as_views else chunk)
             at += size
         parts.append(bufs)
-    a, b = socket.socketpair()
+    a, b = _lowat_pair()
     with a, b:
-        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
         reader = _reader_process(b)
         try:
             sent = 0
@@ -703,15 +727,13 @@ def test_posted_multi_buffer_sends_through_the_engine_are_byte_exact(loop_name: 
 
 @pytest.mark.parametrize("loop_name", sorted(LOOP_FACTORIES))
 def test_a_deep_queue_flushed_while_a_reader_process_makes_room_is_byte_exact(loop_name: str) -> None:
-    """The flush path with a reader in another process (issue 11): a batch the kernel takes in
-    parts goes on inside the compiled ``sendmsg_parts``, so a flush's count covers several
-    system calls, and the queue is advanced by it. 800 posted sends of 1-5 buffers (bytes,
-    empty ones, and memoryviews, which stay off the runs) behind a 64 KiB socket buffer:
-    every send completes with its own count and the reader gets the stream exactly. (How often
-    a batch goes on inside one call depends on the reader running meanwhile: on an idle
-    two-core machine a build whose continuation did not move into a cut buffer failed this
-    test in 3 of 3 runs, under load in 1 of 6; the Hypothesis test above checks the C
-    function directly.)"""
+    """The flush path with a reader in another process (issue 11): on the pair of
+    :func:`_lowat_pair` a batch the kernel takes in parts goes on inside the compiled
+    ``sendmsg_parts`` every time, so a flush's count covers several system calls, and the
+    queue is advanced by it. 800 posted sends of 1-5 buffers (bytes, empty ones, and
+    memoryviews, which stay off the runs): every send completes with its own count and the
+    reader gets the stream exactly. (A build whose continuation did not move into a cut
+    buffer failed this test every time, on both loops.)"""
 
     async def main() -> None:
         rng = random.Random(8)
@@ -723,9 +745,8 @@ def test_a_deep_queue_flushed_while_a_reader_process_makes_room_is_byte_exact(lo
                 row[0] = memoryview(row[0])
             sends.append(row)
         whole = b"".join(bytes(x) for row in sends for x in row)
-        a, b = socket.socketpair()
+        a, b = _lowat_pair()
         with a, b:
-            a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
             a.setblocking(False)
             reader = _reader_process(b)
             try:
