@@ -46,21 +46,18 @@ def min_address_length(family: int) -> int:
     return _MIN_LENGTHS.get(family, 0)
 
 
-def _is_literal(family: int, host: str) -> bool:
+def _packed(family: int, host: str) -> bytes | None:
+    """``host`` as ``family``'s packed address (an IPv6 ``%scope`` suffix allowed), or None
+    when it is not a numeric address of that family."""
     try:
-        socket.inet_pton(family, host.split("%", 1)[0] if family == socket.AF_INET6 else host)
+        return socket.inet_pton(family, host.split("%", 1)[0] if family == socket.AF_INET6 else host)
     except (OSError, ValueError):
-        return False
-    return True
+        return None
 
 
 # The unspecified address as a destination, packed: IPv4's 0.0.0.0, IPv6's ``::`` and the
 # IPv4-mapped ``::ffff:0.0.0.0`` (Linux sends to this host for each; Windows says WSAEADDRNOTAVAIL).
 _UNSPECIFIED: Final = frozenset({bytes(4), bytes(16), bytes(10) + b"\xff\xff" + bytes(4)})
-
-
-def _is_unspecified(family: int, host: str) -> bool:
-    return socket.inet_pton(family, host.split("%", 1)[0] if family == socket.AF_INET6 else host) in _UNSPECIFIED
 
 
 def _port(value: object) -> int:
@@ -104,11 +101,12 @@ def check_address(sock: socket.socket, address: object) -> object:
         )
     host = address[0]
     other = socket.AF_INET if family == socket.AF_INET6 else socket.AF_INET6
-    if not _is_literal(family, host):
-        if _is_literal(other, host):
+    packed = _packed(family, host)
+    if packed is None:
+        if _packed(other, host) is not None:
             raise WSAError(WSAErrorCode.WSAEAFNOSUPPORT, detail=f"{host!r} is not an address of the socket's family")
         raise WSAError(WSAErrorCode.WSAEFAULT, detail=f"{host!r} is not a numeric address")
-    if _is_unspecified(family, host):
+    if packed in _UNSPECIFIED:
         raise WSAError(WSAErrorCode.WSAEADDRNOTAVAIL, detail=f"{host!r} (the unspecified address) is not a destination")
     if family == socket.AF_INET:
         if len(address) != 2:

@@ -1826,6 +1826,7 @@ class SendEngine:
                         batch = split_last_byte(batch)[0]
                     flags &= ~LINUX_OOB
                     want -= 1
+            full = False  # (the kernel's buffer is full: see below)
             if queue.last_batch_buffers:
                 try:
                     if iov_sendmsg is not None:
@@ -1854,21 +1855,15 @@ class SendEngine:
                 done = queue.bytes_sent(n)
                 if not done and self.on_progress is not None:
                     self.on_progress()
-                if partial and iov_sendmsg is not None:
-                    # The compiled sendmsg_parts sends the rest of a partial write itself
-                    # until a call takes nothing: the kernel's buffer is full, and another
-                    # call now would only gather the rest again to meet EAGAIN, an exception
-                    # made and caught (~40% of the flush's cost a send behind a slow reader
-                    # on a socketpair, callgrind, issue 11). Wait for writability. (Not
-                    # after one partial sendmsg: on loopback TCP the next call often takes
-                    # more, as the reader frees room, and waiting for the loop's next turn
-                    # instead cost 10-35% more CPU a send behind a slow reader.)
-                    if done:
-                        self._complete(done)
-                    if queue:
-                        self._add_writer(sock)
-                        return
-                    break
+                # The compiled sendmsg_parts sends the rest of a partial write itself until
+                # a call takes nothing: the kernel's buffer is then full, and another call now
+                # would only gather the rest again to meet EAGAIN, an exception made and
+                # caught (~40% of the flush's cost a send behind a slow reader on a
+                # socketpair, callgrind, issue 11), so the flush waits for writability. (Not
+                # after one partial sendmsg: on loopback TCP the next call often takes more,
+                # as the reader frees room, and waiting for the loop's next turn instead cost
+                # 10-35% more CPU a send behind a slow reader.)
+                full = partial and iov_sendmsg is not None
             elif flags == HELD_OP:  # only held pieces are left (S4.4): they wait, no writer
                 self._watch_soon()
                 break
@@ -1883,6 +1878,9 @@ class SendEngine:
                 done = queue.bytes_sent(0)
             if done:
                 self._complete(done)
+            if full and queue:
+                self._add_writer(sock)
+                return
         self._drained()
 
     def _flush_messages(self, sock: socket.socket) -> None:
