@@ -25,7 +25,7 @@ from typing import Any
 
 from ._connect import check_not_ssl_socket, check_stream_for_tls, discard_tls, resolve, tls_protocol
 from ._sockutil import sock_family, sock_type
-from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport
+from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport, accepted_transport
 
 __all__ = ["WSAServer", "create_server", "create_unix_server", "start_server"]
 
@@ -35,6 +35,17 @@ ACCEPT_RETRY_DELAY = 1.0
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _LISTEN_KINDS = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
+
+
+def _transport_options(max_pending_sends: int | None, partial_messages: PartialMessages) -> dict[str, Any]:
+    """The connections' options that differ from ``WSATransport``'s defaults: none, usually, and
+    then each connection is made by ``accepted_transport`` (cheaper, see there)."""
+    options: dict[str, Any] = {}
+    if max_pending_sends is not None:
+        options["max_pending_sends"] = max_pending_sends
+    if partial_messages != "reject":
+        options["partial_messages"] = partial_messages
+    return options
 
 
 class WSAServer(asyncio.AbstractServer):
@@ -62,7 +73,12 @@ class WSAServer(asyncio.AbstractServer):
         # Invariant: None once close() was called; the listening sockets are closed then.
         self._sockets: list[socket.socket] | None = sockets
         self._active_count = 0
-        self._clients: weakref.WeakSet[WSATransport] = weakref.WeakSet()
+        # The open connections, weakly (an unclosed transport must still be collected, and
+        # warn): a set of weak references, each dropped by its callback as its transport dies.
+        # (A WeakSet's methods are Python code: its add and discard cost ~2,000 instructions of
+        # every connection, issue 11, workload HC. See _sockutil._CONNECTED for why a live
+        # reference is found by a new one and a dead one removes only itself.)
+        self._clients: set[weakref.ReferenceType[WSATransport]] = set()
         # Invariant: None once the server is closed and its last connection is gone.
         self._waiters: list[asyncio.Future[None]] | None = []
         self._protocol_factory = protocol_factory
@@ -78,11 +94,12 @@ class WSAServer(asyncio.AbstractServer):
 
     def _attach(self, transport: WSATransport) -> None:
         self._active_count += 1
-        self._clients.add(transport)
+        clients = self._clients
+        clients.add(weakref.ref(transport, clients.discard))
 
     def _detach(self, transport: WSATransport) -> None:
         self._active_count -= 1
-        self._clients.discard(transport)
+        self._clients.discard(weakref.ref(transport))
         if self._active_count == 0 and self._sockets is None:
             self._wakeup()
 
@@ -142,7 +159,10 @@ class WSAServer(asyncio.AbstractServer):
             extra = {"peername": addr} if addr else None
             tls = self._tls
             if tls is None:
-                WSATransport(conn, protocol, loop=self._loop, extra=extra, _server=self, **self._options)
+                if self._options:
+                    WSATransport(conn, protocol, loop=self._loop, extra=extra, _server=self, **self._options)
+                else:
+                    accepted_transport(conn, protocol, self._loop, extra, self)  # (see there)
                 return
             # S9.2: asyncio's TLS layer on the WSATransport; the app protocol hears of the
             # connection after the handshake. A failed handshake closes that connection only
@@ -233,13 +253,17 @@ class WSAServer(asyncio.AbstractServer):
 
     def close_clients(self) -> None:
         """``close()`` every open connection (graceful: their queued sends go out first)."""
-        for transport in list(self._clients):
-            transport.close()
+        for ref in list(self._clients):
+            transport = ref()
+            if transport is not None:
+                transport.close()
 
     def abort_clients(self) -> None:
         """``abort()`` every open connection (pending sends fail WSA_OPERATION_ABORTED)."""
-        for transport in list(self._clients):
-            transport.abort()
+        for ref in list(self._clients):
+            transport = ref()
+            if transport is not None:
+                transport.abort()
 
     async def wait_closed(self) -> None:
         """Wait until the server is closed and every connection it accepted is lost."""
@@ -378,7 +402,7 @@ async def create_server(
         sockets = [sock]
     for lsock in sockets:
         lsock.setblocking(False)
-    options: dict[str, Any] = {"max_pending_sends": max_pending_sends, "partial_messages": partial_messages}
+    options = _transport_options(max_pending_sends, partial_messages)
     server = WSAServer(loop, sockets, protocol_factory, backlog, options, tls)
     if start_serving:
         server._start_serving()
@@ -443,7 +467,7 @@ async def create_unix_server(
         if sock.family != socket.AF_UNIX or sock.type != socket.SOCK_STREAM:
             raise ValueError(f"A UNIX Domain Stream Socket was expected, got {sock!r}")
     sock.setblocking(False)
-    options: dict[str, Any] = {"max_pending_sends": max_pending_sends, "partial_messages": partial_messages}
+    options = _transport_options(max_pending_sends, partial_messages)
     server = WSAServer(loop, [sock], protocol_factory, backlog, options, tls)
     if cleanup_socket:
         bound = sock.getsockname()
