@@ -80,6 +80,25 @@ def _set_current(key: int, engine: SendEngine | None) -> None:
 
 # Loops whose end (shutdown_asyncgens) we watch, each with its watcher async generator (S5.12).
 _WATCHED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = weakref.WeakKeyDictionary()
+
+
+class _LastWatched:
+    """A weak reference to the loop ``_watch_loop`` found watched last (None: none).
+
+    ``loop in _WATCHED`` is Python code (WeakKeyDictionary, a weak reference made per test):
+    ~1,000 instructions of every new engine, so of every connection a server accepts (issue
+    11, workload HC); consecutive engines are mostly made on one loop. A loop leaves _WATCHED
+    only by dying (its reference then gives None, never a new loop at the same address) or in
+    a forked child (cleared with it). One attribute, read and written whole.
+    """
+
+    __slots__ = ("ref",)
+
+    def __init__(self) -> None:
+        self.ref: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
+
+
+_LAST_WATCHED: Final = _LastWatched()
 _get_running_loop: Final = asyncio.get_running_loop
 # The registry lock (reentrant: see slot_for), also the lock of every ownership change (S5.11).
 _LOCK = OWNERSHIP.lock
@@ -195,11 +214,16 @@ def _watch_loop(loop: asyncio.AbstractEventLoop) -> None:
     next claim (``take_from`` sees the closed loop), and here, when the next loop starts
     sending: whatever a bare-closed loop left queued is aborted then (see ``_sweep_closed``).
     """
+    last = _LAST_WATCHED.ref
+    if last is not None and last() is loop:
+        return
     if loop in _WATCHED:
+        _LAST_WATCHED.ref = weakref.ref(loop)
         return
     watcher = watch(loop, _loop_ending)
     if watcher is not None:
         _WATCHED[loop] = watcher
+        _LAST_WATCHED.ref = weakref.ref(loop)
     # Soon, not here: its ResourceWarnings are about other sockets, and under ``-W error`` one
     # would otherwise fail this caller's send (it goes to the loop's exception handler then).
     if not loop.is_closed():
@@ -302,6 +326,7 @@ def _reset_after_fork() -> None:
     _ENGINES.clear()
     _LAST.engine = None
     _WATCHED.clear()
+    _LAST_WATCHED.ref = None
     from ._sync import _reset_after_fork as reset_sync
 
     reset_sync()

@@ -86,7 +86,15 @@ _SHUT_WR: weakref.WeakSet[socket.socket] = weakref.WeakSet()
 # Sockets known to have been connected (issue 13 item 6): an accepted socket that was reset
 # before it sent anything has no peer name and no sent segments any more, yet a send on it is
 # WSAECONNRESET, not WSAENOTCONN. Filled when a socket is first seen with a peer and on resets.
-_CONNECTED: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+#
+# A set of weak references, each dropped by its own callback as its socket dies: a WeakSet's
+# methods are Python code, ~2,500 instructions of every connection a server accepted (the add,
+# then the removal; issue 11, workload HC), where these are C calls. Alive, a reference hashes
+# and compares as its socket does, so ``weakref.ref(sock) in _CONNECTED`` finds it, and a second
+# add of a live socket adds nothing; dead, it keeps its hash and compares by identity, so the
+# callback removes exactly that reference, before the socket's address can be reused.
+_CONNECTED: set[weakref.ReferenceType[socket.socket]] = set()
+_FORGET_CONNECTED: Final = _CONNECTED.discard
 
 # TCP states from include/net/tcp_states.h, read from the first byte of TCP_INFO.
 _TCP_SYN_SENT = 2
@@ -352,12 +360,12 @@ def tcp_state(sock: socket.socket) -> tuple[int, int] | None:
 
 def mark_connected(sock: socket.socket) -> None:
     """Remember that ``sock`` had a peer (issue 13 item 6): a later EPIPE is a reset."""
-    _CONNECTED.add(sock)
+    _CONNECTED.add(weakref.ref(sock, _FORGET_CONNECTED))
 
 
 def is_known_connected(sock: socket.socket) -> bool:
     """True once ``sock`` was seen with a peer (:func:`mark_connected`, ``SocketInfo``)."""
-    return sock in _CONNECTED
+    return weakref.ref(sock) in _CONNECTED
 
 
 def connect_in_progress(sock: socket.socket) -> bool:
@@ -374,7 +382,7 @@ def connect_in_progress(sock: socket.socket) -> bool:
     if tcp[0] == _TCP_SYN_SENT:
         return True
     if tcp[0] in _TCP_CONNECTED_STATES:
-        _CONNECTED.add(sock)  # past the handshake: no need to look again
+        mark_connected(sock)  # past the handshake: no need to look again
     return False
 
 
@@ -392,10 +400,10 @@ class SocketInfo:
             try:
                 sock.getpeername()
             except OSError:
-                self.was_connected = sock in _CONNECTED
+                self.was_connected = is_known_connected(sock)
                 return
         self.was_connected = True
-        _CONNECTED.add(sock)
+        mark_connected(sock)
 
 
 def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) -> WSAErrorCode:
@@ -409,7 +417,7 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
     """
     err = exc.errno
     if err == errno.ECONNRESET:
-        _CONNECTED.add(sock)  # a reset needs a peer: a later EPIPE is a reset too (item 6)
+        mark_connected(sock)  # a reset needs a peer: a later EPIPE is a reset too (item 6)
     elif err == errno.EPIPE:
         if sock in _SHUT_WR:
             return WSAErrorCode.WSAESHUTDOWN
@@ -422,9 +430,9 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
             # A TCP socket that never exchanged a segment never had a peer: "not connected". One
             # that did and now sits in CLOSE was reset (getpeername fails after a reset too),
             # and so was one we saw connected (SocketInfo, an earlier ECONNRESET; item 6).
-            if not info.was_connected and sock not in _CONNECTED and (tcp is None or tcp[1] == 0):
+            if not info.was_connected and not is_known_connected(sock) and (tcp is None or tcp[1] == 0):
                 return WSAErrorCode.WSAENOTCONN
-        elif not info.was_connected and sock not in _CONNECTED:
+        elif not info.was_connected and not is_known_connected(sock):
             return WSAErrorCode.WSAENOTCONN
         return WSAErrorCode.WSAECONNRESET
     if err == errno.EBADF and is_closed(sock):
