@@ -15,6 +15,8 @@ from typing import Final
 from ._dest import destination
 from ._engine import (
     _NATIVE,
+    _RLOCK_ACQUIRE,
+    _RLOCK_RELEASE,
     OWNERSHIP,
     ZERO,
     SendEngine,
@@ -106,7 +108,9 @@ _LOCK = OWNERSHIP.lock
 
 def _forget(key: int, _ref: object = None) -> None:
     """The socket ``key`` died: drop its registry entries (its slot's weak reference calls this)."""
-    with _LOCK:
+    lock = _LOCK
+    _RLOCK_ACQUIRE(lock)  # (see _RLOCK_ACQUIRE)
+    try:
         _set_current(key, None)
         slot = _SLOTS.pop(key, None)
         if slot is not None:
@@ -120,12 +124,16 @@ def _forget(key: int, _ref: object = None) -> None:
             slot.owner = None
             slot.transport_engine = None
             slot.waiting.clear()
+    finally:
+        _RLOCK_RELEASE(lock)
 
 
 def slot_for(sock: socket.socket) -> SocketSlot:
     """The registry slot of ``sock``, made (with its one finalizer) on first use. Internal."""
     key = id(sock)
-    with _LOCK:
+    lock = _LOCK
+    _RLOCK_ACQUIRE(lock)  # (see _RLOCK_ACQUIRE)
+    try:
         slot = _SLOTS.get(key)
         if slot is None:
             slot = _SLOTS[key] = SocketSlot()
@@ -137,6 +145,8 @@ def slot_for(sock: socket.socket) -> SocketSlot:
             # instructions of every new connection of a server).
             slot.sockref = weakref.ref(sock, functools.partial(_forget, key))
         return slot
+    finally:
+        _RLOCK_RELEASE(lock)
 
 
 def shut_to_claims(sock: socket.socket) -> None:
@@ -177,7 +187,9 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop, peer: bool 
         return engine
     check_socket(sock)
     slot = slot_for(sock)
-    with _LOCK:
+    lock = _LOCK
+    _RLOCK_ACQUIRE(lock)  # (see _RLOCK_ACQUIRE)
+    try:
         engine = _ENGINES.get(key)
         if engine is not None and engine._sockref() is sock and engine.loop is loop:
             return engine
@@ -202,6 +214,8 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop, peer: bool 
         engine = SendEngine(loop, sock, max_pending=slot.max_pending, slot=slot, peer=peer)
         slot.engine = engine
         _set_current(key, engine)
+    finally:
+        _RLOCK_RELEASE(lock)
     _watch_loop(loop)
     return engine
 
