@@ -21,6 +21,7 @@ from ._engine import (
     ZERO,
     SendEngine,
     SocketSlot,
+    _BatchTick,
     _running_loop,
     abandon,
     notify_locked,
@@ -83,24 +84,6 @@ def _set_current(key: int, engine: SendEngine | None) -> None:
 # Loops whose end (shutdown_asyncgens) we watch, each with its watcher async generator (S5.12).
 _WATCHED: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, AsyncGenerator[None, None]] = weakref.WeakKeyDictionary()
 
-
-class _LastWatched:
-    """A weak reference to the loop ``_watch_loop`` found watched last (None: none).
-
-    ``loop in _WATCHED`` is Python code (WeakKeyDictionary, a weak reference made per test):
-    ~1,000 instructions of every new engine, so of every connection a server accepts (issue
-    11, workload HC); consecutive engines are mostly made on one loop. A loop leaves _WATCHED
-    only by dying (its reference then gives None, never a new loop at the same address) or in
-    a forked child (cleared with it). One attribute, read and written whole.
-    """
-
-    __slots__ = ("ref",)
-
-    def __init__(self) -> None:
-        self.ref: weakref.ReferenceType[asyncio.AbstractEventLoop] | None = None
-
-
-_LAST_WATCHED: Final = _LastWatched()
 _get_running_loop: Final = asyncio.get_running_loop
 # The registry lock (reentrant: see slot_for), also the lock of every ownership change (S5.11).
 _LOCK = OWNERSHIP.lock
@@ -216,28 +199,31 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop, peer: bool 
         _set_current(key, engine)
     finally:
         _RLOCK_RELEASE(lock)
-    _watch_loop(loop)
+    _watch_loop(loop, engine._tick)
     return engine
 
 
-def _watch_loop(loop: asyncio.AbstractEventLoop) -> None:
+def _watch_loop(loop: asyncio.AbstractEventLoop, tick: _BatchTick) -> None:
     """Have ``loop``'s ``shutdown_asyncgens`` abort its pending sends (S5.12; docs/overlapped.md).
 
     Loops closed without ``shutdown_asyncgens`` are caught by a thread waiting on one of their
     sends (``abandon_closed_loop``), by a look at one of their sends' status, at the socket's
     next claim (``take_from`` sees the closed loop), and here, when the next loop starts
     sending: whatever a bare-closed loop left queued is aborted then (see ``_sweep_closed``).
+
+    ``tick``: the loop's batch tick, which records that the loop is watched (``watched``), so
+    that a new engine need not ask ``_WATCHED``, a WeakKeyDictionary (Python code, ~1,000
+    instructions of every connection a server accepts; issue 11, workload HC).
     """
-    last = _LAST_WATCHED.ref
-    if last is not None and last() is loop:
+    if tick.watched:
         return
     if loop in _WATCHED:
-        _LAST_WATCHED.ref = weakref.ref(loop)
+        tick.watched = True
         return
     watcher = watch(loop, _loop_ending)
     if watcher is not None:
         _WATCHED[loop] = watcher
-        _LAST_WATCHED.ref = weakref.ref(loop)
+        tick.watched = True
     # Soon, not here: its ResourceWarnings are about other sockets, and under ``-W error`` one
     # would otherwise fail this caller's send (it goes to the loop's exception handler then).
     if not loop.is_closed():
@@ -340,7 +326,6 @@ def _reset_after_fork() -> None:
     _ENGINES.clear()
     _LAST.engine = None
     _WATCHED.clear()
-    _LAST_WATCHED.ref = None
     from ._sync import _reset_after_fork as reset_sync
 
     reset_sync()

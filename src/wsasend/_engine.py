@@ -581,7 +581,8 @@ class _BatchTick:
     Issue 11: with one ``call_soon`` per engine per window, a server answering 50 connections
     in one iteration paid 50 loop callbacks; now it pays one, whatever the number of engines.
     Holds no reference to the loop (it is the value of a weak-keyed map of loops); the engines
-    in ``engines`` hold it only until the tick runs.
+    in ``engines`` hold it only until the tick runs. One per loop and process (a forked child
+    makes new ones), it also records whether ``_api._watch_loop`` watches the loop's end.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
@@ -589,6 +590,8 @@ class _BatchTick:
         self.scheduled = False
         # Weakly, as said above: what _tick_for's shortcut compares with (see there).
         self.loopref = weakref.ref(loop)
+        # True once the loop is in _api._WATCHED (set there).
+        self.watched = False
 
     def add(self, engine: SendEngine) -> None:
         if not self.scheduled:

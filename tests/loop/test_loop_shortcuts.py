@@ -2,12 +2,12 @@
 
 Each new engine (each connection a server accepts) looked its loop up in two weak-keyed maps:
 the loop's batch tick (``_engine._TICKS``) and whether the loop's end is watched
-(``_api._WATCHED``). Both lookups are Python code, so the engine remembers the last loop it
-found in each (``_engine._LastTick``, ``_api._LastWatched``; issue 11, workload HC). These tests
-hold what the shortcuts must never do: give an engine another loop's tick, or skip the watch of
-a loop never watched, with loops made one after another (a dead loop's memory reused by the
-next) and with two loops in two threads making engines at the same time. Real sockets, both
-loops.
+(``_api._WATCHED``). Both lookups are Python code, so the engine remembers the last loop's tick
+(``_engine._LastTick``) and the tick records whether its loop is watched (``watched``; issue
+11, workload HC). These tests hold what the shortcuts must never do: give an engine another
+loop's tick, or skip the watch of a loop never watched, with loops made one after another (a
+dead loop's memory reused by the next) and with two loops in two threads making engines at the
+same time. Real sockets, both loops.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ def _check_engine_of(sock: socket.socket, loop: asyncio.AbstractEventLoop) -> No
     assert engine is not None and engine.loop is loop
     assert engine._tick is _engine._TICKS.get(loop)
     assert engine._tick.loopref() is loop
-    assert loop in _api._WATCHED
+    assert loop in _api._WATCHED and engine._tick.watched
 
 
 async def _send_on_new_sockets(count: int, tag: bytes) -> None:
