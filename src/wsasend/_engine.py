@@ -392,7 +392,7 @@ OWNERSHIP = Ownership()
 # ``_RLOCK_RELEASE(lock)`` in a ``finally``) where a connection's set-up and close take the lock
 # (issue 11, workload HC: seven round trips a connection). Compiled, ``with lock:`` looked
 # ``__enter__`` and ``__exit__`` up as bound methods and passed ``__exit__`` a tuple of three
-# Nones: ~1,300 instructions a round trip, against ~550 for these two calls (most of it
+# Nones: ~1,300 instructions a round trip, against ~650 for these two calls (most of it
 # ``acquire``'s own argument parsing). The same lock, the same calls: ``RLock.__enter__`` is its
 # ``acquire`` and ``__exit__`` its ``release``.
 _RLOCK_ACQUIRE: Final = type(OWNERSHIP.lock).acquire
