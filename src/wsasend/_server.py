@@ -18,14 +18,13 @@ import os
 import socket
 import ssl as ssl_module
 import stat
-import weakref
 from asyncio import trsock
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._connect import check_not_ssl_socket, check_stream_for_tls, discard_tls, resolve, tls_protocol
-from ._sockutil import sock_family, sock_type
-from ._transport import STREAM_LIMIT, PartialMessages, SSLArg, WSATransport, accepted_transport
+from ._sockutil import accepted_socket, sock_family, sock_type
+from ._transport import STREAM_LIMIT, PartialMessages, ServerConnections, SSLArg, WSATransport, accepted_transport
 
 __all__ = ["WSAServer", "create_server", "create_unix_server", "start_server"]
 
@@ -72,13 +71,9 @@ class WSAServer(asyncio.AbstractServer):
         self._cleanup_paths: list[tuple[str | bytes, int]] = []
         # Invariant: None once close() was called; the listening sockets are closed then.
         self._sockets: list[socket.socket] | None = sockets
-        self._active_count = 0
-        # The open connections, weakly (an unclosed transport must still be collected, and
-        # warn): a set of weak references, each dropped by its callback as its transport dies.
-        # (A WeakSet's methods are Python code: its add and discard cost ~2,000 instructions of
-        # every connection, issue 11, workload HC. See _sockutil._CONNECTED for why a live
-        # reference is found by a new one and a dead one removes only itself.)
-        self._clients: set[weakref.ReferenceType[WSATransport]] = set()
+        # The open connections, counted and weakly (an unclosed transport must still be
+        # collected, and warn); their transports update it themselves (see ServerConnections).
+        self._connections = ServerConnections()
         # Invariant: None once the server is closed and its last connection is gone.
         self._waiters: list[asyncio.Future[None]] | None = []
         self._protocol_factory = protocol_factory
@@ -88,19 +83,16 @@ class WSAServer(asyncio.AbstractServer):
         self._serving_forever_fut: asyncio.Future[None] | None = None
 
     def __repr__(self) -> str:
-        return f"<{type(self).__name__} sockets={self.sockets!r} connections={self._active_count}>"
+        return f"<{type(self).__name__} sockets={self.sockets!r} connections={self._connections.count}>"
 
     # -- connections ------------------------------------------------------------------------------
 
+    # (asyncio 3.13's Server methods; WSATransport calls its ServerConnections directly.)
     def _attach(self, transport: WSATransport) -> None:
-        self._active_count += 1
-        clients = self._clients
-        clients.add(weakref.ref(transport, clients.discard))
+        self._connections.attach(transport)
 
     def _detach(self, transport: WSATransport) -> None:
-        self._active_count -= 1
-        self._clients.discard(weakref.ref(transport))
-        if self._active_count == 0 and self._sockets is None:
+        if self._connections.detach(transport):
             self._wakeup()
 
     def _wakeup(self) -> None:
@@ -132,7 +124,7 @@ class WSAServer(asyncio.AbstractServer):
             try:
                 fd, addr = raw_accept()
                 try:
-                    conn = socket.socket(family, kind, proto, fileno=fd)
+                    conn = accepted_socket(family, kind, proto, fd)  # (socket.socket(..., fileno=fd))
                 except BaseException:
                     os.close(fd)
                     raise
@@ -231,6 +223,7 @@ class WSAServer(asyncio.AbstractServer):
         sockets, self._sockets = self._sockets, None
         if sockets is None:
             return
+        self._connections.closed = True
         for sock in sockets:
             if self._serving:
                 self._loop.remove_reader(sock)
@@ -248,19 +241,19 @@ class WSAServer(asyncio.AbstractServer):
         if fut is not None and not fut.done():
             fut.cancel()
             self._serving_forever_fut = None
-        if self._active_count == 0:
+        if self._connections.count == 0:
             self._wakeup()
 
     def close_clients(self) -> None:
         """``close()`` every open connection (graceful: their queued sends go out first)."""
-        for ref in list(self._clients):
+        for ref in list(self._connections.refs):
             transport = ref()
             if transport is not None:
                 transport.close()
 
     def abort_clients(self) -> None:
         """``abort()`` every open connection (pending sends fail WSA_OPERATION_ABORTED)."""
-        for ref in list(self._clients):
+        for ref in list(self._connections.refs):
             transport = ref()
             if transport is not None:
                 transport.abort()

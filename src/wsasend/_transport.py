@@ -48,7 +48,7 @@ import types
 import warnings
 import weakref
 from collections.abc import Callable, Coroutine, Iterable, Mapping
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, final
 
 from . import _sendfile
 from ._api import engine_for, set_max_pending, shut_to_claims
@@ -66,6 +66,7 @@ from ._sockutil import (
     STREAM,
     UNIX,
     check_socket,
+    close_socket,
     is_message_kind,
     mark_shutdown,
     sock_family,
@@ -75,6 +76,7 @@ from ._sockutil import (
 __all__ = [
     "TRANSITIONS",
     "TransportEvent",
+    "ServerConnections",
     "TransportState",
     "WSAProtocol",
     "WSATransport",
@@ -190,6 +192,21 @@ TRANSITIONS: dict[tuple[TransportState, TransportEvent], TransportState] = {
     (_S.CLOSED, _E.ABORT): _S.CLOSED,
     (_S.CLOSED, _E.FATAL): _S.CLOSED,
 }
+
+
+# TRANSITIONS by state, then event, for _step: two lookups of one object each, where the pair's
+# key was a tuple made, hashed and freed at every step (issue 11, workload HC: three steps a
+# connection, ~1,500 instructions together). The same table.
+def _by_state(
+    table: dict[tuple[TransportState, TransportEvent], TransportState],
+) -> dict[TransportState, dict[TransportEvent, TransportState]]:
+    by_state: dict[TransportState, dict[TransportEvent, TransportState]] = {}
+    for (state, event), new in table.items():
+        by_state.setdefault(state, {})[event] = new
+    return by_state
+
+
+_NEXT: Final = _by_state(TRANSITIONS)
 
 # The hot paths' state test, one global lookup instead of two.
 _OPEN: Final = TransportState.OPEN
@@ -560,7 +577,8 @@ class WSATransport(asyncio.Transport):
 
         self._server = _server
         if _server is not None:
-            _server._attach(self)
+            connections: ServerConnections = _server._connections
+            connections.attach(self)  # (WSAServer._attach(self), called directly)
 
         # connection_made, then reading (asyncio's order), in one callback rather than asyncio's
         # two back-to-back ones: nothing can run between those either (issue 11, workload HC).
@@ -595,7 +613,7 @@ class WSATransport(asyncio.Transport):
             server, self._server = self._server, None
             if server is not None:
                 with contextlib.suppress(RuntimeError):  # (its loop closed: nobody waits there)
-                    server._detach(self)
+                    server._detach(self)  # (the slow way is fine here)
 
     def get_extra_info(self, name: object, default: Any = None) -> Any:
         """As asyncio's: ``socket``, ``sockname``, ``peername`` and the ``extra`` given.
@@ -646,7 +664,7 @@ class WSATransport(asyncio.Transport):
     def _step(self, event: TransportEvent) -> bool:
         """Apply ``event``: True when the state changed (the caller acts), False for a no-op."""
         old = self._state
-        new = TRANSITIONS.get((old, event))
+        new = _NEXT[old].get(event)  # (TRANSITIONS.get((old, event)); every state has events)
         if new is None:
             # A bug in this module. FATAL is defined in every state, so this cannot recurse.
             err = RuntimeError(f"WSATransport: no transition for {old.name} on {event.name}")
@@ -1677,12 +1695,14 @@ class WSATransport(asyncio.Transport):
             engine.keeper = None
             engine.unmark_transport()
         if sock is not None:
-            sock.close()
+            close_socket(sock)  # (sock.close())
             if engine is not None:
                 engine.wake_after_close()
         server, self._server = self._server, None
         if server is not None:
-            server._detach(self)
+            connections: ServerConnections = server._connections
+            if connections.detach(self):  # (WSAServer._detach(self), called directly)
+                server._wakeup()
 
     def _connection_made(self) -> None:
         """The protocol's ``connection_made``, then the reader (see __init__)."""
@@ -1703,6 +1723,39 @@ if is_extension_file(__file__):
     from . import _iovsend
 
     _iovsend.support_weakrefs(WSATransport)
+
+
+@final
+class ServerConnections:
+    """A server's open connections: how many, and each one weakly (``WSAServer._connections``).
+
+    The server is plain Python; this part of it, which every connection updates twice (when its
+    transport is made and when it closes), is compiled with the transport, which calls it
+    directly (issue 11, workload HC: the server's interpreted ``_attach`` and ``_detach`` cost
+    ~5,000 instructions of every connection). A transport collected unclosed still leaves
+    ``refs``: each weak reference's callback is the set's own ``discard`` (a live reference is
+    found by a new one; see ``_sockutil._CONNECTED`` for why a dead one removes only itself).
+    """
+
+    __slots__ = ("closed", "count", "refs")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.refs: set[weakref.ReferenceType[WSATransport]] = set()
+        # Set by the server's close(): from then on the last connection to go wakes wait_closed().
+        self.closed = False
+
+    def attach(self, transport: WSATransport) -> None:
+        """``transport`` is one of the server's connections from now on."""
+        self.count += 1
+        refs = self.refs
+        refs.add(weakref.ref(transport, refs.discard))
+
+    def detach(self, transport: WSATransport) -> bool:
+        """``transport`` is not any more; True when it was the last one of a closed server."""
+        self.count -= 1
+        self.refs.discard(weakref.ref(transport))
+        return self.count == 0 and self.closed
 
 
 def accepted_transport(

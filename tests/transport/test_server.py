@@ -101,6 +101,35 @@ async def test_WSAServer_serve_forever_and_wait_closed() -> None:
     client.close()
 
 
+async def test_WSAServer_counts_its_connections_and_wait_closed_waits_for_the_last() -> None:
+    # The transports update their server's ServerConnections themselves (issue 11): the count
+    # and the weak references follow every connection made and lost, and wait_closed() returns
+    # only once the server is closed AND its last connection is gone, whichever comes last.
+    registry, factory = _factory()
+    server = await wsasend.create_server(factory, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    clients = [await _client(port) for _ in range(3)]
+    await until(lambda: len(registry) == 3)
+    assert server._connections.count == 3
+    assert {ref() for ref in server._connections.refs} == {p.transport for p in registry}
+    assert "connections=3" in repr(server)
+    registry[0].transport.close()  # type: ignore[union-attr]
+    await until(lambda: server._connections.count == 2)
+    assert registry[0].transport not in {ref() for ref in server._connections.refs}
+    server.close()
+    waiter = asyncio.ensure_future(server.wait_closed())
+    registry[1].transport.abort()  # type: ignore[union-attr]
+    await until(lambda: server._connections.count == 1)
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not waiter.done()  # one connection is still open
+    registry[2].transport.close()  # type: ignore[union-attr]
+    await asyncio.wait_for(waiter, GUARD)
+    assert server._connections.count == 0 and not server._connections.refs
+    for client in clients:
+        client.close()
+
+
 async def test_WSAServer_start_serving_later() -> None:
     registry, factory = _factory()
     server = await wsasend.create_server(factory, "127.0.0.1", 0, start_serving=False)

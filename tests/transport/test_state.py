@@ -27,7 +27,7 @@ from tests.conftest import LOOP_FACTORIES
 from tests.helpers import SMALL_BUF, pattern, readable_now, recv_to_eof, tcp_pair
 from wsasend import WSAError, WSAErrorCode, closesocket, winsock, wsa_send, wsa_send_sync
 from wsasend._api import slot_for
-from wsasend._transport import TRANSITIONS, TransportEvent, TransportState, WSATransport
+from wsasend._transport import _NEXT, TRANSITIONS, TransportEvent, TransportState, WSATransport
 
 from .util import GUARD, Recorder, drain_peer, until, wrap
 
@@ -76,6 +76,14 @@ def test_TransportState_connection_lost_scheduled_at_most_once(events: list[Tran
             assert state is S.LOST
         state = new
     assert entered_lost <= 1
+
+
+def test_the_steps_lookup_table_is_TRANSITIONS_by_state() -> None:
+    # _step reads _NEXT[state].get(event) (no tuple made per step, issue 11): the same answer
+    # as TRANSITIONS.get((state, event)) for every pair, the missing ones included.
+    for state in S:
+        for event in E:
+            assert _NEXT[state].get(event) is TRANSITIONS.get((state, event)), (state, event)
 
 
 async def test_WSATransport_missing_transition_fails_the_transport(loop_errors: list[dict[str, Any]]) -> None:

@@ -1,0 +1,103 @@
+"""``_sockutil.accepted_socket`` and ``close_socket``: ``socket.socket(..., fileno=fd)`` and
+``sock.close()`` without their interpreted frames (issue 11, workload HC).
+
+What must hold, in both builds: the accepted socket is the object the class would have made
+(family, type, protocol, descriptor, blocking mode, ``makefile``, ``close``), a descriptor that
+is no socket raises as the constructor does, and ``close_socket`` closes exactly as ``close()``
+does: at once for a plain socket, only when the last ``makefile()`` object closes if one is
+open, and through the class's own ``close()`` for a subclass.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import tempfile
+
+import pytest
+
+from wsasend import _sockutil
+
+
+def _accepted_pair() -> tuple[socket.socket, int, socket.socket]:
+    """A listener, the descriptor of a connection it accepted (not wrapped yet), and its client."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    client = socket.create_connection(listener.getsockname())
+    fd, _addr = listener._accept()  # type: ignore[attr-defined]
+    return listener, fd, client
+
+
+def test_an_accepted_socket_is_what_the_class_makes() -> None:
+    listener, fd, client = _accepted_pair()
+    listener2, fd2, client2 = _accepted_pair()
+    with listener, client, listener2, client2:
+        made = _sockutil.accepted_socket(int(socket.AF_INET), int(socket.SOCK_STREAM), 0, fd)
+        reference = socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=fd2)
+        with made, reference:
+            assert type(made) is socket.socket
+            for name in ("family", "type", "proto"):
+                assert getattr(made, name) == getattr(reference, name), name
+            assert made.family is socket.AF_INET and made.type is socket.SOCK_STREAM
+            assert made.fileno() == fd
+            assert made.gettimeout() == reference.gettimeout()
+            assert made.getpeername() == client.getsockname()
+            assert repr(made).startswith(f"<socket.socket fd={fd}, family=")
+            # It talks, and makefile() (which counts on __init__'s attributes) works.
+            client.sendall(b"ping\n")
+            with made.makefile("rb") as reader:
+                assert reader.readline() == b"ping\n"
+            made.sendall(b"pong")
+            assert client.recv(4) == b"pong"
+        assert made.fileno() == -1
+        assert getattr(made, "_closed") is True  # noqa: B009
+
+
+def test_a_descriptor_that_is_no_socket_raises_as_the_constructor_does() -> None:
+    with tempfile.TemporaryFile() as f:
+        fd = f.fileno()
+        with pytest.raises(OSError) as expected:
+            socket.socket(socket.AF_INET, socket.SOCK_STREAM, 0, fileno=fd)
+        with pytest.raises(OSError) as got:
+            _sockutil.accepted_socket(int(socket.AF_INET), int(socket.SOCK_STREAM), 0, fd)
+        assert got.value.errno == expected.value.errno
+        os.fstat(fd)  # (still open: the caller closes it, as it did after the constructor)
+
+
+def test_close_socket_closes_a_plain_socket_at_once() -> None:
+    a, b = socket.socketpair()
+    with b:
+        _sockutil.close_socket(a)
+        assert a.fileno() == -1
+        assert getattr(a, "_closed") is True  # noqa: B009
+        assert _sockutil.is_closed(a)
+        assert b.recv(1) == b""  # the peer sees it: the descriptor is closed, not only marked
+
+
+def test_close_socket_waits_for_an_open_makefile_as_close_does() -> None:
+    a, b = socket.socketpair()
+    with b:
+        reader = a.makefile("rb")
+        _sockutil.close_socket(a)
+        assert getattr(a, "_closed") is True  # noqa: B009
+        assert a.fileno() != -1  # the file still holds the descriptor, as after a.close()
+        b.sendall(b"x")
+        assert reader.read(1) == b"x"
+        reader.close()
+        assert a.fileno() == -1
+        assert b.recv(1) == b""
+
+
+def test_close_socket_calls_a_subclass_close() -> None:
+    calls: list[str] = []
+
+    class Tracked(socket.socket):
+        def close(self) -> None:
+            calls.append("close")
+            super().close()
+
+    a, b = socket.socketpair()
+    tracked = Tracked(a.family, a.type, a.proto, fileno=a.detach())
+    with b:
+        _sockutil.close_socket(tracked)
+        assert calls == ["close"]
+        assert tracked.fileno() == -1
