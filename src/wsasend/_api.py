@@ -42,7 +42,7 @@ _ENGINES: Final[dict[int, SendEngine]] = {}
 # reference per socket (made with the slot, its callback _forget) drops both entries when the socket dies,
 # before its id can be reused, so the registry never keeps a socket alive, and it holds no
 # engine or loop: only the latest engine, in the slot, is kept (issue 10 items 13, 15).
-_SLOTS: dict[int, SocketSlot] = {}
+_SLOTS: Final[dict[int, SocketSlot]] = {}
 
 
 class _LastEngine:

@@ -198,6 +198,8 @@ _new_overlapped: Final = WSAOverlapped.__new__
 # way round (__init__ is a Python frame), so _stream_overlapped picks by build.
 _NATIVE: Final = is_extension_file(__file__)
 _get_ident: Final = threading.get_ident
+# (Final: compiled, ``asyncio.BaseEventLoop`` is two attribute lookups at every new engine.)
+_BASE_EVENT_LOOP: Final = asyncio.BaseEventLoop
 _get_asyncgen_hooks: Final = sys.get_asyncgen_hooks
 # asyncio's own "running loop of this thread" (None when none), the C version. Since Python 3.12
 # it reads the thread state and nothing else; 3.11's makes a getpid() syscall per call (its fork
@@ -386,7 +388,7 @@ class Ownership:
         self.changed = threading.Condition(self.lock)
 
 
-OWNERSHIP = Ownership()
+OWNERSHIP: Final = Ownership()
 
 # The registry lock's own methods, called as functions (``_RLOCK_ACQUIRE(lock)``, then
 # ``_RLOCK_RELEASE(lock)`` in a ``finally``) where a connection's set-up and close take the lock
@@ -570,9 +572,10 @@ class FileOverlapped(WSAOverlapped):
 
 # Engine states. OPEN accepts posts; DRAINING refuses them (WSAESHUTDOWN) and runs its
 # on-drained callback when the queue empties; CLOSED refuses them and has nothing queued.
-_OPEN = 0
-_DRAINING = 1
-_CLOSED = 2
+# (Final: compiled, a module global that is not is a dict lookup at every use, issue 11.)
+_OPEN: Final = 0
+_DRAINING: Final = 1
+_CLOSED: Final = 2
 
 
 class _BatchTick:
@@ -813,9 +816,9 @@ class SendEngine:
         # Whether post_list ever untracked an overlapped (see _IOV_GC_UNTRACK).
         self._untracked = False
         self._watchdog: asyncio.TimerHandle | None = None
-        self._owner_thread = threading.get_ident()
+        self._owner_thread = _get_ident()
         # How runs_here() tells that self.loop runs in the calling thread (see there).
-        self._loop_records_thread = isinstance(loop, asyncio.BaseEventLoop)
+        self._loop_records_thread = isinstance(loop, _BASE_EVENT_LOOP)
         # The engine's own duplicate of the socket's descriptor (see "Descriptors" above): held
         # only while a writer is registered or a socket with a timeout is being sent through.
         self._dup: socket.socket | None = None
@@ -842,7 +845,7 @@ class SendEngine:
         return self._sockref()
 
     def in_loop_thread(self) -> bool:
-        return threading.get_ident() == self._owner_thread
+        return _get_ident() == self._owner_thread
 
     def runs_here(self) -> bool:
         """True when ``self.loop`` is running in the calling thread: it is then the thread's

@@ -83,6 +83,8 @@ __all__ = ["BATCH_BYTES", "HELD_OP", "RUN_BUFS", "RUN_BYTES", "PendingSend", "Se
 # the method up by name on every call, and a hoisted bound method is a generic call; calling the
 # method descriptor is one direct vectorcall (issue 11, slow reader: ``submit`` measured ~280
 # instructions a send, most of it that lookup). Interpreted, it costs the same as the method call.
+# (And the class, Final: a name that is not is looked up in the module's dict at every use.)
+_DEQUE: Final = deque
 _APPEND: Final = deque.append
 _POPLEFT: Final = deque.popleft
 _APPENDLEFT: Final = deque.appendleft
@@ -182,7 +184,7 @@ class SendQueue(Generic[OpT]):
         self.last_batch_ends_op = True
         self.iov_max = iov_max
         # The entries: sends, and runs of sends (SendRun: never handed out, see there).
-        self._ops: deque[PendingSend] = deque()
+        self._ops: deque[PendingSend] = _DEQUE()
         # Invariant: == sum(op._nbytes for op in _ops) - _head_consumed.
         self._unsent = 0
         # Stream mode: progress of the head send (buffer index, offset in it, bytes consumed).
@@ -560,11 +562,13 @@ class SendQueue(Generic[OpT]):
 
         The head send keeps the bytes the kernel took from it; every other send took none.
         """
-        out = [SendCompletion(op, 0) for op in self.sends()]
-        consumed = self.head_consumed  # (the head send's: a run's first member's)
-        if out and consumed:
-            out[0] = SendCompletion(out[0].op, consumed)
-        self._ops.clear()
+        out: list[SendCompletion] = []
+        if self._ops:  # (an empty queue, as at every transport's close: no list or deque call)
+            out = [SendCompletion(op, 0) for op in self.sends()]
+            consumed = self.head_consumed  # (the head send's: a run's first member's)
+            if consumed:
+                out[0] = SendCompletion(out[0].op, consumed)
+            self._ops.clear()
         self._unsent = 0
         self._head_buf = self._head_off = self._head_consumed = 0
         self._closed_messages = 0

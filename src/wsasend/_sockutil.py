@@ -259,7 +259,7 @@ def close_socket(sock: socket.socket) -> None:
 
 def check_socket(sock: object) -> socket.socket:
     """The socket itself, or WSAENOTSOCK for a closed socket or something that is not one."""
-    if not isinstance(sock, socket.socket):
+    if not isinstance(sock, _PLAIN_SOCKET):  # (socket.socket, without its two lookups compiled)
         raise WSAError(WSAErrorCode.WSAENOTSOCK, detail=f"{type(sock).__name__} is not a socket")
     if is_closed(sock):
         raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")

@@ -102,7 +102,7 @@ SMALL_READ: Final = 64 * 1024
 # 80 instructions of a keep-alive request, with its deallocation).
 _SMALL_READ_OBJECT: Final[Any] = SMALL_READ
 #: asyncio's default high-water mark (``transports._FlowControlMixin``); low defaults to high // 4.
-DEFAULT_HIGH_WATER = 64 * 1024
+DEFAULT_HIGH_WATER: Final = 64 * 1024
 # asyncio's constants.LOG_THRESHOLD_FOR_CONNLOST_WRITES: after this many writes on a lost
 # connection, say so in the log (the writes themselves are dropped, as asyncio drops them).
 _LOG_THRESHOLD_FOR_CONNLOST_WRITES = 5
@@ -208,8 +208,19 @@ def _by_state(
 
 _NEXT: Final = _by_state(TRANSITIONS)
 
-# The hot paths' state test, one global lookup instead of two.
+# The states and events as constants (compiled, ``TransportState.CLOSING`` is an attribute
+# lookup on the enum class at every use: a transport's close ran ten of them, issue 11).
 _OPEN: Final = TransportState.OPEN
+_EOF_PENDING: Final = TransportState.EOF_PENDING
+_CLOSING: Final = TransportState.CLOSING
+_LOST: Final = TransportState.LOST
+_CLOSED: Final = TransportState.CLOSED
+_EV_WRITE_EOF: Final = TransportEvent.WRITE_EOF
+_EV_CLOSE: Final = TransportEvent.CLOSE
+_EV_ABORT: Final = TransportEvent.ABORT
+_EV_FATAL: Final = TransportEvent.FATAL
+_EV_DRAINED: Final = TransportEvent.DRAINED
+_EV_LOST_CALLED: Final = TransportEvent.LOST_CALLED
 # Compiled on Python 3.11: WSATransport.__init__ makes the instance dict at once (see there).
 _MAKE_DICT: Final = sys.version_info < (3, 12) and is_extension_file(__file__)
 # Read by the stream reader per callback: Final, so compiled code does not look them up in the
@@ -220,10 +231,10 @@ _SO_ERROR: Final = socket.SO_ERROR
 _IPPROTO_TCP: Final = int(socket.IPPROTO_TCP)
 _TCP_NODELAY: Final = int(socket.TCP_NODELAY)
 # States in which the transport still reads (asyncio stops reading at close()).
-_READABLE = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
+_READABLE: Final = frozenset({_S.OPEN, _S.EOF_PENDING, _S.WRITE_SHUT})
 # States in which write()/writelines() drop their data as asyncio's transports do (CLOSING
 # only once the queue drained: before that they queue, as asyncio's do).
-_DROPS_WRITES = frozenset({_S.CLOSING, _S.LOST, _S.CLOSED})
+_DROPS_WRITES: Final = frozenset({_S.CLOSING, _S.LOST, _S.CLOSED})
 
 
 class _ReadState(enum.Enum):
@@ -266,7 +277,7 @@ class WSAProtocol(asyncio.Protocol):
         """
 
 
-_BASE_SEND_COMPLETED = WSAProtocol.send_completed
+_BASE_SEND_COMPLETED: Final = WSAProtocol.send_completed
 
 
 def _wants_completions_general(protocol: object) -> bool:
@@ -279,7 +290,7 @@ def _wants_completions_general(protocol: object) -> bool:
 # _wants_completions' reading of a protocol class: its ``send_completed`` function (perhaps
 # WSAProtocol's), None for none, or _GENERAL when only getattr can tell. At most _CLASSES_KEPT classes
 # (a program that makes protocol classes on the fly does not grow it for ever).
-_CLASS_SEND_COMPLETED: dict[type, object] = {}
+_CLASS_SEND_COMPLETED: Final[dict[type, object]] = {}
 _CLASSES_KEPT: Final = 256
 _GENERAL: Final = object()
 
@@ -525,7 +536,7 @@ class WSATransport(asyncio.Transport):
             engine.cork = True
 
         # Invariant: _state only changes through _step() (the TRANSITIONS table).
-        self._state = TransportState.OPEN
+        self._state = _OPEN
         # The exception connection_lost gets (None after close()/abort()); set when LOST.
         self._lost_exc: BaseException | None = None
         self._conn_lost_writes = 0
@@ -598,7 +609,7 @@ class WSATransport(asyncio.Transport):
             else:
                 info.append("read=paused" if getattr(self, "_read_state", None) is _ReadState.PAUSED else "read=idle")
         engine = self._engine
-        if engine is not None and self._state is not TransportState.CLOSED:
+        if engine is not None and self._state is not _CLOSED:
             info.append(f"sends={engine.pending_count()} bufsize={engine.unsent_bytes()}")
         return "<{}>".format(" ".join(info))
 
@@ -626,7 +637,7 @@ class WSATransport(asyncio.Transport):
     def get_protocol(self) -> asyncio.BaseProtocol | None:  # type: ignore[override]
         """The protocol; None once ``connection_lost`` has been called, as asyncio's and
         uvloop's transports say (S9.1)."""
-        if self._state is TransportState.CLOSED:
+        if self._state is _CLOSED:
             return None
         return self._protocol
 
@@ -654,7 +665,7 @@ class WSATransport(asyncio.Transport):
 
     def is_closing(self) -> bool:
         """True once ``close()`` or ``abort()`` was called or the connection was lost."""
-        return self._state in (TransportState.CLOSING, TransportState.LOST, TransportState.CLOSED)
+        return self._state in (_CLOSING, _LOST, _CLOSED)
 
     @property
     def state(self) -> TransportState:
@@ -826,7 +837,7 @@ class WSATransport(asyncio.Transport):
             # RuntimeError, and our WSAESHUTDOWN (S6.2), in one exception; still after a close()
             # or a lost connection (asyncio checks its EOF first; we dropped the write there).
             raise WriteAfterEOFError(WSAErrorCode.WSAESHUTDOWN, reason="Cannot call write() after write_eof()")
-        if self._state is not TransportState.OPEN and (self._state is not _S.CLOSING or self._close_draining):
+        if self._state is not _OPEN and (self._state is not _CLOSING or self._close_draining):
             if self._state in _DROPS_WRITES:
                 # asyncio's write() after close()/abort() or a lost connection: the data is
                 # dropped, and a warning is logged once such writes pile up (S9.1). send()
@@ -869,14 +880,14 @@ class WSATransport(asyncio.Transport):
         """
         if self._is_dgram:
             raise NotImplementedError("a datagram socket cannot send an EOF")
-        if not self._step(TransportEvent.WRITE_EOF):
+        if not self._step(_EV_WRITE_EOF):
             return
         assert self._engine is not None and self._sock is not None
         shut_to_claims(self._sock)  # another loop's or thread's send: WSAESHUTDOWN from now on
         self._engine.drain_then(self._eof_drained)
 
     def _eof_drained(self) -> None:
-        if self._state is not TransportState.EOF_PENDING or not self._step(TransportEvent.DRAINED):
+        if self._state is not _EOF_PENDING or not self._step(_EV_DRAINED):
             return
         sock = self._sock
         assert sock is not None
@@ -1011,7 +1022,7 @@ class WSATransport(asyncio.Transport):
 
     def _maybe_resume_protocol(self) -> None:
         self._resume_scheduled = False
-        if self._state in (TransportState.LOST, TransportState.CLOSED):
+        if self._state in (_LOST, _CLOSED):
             return
         if self._protocol_paused and self.get_write_buffer_size() <= self._low_water:
             self._protocol_paused = False
@@ -1039,7 +1050,7 @@ class WSATransport(asyncio.Transport):
         if (
             self._protocol_paused
             and not self._resume_scheduled
-            and self._state is not TransportState.CLOSED
+            and self._state is not _CLOSED
             and self.get_write_buffer_size() <= self._low_water
         ):
             self._resume_scheduled = True
@@ -1047,7 +1058,7 @@ class WSATransport(asyncio.Transport):
 
     def _on_sends_completed(self, ops: list[WSAOverlapped]) -> None:
         """Engine hook, inside its flush: schedule ``send_completed`` and the resume check."""
-        if self._state is TransportState.CLOSED:
+        if self._state is _CLOSED:
             return
         call_soon = self._loop.call_soon
         if self._completions_wanted:
@@ -1059,11 +1070,11 @@ class WSATransport(asyncio.Transport):
         if self._protocol_paused and not self._resume_scheduled:
             self._resume_scheduled = True
             call_soon(self._maybe_resume_protocol)
-        if self._state is TransportState.CLOSING and not self._close_draining:
+        if self._state is _CLOSING and not self._close_draining:
             call_soon(self._close_when_idle)  # after resume_writing, which may write more (S9.1)
 
     def _deliver_completions(self, ops: list[CompletedSend]) -> None:
-        if self._state is TransportState.CLOSED:
+        if self._state is _CLOSED:
             return
         callback = getattr(self._protocol, "send_completed", None)
         if callback is None:
@@ -1539,8 +1550,8 @@ class WSATransport(asyncio.Transport):
         writes its close_notify then), once the queue is empty they are dropped. A send error
         while draining ends the connection with ``connection_lost`` of that error instead.
         """
-        was_open = self._state is TransportState.OPEN
-        if not self._step(TransportEvent.CLOSE):
+        was_open = self._state is _OPEN
+        if not self._step(_EV_CLOSE):
             return
         self._update_reader()
         engine = self._engine
@@ -1550,7 +1561,7 @@ class WSATransport(asyncio.Transport):
             # The batch window goes to the kernel now, as stock write() sent it at once (S9.1):
             # a close() right before loop.stop() lost what waited for the loop's next tick.
             engine.flush_window()
-            if self._close_draining or self._state is not TransportState.CLOSING:
+            if self._close_draining or self._state is not _CLOSING:
                 return  # (a send error in the flush ended the connection)
             if engine.pending_count():
                 return  # _on_sends_completed -> _close_when_idle drains once the queue is empty
@@ -1560,7 +1571,7 @@ class WSATransport(asyncio.Transport):
     def _close_when_idle(self) -> None:
         """After a completion in CLOSING (and the resume_writing it caused): drain if idle."""
         engine = self._engine
-        if self._state is not TransportState.CLOSING or self._close_draining or engine is None:
+        if self._state is not _CLOSING or self._close_draining or engine is None:
             return
         if engine.pending_count():
             return
@@ -1568,14 +1579,14 @@ class WSATransport(asyncio.Transport):
         engine.drain_then(self._close_drained)
 
     def _close_drained(self) -> None:
-        if self._state is not TransportState.CLOSING:
+        if self._state is not _CLOSING:
             return
         if self._protocol_paused:
             # asyncio resumes a paused protocol as its buffer drains, before connection_lost;
             # after write_eof(), close() drained here and the resume, scheduled, found the
             # connection lost (adversarial pass).
             self._maybe_resume_protocol()
-        if not self._step(TransportEvent.DRAINED):
+        if not self._step(_EV_DRAINED):
             return
         # The last byte is out and the socket closes after connection_lost: nobody else may
         # send on it in between (another loop's post on get_extra_info("socket") went out).
@@ -1590,7 +1601,7 @@ class WSATransport(asyncio.Transport):
         Before, the transport was never told: no ``connection_lost``, and its reader stayed
         registered for the number, where asyncio's selector then ignored the next socket
         given that number, and uvloop kept the descriptor open (adversarial pass)."""
-        if self._step(TransportEvent.ABORT):
+        if self._step(_EV_ABORT):
             self._lose(None, WSAErrorCode.WSA_OPERATION_ABORTED)  # (removes the reader)
         watch, self._error_watch = self._error_watch, None
         if watch is not None:
@@ -1599,7 +1610,7 @@ class WSATransport(asyncio.Transport):
     def abort(self) -> None:
         """Close now: pending sends complete with WSA_OPERATION_ABORTED and their exact
         ``transferred`` (S6.1), then ``connection_lost(None)``."""
-        if not self._step(TransportEvent.ABORT):
+        if not self._step(_EV_ABORT):
             return
         self._lose(None, WSAErrorCode.WSA_OPERATION_ABORTED)
 
@@ -1607,7 +1618,7 @@ class WSATransport(asyncio.Transport):
         """End the connection with ``exc`` (asyncio's ``_fatal_error``): pending sends fail
         (with exc's code for a WSAError, else WSA_OPERATION_ABORTED), then ``connection_lost(exc)``.
         """
-        if not self._step(TransportEvent.FATAL):
+        if not self._step(_EV_FATAL):
             return
         if not isinstance(exc, OSError) or isinstance(exc, RuntimeError):
             # A protocol callback raised (or this module has a bug): that is worth a report.
@@ -1624,7 +1635,7 @@ class WSATransport(asyncio.Transport):
     def _force_close(self, exc: BaseException | None) -> None:
         """asyncio's private transport hook, called by ``asyncio.sslproto`` on a TLS failure:
         end the connection with ``exc`` (no report: the TLS layer made it) (S9.2)."""
-        if not self._step(TransportEvent.ABORT if exc is None else TransportEvent.FATAL):
+        if not self._step(_EV_ABORT if exc is None else _EV_FATAL):
             return
         code = exc.winerror if isinstance(exc, WSAError) else WSAErrorCode.WSA_OPERATION_ABORTED
         self._lose(exc, code)
@@ -1663,7 +1674,7 @@ class WSATransport(asyncio.Transport):
                 }
             )
         finally:
-            self._step(TransportEvent.LOST_CALLED)
+            self._step(_EV_LOST_CALLED)
             self._close_socket()
             # Let go of the protocol, as asyncio's and uvloop's transports do: a protocol keeps its
             # transport (``self.transport = transport``), and the cycle would otherwise wait for the
@@ -1706,7 +1717,7 @@ class WSATransport(asyncio.Transport):
 
     def _connection_made(self) -> None:
         """The protocol's ``connection_made``, then the reader (see __init__)."""
-        if self._state is not TransportState.CLOSED:  # (closed before the loop ran: neither)
+        if self._state is not _CLOSED:  # (closed before the loop ran: neither)
             try:
                 self._protocol.connection_made(self)
             except (SystemExit, KeyboardInterrupt):
