@@ -34,8 +34,9 @@ of its own socket, which is always sound.
 Loop and process lifetime: the watch closes its epoll when its last transport lets go of it (a
 descriptor of ours never outlives our transports; a transport collected unclosed lets go through
 its weak reference's callback, the reader then removed in the loop's thread), when the loop's
-``shutdown_asyncgens`` runs (``asyncio.run``, ``uvloop.run``: transports left unclosed), or
-with the loop object otherwise; a forked child closes the inherited instances without touching
+``shutdown_asyncgens`` runs (``asyncio.run``, ``uvloop.run``: transports left unclosed; the
+watcher of that is the loop's, made once, see ``_LoopWatches``), or with the loop object
+otherwise; a forked child closes the inherited instances without touching
 their registrations (the parent's, shared).
 Compiled (SPEC S10): nothing here runs per read, but ``add`` and ``discard`` run for every
 connection of a server (issue 11, workload HC).
@@ -53,7 +54,7 @@ from typing import Final, Protocol
 
 from ._loopwatch import watch as watch_loop_end
 
-__all__ = ["ErrorWatch", "error_watch"]
+__all__ = ["ErrorWatch", "current_watch", "error_watch"]
 
 # No event asked for: EPOLLERR and EPOLLHUP are reported whatever the mask; one report each.
 _MASK: Final = select.EPOLLONESHOT
@@ -72,12 +73,10 @@ class ErrorWatch:
         # Descriptor number -> the transport that registered it last (see "Ownership"), weakly:
         # an unclosed transport must still be collected (and warn).
         self._owners: dict[int, weakref.ReferenceType[_Watched]] = {}
-        # The loop weakly: a watch lives in a WeakKeyDictionary keyed by its loop.
+        # The loop weakly: a watch lives in its loop's record, in a WeakKeyDictionary keyed by
+        # the loop. (The loop's end closes it through the record's watcher, _LoopWatches.)
         self._loopref = weakref.ref(loop)
         loop.add_reader(self._fd, self._ready)
-        # Closes the epoll when the loop's shutdown_asyncgens runs (None outside a running loop:
-        # then it goes with the loop object).
-        self._end_watcher: AsyncGenerator[None, None] | None = watch_loop_end(loop, self._retire)
 
     def add(self, fd: int, owner: _Watched) -> bool:
         """Watch ``fd`` for ``owner`` (its socket's descriptor, open and the owner's now).
@@ -167,8 +166,9 @@ class ErrorWatch:
                 owner._error_event()
 
     def _retire(self, loop: asyncio.AbstractEventLoop) -> None:
-        if _WATCHES.get(loop) is self:
-            del _WATCHES[loop]
+        record = _record_of(loop)
+        if record is not None and record.watch is self:
+            record.watch = None
         if not loop.is_closed():
             loop.remove_reader(self._fd)
         self.close()
@@ -181,42 +181,95 @@ class ErrorWatch:
             epoll.close()
 
 
-_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, ErrorWatch] = weakref.WeakKeyDictionary()
+class _LoopWatches:
+    """One loop's record: its watch of the moment (None between its transports) and the watcher
+    of its end (``shutdown_asyncgens`` closes the watch then), made once per loop.
+
+    A watch goes with its loop's last transport; a server whose connections all end (one
+    client at a time: every connection) made a new watch, and a new loop-end watcher, at its
+    next connection. The watcher is an async generator passed through the loop's ``firstiter``
+    hook (~16,000 instructions, and as much again to drop it and the record's dict entry),
+    so it is the loop's, not the watch's (issue 11: 147k instructions a connection with ``ab
+    -c 1`` on uvloop). It holds the loop weakly, and calls a module function, not this record:
+    nothing here keeps a loop or a record alive.
+    """
+
+    __slots__ = ("end_watcher", "loopref", "watch")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loopref = weakref.ref(loop)
+        self.watch: ErrorWatch | None = None
+        # None until made (outside a running loop: then the watch goes with the loop object).
+        self.end_watcher: AsyncGenerator[None, None] | None = None
 
 
-class _LastWatch:
-    """The watch ``error_watch`` returned last (a server's connections all ask for the same)."""
+def _loop_ended(loop: asyncio.AbstractEventLoop) -> None:
+    """The loop's ``shutdown_asyncgens``: close its watch of the moment; a loop run again gets a
+    new end watcher with its next watch."""
+    record = _record_of(loop)
+    if record is None:
+        return
+    record.end_watcher = None
+    watch = record.watch
+    if watch is not None:
+        watch._retire(loop)
+
+
+_WATCHES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopWatches] = weakref.WeakKeyDictionary()
+
+
+class _LastRecord:
+    """The record ``error_watch`` used last (a server's connections all ask for the same)."""
 
     def __init__(self) -> None:
-        self.watch: ErrorWatch | None = None
+        self.record: _LoopWatches | None = None
 
 
 # (WeakKeyDictionary.get is interpreted: ~2,000 instructions of every new connection, issue 11.
-# The watch holds its loop weakly, so this keeps no loop alive; a retired or closed watch has no
-# epoll and is never returned from here.)
-_LAST: Final = _LastWatch()
+# The record holds its loop weakly, so this keeps no loop alive; it is used only while that
+# reference gives the same loop, and a dead loop's gives None.)
+_LAST: Final = _LastRecord()
+
+
+def _record_of(loop: asyncio.AbstractEventLoop) -> _LoopWatches | None:
+    last = _LAST.record
+    if last is not None and last.loopref() is loop:
+        return last
+    return _WATCHES.get(loop)
 
 
 def error_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch:
     """The :class:`ErrorWatch` of ``loop`` (a uvloop loop, running, in its thread), made once."""
-    last = _LAST.watch
-    if last is not None and last._epoll is not None and last._loopref() is loop:
-        return last
-    found = _WATCHES.get(loop)
-    if found is None or found._epoll is None:
-        found = _WATCHES[loop] = ErrorWatch(loop)
-    _LAST.watch = found
-    return found
+    record = _LAST.record
+    if record is None or record.loopref() is not loop:
+        record = _WATCHES.get(loop)
+        if record is None:
+            record = _WATCHES[loop] = _LoopWatches(loop)
+        _LAST.record = record
+    watch = record.watch
+    if watch is None or watch._epoll is None:
+        if record.end_watcher is None:
+            record.end_watcher = watch_loop_end(loop, _loop_ended)
+        watch = record.watch = ErrorWatch(loop)
+    return watch
+
+
+def current_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch | None:
+    """The loop's watch of the moment, or None (no transport of the loop is watched now)."""
+    record = _WATCHES.get(loop)
+    return None if record is None else record.watch
 
 
 def _reset_after_fork() -> None:
     # The child shares the parent's epoll instances (and so their registrations): close our
     # descriptors for them and never unregister anything there.
-    watches = list(_WATCHES.values())
+    records = list(_WATCHES.values())
     _WATCHES.clear()
-    _LAST.watch = None
-    for found in watches:
-        found.close()  # (close() only closes our descriptor: nothing is unregistered)
+    _LAST.record = None
+    for record in records:
+        watch, record.watch = record.watch, None
+        if watch is not None:
+            watch.close()  # (close() only closes our descriptor: nothing is unregistered)
 
 
 if hasattr(os, "register_at_fork"):

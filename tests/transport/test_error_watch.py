@@ -158,7 +158,7 @@ async def test_the_watch_goes_with_the_last_transport_of_its_loop() -> None:
     """No descriptor of ours outlives our transports: the loop's watch (its epoll) closes when
     the last watched transport closes, and the next transport makes a new one."""
     if not _on_uvloop():
-        assert not _errorwatch._WATCHES  # asyncio: no watch, ever
+        assert asyncio.get_running_loop() not in _errorwatch._WATCHES  # asyncio: no watch, ever
         return
     loop = asyncio.get_running_loop()
     with socket.create_server(("127.0.0.1", 0)) as lsock:
@@ -170,18 +170,19 @@ async def test_the_watch_goes_with_the_last_transport_of_its_loop() -> None:
                 made.append((WSATransport(ours, proto), proto))
                 await proto.made
             await asyncio.sleep(0)
-            watch = _errorwatch._WATCHES[loop]
+            watch = _errorwatch.current_watch(loop)
+            assert watch is not None
             assert [t._error_watch for t, _ in made] == [watch, watch]
             for index, (transport, proto) in enumerate(made):
                 transport.close()
                 await proto.wait_lost()
                 assert (watch._epoll is None) == (index == 1)  # open until the last one goes
-            assert loop not in _errorwatch._WATCHES
+            assert _errorwatch.current_watch(loop) is None
             proto = Recorder()
             third = WSATransport(pairs[2][0], proto)
             await proto.made
             await asyncio.sleep(0)
-            assert third._error_watch is _errorwatch._WATCHES[loop] is not watch
+            assert third._error_watch is _errorwatch.current_watch(loop) is not watch
             third.close()
             await proto.wait_lost()
         finally:
@@ -194,7 +195,7 @@ async def test_a_transport_collected_unclosed_lets_its_watch_go() -> None:
     socket) cannot discard its registration: its entry goes with it all the same, and with the
     loop's last entry the watch and its epoll, as when the last transport closes."""
     if not _on_uvloop():
-        assert not _errorwatch._WATCHES  # asyncio: no watch, ever
+        assert asyncio.get_running_loop() not in _errorwatch._WATCHES  # asyncio: no watch, ever
         return
     loop = asyncio.get_running_loop()
     ours, peer = socket.socketpair()
@@ -203,7 +204,8 @@ async def test_a_transport_collected_unclosed_lets_its_watch_go() -> None:
         transport = WSATransport(ours, proto)
         await proto.made
         await asyncio.sleep(0)
-        watch = _errorwatch._WATCHES[loop]
+        watch = _errorwatch.current_watch(loop)
+        assert watch is not None
         assert list(watch._owners) == [ours.fileno()]
         transport.pause_reading()  # (the loop's reader no longer holds it)
         del transport, proto
@@ -213,7 +215,7 @@ async def test_a_transport_collected_unclosed_lets_its_watch_go() -> None:
         assert not watch._owners
         await _spin(lambda: watch._epoll is None)
         assert watch._epoll is None
-        assert loop not in _errorwatch._WATCHES
+        assert _errorwatch.current_watch(loop) is None
     finally:
         peer.close()
 
@@ -230,11 +232,11 @@ async def test_a_descriptor_that_cannot_be_watched_is_refused_and_leaves_nothing
     if not _on_uvloop():
         return  # (asyncio transports make no watch)
     loop = asyncio.get_running_loop()
-    assert loop not in _errorwatch._WATCHES
+    assert _errorwatch.current_watch(loop) is None
     with open(__file__, "rb") as regular:
         watch = _errorwatch.error_watch(loop)
         assert watch.add(regular.fileno(), _NoOwner()) is False
-    assert watch._epoll is None and loop not in _errorwatch._WATCHES
+    assert watch._epoll is None and _errorwatch.current_watch(loop) is None
 
 
 def test_the_watch_closes_its_epoll_when_the_loop_ends() -> None:
@@ -258,7 +260,54 @@ def test_the_watch_closes_its_epoll_when_the_loop_ends() -> None:
     assert isinstance(transport, WSATransport)
     watch = transport._error_watch
     assert watch is not None and watch._epoll is None
-    assert not any(found is watch for found in _errorwatch._WATCHES.values())
+    assert not any(record.watch is watch for record in _errorwatch._WATCHES.values())
+    transport.get_extra_info("socket").close()  # (the loop is closed: no transport.close())
+    kept.clear()
+    del transport, watch
+    with pytest.warns(ResourceWarning, match="unclosed transport"):
+        gc.collect()
+    assert isinstance(peer, socket.socket)
+    peer.close()
+
+
+def test_a_loop_watches_its_end_once_and_its_end_closes_a_later_watch() -> None:
+    """A watch made again after the loop's transports all went (a server's next client, with
+    one client at a time) uses the loop's one end watcher (issue 11: one per watch cost each
+    such connection ~30,000 instructions), and the loop's end still closes the watch of the
+    moment, not only the first one."""
+    kept: list[object] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        with socket.create_server(("127.0.0.1", 0)) as lsock:
+            ours, peer = _tcp_pair(lsock)
+            proto = Recorder()
+            first = WSATransport(ours, proto)
+            await proto.made
+            await asyncio.sleep(0)
+            record = _errorwatch._WATCHES[loop]
+            watcher = record.end_watcher
+            first_watch = first._error_watch
+            assert watcher is not None and first_watch is not None and record.watch is first_watch
+            first.close()
+            await proto.wait_lost()
+            peer.close()
+            assert first_watch._epoll is None and record.watch is None  # (with its last transport)
+            ours, peer = _tcp_pair(lsock)
+            proto = Recorder()
+            second = WSATransport(ours, proto)
+            await proto.made
+            await asyncio.sleep(0)
+            assert second._error_watch is record.watch
+            assert record.watch is not None and record.watch is not first_watch
+            assert record.end_watcher is watcher  # the loop's, not the watch's
+            kept.extend([peer, second])
+
+    uvloop.run(main())
+    peer, transport = kept
+    assert isinstance(transport, WSATransport)
+    watch = transport._error_watch
+    assert watch is not None and watch._epoll is None  # the loop's end closed it
     transport.get_extra_info("socket").close()  # (the loop is closed: no transport.close())
     kept.clear()
     del transport, watch
