@@ -337,3 +337,25 @@ def test_bench_servers_real_clients_tiny_run(loop: str) -> None:
         assert [r.ok for r in case.rounds] == [True], (case.workload.key, case.case_id, case.rounds)
         assert case.rounds[0].cpu > 0
     assert "CPU vs stock" in servers.table(groups)
+
+
+def test_bench_servers_a_redis_benchmark_too_fast_to_time_still_reports(monkeypatch: pytest.MonkeyPatch) -> None:
+    # redis-benchmark prints "inf" requests/s for a test shorter than its millisecond clock (a
+    # tiny run on a fast machine: the real-clients test above failed on it with a division by
+    # zero). Every test reported: the run is good, its requests/s not measured (0.0), and the
+    # paired requests/s ratios leave such a round out.
+    rows = [f'"{name}","inf","0.1"' for name in servers.RESP_TESTS]
+
+    def fake_run(cmd: list[str]) -> subprocess.CompletedProcess[str]:
+        return subprocess.CompletedProcess(cmd, 0, stdout="\n".join(['"test","rps"', *rows]) + "\n", stderr="")
+
+    monkeypatch.setattr(servers, "_run", fake_run)
+    result = servers.run_redis_benchmark(1, 100, 16)
+    assert result.ok and result.requests == 100 * len(servers.RESP_TESTS) and result.rps == 0.0
+    rows[0] = f'"{servers.RESP_TESTS[0]}","50000.0","0.1"'  # one timed test: a rate from it alone
+    timed = servers.run_redis_benchmark(1, 100, 16)
+    assert timed.ok and timed.rps == pytest.approx(100 * len(servers.RESP_TESTS) / (100 / 50000.0))
+    workload = servers.Workload("R16", "resp", "redis-benchmark", 100, 16, True)
+    wsa = servers.Case(workload, "wsa-send", "uvloop", [result, timed])
+    stock = servers.Case(workload, "stock", "uvloop", [timed, timed])
+    assert servers.paired(wsa, stock, "rps") == [1.0]  # (the unmeasured round is left out)
