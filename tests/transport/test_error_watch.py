@@ -61,6 +61,17 @@ async def _spin(until: object, rounds: int = 200) -> None:
         await asyncio.sleep(0)
 
 
+async def _watched(lsock: socket.socket) -> tuple[WSATransport, Recorder, socket.socket]:
+    """A transport on a new connection to ``lsock``, its protocol told and its reader (and
+    watch) registered; and the connection's other end."""
+    ours, peer = _tcp_pair(lsock)
+    proto = Recorder()
+    transport = WSATransport(ours, proto)
+    await proto.made
+    await asyncio.sleep(0)
+    return transport, proto, peer
+
+
 async def _expect_x_then_reset(proto: Recorder) -> None:
     assert await proto.wait_data(1) == b"x"
     exc = await proto.wait_lost()
@@ -239,6 +250,24 @@ async def test_a_descriptor_that_cannot_be_watched_is_refused_and_leaves_nothing
     assert watch._epoll is None and _errorwatch.current_watch(loop) is None
 
 
+def _closed_by_the_loops_end(kept: list[object]) -> None:
+    """After ``uvloop.run``: ``kept`` is ``[peer, transport]``, the transport left open; the
+    loop's end closed its watch's epoll. Then its socket is closed and it is collected (it warns
+    "unclosed transport")."""
+    peer, transport = kept
+    assert isinstance(transport, WSATransport)
+    watch = transport._error_watch
+    assert watch is not None and watch._epoll is None  # the loop's end closed it
+    assert not any(record.watch is watch for record in _errorwatch._WATCHES.values())
+    transport.get_extra_info("socket").close()  # (the loop is closed: no transport.close())
+    kept.clear()
+    del transport, watch
+    with pytest.warns(ResourceWarning, match="unclosed transport"):
+        gc.collect()
+    assert isinstance(peer, socket.socket)
+    peer.close()
+
+
 def test_the_watch_closes_its_epoll_when_the_loop_ends() -> None:
     """A transport left open when ``uvloop.run`` ends: the loop's ``shutdown_asyncgens`` closes
     the watch's epoll then, not whenever the loop object is collected."""
@@ -256,18 +285,7 @@ def test_the_watch_closes_its_epoll_when_the_loop_ends() -> None:
             kept.append(transport)
 
     uvloop.run(main())
-    peer, transport = kept
-    assert isinstance(transport, WSATransport)
-    watch = transport._error_watch
-    assert watch is not None and watch._epoll is None
-    assert not any(record.watch is watch for record in _errorwatch._WATCHES.values())
-    transport.get_extra_info("socket").close()  # (the loop is closed: no transport.close())
-    kept.clear()
-    del transport, watch
-    with pytest.warns(ResourceWarning, match="unclosed transport"):
-        gc.collect()
-    assert isinstance(peer, socket.socket)
-    peer.close()
+    _closed_by_the_loops_end(kept)
 
 
 def test_a_loop_watches_its_end_once_and_its_end_closes_a_later_watch() -> None:
@@ -280,11 +298,7 @@ def test_a_loop_watches_its_end_once_and_its_end_closes_a_later_watch() -> None:
     async def main() -> None:
         loop = asyncio.get_running_loop()
         with socket.create_server(("127.0.0.1", 0)) as lsock:
-            ours, peer = _tcp_pair(lsock)
-            proto = Recorder()
-            first = WSATransport(ours, proto)
-            await proto.made
-            await asyncio.sleep(0)
+            first, proto, peer = await _watched(lsock)
             record = _errorwatch._WATCHES[loop]
             watcher = record.end_watcher
             first_watch = first._error_watch
@@ -293,28 +307,14 @@ def test_a_loop_watches_its_end_once_and_its_end_closes_a_later_watch() -> None:
             await proto.wait_lost()
             peer.close()
             assert first_watch._epoll is None and record.watch is None  # (with its last transport)
-            ours, peer = _tcp_pair(lsock)
-            proto = Recorder()
-            second = WSATransport(ours, proto)
-            await proto.made
-            await asyncio.sleep(0)
+            second, proto, peer = await _watched(lsock)
             assert second._error_watch is record.watch
             assert record.watch is not None and record.watch is not first_watch
             assert record.end_watcher is watcher  # the loop's, not the watch's
             kept.extend([peer, second])
 
     uvloop.run(main())
-    peer, transport = kept
-    assert isinstance(transport, WSATransport)
-    watch = transport._error_watch
-    assert watch is not None and watch._epoll is None  # the loop's end closed it
-    transport.get_extra_info("socket").close()  # (the loop is closed: no transport.close())
-    kept.clear()
-    del transport, watch
-    with pytest.warns(ResourceWarning, match="unclosed transport"):
-        gc.collect()
-    assert isinstance(peer, socket.socket)
-    peer.close()
+    _closed_by_the_loops_end(kept)
 
 
 def test_a_forked_child_drops_the_inherited_watch_and_the_parent_keeps_its_own() -> None:
