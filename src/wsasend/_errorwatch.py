@@ -240,12 +240,10 @@ def _record_of(loop: asyncio.AbstractEventLoop) -> _LoopWatches | None:
 
 def error_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch:
     """The :class:`ErrorWatch` of ``loop`` (a uvloop loop, running, in its thread), made once."""
-    record = _LAST.record
-    if record is None or record.loopref() is not loop:
-        record = _WATCHES.get(loop)
-        if record is None:
-            record = _WATCHES[loop] = _LoopWatches(loop)
-        _LAST.record = record
+    record = _record_of(loop)
+    if record is None:
+        record = _WATCHES[loop] = _LoopWatches(loop)
+    _LAST.record = record
     watch = record.watch
     if watch is None or watch._epoll is None:
         if record.end_watcher is None:
@@ -256,7 +254,7 @@ def error_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch:
 
 def current_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch | None:
     """The loop's watch of the moment, or None (no transport of the loop is watched now)."""
-    record = _WATCHES.get(loop)
+    record = _record_of(loop)
     return None if record is None else record.watch
 
 

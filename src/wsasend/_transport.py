@@ -621,10 +621,8 @@ class WSATransport(asyncio.Transport):
             # still pending, the engine's watchdog fails them (S6.1).
             sock.close()
             # As asyncio's (3.12+): a server's wait_closed() no longer waits for this one.
-            server, self._server = self._server, None
-            if server is not None:
-                with contextlib.suppress(RuntimeError):  # (its loop closed: nobody waits there)
-                    server._detach(self)  # (the slow way is fine here)
+            with contextlib.suppress(RuntimeError):  # (its loop closed: nobody waits there)
+                self._leave_server()
 
     def get_extra_info(self, name: object, default: Any = None) -> Any:
         """As asyncio's: ``socket``, ``sockname``, ``peername`` and the ``extra`` given.
@@ -1709,10 +1707,15 @@ class WSATransport(asyncio.Transport):
             close_socket(sock)  # (sock.close())
             if engine is not None:
                 engine.wake_after_close()
+        self._leave_server()
+
+    def _leave_server(self) -> None:
+        """No longer one of its server's connections: ``WSAServer._detach(self)``, with the
+        server's compiled part called directly (see ServerConnections)."""
         server, self._server = self._server, None
         if server is not None:
             connections: ServerConnections = server._connections
-            if connections.detach(self):  # (WSAServer._detach(self), called directly)
+            if connections.detach(self):
                 server._wakeup()
 
     def _connection_made(self) -> None:
