@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import asyncio.protocols  # mypyc: the non-native WSAProtocol below needs this module declared
+import builtins
 import contextlib
 import enum
 import errno
@@ -291,13 +292,18 @@ def _wants_completions_general(protocol: object) -> bool:
 # WSAProtocol's), None for none, or _GENERAL when only getattr can tell. At most _CLASSES_KEPT classes
 # (a program that makes protocol classes on the fly does not grow it for ever).
 _CLASS_SEND_COMPLETED: Final[dict[type, object]] = {}
+# The builtin getattr, called as a function. Compiled, ``getattr(x, name, default)`` is mypyc's,
+# which builds and catches an AttributeError when ``name`` is missing (~1,700 instructions on
+# 3.11); the builtin asks the object's lookup not to make one.
+_LOOKUP: Final[Callable[[object, str, object], object]] = builtins.getattr
+_CALLABLE: Final[Callable[[object], bool]] = builtins.callable  # (compiled: not looked up by name)
 _CLASSES_KEPT: Final = 256
 _GENERAL: Final = object()
 
 
 def _wants_completions(protocol: object) -> bool:
-    """:func:`_wants_completions_general`, read from the class and instance dicts where that
-    gives the same answer.
+    """:func:`_wants_completions_general`, read from the class's dicts (and the instance's own
+    attribute through the builtin getattr) where that gives the same answer.
 
     A plain protocol has no ``send_completed``: each of the general version's two failed
     ``getattr`` calls built an AttributeError, ~3,500 instructions on Python 3.11, paid by
@@ -319,12 +325,13 @@ def _wants_completions(protocol: object) -> bool:
         return _wants_completions_general(protocol)
     if attr is _BASE_SEND_COMPLETED:
         return False  # (WSAProtocol's no-op is the class's: an instance's own is not looked at)
-    # (``__dict__`` as an attribute, which is what vars() reads: compiled, vars() was looked up in
-    # the builtins and called, ~1,400 instructions a connection against ~300.)
-    own = protocol.__dict__
-    if "send_completed" in own:
-        return callable(own["send_completed"])
-    return attr is not None
+    # The instance's own ``send_completed`` wins over the class's: asked of the builtin getattr
+    # (see _LOOKUP), not read from ``protocol.__dict__``. Reading ``__dict__`` makes the
+    # instance's dict, and from then on Python 3.11 and 3.12 cannot specialize the protocol's own
+    # attribute reads and writes (``self._buf`` in its data_received went the generic way:
+    # callgrind, ~650 instructions of a keep-alive request on uvloop, issue 11; 3.5x slower
+    # attribute access, measured).
+    return _CALLABLE(_LOOKUP(protocol, "send_completed", None))
 
 
 def _class_send_completed(cls: type) -> object:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dis
+import gc
 import socket
 import sys
 import types
@@ -313,3 +314,43 @@ def test_which_protocols_are_told_of_each_send(make: Any, told: bool) -> None:
     assert _wants_completions_general(proto) is told
     assert _wants_completions(proto) is told
     assert _wants_completions(make()) is told  # (the class's answer now read from the cache)
+
+
+class _Told2(_Collecting):
+    """A plain Protocol that asks for completions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.told = 0
+
+    def send_completed(self, completed: object) -> None:
+        self.told += 1
+
+
+def _has_instance_dict(obj: object) -> bool:
+    # An instance's attributes are kept inline (values the collector visits one by one) until
+    # something reads its __dict__; from then on they live in a dict (3.11 and 3.12; 3.13 keeps
+    # them inline and the dict a view of them, so this reads False there either way).
+    return any(type(r) is dict for r in gc.get_referents(obj))
+
+
+@pytest.mark.parametrize("make", [_Collecting, _Told2])
+async def test_the_transport_leaves_a_protocols_attributes_inline(make: Any) -> None:
+    # Issue 11: the transport's check for send_completed read protocol.__dict__, which made the
+    # instance's dict on every connection; Python 3.11 and 3.12 then could not specialize the
+    # protocol's own ``self.x`` reads and writes in its data_received (~650 instructions of a
+    # keep-alive request on uvloop, a user's code paying for our lookup).
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours, make)
+        assert not _has_instance_dict(proto)
+        peer.sendall(b"request")
+        await until(lambda: bytes(proto.first) == b"request")
+        transport.send([b"re", b"ply"])
+        transport.write(b"!")
+        transport.close()
+        assert await proto.lost is None
+        assert await drain_peer(peer) == b"reply!"
+        assert not _has_instance_dict(proto)
+        if isinstance(proto, _Told2):
+            assert proto.told == 2  # (still told of each send: the check found its send_completed)
