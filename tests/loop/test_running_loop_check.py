@@ -197,3 +197,44 @@ def test_the_c_check_answers_as_the_hooks_do(kind: str) -> None:
         other.close()
     assert seen == [(True, False, True, False)]
     assert after is False  # the loop stopped: its hooks are gone from this thread
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_each_way_of_knowing_answers_for_its_loop(kind: str) -> None:
+    """``runs_here`` asks the thread's firstiter hook first (both loops install theirs), then,
+    for an asyncio loop whose hook was replaced, the thread id it records; uvloop records none,
+    so there it answers False (the caller asks asyncio). Never True in another thread, or once
+    the loop stopped."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.setblocking(False)
+        loop = LOOP_FACTORIES[kind]()
+        seen: list[tuple[bool, bool, bool, bool]] = []
+
+        async def main() -> _engine.SendEngine:
+            ov = wsa_send(a, [b"1"])
+            engine = ov._engine
+            assert engine is not None
+            assert await asyncio.wait_for(ov, GUARD) == 1
+            in_thread: list[bool] = []
+            thread = threading.Thread(target=lambda: in_thread.append(engine.runs_here()))
+            thread.start()
+            thread.join(GUARD)
+            hooks = sys.get_asyncgen_hooks()
+            sys.set_asyncgen_hooks(firstiter=lambda agen: None, finalizer=hooks.finalizer)
+            try:
+                replaced = engine.runs_here()
+            finally:
+                sys.set_asyncgen_hooks(*hooks)
+            seen.append((engine.runs_here(), in_thread == [False], replaced, engine.runs_here()))
+            return engine
+
+        try:
+            engine = loop.run_until_complete(main())
+            after = engine.runs_here()
+        finally:
+            loop.close()
+        assert b.recv(10) == b"1"
+    # (an asyncio loop keeps its thread id while it runs: still known with the hook replaced)
+    assert seen == [(True, True, kind == "asyncio", True)]
+    assert after is False
