@@ -338,7 +338,7 @@ def _has_instance_dict(obj: object) -> bool:
 async def test_the_transport_leaves_a_protocols_attributes_inline(make: Any) -> None:
     # Issue 11: the transport's check for send_completed read protocol.__dict__, which made the
     # instance's dict on every connection; Python 3.11 and 3.12 then could not specialize the
-    # protocol's own ``self.x`` reads and writes in its data_received (~650 instructions of a
+    # protocol's own ``self.x`` reads and writes in its data_received (~1,000 instructions of a
     # keep-alive request on uvloop, a user's code paying for our lookup).
     ours, peer = socket.socketpair()
     with peer:
