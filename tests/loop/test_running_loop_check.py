@@ -216,6 +216,7 @@ def test_each_way_of_knowing_answers_for_its_loop(kind: str) -> None:
             engine = ov._engine
             assert engine is not None
             assert await asyncio.wait_for(ov, GUARD) == 1
+            before = engine.runs_here()
             in_thread: list[bool] = []
             thread = threading.Thread(target=lambda: in_thread.append(engine.runs_here()))
             thread.start()
@@ -226,7 +227,7 @@ def test_each_way_of_knowing_answers_for_its_loop(kind: str) -> None:
                 replaced = engine.runs_here()
             finally:
                 sys.set_asyncgen_hooks(*hooks)
-            seen.append((engine.runs_here(), in_thread == [False], replaced, engine.runs_here()))
+            seen.append((before, in_thread == [False], replaced, engine.runs_here()))  # (last: restored)
             return engine
 
         try:
