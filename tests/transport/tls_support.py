@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import functools
+import os
 import shutil
 import ssl
 import subprocess
@@ -17,11 +19,14 @@ HOSTNAME = "localhost"
 def certificate() -> tuple[Path, Path]:
     """``(cert.pem, key.pem)``: a P-256 self-signed certificate for localhost and 127.0.0.1.
 
-    Made once per test run. CI installs openssl (.ci/run): a missing CLI fails, it is not skipped.
+    Made once per test run, in a folder removed when the run ends (it holds a private key; one
+    folder per run used to stay behind in the temporary directory). CI installs openssl
+    (.ci/run): a missing CLI fails, it is not skipped.
     """
     openssl = shutil.which("openssl")
     assert openssl is not None, "the openssl CLI is needed for the TLS tests (.ci/run installs it)"
     folder = Path(tempfile.mkdtemp(prefix="wsasend-tls-"))
+    atexit.register(_remove_if_ours, folder, os.getpid())
     cert, key = folder / "cert.pem", folder / "key.pem"
     subprocess.run(
         [
@@ -34,6 +39,13 @@ def certificate() -> tuple[Path, Path]:
         timeout=60,
     )
     return cert, key
+
+
+def _remove_if_ours(folder: Path, creator: int) -> None:
+    # A forked child that exits normally runs the parent's atexit hooks: leave the folder to the
+    # process that made it.
+    if os.getpid() == creator:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def server_context() -> ssl.SSLContext:
