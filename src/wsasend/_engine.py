@@ -375,16 +375,29 @@ class SocketSlot:
         self.sockref: weakref.ReferenceType[socket.socket] | None = None
 
 
+def _new_rlock() -> Any:
+    """The registry's reentrant lock: ``_iovsend.rlock()`` compiled, ``threading.RLock()`` else.
+
+    The same lock, methods and Condition support; the compiled one's ``acquire()`` with no
+    argument skips the argument parsing threading's does on every call (~430 instructions on
+    Python 3.11, seven round trips a server's connection: issue 11, workload HC; see
+    _iovsend.c).
+    """
+    if _iovsend_module is not None:
+        return _iovsend_module.rlock()
+    return threading.RLock()
+
+
 class Ownership:
     """The registry's lock and the condition that wakes threads waiting for a socket."""
 
     def __init__(self) -> None:
-        self.lock = threading.RLock()
+        self.lock = _new_rlock()
         self.changed = threading.Condition(self.lock)
 
     def reset(self) -> None:
         """In a forked child: fresh primitives (another thread may have held them at fork)."""
-        self.lock = threading.RLock()
+        self.lock = _new_rlock()
         self.changed = threading.Condition(self.lock)
 
 
@@ -394,10 +407,10 @@ OWNERSHIP: Final = Ownership()
 # ``_RLOCK_RELEASE(lock)`` in a ``finally``) where a connection's set-up and close take the lock
 # (issue 11, workload HC: seven round trips a connection). Compiled, ``with lock:`` looked
 # ``__enter__`` and ``__exit__`` up as bound methods and passed ``__exit__`` a tuple of three
-# Nones: ~1,300 instructions a round trip, against ~650 for these two calls (most of it
-# ``acquire``'s own argument parsing). The same lock, the same calls: ``RLock.__enter__`` is its
-# ``acquire`` and ``__exit__`` its ``release``.
-_RLOCK_ACQUIRE: Final = type(OWNERSHIP.lock).acquire
+# Nones: ~1,300 instructions a round trip, against ~650 for these two calls with threading's
+# RLock (most of it ``acquire``'s own argument parsing) and ~200 with the compiled build's
+# (``__enter__``: its acquire without arguments; see _new_rlock). The same lock, the same calls.
+_RLOCK_ACQUIRE: Final = type(OWNERSHIP.lock).__enter__
 _RLOCK_RELEASE: Final = type(OWNERSHIP.lock).release
 
 

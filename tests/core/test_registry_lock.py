@@ -1,0 +1,174 @@
+"""The registry's reentrant lock (``_engine._new_rlock``, ``OWNERSHIP.lock``; issue 11).
+
+The compiled build uses ``_iovsend.rlock()``, a reentrant lock whose ``acquire()`` skips the
+argument parsing ``threading.RLock`` does on every call (a server's connection takes the lock
+seven times). It must keep every behaviour of ``threading.RLock`` the registry relies on: the
+same thread may take it again, no other thread gets it while it is held, only its holder may
+release it, and ``threading.Condition`` works on it (``OWNERSHIP.changed``), held once or
+several times. Each test runs on the lock the build uses, and on ``threading.RLock`` for
+reference, so a difference between the two fails here.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+import wsasend
+from wsasend import _engine
+
+LOCKS: list[tuple[str, Callable[[], Any]]] = [("build", _engine._new_rlock), ("threading", threading.RLock)]
+
+
+@pytest.fixture(params=LOCKS, ids=[name for name, _ in LOCKS])
+def lock(request: pytest.FixtureRequest) -> Any:
+    _, make = request.param
+    return make()
+
+
+def _in_thread(fn: Callable[[], Any]) -> Any:
+    """``fn()`` run in another thread; its result, or the exception it raised."""
+    out: list[Any] = []
+
+    def run() -> None:
+        try:
+            out.append(fn())
+        except BaseException as exc:  # (handed back to the test)
+            out.append(exc)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    assert not thread.is_alive()
+    return out[0]
+
+
+def test_the_compiled_build_uses_its_own_lock() -> None:
+    kind = type(_engine.OWNERSHIP.lock)
+    assert (kind.__module__, kind.__name__) == (
+        ("wsasend._iovsend", "RLock") if wsasend.compiled else (threading.RLock().__class__.__module__, "RLock")
+    )
+    # The hot paths call the lock's own methods, taken from its type (see _RLOCK_ACQUIRE).
+    assert _engine._RLOCK_ACQUIRE is kind.__enter__
+    assert _engine._RLOCK_RELEASE is kind.release
+
+
+def test_the_holder_takes_it_again_and_releases_as_often(lock: Any) -> None:
+    assert lock.acquire() is True
+    assert lock.__enter__() is True
+    assert lock.acquire(False) is True
+    assert lock.acquire(blocking=True, timeout=5) is True
+    for _ in range(4):
+        assert _in_thread(lambda: lock.acquire(False)) is False
+        lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
+    # Free again: another thread takes it (and the thread's exit does not release it).
+    assert _in_thread(lambda: lock.acquire(False)) is True
+    assert lock.acquire(False) is False
+    assert lock.acquire(timeout=0) is False
+
+
+def test_only_the_holder_releases(lock: Any) -> None:
+    with lock:
+        assert isinstance(_in_thread(lock.release), RuntimeError)
+        assert _in_thread(lambda: lock.acquire(False)) is False  # (still held by this thread)
+    assert _in_thread(lambda: lock.acquire(False)) is True
+
+
+def test_a_waiting_thread_gets_it_when_the_holder_lets_go(lock: Any) -> None:
+    lock.acquire()
+    lock.acquire()
+    started, got = threading.Event(), threading.Event()
+
+    def take() -> None:
+        started.set()
+        with lock:  # blocks until the main thread's two releases
+            got.set()
+
+    thread = threading.Thread(target=take)
+    thread.start()
+    assert started.wait(30)
+    lock.release()
+    assert not got.is_set()  # (held once more: the thread cannot have it)
+    lock.release()
+    thread.join(30)
+    assert not thread.is_alive() and got.is_set()
+    assert lock.acquire(False) is True  # (the thread released it on leaving the with)
+    lock.release()
+
+
+def test_a_condition_waits_with_the_lock_held_several_times(lock: Any) -> None:
+    # OWNERSHIP.changed: a waiter holding the lock twice lets go of it entirely while it
+    # waits, and holds it twice again once woken.
+    changed = threading.Condition(lock)
+    ready = threading.Event()
+    state = {"go": False}
+
+    def notify() -> None:
+        assert ready.wait(30)
+        with lock:  # possible only because wait() released both levels
+            state["go"] = True
+            changed.notify_all()
+
+    thread = threading.Thread(target=notify)
+    with lock, lock:
+        thread.start()
+        ready.set()
+        assert changed.wait_for(lambda: state["go"], timeout=30)
+        assert _in_thread(lambda: lock.acquire(False)) is False
+        lock.release()
+        assert _in_thread(lambda: lock.acquire(False)) is False  # (once more to go)
+        lock.acquire()
+    thread.join(30)
+    with pytest.raises(RuntimeError):
+        lock.release()
+
+
+def test_a_condition_refuses_to_wait_without_the_lock(lock: Any) -> None:
+    changed = threading.Condition(lock)
+    with pytest.raises(RuntimeError):
+        changed.wait(0)
+    with pytest.raises(RuntimeError):
+        changed.notify_all()
+
+
+def test_a_reinitialised_lock_is_free(lock: Any) -> None:
+    # What a forked child gets when another thread held the lock at fork (OWNERSHIP.reset
+    # makes a new one; _at_fork_reinit is the lock's own way, as threading's).
+    hold, done = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        lock.acquire()
+        hold.set()
+        done.wait(30)
+
+    thread = threading.Thread(target=holder)
+    thread.start()
+    assert hold.wait(30)
+    lock._at_fork_reinit()
+    assert lock.acquire(False) is True
+    lock.release()
+    done.set()
+    thread.join(30)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "error"),
+    [
+        ((False, 1), {}, ValueError),  # a timeout for a non-blocking call
+        ((), {"timeout": -2}, ValueError),
+        ((True, 1, 2), {}, TypeError),
+        ((), {"wait": True}, TypeError),
+        ((True,), {"blocking": True}, TypeError),
+    ],
+)
+def test_bad_arguments_are_refused_as_threading_refuses_them(
+    lock: Any, args: tuple[Any, ...], kwargs: dict[str, Any], error: type[Exception]
+) -> None:
+    with pytest.raises(error):
+        lock.acquire(*args, **kwargs)
+    assert _in_thread(lambda: lock.acquire(False)) is True  # (nothing was taken)
