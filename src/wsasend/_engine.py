@@ -702,8 +702,11 @@ def _tick_for(loop: asyncio.AbstractEventLoop) -> _BatchTick:
 class SendEngine:
     """Ordered, coalescing overlapped sends for one socket on one loop. Internal.
 
-    Hooks for ``WSATransport``: ``on_complete(ops)`` after every bulk completion,
-    ``on_error(exc)`` after a fatal send error failed the queue.
+    Hooks for ``WSATransport``: ``on_complete(engine, ops)`` after every bulk completion,
+    ``on_error(engine, exc)`` after a fatal send error failed the queue, ``on_progress(engine)``
+    (see there). Each is given the engine, so that one module-level function serves every
+    transport (it finds its transport through ``keeper``) instead of three closures made per
+    connection (issue 11, workload HC: four objects made and freed a connection).
     """
 
     # Slots, not a __dict__: interpreted (the pure build), an instance with more than 30
@@ -844,11 +847,11 @@ class SendEngine:
         # The pause before an unconnected AF_UNIX datagram send that met a full receiver is
         # tried again (see _retry_unix_later); 0 once one went through.
         self._unix_backoff = 0.0
-        self.on_complete: Callable[[list[WSAOverlapped]], object] | None = None
+        self.on_complete: Callable[[SendEngine, list[WSAOverlapped]], object] | None = None
         # Called when a sendmsg took bytes but completed no send (a transport sets it, to check
         # the low-water mark while its protocol is paused, as asyncio does after each send).
-        self.on_progress: Callable[[], object] | None = None
-        self.on_error: Callable[[WSAError], object] | None = None
+        self.on_progress: Callable[[SendEngine], object] | None = None
+        self.on_error: Callable[[SendEngine, WSAError], object] | None = None
         self._on_drained: Callable[[], object] | None = None
 
     # -- inspection ---------------------------------------------------------------------------
@@ -1588,7 +1591,7 @@ class SendEngine:
         if keep or on_complete is not None:
             ov = _stream_overlapped(self, buffers, total, True)
             if on_complete is not None:
-                on_complete([ov])
+                on_complete(self, [ov])
         else:
             ov = _UNSEEN
         # The batch window (see _open_batch), inline: this is the request/response hot path.
@@ -1652,7 +1655,7 @@ class SendEngine:
         # of a stream send has exactly the fields of a whole, flag-free message.)
         ov = _stream_overlapped(self, buffers, total, True)
         if self.on_complete is not None and self.notify_immediate:
-            self.on_complete([ov])
+            self.on_complete(self, [ov])
         return ov
 
     def post_file(self, sock: socket.socket, file: object, fd: int, offset: int, nbytes: int) -> FileOverlapped:
@@ -1765,7 +1768,7 @@ class SendEngine:
         ov._bufs = _EMPTY
         self._signal(ov, 0, n, None, True)
         if self.on_complete is not None and self.notify_immediate:
-            self.on_complete([ov])
+            self.on_complete(self, [ov])
         if not self.message_mode:
             self._open_batch()
         elif self._release_wanted:
@@ -1934,7 +1937,7 @@ class SendEngine:
                     self._batch_cap *= 2
                 done = queue.bytes_sent(n)
                 if not done and self.on_progress is not None:
-                    self.on_progress()
+                    self.on_progress(self)
                 # The compiled sendmsg_parts sends the rest of a partial write itself until
                 # a call takes nothing: the kernel's buffer is then full, and another call now
                 # would only gather the rest again to meet EAGAIN, an exception made and
@@ -2132,7 +2135,7 @@ class SendEngine:
             if tev is not None:
                 tev.set()
         if self.on_complete is not None:
-            self.on_complete(done)
+            self.on_complete(self, done)
 
     def _fail_ops(self, comps: list[SendCompletion], code: WSAErrorCode, cause: BaseException | None) -> None:
         """Complete sends with an error, each with its own consumed count (SPEC S6.4)."""
@@ -2164,7 +2167,7 @@ class SendEngine:
         # RuntimeError into whichever loop's callback was aborting these sends (the sweep of a
         # bare-closed loop, _api._sweep_closed), stopping that sweep half-way.
         if self.on_complete is not None and live:
-            self.on_complete(done)
+            self.on_complete(self, done)
 
     def _signal(self, ov: WSAOverlapped, error: int, n: int, exc: WSAError | None, live: bool) -> None:
         """Tell of one finished send (S5.3): its routine, else its event; its awaiter; a thread.
@@ -2211,7 +2214,7 @@ class SendEngine:
         if self.on_error is not None:
             err = WSAError(code, errno=exc.errno, bytes_sent=head_consumed)
             err.__cause__ = exc
-            self.on_error(err)
+            self.on_error(self, err)
         self._drained()
 
     # -- writer and watchdog --------------------------------------------------------------------

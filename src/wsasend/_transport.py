@@ -386,6 +386,35 @@ def _drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
     return known
 
 
+def _transport_of(engine: SendEngine) -> WSATransport | None:
+    """The transport whose hooks ``engine`` calls, if it is still alive (``engine.keeper``)."""
+    keeper = engine.keeper
+    transport = keeper() if keeper is not None else None
+    return transport if isinstance(transport, WSATransport) else None
+
+
+# The engine's hooks of every transport (see SendEngine): module functions given the engine,
+# rather than three closures over the transport's weak reference made per transport (issue 11,
+# workload HC: the closures and their shared cell were four objects made and freed, and counted
+# by the cyclic collector, a connection).
+def _engine_completed(engine: SendEngine, ops: list[WSAOverlapped]) -> None:
+    transport = _transport_of(engine)
+    if transport is not None:
+        transport._on_sends_completed(ops)
+
+
+def _engine_failed(engine: SendEngine, exc: WSAError) -> None:
+    transport = _transport_of(engine)
+    if transport is not None:
+        transport._fatal_error(exc, "Fatal write error on WSATransport")
+
+
+def _engine_progressed(engine: SendEngine) -> None:
+    transport = _transport_of(engine)
+    if transport is not None:
+        transport._on_progress()
+
+
 # Compiled in the compiled build (SPEC S10; see buildsupport's COMPILED_MODULES); tests and users
 # may still subclass it.
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -564,34 +593,18 @@ class WSATransport(asyncio.Transport):
         self.set_protocol(protocol)
 
         # The engine keeps only a weak reference to us, so an unclosed transport can still be
-        # collected (and warn) while the engine lives on in the registry.
-        ref = weakref.ref(self)
-
-        def on_complete(ops: list[WSAOverlapped]) -> None:
-            transport = ref()
-            if transport is not None:
-                transport._on_sends_completed(ops)
-
-        def on_error(exc: WSAError) -> None:
-            transport = ref()
-            if transport is not None:
-                transport._fatal_error(exc, "Fatal write error on WSATransport")
-
-        def on_progress() -> None:
-            transport = ref()
-            if transport is not None:
-                transport._on_progress()
-
-        engine.on_complete = on_complete
-        engine.on_error = on_error
-        engine.keeper = ref  # held strongly only while sends wait (see SendEngine.keeper)
+        # collected (and warn) while the engine lives on in the registry: its hooks are module
+        # functions that find us through it (see _engine_completed).
+        engine.keeper = weakref.ref(self)  # held strongly only while sends wait (see SendEngine.keeper)
+        engine.on_complete = _engine_completed
+        engine.on_error = _engine_failed
         engine.mark_transport()  # (closesocket finds it there, S6.1)
         # Through the weak reference too: a bound method, given while the protocol was paused
         # for writing, kept a paused, unclosed transport from being collected. Always set (an
         # attribute more to hold it would cost the interpreted transport its shared key table,
         # see test_hot_read_write); _on_progress does nothing unless the protocol is paused, and
         # the engine calls it only after a sendmsg that completed no send.
-        engine.on_progress = on_progress
+        engine.on_progress = _engine_progressed
 
         self._server = _server
         if _server is not None:
