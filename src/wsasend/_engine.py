@@ -777,7 +777,11 @@ class SendEngine:
         self._owned = False
         self._sending = False
         self._release_wanted = False
-        self._sockref = weakref.ref(sock)
+        # The slot's weak reference to the socket when it has one (the registry's, whose
+        # callback forgets the slot as the socket dies): a second one per socket was an object
+        # more made and freed a connection (issue 11, workload HC). Either only reads the socket.
+        ref = self._slot.sockref
+        self._sockref = ref if ref is not None and ref() is sock else weakref.ref(sock)
         # The registry's key for the socket (its id) and whether this engine is the socket's
         # current engine there: True exactly while _api._ENGINES[self._key] is self (kept by
         # _api under the registry lock). wsa_send trusts its last-engine shortcut only then.

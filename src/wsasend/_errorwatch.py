@@ -50,7 +50,7 @@ import os
 import select
 import weakref
 from collections.abc import AsyncGenerator
-from typing import Final, Protocol
+from typing import Final, Protocol, final
 
 from ._loopwatch import watch as watch_loop_end
 
@@ -62,6 +62,26 @@ _MASK: Final = select.EPOLLONESHOT
 
 class _Watched(Protocol):
     def _error_event(self) -> None: ...
+
+
+@final
+class _Collected:
+    """An owner's weak-reference callback: ``watch._collected(fd, ref)`` once it is collected.
+
+    One object a registration, where a lambda over ``self`` and ``fd`` was two compiled (the
+    function and its scope: issue 11, workload HC, objects made and freed a connection). It holds
+    the watch, as the lambda did: the loop through the watch's dict ends, freed by reference
+    counts, when the entry is dropped (_drop).
+    """
+
+    __slots__ = ("fd", "watch")
+
+    def __init__(self, watch: ErrorWatch, fd: int) -> None:
+        self.watch = watch
+        self.fd = fd
+
+    def __call__(self, ref: weakref.ReferenceType[_Watched]) -> None:
+        self.watch._collected(self.fd, ref)
 
 
 class ErrorWatch:
@@ -104,7 +124,7 @@ class ErrorWatch:
         # back) simply changes hands: the kernel keys registrations by file too, so the old
         # file's registration (gone with the file, or reported once to the new owner) and this
         # one do not clash, and the old owner's discard now leaves this one alone.
-        self._owners[fd] = weakref.ref(owner, lambda ref: self._collected(fd, ref))
+        self._owners[fd] = weakref.ref(owner, _Collected(self, fd))
         return True
 
     def discard(self, fd: int, owner: _Watched, closing: bool = False) -> None:

@@ -1715,27 +1715,28 @@ class WSATransport(asyncio.Transport):
             # the socket still has it, see ErrorWatch.discard.)
             watch.discard(self._sock_fd, self, sock is not None and sock.fileno() == self._sock_fd)
         engine = self._engine
+        keeper = None
         if engine is not None:
             # (The socket is closing already: _lose or _close_drained, which scheduled this.)
             engine.abort()  # nothing is queued by now; this removes the writer and its watchdog
             engine.on_complete = None
             engine.on_error = None
             engine.on_progress = None
-            engine.keeper = None
+            keeper, engine.keeper = engine.keeper, None
             engine.unmark_transport()
         if sock is not None:
             close_socket(sock)  # (sock.close())
             if engine is not None:
                 engine.wake_after_close()
-        self._leave_server()
+        self._leave_server(keeper)
 
-    def _leave_server(self) -> None:
+    def _leave_server(self, ref: Callable[[], object] | None = None) -> None:
         """No longer one of its server's connections: ``WSAServer._detach(self)``, with the
-        server's compiled part called directly (see ServerConnections)."""
+        server's compiled part called directly (see ServerConnections; ``ref`` as there)."""
         server, self._server = self._server, None
         if server is not None:
             connections: ServerConnections = server._connections
-            if connections.detach(self):
+            if connections.detach(self, ref):
                 server._wakeup()
 
     def _connection_made(self) -> None:
@@ -1771,24 +1772,29 @@ class ServerConnections:
     found by a new one; see ``_sockutil._CONNECTED`` for why a dead one removes only itself).
     """
 
-    __slots__ = ("closed", "count", "refs")
+    __slots__ = ("_discard", "closed", "count", "refs")
 
     def __init__(self) -> None:
         self.count = 0
         self.refs: set[weakref.ReferenceType[WSATransport]] = set()
+        # The references' callback, bound once (a bound method made per connection otherwise).
+        self._discard: Callable[[weakref.ReferenceType[WSATransport]], None] = self.refs.discard
         # Set by the server's close(): from then on the last connection to go wakes wait_closed().
         self.closed = False
 
     def attach(self, transport: WSATransport) -> None:
         """``transport`` is one of the server's connections from now on."""
         self.count += 1
-        refs = self.refs
-        refs.add(weakref.ref(transport, refs.discard))
+        self.refs.add(weakref.ref(transport, self._discard))
 
-    def detach(self, transport: WSATransport) -> bool:
-        """``transport`` is not any more; True when it was the last one of a closed server."""
+    def detach(self, transport: WSATransport, ref: Callable[[], object] | None = None) -> bool:
+        """``transport`` is not any more; True when it was the last one of a closed server.
+
+        ``ref``: a live weak reference to ``transport`` the caller has (its engine's keeper), which
+        finds the set's own as a new one would, without making one (issue 11, workload HC).
+        """
         self.count -= 1
-        self.refs.discard(weakref.ref(transport))
+        self.refs.discard(ref if isinstance(ref, weakref.ReferenceType) else weakref.ref(transport))
         return self.count == 0 and self.closed
 
 
