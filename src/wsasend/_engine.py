@@ -262,8 +262,10 @@ _IOV_BYTES_LIST_COPY: Final[Callable[[list[Any]], list[Any]] | None] = (
 # A queued overlapped off the collector's lists, and back on (see _iovsend.c's gc_untrack: the
 # engine tracks every one it untracked again in _complete or _fail_ops, the only two ways out of
 # its queue). None in the plain-Python build, which has no way to untrack an object.
-_IOV_GC_UNTRACK: Final[Callable[[object], None] | None] = (
-    None if _iovsend_module is None else _iovsend_module.gc_untrack
+_IOV_GC_UNTRACK: Final[Callable[..., None] | None] = None if _iovsend_module is None else _iovsend_module.gc_untrack
+# The same for every object of a list (a run's sends, see post_list).
+_IOV_GC_UNTRACK_ALL: Final[Callable[[list[Any]], None] | None] = (
+    None if _iovsend_module is None else _iovsend_module.gc_untrack_all
 )
 _IOV_GC_TRACK_ALL: Final[Callable[[list[Any]], None] | None] = (
     None if _iovsend_module is None else _iovsend_module.gc_track_all
@@ -1497,10 +1499,9 @@ class SendEngine:
                 # Behind the send (or run) post_list queued last: one run (see
                 # SendQueue.join_tail; issue 11, a slow reader: no list of its own to make,
                 # gather and free, no deque entry). Still one overlapped, completed on its own.
+                # (Its overlapped is taken off the collector's lists with the run's others, in
+                # one call, once the run is complete: see below.)
                 ov = _stream_overlapped(self, _EMPTY, total, False)
-                if _IOV_GC_UNTRACK is not None and depth >= _UNTRACK_DEPTH:
-                    _IOV_GC_UNTRACK(ov)  # (as below)
-                    self._untracked = True
                 queue.join_tail(ov, buffers, total)  # S2.1: the list's items are captured
                 entry = queue.join_tail_entry
                 if entry is not run and _IOV_GC_UNTRACK is not None and isinstance(entry, SendRun):
@@ -1509,20 +1510,27 @@ class SendEngine:
                     # over tracked runs cost ~100 instructions a send). Only the queue refers to
                     # them, and they leave it to be freed; track_queued puts them back for an
                     # engine dropped with its queue (a forked child's).
-                    _IOV_GC_UNTRACK(entry)
-                    _IOV_GC_UNTRACK(entry._members)
-                    _IOV_GC_UNTRACK(entry._bufs)
+                    _IOV_GC_UNTRACK(entry, entry._members, entry._bufs)
                     self._untracked = True
                 self._merge_tail = None
                 if self._writer is None and not self._batch_open:
                     self._open_batch()
                 return ov
+            if run is not None and depth >= _UNTRACK_DEPTH and _IOV_GC_UNTRACK_ALL is not None:
+                # The send or run post_list queued last is joined no more: its overlappeds off
+                # the collector's lists while they wait in a deep queue, all in one call (one
+                # call a send cost ~100 instructions of a send behind a slow reader, callgrind,
+                # issue 11). Tracked again on their way out (_complete, _fail_ops). A run still
+                # open when the queue drains is never untracked: it is not deep then.
+                _IOV_GC_UNTRACK_ALL(run._members if type(run) is SendRun else [run])
+                self._untracked = True
             # S2.1: the list is captured now; the bytes are not copied.
             if _IOV_BYTES_LIST_COPY is None or depth < _UNTRACK_DEPTH:
                 ov = _stream_overlapped(self, buffers.copy(), total, False)
             else:
                 ov = _stream_overlapped(self, _IOV_BYTES_LIST_COPY(buffers), total, False)
-                if _IOV_GC_UNTRACK is not None:
+                if not keep and _IOV_GC_UNTRACK is not None:
+                    # (A write is never joined, see above: off the lists now.)
                     _IOV_GC_UNTRACK(ov)  # tracked again on its way out (_complete, _fail_ops)
                     self._untracked = True
             queue.submit(ov)

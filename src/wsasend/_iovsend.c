@@ -596,8 +596,8 @@ iov_bytes_list_copy(PyObject *module, PyObject *arg)
 }
 
 PyDoc_STRVAR(gc_untrack_doc,
-"gc_untrack(obj, /) -> None\n\n"
-"Take ``obj`` off the garbage collector's lists (if it is on them); see gc_track_all.");
+"gc_untrack(*objs) -> None\n\n"
+"Take each object off the garbage collector's lists (if it is on them); see gc_track_all.");
 
 /* The overlapped of a send queued deep behind a slow reader, off the collector's lists while it
  * waits (issue 11). Each such send otherwise survives two young collections, is promoted to the
@@ -610,11 +610,34 @@ PyDoc_STRVAR(gc_untrack_doc,
  * is reachable from the queue, so no cycle through it can be garbage yet; an object it refers to
  * only looks referenced from outside to the collector, which keeps it alive: never freed early. */
 static PyObject *
-iov_gc_untrack(PyObject *module, PyObject *obj)
+iov_gc_untrack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (PyObject_GC_IsTracked(obj)) {  /* (0 for a type the collector does not know) */
-        PyObject_GC_UnTrack(obj);
+    for (Py_ssize_t i = 0; i < nargs; i++) {
+        if (PyObject_GC_IsTracked(args[i])) {  /* (0 for a type the collector does not know) */
+            PyObject_GC_UnTrack(args[i]);
+        }
+    }
+    Py_RETURN_NONE;
+}
+
+PyDoc_STRVAR(gc_untrack_all_doc,
+"gc_untrack_all(objs, /) -> None\n\n"
+"gc_untrack(*objs) for the list ``objs``: a run's sends at once (see post_list).");
+
+static PyObject *
+iov_gc_untrack_all(PyObject *module, PyObject *objs)
+{
+    (void)module;
+    if (!PyList_CheckExact(objs)) {
+        PyErr_SetString(PyExc_TypeError, "gc_untrack_all() needs a list");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
+        PyObject *obj = PyList_GET_ITEM(objs, i);
+        if (PyObject_GC_IsTracked(obj)) {
+            PyObject_GC_UnTrack(obj);
+        }
     }
     Py_RETURN_NONE;
 }
@@ -1435,7 +1458,8 @@ static PyMethodDef iovsend_methods[] = {
     {"marked_closed", iov_marked_closed, METH_O, marked_closed_doc},
     {"sock_type", iov_sock_type, METH_O, sock_type_doc},
     {"sock_family", iov_sock_family, METH_O, sock_family_doc},
-    {"gc_untrack", iov_gc_untrack, METH_O, gc_untrack_doc},
+    {"gc_untrack", (PyCFunction)(void (*)(void))iov_gc_untrack, METH_FASTCALL, gc_untrack_doc},
+    {"gc_untrack_all", iov_gc_untrack_all, METH_O, gc_untrack_all_doc},
     {"gc_track_all", iov_gc_track_all, METH_O, gc_track_all_doc},
     {"support_weakrefs", iov_support_weakrefs, METH_O, support_weakrefs_doc},
     {"no_weakrefs", iov_no_weakrefs, METH_O, no_weakrefs_doc},

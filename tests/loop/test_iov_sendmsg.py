@@ -47,7 +47,7 @@ from tests.conftest import LOOP_FACTORIES
 from tests.helpers import drain_ready, pattern, read_exactly, recv_to_eof, run_threads, tcp_pair
 from wsasend import WSAErrorCode, _engine
 from wsasend._api import find_engine
-from wsasend._queue import SendRun
+from wsasend._queue import RUN_BUFS, SendRun
 
 GUARD = 30.0
 FLAGS = socket.MSG_DONTWAIT | socket.MSG_NOSIGNAL
@@ -557,24 +557,35 @@ def test_gc_untrack_and_gc_track_all_take_objects_off_the_collectors_lists_and_b
 
 def _post_deep(
     a: socket.socket, b: socket.socket
-) -> tuple[list[bytes], list[wsasend.WSAOverlapped], list[tuple[bool, bool, bool, bool]]]:
+) -> tuple[list[bytes], list[wsasend.WSAOverlapped], list[tuple[bool, bool, bool | None, bool]]]:
     """Post ``2 * _UNTRACK_DEPTH + 200`` sends of 1,000 bytes (two buffers each) on ``a``, whose
     peer ``b`` does not read yet (both made nonblocking): the payloads, the sends, and for each
-    pending one: whether its captured list is to be untracked (made while at least
-    ``_UNTRACK_DEPTH`` sends were queued, or a run's, which is always: see post_list), whether
-    that list is untracked, whether the queue was that deep when the send was posted, and
-    whether the overlapped itself is untracked. A run's list is its first send's: shallow and
-    tracked until a second send joins it."""
+    one still pending once all are posted, in order:
+
+    - whether its captured list is to be untracked (made while at least ``_UNTRACK_DEPTH``
+      sends were queued, or a run's, which is always: see post_list), and whether it was right
+      after the post;
+    - whether its overlapped is to be untracked, and whether it is: so it must be when the send
+      was posted at least ``_UNTRACK_DEPTH`` deep and the entry it is in (its own, or the run it
+      joined) is not the queue's last, which later sends may still join (post_list untracks an
+      entry's overlappeds at once when the next send starts a new one); None (either way) when
+      the send was posted within a run's reach of that depth, since the depth that counts is
+      the one when its entry is complete; and it must not be when posted shallower.
+
+    A run's list is its first send's: shallow and tracked until a second send joins it."""
     a.setblocking(False)
     b.setblocking(False)
     count = 2 * _engine._UNTRACK_DEPTH + 200
     payload = [pattern(1000, seed) for seed in range(count)]
     ops = []
-    seen = []
+    posted: list[tuple[wsasend.WSAOverlapped, Any, tuple[bool, bool], int]] = []
     made_deep: dict[int, bool] = {}  # id of a captured list -> made deep (all stay alive here)
+    # A run takes at most RUN_BUFS buffers: the queue grows by at most this many sends between
+    # a send's post and its entry's completion.
+    reach = RUN_BUFS // 2
     for p in payload:
         engine = find_engine(a)
-        deep = engine is not None and len(engine._queue) >= _engine._UNTRACK_DEPTH
+        depth = 0 if engine is None else len(engine._ops) + engine._queue._extra
         op = wsasend.wsa_send(a, [p[:500], p[500:]])
         ops.append(op)
         if op.pending:
@@ -582,18 +593,46 @@ def _post_deep(
             assert engine is not None
             entry = engine._ops[-1]  # the send's own entry, or the run it joined
             captured = entry._bufs
-            list_deep = made_deep.setdefault(id(captured), deep) or isinstance(entry, SendRun)
-            seen.append((list_deep, not gc.is_tracked(captured), deep, not gc.is_tracked(op)))
+            list_deep = made_deep.setdefault(id(captured), depth >= _engine._UNTRACK_DEPTH)
+            lists = (list_deep or isinstance(entry, SendRun), not gc.is_tracked(captured))
+            posted.append((op, entry, lists, depth))
+    engine = find_engine(a)
+    assert engine is not None
+    last = engine._ops[-1]
+    last_members = last._members if isinstance(last, SendRun) else [last]
+    seen = []
+    for op, _, (list_deep, list_untracked), depth in posted:
+        if not op.pending:
+            continue
+        # (by membership: the entry a send was posted as may have become a run's first member)
+        if any(member is op for member in last_members) or depth < _engine._UNTRACK_DEPTH - reach:
+            ov_deep: bool | None = False
+        elif depth >= _engine._UNTRACK_DEPTH:
+            ov_deep = True
+        else:
+            ov_deep = None
+        seen.append((list_deep, list_untracked, ov_deep, not gc.is_tracked(op)))
     return payload, ops, seen
 
 
-def _assert_untracked_only_when_deep(seen: list[tuple[bool, bool]]) -> None:
-    """``(deep, untracked)`` per pending send: untracked exactly when deep, in the compiled build."""
-    deep = [flag for expected, flag in seen if expected]
-    shallow = [flag for expected, flag in seen if not expected]
+def _assert_untracked_only_when_deep(seen: list[tuple[bool | None, bool]]) -> None:
+    """``(deep, untracked)`` per pending send: untracked exactly when deep, in the compiled build
+    (None: either)."""
+    deep = [flag for expected, flag in seen if expected is True]
+    shallow = [flag for expected, flag in seen if expected is False]
     assert deep and shallow  # ~1 MB against a 64 KiB buffer: the queue got deep
     assert all(flag is wsasend.compiled for flag in deep)
     assert not any(shallow)
+
+
+def _last_closed(ops: list[wsasend.WSAOverlapped], sock: socket.socket) -> int:
+    """The index in ``ops`` of the last send not in the queue's last entry (which later sends
+    may still join, so its overlappeds are still on the collector's lists)."""
+    engine = find_engine(sock)
+    assert engine is not None
+    last = engine._ops[-1]
+    first = last._members[0] if isinstance(last, SendRun) else last
+    return next(i for i, op in enumerate(ops) if op is first) - 1
 
 
 def _on_each_loop(main: Callable[[], Any]) -> None:
@@ -638,16 +677,18 @@ def test_a_deep_queues_overlappeds_leave_the_collector_while_queued_and_come_bac
         with a, b:
             payload, ops, seen = _post_deep(a, b)
             _assert_untracked_only_when_deep([(deep, overlapped) for _, _, deep, overlapped in seen])
-            # A cycle through a queued overlapped: its event refers back to it. The event's
-            # weak reference tells whether the cycle was collected.
-            cyclic = ops.pop() if way_out != "cancelled" else ops.pop(-2)
+            # A cycle through a queued overlapped (one whose entry is complete, so off the
+            # collector's lists in the compiled build): its event refers back to it. The
+            # event's weak reference tells whether the cycle was collected.
+            index = _last_closed(ops, a)
+            cyclic = ops.pop(index)
             event = weakref.ref(cyclic.event)
             assert cyclic.pending
             assert gc.is_tracked(cyclic) is not wsasend.compiled
             if way_out == "cancelled":
                 assert cyclic.cancel()  # none of its bytes went: withdrawn (S5.7)
                 assert cyclic.error == WSAErrorCode.WSA_OPERATION_ABORTED and gc.is_tracked(cyclic)
-                expected = b"".join(payload[:-2] + payload[-1:])
+                expected = b"".join(payload[:index] + payload[index + 1 :])
             else:
                 expected = b"".join(payload)
             del cyclic
