@@ -253,6 +253,11 @@ _IOV_RECV: Final[Callable[[socket.socket, int], bytes] | None] = (
 _IOV_SO_ERROR: Final[Callable[[socket.socket], int] | None] = (
     None if _iovsend_module is None else _iovsend_module.so_error
 )
+# ``sock.getsockname()`` answered from a one-entry cache per address family (see _iovsend.c):
+# for a transport's "sockname" (exact socket.socket, compiled build).
+_IOV_SOCKNAME: Final[Callable[[socket.socket], Any] | None] = (
+    None if _iovsend_module is None else _iovsend_module.sockname
+)
 # A queued send's private copy of a list of bytes, untracked by the garbage collector (see
 # _iovsend.c: such a list cannot be in a cycle; 10,000 of them queued behind a slow reader made
 # the collector's passes a sixth of a send's cost). None in the plain-Python build.

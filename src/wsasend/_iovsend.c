@@ -49,6 +49,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <netinet/in.h>
 
 /* The head of CPython's socket object (see above). */
 typedef struct {
@@ -536,6 +537,69 @@ iov_so_error(PyObject *module, PyObject *arg)
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     return PyLong_FromLong(value);
+}
+
+PyDoc_STRVAR(sockname_doc,
+"sockname(sock, /) -> object\n\n"
+"``sock.getsockname()``, the same object for the same address: an AF_INET or AF_INET6\n"
+"address equal, byte for byte, to the last one asked of that family is answered with the\n"
+"tuple made for it (one getsockname(2), no formatting); any other is made by the socket's own\n"
+"getsockname() (and raises what it raises).");
+
+/* Why (issue 11, workload HC): a transport reads its socket's local address once, for
+ * get_extra_info("sockname"), as asyncio's do. socket.getsockname() formats it each time
+ * (inet_ntop and a tuple: ~2,900 instructions of every connection a server accepts), and a
+ * server's connections mostly share one local address (its listening address and port, or one
+ * of the host's few). The tuples are immutable, so a cached one is the answer a new call would
+ * make: the cache is keyed by the kernel's whole sockaddr (address, port, IPv6 flow
+ * information and scope), one entry per family, filled by the socket's own getsockname() so
+ * the object is exactly the one it makes. Used under the GIL only (see READ_SCRATCH). */
+static struct {
+    struct sockaddr_storage addr;
+    socklen_t len;
+    PyObject *value;
+} sockname_cache[2];
+
+static PyObject *
+iov_sockname(PyObject *module, PyObject *arg)
+{
+    (void)module;
+    if (check_socket(arg) < 0) {
+        return NULL;
+    }
+    struct sockaddr_storage addr;
+    socklen_t len = sizeof(addr);
+    memset(&addr, 0, sizeof(addr));
+    int slot = -1;
+    if (getsockname(SOCK_FD(arg), (struct sockaddr *)&addr, &len) == 0) {
+        if (addr.ss_family == AF_INET && len == sizeof(struct sockaddr_in)) {
+            slot = 0;
+        }
+        else if (addr.ss_family == AF_INET6 && len == sizeof(struct sockaddr_in6)) {
+            slot = 1;
+        }
+    }
+    if (slot >= 0 && sockname_cache[slot].value != NULL && sockname_cache[slot].len == len
+        && memcmp(&sockname_cache[slot].addr, &addr, (size_t)len) == 0) {
+        return Py_NewRef(sockname_cache[slot].value);
+    }
+    PyObject *value = PyObject_CallMethod(arg, "getsockname", NULL);
+    if (value == NULL || slot < 0 || !PyTuple_CheckExact(value)) {
+        return value;
+    }
+    /* (The socket's answer is for the address read above unless another thread rebound the
+     * socket in between, which a connected socket cannot do: a stream socket's local address
+     * is fixed once it is connected. Checked anyway: cached only when a second read agrees.) */
+    struct sockaddr_storage again;
+    socklen_t again_len = sizeof(again);
+    memset(&again, 0, sizeof(again));
+    if (getsockname(SOCK_FD(arg), (struct sockaddr *)&again, &again_len) == 0 && again_len == len
+        && memcmp(&again, &addr, (size_t)len) == 0) {
+        Py_XSETREF(sockname_cache[slot].value, Py_NewRef(value));
+        memcpy(&sockname_cache[slot].addr, &addr, (size_t)len);
+        sockname_cache[slot].len = len;
+    }
+    return value;
 }
 
 PyDoc_STRVAR(descriptor_doc,
@@ -1453,6 +1517,7 @@ static PyMethodDef iovsend_methods[] = {
     {"sendmsg_parts", (PyCFunction)(void (*)(void))iov_sendmsg_parts, METH_FASTCALL, sendmsg_parts_doc},
     {"recv", (PyCFunction)(void (*)(void))iov_recv, METH_FASTCALL, recv_doc},
     {"so_error", iov_so_error, METH_O, so_error_doc},
+    {"sockname", iov_sockname, METH_O, sockname_doc},
     {"descriptor", iov_descriptor, METH_O, descriptor_doc},
     {"bytes_list_copy", iov_bytes_list_copy, METH_O, bytes_list_copy_doc},
     {"marked_closed", iov_marked_closed, METH_O, marked_closed_doc},

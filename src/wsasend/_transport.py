@@ -55,7 +55,7 @@ from . import _sendfile
 from ._api import engine_for, set_max_pending, shut_to_claims
 from ._buffers import normalize
 from ._compat import is_extension_file, mypyc_attr
-from ._engine import _IOV_RECV, _IOV_SO_ERROR, _PLAIN_SOCKET, ZERO, SendEngine
+from ._engine import _IOV_RECV, _IOV_SO_ERROR, _IOV_SOCKNAME, _PLAIN_SOCKET, ZERO, SendEngine
 from ._errors import WriteAfterEOFError, WSAError, WSAErrorCode
 from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
@@ -529,7 +529,12 @@ class WSATransport(asyncio.Transport):
             sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         info: dict[str, Any] = dict(extra) if extra else {}
         info["socket"] = sock
-        info["sockname"] = sock.getsockname()
+        # (The compiled build's getsockname answers a server's connections, which mostly share
+        # one local address, with the tuple it made for the first: see _iovsend.sockname.)
+        if _IOV_SOCKNAME is not None and type(sock) is _PLAIN_SOCKET:
+            info["sockname"] = _IOV_SOCKNAME(sock)
+        else:
+            info["sockname"] = sock.getsockname()
         info.setdefault("peername", peername)
         # Not super().__init__(info): see _extra above.
         self._extra = info
