@@ -12,6 +12,7 @@ reference, so a difference between the two fails here.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -172,3 +173,40 @@ def test_bad_arguments_are_refused_as_threading_refuses_them(
     with pytest.raises(error):
         lock.acquire(*args, **kwargs)
     assert _in_thread(lambda: lock.acquire(False)) is True  # (nothing was taken)
+
+
+def test_threads_contending_for_it_never_overlap(lock: Any) -> None:
+    """Mutual exclusion under contention: each thread takes the lock (sometimes twice), reads
+    a shared count, lets other threads run while it holds the lock (so they block in
+    ``acquire``, the path that waits with the GIL released), then writes the count back. A lock
+    that let two threads in at once loses increments."""
+    threads, rounds = 8, 300
+    state = {"count": 0, "inside": 0, "overlaps": 0}
+    start = threading.Barrier(threads)
+
+    def work(index: int) -> None:
+        start.wait()
+        for i in range(rounds):
+            nested = (i + index) % 3 == 0
+            with lock:
+                if nested:
+                    lock.acquire()
+                state["inside"] += 1
+                if state["inside"] != 1:
+                    state["overlaps"] += 1
+                seen = state["count"]
+                time.sleep(0)  # (another thread runs now, and meets the lock)
+                state["count"] = seen + 1
+                state["inside"] -= 1
+                if nested:
+                    lock.release()
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in pool)
+    assert state == {"count": threads * rounds, "inside": 0, "overlaps": 0}
+    assert lock.acquire(False) is True  # (left free)
+    lock.release()
