@@ -390,8 +390,10 @@ def _new_rlock() -> Any:
     Python 3.11, seven round trips a server's connection: issue 11, workload HC; see
     _iovsend.c).
     """
-    if _iovsend_module is not None:
-        return _iovsend_module.rlock()
+    # (getattr: a free-threaded build's module has none, see _iovsend.c)
+    make = None if _iovsend_module is None else getattr(_iovsend_module, "rlock", None)
+    if make is not None:
+        return make()
     return threading.RLock()
 
 

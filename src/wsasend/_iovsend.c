@@ -579,6 +579,9 @@ iov_sockname(PyObject *module, PyObject *arg)
             slot = 1;
         }
     }
+#ifdef Py_GIL_DISABLED
+    slot = -1;  /* (the cache is shared without a lock: only where the GIL guards it) */
+#endif
     if (slot >= 0 && sockname_cache[slot].value != NULL && sockname_cache[slot].len == len
         && memcmp(&sockname_cache[slot].addr, &addr, (size_t)len) == 0) {
         return Py_NewRef(sockname_cache[slot].value);
@@ -1529,7 +1532,10 @@ static PyMethodDef iovsend_methods[] = {
     {"support_weakrefs", iov_support_weakrefs, METH_O, support_weakrefs_doc},
     {"no_weakrefs", iov_no_weakrefs, METH_O, no_weakrefs_doc},
     {"keep_alive", iov_keep_alive, METH_O, keep_alive_doc},
+#ifndef Py_GIL_DISABLED
+    /* (its owner and count are guarded by the GIL: a free-threaded build uses threading's) */
     {"rlock", iov_rlock, METH_NOARGS, rlock_doc},
+#endif
 #if PY_VERSION_HEX < 0x030C0000
     {"firstiter_self_is", iov_firstiter_self_is, METH_O, firstiter_self_is_doc},
 #endif
