@@ -1523,13 +1523,16 @@ class SendEngine:
                 if self._writer is None and not self._batch_open:
                     self._open_batch()
                 return ov
-            if run is not None and depth >= _UNTRACK_DEPTH and _IOV_GC_UNTRACK_ALL is not None:
+            if run is not None and depth >= _UNTRACK_DEPTH and _IOV_GC_UNTRACK is not None:
                 # The send or run post_list queued last is joined no more: its overlappeds off
-                # the collector's lists while they wait in a deep queue, all in one call (one
-                # call a send cost ~100 instructions of a send behind a slow reader, callgrind,
-                # issue 11). Tracked again on their way out (_complete, _fail_ops). A run still
-                # open when the queue drains is never untracked: it is not deep then.
-                _IOV_GC_UNTRACK_ALL(run._members if type(run) is SendRun else [run])
+                # the collector's lists while they wait in a deep queue, a run's all in one call
+                # (one call a send cost ~100 instructions of a send behind a slow reader,
+                # callgrind, issue 11). Tracked again on their way out (_complete, _fail_ops). A
+                # run still open when the queue drains is never untracked: it is not deep then.
+                if type(run) is SendRun and _IOV_GC_UNTRACK_ALL is not None:
+                    _IOV_GC_UNTRACK_ALL(run._members)
+                else:
+                    _IOV_GC_UNTRACK(run)
                 self._untracked = True
             # S2.1: the list is captured now; the bytes are not copied.
             if _IOV_BYTES_LIST_COPY is None or depth < _UNTRACK_DEPTH:

@@ -676,14 +676,20 @@ PyDoc_STRVAR(gc_untrack_doc,
  * (completion or failure, both funnel through one function each). While untracked and queued it
  * is reachable from the queue, so no cycle through it can be garbage yet; an object it refers to
  * only looks referenced from outside to the collector, which keeps it alive: never freed early. */
+static void
+untrack(PyObject *obj)
+{
+    if (PyObject_GC_IsTracked(obj)) {  /* (0 for a type the collector does not know) */
+        PyObject_GC_UnTrack(obj);
+    }
+}
+
 static PyObject *
 iov_gc_untrack(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
     for (Py_ssize_t i = 0; i < nargs; i++) {
-        if (PyObject_GC_IsTracked(args[i])) {  /* (0 for a type the collector does not know) */
-            PyObject_GC_UnTrack(args[i]);
-        }
+        untrack(args[i]);
     }
     Py_RETURN_NONE;
 }
@@ -701,10 +707,7 @@ iov_gc_untrack_all(PyObject *module, PyObject *objs)
         return NULL;
     }
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(objs); i++) {
-        PyObject *obj = PyList_GET_ITEM(objs, i);
-        if (PyObject_GC_IsTracked(obj)) {
-            PyObject_GC_UnTrack(obj);
-        }
+        untrack(PyList_GET_ITEM(objs, i));
     }
     Py_RETURN_NONE;
 }
@@ -1263,10 +1266,11 @@ rlock_take(rlock_object *self, PY_TIMEOUT_T microseconds)
     return status == PY_LOCK_ACQUIRED;
 }
 
+/* acquire() once its arguments are known: the holder counts one more; anyone else takes the
+ * underlying lock within ``microseconds`` (see rlock_take). True or False, NULL on overflow. */
 static PyObject *
-rlock_enter(rlock_object *self, PyObject *unused)
+rlock_lock(rlock_object *self, PY_TIMEOUT_T microseconds)
 {
-    (void)unused;
     unsigned long me = PyThread_get_thread_ident();
     if (self->count > 0 && self->owner == me) {
         if (self->count == ULONG_MAX) {
@@ -1276,17 +1280,26 @@ rlock_enter(rlock_object *self, PyObject *unused)
         self->count++;
         Py_RETURN_TRUE;
     }
-    rlock_take(self, -1);
+    if (!rlock_take(self, microseconds)) {
+        Py_RETURN_FALSE;
+    }
     self->owner = me;
     self->count = 1;
     Py_RETURN_TRUE;
 }
 
 static PyObject *
+rlock_enter(rlock_object *self, PyObject *unused)
+{
+    (void)unused;
+    return rlock_lock(self, -1);
+}
+
+static PyObject *
 rlock_acquire(rlock_object *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames)
 {
     if (nargs == 0 && kwnames == NULL) {
-        return rlock_enter(self, NULL);
+        return rlock_lock(self, -1);
     }
     PyObject *blocking_obj = NULL, *timeout_obj = NULL;
     Py_ssize_t nkw = kwnames == NULL ? 0 : PyTuple_GET_SIZE(kwnames);
@@ -1358,16 +1371,7 @@ rlock_acquire(rlock_object *self, PyObject *const *args, Py_ssize_t nargs, PyObj
         }
         microseconds = (PY_TIMEOUT_T)us;
     }
-    unsigned long me = PyThread_get_thread_ident();
-    if (self->count > 0 && self->owner == me) {
-        return rlock_enter(self, NULL);
-    }
-    if (!rlock_take(self, microseconds)) {
-        Py_RETURN_FALSE;
-    }
-    self->owner = me;
-    self->count = 1;
-    Py_RETURN_TRUE;
+    return rlock_lock(self, microseconds);
 }
 
 static PyObject *

@@ -578,7 +578,7 @@ def _post_deep(
     count = 2 * _engine._UNTRACK_DEPTH + 200
     payload = [pattern(1000, seed) for seed in range(count)]
     ops = []
-    posted: list[tuple[wsasend.WSAOverlapped, Any, tuple[bool, bool], int]] = []
+    posted: list[tuple[wsasend.WSAOverlapped, tuple[bool, bool], int]] = []
     made_deep: dict[int, bool] = {}  # id of a captured list -> made deep (all stay alive here)
     # A run takes at most RUN_BUFS buffers: the queue grows by at most this many sends between
     # a send's post and its entry's completion.
@@ -595,13 +595,10 @@ def _post_deep(
             captured = entry._bufs
             list_deep = made_deep.setdefault(id(captured), depth >= _engine._UNTRACK_DEPTH)
             lists = (list_deep or isinstance(entry, SendRun), not gc.is_tracked(captured))
-            posted.append((op, entry, lists, depth))
-    engine = find_engine(a)
-    assert engine is not None
-    last = engine._ops[-1]
-    last_members = last._members if isinstance(last, SendRun) else [last]
+            posted.append((op, lists, depth))
+    last_members = _last_entry(a)
     seen = []
-    for op, _, (list_deep, list_untracked), depth in posted:
+    for op, (list_deep, list_untracked), depth in posted:
         if not op.pending:
             continue
         # (by membership: the entry a send was posted as may have become a run's first member)
@@ -625,13 +622,18 @@ def _assert_untracked_only_when_deep(seen: list[tuple[bool | None, bool]]) -> No
     assert not any(shallow)
 
 
-def _last_closed(ops: list[wsasend.WSAOverlapped], sock: socket.socket) -> int:
-    """The index in ``ops`` of the last send not in the queue's last entry (which later sends
-    may still join, so its overlappeds are still on the collector's lists)."""
+def _last_entry(sock: socket.socket) -> list[Any]:
+    """The sends of the last entry of ``sock``'s queue (a run's, or the one send), which later
+    sends may still join, so their overlappeds are still on the collector's lists."""
     engine = find_engine(sock)
     assert engine is not None
     last = engine._ops[-1]
-    first = last._members[0] if isinstance(last, SendRun) else last
+    return list(last._members) if isinstance(last, SendRun) else [last]
+
+
+def _last_closed(ops: list[wsasend.WSAOverlapped], sock: socket.socket) -> int:
+    """The index in ``ops`` of the last send not in the queue's last entry (see _last_entry)."""
+    first = _last_entry(sock)[0]
     return next(i for i, op in enumerate(ops) if op is first) - 1
 
 
