@@ -1,4 +1,4 @@
-"""Tell a uvloop transport that its socket has an error pending, without a syscall per read.
+"""Read a uvloop loop's stream transports through one epoll of ours, errors included.
 
 uvloop (libuv's poll handle) reports a socket error (``POLLERR``: a TCP reset, an AF_UNIX peer
 that closed with data unread) as an *error event*: it runs the reader once and then closes its
@@ -6,51 +6,69 @@ handle for the descriptor for good. When data arrived before the error, that one
 the data and the error stays pending with nobody left to notice (issue 10: a server leaked the
 connection). The reader cannot tell an error event from a readable one, so the transport used
 to ask ``getsockopt(SO_ERROR)`` after every read on uvloop: one system call per request, about
-3% of a keep-alive HTTP request's CPU (issue 11).
+3% of a keep-alive HTTP request's CPU (issue 11). And each ``add_reader`` makes a poll handle
+whose set-up and removal cost seven system calls (libuv tests the descriptor with an epoll add
+and delete, sets it non-blocking again, and deletes it from the epoll twice more at the end):
+with a connection per request, about a third of what the stock transport makes (issue 11,
+workload HC).
 
 Theory of operation
 -------------------
 Each uvloop loop gets one epoll instance of ours (an :class:`ErrorWatch`), created with its
 first stream transport and watched with ``loop.add_reader``. Every stream transport of that loop
-registers its socket in it with no event asked for and ``EPOLLONESHOT``: epoll always reports
-EPOLLERR and EPOLLHUP, so the instance turns readable exactly when one of the sockets has an
-error (or has shut down both ways), and one-shot reports each socket once, so a socket whose
-condition persists cannot make the loop spin. The watch's reader maps each reported descriptor
-to the transport registered for it and calls its ``_error_event``, which reads once more (data
-first, then the error, in order) and from then on checks ``SO_ERROR`` after each read, as every
-read used to (the transport may be paused, and uvloop will drop its reader again at the next
-error event). Cost: two ``epoll_ctl`` calls per connection, none per read; one ``epoll_wait``
-per error.
+registers its socket in it (one ``epoll_ctl``; its close drops it with the descriptor, no call):
+
+- while it reads, for ``EPOLLIN``, level-triggered, as a loop's reader (:meth:`ErrorWatch.reading`;
+  the loop itself never sees the socket); epoll adds EPOLLERR and EPOLLHUP whatever the mask,
+  and a read after them meets the error in order, after the data;
+- while it does not (paused, at EOF), for nothing and ``EPOLLONESHOT``: the instance turns
+  readable only when the socket has an error (or has shut down both ways), reported once, so
+  a socket whose condition persists cannot make the loop spin. Pausing and resuming change the
+  mask (one ``epoll_ctl`` each, against uvloop's three and four).
+
+The watch's reader (one ``epoll_wait`` per wake-up of the loop, shared by the sockets ready
+then) maps each reported descriptor to the transport registered for it and calls its
+``_watch_event``. A transport that could not be registered (the loop ending, a descriptor
+replaced) reads through the loop as before, and checks ``SO_ERROR`` after each read.
 
 Ownership (the fd-reuse rule of the project): a registration is keyed by the descriptor
-number, which the kernel reuses the moment a socket is closed. The watch maps a number to the
-transport that registered it last, and :meth:`ErrorWatch.discard` removes the kernel's
-registration only when the caller is still that transport, so a transport whose socket was
-closed (or detached) behind its back never removes the registration of a newer socket that got
-the same number. A report for a number whose owner changed (a registration the kernel kept for
-a file still open elsewhere) reaches the current owner: a spurious read and ``SO_ERROR`` check
-of its own socket, which is always sound.
+number, which the kernel reuses the moment a socket is closed. While a transport is registered
+here it holds its socket's descriptor open, as uvloop does for a socket it watches (its
+``_io_refs``: a ``close()`` behind the transport's back waits for the transport's own), so the
+number cannot pass to another socket under the registration. The watch maps a number to the
+transport that registered it last, and :meth:`ErrorWatch.discard` and
+:meth:`ErrorWatch.reading` act on the kernel's registration only when the caller is still that
+transport, so a transport whose socket was detached behind its back never changes the
+registration of a newer socket that got the same number. A report for a number whose owner
+changed (a registration the kernel kept for a file still open elsewhere) reaches the current
+owner: a spurious read and ``SO_ERROR`` check of its own socket, which is always sound.
+
+Reading transports are held by the loop's reader of the watch (see ``_ready_of``), as a loop
+holds its readers' callbacks: a transport waiting for data is never collected, and one whose
+loop was closed can be.
 
 Loop and process lifetime: the watch closes its epoll when its last transport lets go of it (a
 descriptor of ours never outlives our transports; a transport collected unclosed lets go through
 its weak reference's callback, the reader then removed in the loop's thread), when the loop's
 ``shutdown_asyncgens`` runs (``asyncio.run``, ``uvloop.run``: transports left unclosed; the
-watcher of that is the loop's, made once, see ``_LoopWatches``), or with the loop object
-otherwise; a forked child closes the inherited instances without touching
+watcher of that is the loop's, made once, see ``_LoopWatches``), or when the loop drops its
+reader (a bare ``loop.close()``); the transports still registered then let their descriptors go
+and read through the loop. A forked child closes the inherited instances without touching
 their registrations (the parent's, shared).
-Compiled (SPEC S10): nothing here runs per read, but ``add`` and ``discard`` run for every
-connection of a server (issue 11, workload HC).
+Compiled (SPEC S10): ``add``, ``discard`` and the reader run for every connection of a server
+(issue 11, workload HC).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import select
 import weakref
 from collections.abc import AsyncGenerator
-from typing import Final, Protocol, final
+from typing import Final, Protocol, cast, final
 
 from ._loopwatch import watch as watch_loop_end
 
@@ -58,10 +76,26 @@ __all__ = ["ErrorWatch", "current_watch", "error_watch"]
 
 # No event asked for: EPOLLERR and EPOLLHUP are reported whatever the mask; one report each.
 _MASK: Final = select.EPOLLONESHOT
+# A reading owner's registration (see ErrorWatch.reading): data, level-triggered; errors too.
+_READ_MASK: Final = select.EPOLLIN
 
 
 class _Watched(Protocol):
-    def _error_event(self) -> None: ...
+    def _watch_event(self, events: int) -> None: ...
+    def _watch_gone(self, rearm: bool) -> None: ...
+
+
+def _ready_of(watch: ErrorWatch, readers: dict[int, _Watched]) -> None:
+    """The loop's reader of a watch's epoll: ``functools.partial(_ready_of, watch, readers)``.
+
+    ``readers`` (descriptor number -> the transport reading through the watch) is held here
+    only, as a loop holds the callbacks of its readers: a transport that waits for data must
+    not be collected (the collector took live server connections whose only other references
+    were their protocols'), and one whose loop was closed must be (the loop drops this
+    partial then, and with it the transports; the watch holds the partial weakly).
+    """
+    del readers  # (only held)
+    watch._ready()
 
 
 @final
@@ -96,23 +130,31 @@ class ErrorWatch:
         # The loop weakly: a watch lives in its loop's record, in a WeakKeyDictionary keyed by
         # the loop. (The loop's end closes it through the record's watcher, _LoopWatches.)
         self._loopref = weakref.ref(loop)
-        loop.add_reader(self._fd, self._ready)
+        reader = functools.partial(_ready_of, self, {})
+        # (A weak reference: see _ready_of. The loop drops its reader when it closes, or when
+        # _retire removes it; the watch then ends with it, see _ReaderGone.)
+        self._reader: weakref.ReferenceType[functools.partial[None]] = weakref.ref(reader, _ReaderGone(self))
+        loop.add_reader(self._fd, reader)
 
-    def add(self, fd: int, owner: _Watched) -> bool:
-        """Watch ``fd`` for ``owner`` (its socket's descriptor, open and the owner's now).
+    def add(self, fd: int, owner: _Watched, reading: bool = False) -> bool:
+        """Watch ``fd`` for ``owner`` (its socket's descriptor, open and the owner's now), and
+        with ``reading`` tell it of data too (see :meth:`reading`).
 
-        False when it cannot be watched (the loop is ending, or the descriptor is no socket
-        any more): the owner then checks after every read, as before the watch.
+        False when it cannot be watched (the loop is ending or closed, or the descriptor is no
+        socket any more): the owner then reads through the loop and checks after every read,
+        as before the watch.
         """
         epoll = self._epoll
-        if epoll is None:
+        readers = self._readers()
+        if epoll is None or readers is None:
             return False
+        mask = _READ_MASK if reading else _MASK
         try:
-            epoll.register(fd, _MASK)
+            epoll.register(fd, mask)
         except FileExistsError:
             # This very file is registered already (a second transport on the socket after the
             # first let it go without discard): arm it again for the new owner.
-            epoll.modify(fd, _MASK)
+            epoll.modify(fd, mask)
         except OSError:
             # EBADF, EPERM: closed or replaced behind the owner's back. A watch made for this
             # owner alone goes again at once (no descriptor of ours without a transport).
@@ -125,6 +167,36 @@ class ErrorWatch:
         # file's registration (gone with the file, or reported once to the new owner) and this
         # one do not clash, and the old owner's discard now leaves this one alone.
         self._owners[fd] = weakref.ref(owner, _Collected(self, fd))
+        if reading:
+            readers[fd] = owner
+        else:
+            readers.pop(fd, None)
+        return True
+
+    def reading(self, fd: int, owner: _Watched, on: bool) -> bool:
+        """Tell ``owner`` (watched) of data on ``fd`` from now on (``on``), or of errors only.
+
+        A reading owner's registration asks for ``EPOLLIN``, level-triggered: the watch's
+        reader calls its ``_watch_event`` whenever the socket is readable, as a loop calls a
+        reader, and the loop itself never sees the socket (issue 11: uvloop's ``add_reader``
+        and ``remove_reader`` cost seven system calls a connection, and one pair a pause).
+        Otherwise the registration is ``EPOLLONESHOT`` with no event asked for: errors only,
+        reported once. False when ``owner`` no longer holds the number here, or the watch is
+        ending: nothing was changed, and a reading owner must read through its loop.
+        """
+        ref = self._owners.get(fd)
+        epoll = self._epoll
+        readers = self._readers()
+        if ref is None or ref() is not owner or epoll is None or readers is None:
+            return False
+        try:
+            epoll.modify(fd, _READ_MASK if on else _MASK)
+        except OSError:
+            return False  # (the owner's descriptor is gone: nothing is registered for it)
+        if on:
+            readers[fd] = owner
+        else:
+            readers.pop(fd, None)
         return True
 
     def discard(self, fd: int, owner: _Watched, closing: bool = False) -> None:
@@ -132,13 +204,16 @@ class ErrorWatch:
 
         ``closing``: the owner closes the descriptor right after this call. The kernel drops a
         registration with its file, so no ``epoll_ctl`` is made for it (one system call less a
-        connection, issue 11); were the file still open elsewhere (a duplicate), its one report
-        would reach the number's next owner as described under "Ownership", or nobody.
+        connection, issue 11); were the file still open elsewhere (a duplicate, a forked
+        child's), its one report would reach the number's next owner as described under
+        "Ownership", or nobody. Not so a reading registration (level-triggered: the loop would
+        spin on data nobody reads): that one is always removed.
         """
         ref = self._owners.get(fd)
         if ref is None or ref() is not owner:
             return
-        if self._drop(fd, not closing):
+        readers = self._readers()
+        if self._drop(fd, not closing or (readers is not None and fd in readers)):
             # The loop's last watched transport is gone: so is the epoll (no descriptor of ours
             # outlives our transports; the next transport makes a new watch).
             loop = self._loopref()
@@ -159,6 +234,9 @@ class ErrorWatch:
     def _drop(self, fd: int, unregister: bool = True) -> bool:
         """Forget ``fd`` (listed) and unregister it; True when it was the last one."""
         del self._owners[fd]
+        readers = self._readers()
+        if readers is not None:
+            readers.pop(fd, None)
         epoll = self._epoll
         if epoll is None:
             return False
@@ -175,15 +253,20 @@ class ErrorWatch:
         if not self._owners and self._epoll is not None:
             self._retire(loop)
 
+    def _readers(self) -> dict[int, _Watched] | None:
+        """The reading owners, held by the loop's reader (see _ready_of); None once it is gone."""
+        reader = self._reader()
+        return None if reader is None else cast("dict[int, _Watched]", reader.args[1])
+
     def _ready(self) -> None:
         epoll = self._epoll
         if epoll is None:
             return
-        for fd, _events in epoll.poll(0):
+        for fd, events in epoll.poll(0):
             ref = self._owners.get(fd)
             owner = None if ref is None else ref()
             if owner is not None:
-                owner._error_event()
+                owner._watch_event(events)
 
     def _retire(self, loop: asyncio.AbstractEventLoop) -> None:
         record = _record_of(loop)
@@ -193,12 +276,44 @@ class ErrorWatch:
             loop.remove_reader(self._fd)
         self.close()
 
-    def close(self) -> None:
-        """Close the epoll instance; later calls and reports do nothing."""
+    def _reader_gone(self) -> None:
+        # The loop dropped the watch's reader (closed bare, without shutdown_asyncgens, or
+        # _retire removed it): nothing reports this epoll any more, so the watch ends.
+        loop = self._loopref()
+        record = None if loop is None else _record_of(loop)
+        if record is not None and record.watch is self:
+            record.watch = None
+        self.close()
+
+    def close(self, rearm: bool = True) -> None:
+        """Close the epoll instance; later calls and reports do nothing. Each transport still
+        watched is told (``_watch_gone``: it reads through its loop from then on, with
+        ``rearm``, and lets the socket's descriptor go)."""
         epoll, self._epoll = self._epoll, None
+        owners = list(self._owners.values())
         self._owners.clear()
+        readers = self._readers()
+        if readers is not None:
+            readers.clear()
         if epoll is not None:
             epoll.close()
+        for ref in owners:
+            owner = ref()
+            if owner is not None:
+                owner._watch_gone(rearm)
+
+
+@final
+class _ReaderGone:
+    """The weak-reference callback of a watch's reader (see _ready_of): the watch ends."""
+
+    __slots__ = ("watch",)
+
+    def __init__(self, watch: ErrorWatch) -> None:
+        self.watch = watch
+
+    def __call__(self, ref: object) -> None:
+        self.watch._reader_gone()
 
 
 class _LoopWatches:
@@ -287,7 +402,7 @@ def _reset_after_fork() -> None:
     for record in records:
         watch, record.watch = record.watch, None
         if watch is not None:
-            watch.close()  # (close() only closes our descriptor: nothing is unregistered)
+            watch.close(False)  # (only our descriptor closes: nothing is unregistered, scheduled)
 
 
 if hasattr(os, "register_at_fork"):

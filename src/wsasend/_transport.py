@@ -42,6 +42,7 @@ import logging
 import math
 import mmap
 import os
+import select
 import socket
 import ssl as ssl_module
 import sys
@@ -229,6 +230,7 @@ _MAKE_DICT: Final = sys.version_info < (3, 12) and is_extension_file(__file__)
 _SOL_SOCKET: Final = socket.SOL_SOCKET
 _SO_ERROR: Final = socket.SO_ERROR
 # Read per connection (as above).
+_EPOLL_ERROR: Final = select.EPOLLERR | select.EPOLLHUP
 _IPPROTO_TCP: Final = int(socket.IPPROTO_TCP)
 _TCP_NODELAY: Final = int(socket.TCP_NODELAY)
 # States in which the transport still reads (asyncio stops reading at close()).
@@ -571,6 +573,10 @@ class WSATransport(asyncio.Transport):
         # uvloop, stream sockets: the loop's ErrorWatch while the socket is registered in it,
         # and whether it reported an error event (from then on each read checks SO_ERROR).
         self._error_watch: ErrorWatch | None = None
+        # Whether it reads through that watch rather than a reader of the loop's, and holds
+        # the socket's descriptor open meanwhile (see _start_reading).
+        self._via_watch = False
+        self._io_held = False
         self._error_seen = False
         self._partial_messages: PartialMessages = "cork" if partial_messages == "cork" else "reject"
         if partial_messages == "cork":
@@ -643,7 +649,9 @@ class WSATransport(asyncio.Transport):
         if sock is not None:
             warnings.warn(f"unclosed transport {self!r}", ResourceWarning, stacklevel=1, source=self)
             # Only the descriptor: the loop may be closed or in another thread. If sends were
-            # still pending, the engine's watchdog fails them (S6.1).
+            # still pending, the engine's watchdog fails them (S6.1). (The watch drops its
+            # registration with the descriptor, and its entry through its weak reference.)
+            self._release_io(sock)
             sock.close()
             # As asyncio's (3.12+): a server's wait_closed() no longer waits for this one.
             with contextlib.suppress(RuntimeError):  # (its loop closed: nobody waits there)
@@ -1157,27 +1165,63 @@ class WSATransport(asyncio.Transport):
         self._read_started = True
         sock = self._sock
         if self._drops_reader and not self._message_mode and self._state in _READABLE and sock is not None:
-            # uvloop: learn of error events without a syscall per read (see _check_reset). A
-            # socket closed or detached behind our back since (its number may be another
-            # socket's now) is not watched: its reads check each time, as before the watch.
+            # uvloop: read through the loop's ErrorWatch (see ErrorWatch.reading), which also
+            # reports error events without a syscall per read (see _check_reset). A socket
+            # closed or detached behind our back since (its number may be another socket's
+            # now) is not watched: it reads through the loop and checks each time.
             watch = error_watch(self._loop) if sock.fileno() == self._sock_fd else None
-            if watch is not None and watch.add(self._sock_fd, self):
+            want = self._read_state is _ReadState.ACTIVE and self._registrations_ours()
+            if watch is not None and watch.add(self._sock_fd, self, want):
                 self._error_watch = watch
+                self._via_watch = True
+                self._reader_registered = want
+                # The descriptor stays open while it is registered here, as uvloop keeps the
+                # descriptor of a socket it watches (a close() behind our back waits for
+                # ours): its number cannot pass to another socket, and another transport,
+                # under our registration (the fd-reuse rule, docs/reliability.md).
+                setattr(sock, "_io_refs", getattr(sock, "_io_refs", 0) + 1)  # noqa: B010
+                self._io_held = True
             else:
                 self._error_seen = True
         self._update_reader()
 
-    def _error_event(self) -> None:
-        """uvloop: the ErrorWatch saw EPOLLERR/EPOLLHUP on the socket (see _check_reset).
+    def _watch_event(self, events: int) -> None:
+        """uvloop: the ErrorWatch reports the socket (see ErrorWatch.reading).
 
-        uvloop may have run the reader once for this event and dropped it, or may be about to:
-        read once more now (the data first, then the error, as the next ``recv`` has them) and
-        check ``SO_ERROR`` after every read from now on. While reading is paused the flag waits
-        for ``resume_reading``, whose registration meets the error event again.
+        Reading through the watch, that is data or an error (EPOLLERR/EPOLLHUP); otherwise an
+        error event only. uvloop may have run its reader once for such an event and dropped
+        it, or may be about to: read once more now (the data first, then the error, as the
+        next ``recv`` has them) and check ``SO_ERROR`` after every read from now on. While
+        reading is paused the flag waits for ``resume_reading``, whose registration meets the
+        error again.
         """
-        self._error_seen = True
+        if events & _EPOLL_ERROR or not self._via_watch:
+            self._error_seen = True
         if self._reader_registered:
             self._read_stream()  # (stream sockets only are watched; it serves both protocol kinds)
+
+    def _watch_gone(self, rearm: bool) -> None:
+        """The ErrorWatch ended under us (its loop's end or bare close, a fork: see
+        ErrorWatch.close): let the descriptor go, and read through the loop from now on (with
+        ``rearm``, from its next iteration: the loop may be closing now), checking each time.
+        (``_error_watch`` stays: its discard does nothing now.)"""
+        self._error_seen = True
+        sock = self._sock
+        if sock is not None:
+            self._release_io(sock)
+        if self._via_watch:
+            self._via_watch = False
+            if self._reader_registered:
+                self._reader_registered = False
+                if rearm and not self._loop.is_closed():
+                    with contextlib.suppress(RuntimeError):
+                        self._loop.call_soon(self._update_reader)
+
+    def _release_io(self, sock: socket.socket) -> None:
+        """Give back the hold on the descriptor taken in _start_reading (nothing is closed)."""
+        if self._io_held:
+            self._io_held = False
+            setattr(sock, "_io_refs", getattr(sock, "_io_refs", 1) - 1)  # noqa: B010
 
     def _update_reader(self) -> None:
         """Make the loop's reader registration match what the state wants."""
@@ -1187,6 +1231,18 @@ class WSATransport(asyncio.Transport):
         sock = self._sock
         if sock is None:  # pragma: no cover - the state is CLOSED then and want is False
             return
+        watch = self._error_watch
+        if self._via_watch and watch is not None and self._registrations_ours():
+            if watch.reading(self._sock_fd, self, want):
+                self._reader_registered = want
+                return
+            # The watch is ending (its loop's end), or the number is no longer ours there: from
+            # now on the loop's reader, as before the watch, and a check after every read.
+            self._via_watch = False
+            self._error_seen = True
+            if not want:
+                self._reader_registered = False
+                return
         if want:
             self._loop.add_reader(
                 self._reader_target(sock, True), self._read_ready if self._message_mode else self._read_stream
@@ -1546,7 +1602,7 @@ class WSATransport(asyncio.Transport):
     def _rearm_reader(self) -> None:
         """uvloop: a new reader registration for one its error event closed (see _read_error)."""
         sock = self._sock
-        if self._reader_registered and sock is not None and self._registrations_ours():
+        if self._reader_registered and sock is not None and not self._via_watch and self._registrations_ours():
             self._loop.remove_reader(sock)
             self._loop.add_reader(sock, self._read_ready if self._message_mode else self._read_stream)
 
@@ -1712,13 +1768,15 @@ class WSATransport(asyncio.Transport):
         sock, self._sock = self._sock, None
         if self._reader_registered and sock is not None:
             self._reader_registered = False
-            if self._registrations_ours():
+            if not self._via_watch and self._registrations_ours():
                 self._loop.remove_reader(self._reader_target(sock))
         watch, self._error_watch = self._error_watch, None
         if watch is not None:
             # (Only while the number is still ours there; the descriptor closes just below when
             # the socket still has it, see ErrorWatch.discard.)
             watch.discard(self._sock_fd, self, sock is not None and sock.fileno() == self._sock_fd)
+        if sock is not None:
+            self._release_io(sock)
         engine = self._engine
         keeper = None
         if engine is not None:

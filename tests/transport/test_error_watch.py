@@ -232,8 +232,11 @@ async def test_a_transport_collected_unclosed_lets_its_watch_go() -> None:
 
 
 class _NoOwner:
-    def _error_event(self) -> None:
+    def _watch_event(self, events: int) -> None:
         raise AssertionError("never reported")
+
+    def _watch_gone(self, rearm: bool) -> None:
+        raise AssertionError("never registered")
 
 
 async def test_a_descriptor_that_cannot_be_watched_is_refused_and_leaves_nothing_open() -> None:
