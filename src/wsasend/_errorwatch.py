@@ -71,11 +71,14 @@ from collections.abc import AsyncGenerator
 from typing import Final, Protocol, cast, final
 
 from ._loopwatch import watch as watch_loop_end
+from ._sockutil import IOVSEND_MODULE
 
 __all__ = ["ErrorWatch", "current_watch", "error_watch"]
 
 # No event asked for: EPOLLERR and EPOLLHUP are reported whatever the mask; one report each.
 _MASK: Final = select.EPOLLONESHOT
+# The compiled build's poll and dispatch in one C call (_iovsend.c's watch_poll), else None.
+_IOV_WATCH_POLL: Final = None if IOVSEND_MODULE is None else IOVSEND_MODULE.watch_poll
 # A reading owner's registration (see ErrorWatch.reading): data, level-triggered; errors too.
 _READ_MASK: Final = select.EPOLLIN
 
@@ -261,6 +264,9 @@ class ErrorWatch:
     def _ready(self) -> None:
         epoll = self._epoll
         if epoll is None:
+            return
+        if _IOV_WATCH_POLL is not None:
+            _IOV_WATCH_POLL(self._fd, self._owners)  # (the loop below, in C: see _iovsend.c)
             return
         for fd, events in epoll.poll(0):
             ref = self._owners.get(fd)

@@ -1,0 +1,127 @@
+"""``_iovsend.watch_poll``: the error watch's poll and dispatch in one C call (issue 11).
+
+uvloop transports read through the loop's ErrorWatch, whose reader runs once per wake-up of the
+loop; ``select.epoll.poll`` and a Python loop over its tuples cost ~2,600 instructions of a
+request with one client. The C call must do what that loop does (``ErrorWatch._ready`` in the
+plain-Python build): report each ready descriptor once, with its event mask, to the owner its
+weak reference still holds, skip dead and unknown ones, and fail as ``epoll.poll`` fails.
+Real sockets and a real epoll; the transports that use it are tested on both loops in
+``tests/transport/test_watch_reads.py``.
+"""
+
+from __future__ import annotations
+
+import select
+import socket
+import weakref
+from typing import Any
+
+import pytest
+
+from wsasend import _errorwatch
+
+POLL = _errorwatch._IOV_WATCH_POLL
+pytestmark = pytest.mark.skipif(POLL is None, reason="plain-Python build: select.epoll.poll itself")
+
+
+class _Owner:
+    def __init__(self, log: list[tuple[str, int]], name: str, then: Any = None) -> None:
+        self.log = log
+        self.name = name
+        self.then = then
+
+    def _watch_event(self, events: int) -> None:
+        self.log.append((self.name, events))
+        if self.then is not None:
+            self.then()
+
+
+def _poll(epfd: int, owners: dict[int, Any]) -> None:
+    assert POLL is not None
+    POLL(epfd, owners)
+
+
+def test_each_ready_descriptor_reaches_its_live_owner_once_with_its_mask() -> None:
+    log: list[tuple[str, int]] = []
+    pairs = [socket.socketpair() for _ in range(4)]
+    with select.epoll() as ep:
+        try:
+            a, b, dead, unknown = (ours for ours, _peer in pairs)
+            for sock in (a, b, dead, unknown):
+                ep.register(sock.fileno(), select.EPOLLIN)
+            owner_a, owner_b, gone = _Owner(log, "a"), _Owner(log, "b"), _Owner(log, "dead")
+            owners = {
+                a.fileno(): weakref.ref(owner_a),
+                b.fileno(): weakref.ref(owner_b),
+                dead.fileno(): weakref.ref(gone),
+            }
+            del gone  # (its reference is dead now: skipped)
+            _poll(ep.fileno(), owners)
+            assert log == []  # nothing readable yet
+            for _ours, peer in pairs:
+                peer.send(b"x")
+            pairs[1][1].close()  # b's peer gone too: EPOLLIN | EPOLLHUP for b
+            _poll(ep.fileno(), owners)
+            assert sorted(log) == [("a", select.EPOLLIN), ("b", select.EPOLLIN | select.EPOLLHUP)]
+        finally:
+            for ours, peer in pairs:
+                ours.close()
+                peer.close()
+
+
+def test_an_owner_that_drops_another_during_the_batch_is_safe() -> None:
+    """A report may close other transports (the owners dict changes under the loop, and an
+    owner may lose its last reference): the call holds what it uses."""
+    log: list[tuple[str, int]] = []
+    (a, pa), (b, pb) = socket.socketpair(), socket.socketpair()
+    with select.epoll() as ep, a, pa, b, pb:
+        ep.register(a.fileno(), select.EPOLLIN)
+        ep.register(b.fileno(), select.EPOLLIN)
+        owners: dict[int, Any] = {}
+        holders: list[Any] = []
+
+        def drop_all() -> None:
+            owners.clear()
+            holders.clear()
+
+        first, second = _Owner(log, "a", drop_all), _Owner(log, "b", drop_all)
+        holders.extend([first, second])
+        owners[a.fileno()] = weakref.ref(first)
+        owners[b.fileno()] = weakref.ref(second)
+        del first, second
+        pa.send(b"x")
+        pb.send(b"x")
+        _poll(ep.fileno(), owners)
+        assert len(log) == 1 and owners == {}  # the second report found nobody
+
+
+def test_an_exception_from_an_owner_propagates() -> None:
+    def boom() -> None:
+        raise KeyboardInterrupt
+
+    log: list[tuple[str, int]] = []
+    a, pa = socket.socketpair()
+    with select.epoll() as ep, a, pa:
+        ep.register(a.fileno(), select.EPOLLIN)
+        owner = _Owner(log, "a", boom)
+        pa.send(b"x")
+        with pytest.raises(KeyboardInterrupt):
+            _poll(ep.fileno(), {a.fileno(): weakref.ref(owner)})
+        assert log == [("a", select.EPOLLIN)]
+
+
+def test_bad_arguments_and_a_bad_descriptor_fail_as_epoll_poll_does() -> None:
+    raw: Any = POLL
+    with pytest.raises(TypeError):
+        raw("3", {})
+    with pytest.raises(TypeError):
+        raw(3, [])
+    ep = select.epoll()
+    fd = ep.fileno()
+    ep.close()
+    with pytest.raises(OSError) as caught:
+        _poll(fd, {})
+    assert caught.value.errno in (9, 22)  # EBADF (or EINVAL, were the number reused meanwhile)
+    with socket.socket() as not_an_epoll, pytest.raises(OSError) as caught:
+        _poll(not_an_epoll.fileno(), {})
+    assert caught.value.errno == 22  # EINVAL
