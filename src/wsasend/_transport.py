@@ -231,6 +231,11 @@ _SOL_SOCKET: Final = socket.SOL_SOCKET
 _SO_ERROR: Final = socket.SO_ERROR
 # Read per connection (as above).
 _EPOLL_ERROR: Final = select.EPOLLERR | select.EPOLLHUP
+# Reads through the error watch after which a uvloop transport reads through a reader of the
+# loop's instead (see _watch_event): uvloop's add_reader/remove_reader cost ~7 system calls and
+# ~13k instructions once, the watch ~1 us a read with a single client (its epoll_wait per
+# wake-up of the loop, and the dispatch), so a connection this long-lived is cheaper there.
+_WATCH_READS: Final = 16
 _IPPROTO_TCP: Final = int(socket.IPPROTO_TCP)
 _TCP_NODELAY: Final = int(socket.TCP_NODELAY)
 # States in which the transport still reads (asyncio stops reading at close()).
@@ -577,6 +582,7 @@ class WSATransport(asyncio.Transport):
         # the socket's descriptor open meanwhile (see _start_reading).
         self._via_watch = False
         self._io_held = False
+        self._watch_reads = 0
         self._error_seen = False
         self._partial_messages: PartialMessages = "cork" if partial_messages == "cork" else "reject"
         if partial_messages == "cork":
@@ -1195,10 +1201,28 @@ class WSATransport(asyncio.Transport):
         reading is paused the flag waits for ``resume_reading``, whose registration meets the
         error again.
         """
-        if events & _EPOLL_ERROR or not self._via_watch:
+        via_watch = self._via_watch
+        if events & _EPOLL_ERROR or not via_watch:
             self._error_seen = True
         if self._reader_registered:
             self._read_stream()  # (stream sockets only are watched; it serves both protocol kinds)
+            if via_watch:
+                reads = self._watch_reads + 1
+                self._watch_reads = reads
+                if reads == _WATCH_READS:
+                    self._read_through_loop()
+
+    def _read_through_loop(self) -> None:
+        """uvloop: a long-lived connection (``_WATCH_READS`` reads) reads through a reader of
+        the loop's from now on, as before the watch read (issue 11: keep-alive with one client
+        paid ~5% more CPU a request through the watch; a connection per request never gets
+        here). Its registration in the watch becomes errors-only, as before the watch read."""
+        watch = self._error_watch
+        if not self._reader_registered or watch is None or not watch.reading(self._sock_fd, self, False):
+            return
+        self._via_watch = False
+        self._reader_registered = False
+        self._update_reader()
 
     def _watch_gone(self, rearm: bool) -> None:
         """The ErrorWatch ended under us (its loop's end or bare close, a fork: see

@@ -18,12 +18,13 @@ import gc
 import os
 import select
 import socket
+import struct
 
 import pytest
 import uvloop
 
 import wsasend
-from wsasend import WSATransport, _errorwatch
+from wsasend import WSATransport, _errorwatch, _transport
 
 from .util import GUARD, Recorder
 
@@ -209,4 +210,45 @@ async def test_a_socket_that_polls_hup_forever_after_eof_is_not_left_registered_
         assert not _registrations(watch)[ours.fileno()] & select.EPOLLIN
     transport.close()
     await proto.wait_lost()
+    proto.check()
+
+
+async def test_a_long_lived_connection_moves_to_a_reader_of_the_loops_and_still_sees_a_reset() -> None:
+    """After ``_WATCH_READS`` reads a uvloop transport reads through the loop (its registration
+    in the watch errors-only again: a single client's keep-alive requests paid the watch's
+    ``epoll_wait`` each); data, pausing and a reset behind data work as before."""
+    with socket.create_server(("127.0.0.1", 0)) as lsock:
+        ours = socket.create_connection(lsock.getsockname()[:2])
+        peer, _ = lsock.accept()
+    with peer:
+        proto = Recorder()
+        transport = WSATransport(ours, proto)
+        await proto.made
+        fd = ours.fileno()
+        expected = b""
+        for i in range(_transport._WATCH_READS + 3):
+            chunk = b"request %d;" % i
+            peer.sendall(chunk)
+            expected += chunk
+            async with asyncio.timeout(GUARD):
+                assert await proto.wait_data(len(expected)) == expected
+        watch = transport._error_watch
+        if _on_uvloop():
+            assert watch is not None and not transport._via_watch
+            mask = _registrations(watch)[fd]
+            assert not mask & select.EPOLLIN and mask & select.EPOLLONESHOT
+        transport.pause_reading()
+        peer.sendall(b"late")
+        await _spin()
+        assert proto.data == expected
+        transport.resume_reading()
+        expected += b"late"
+        async with asyncio.timeout(GUARD):
+            assert await proto.wait_data(len(expected)) == expected
+        peer.sendall(b"x")
+        peer.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    async with asyncio.timeout(GUARD):
+        exc = await proto.wait_lost()
+    assert proto.data == expected + b"x"
+    assert isinstance(exc, wsasend.WSAError) and exc.winerror == wsasend.WSAErrorCode.WSAECONNRESET
     proto.check()
