@@ -252,3 +252,28 @@ async def test_a_long_lived_connection_moves_to_a_reader_of_the_loops_and_still_
     assert proto.data == expected + b"x"
     assert isinstance(exc, wsasend.WSAError) and exc.winerror == wsasend.WSAErrorCode.WSAECONNRESET
     proto.check()
+
+
+async def test_a_watch_that_ends_under_reading_transports_hands_them_to_the_loop() -> None:
+    """The loop's ``shutdown_asyncgens`` (``asyncio.run``'s end) closes the watch while the loop
+    still runs: its reading transports let their descriptors go and read through the loop from
+    then on, so data sent afterwards still arrives."""
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    with peer:
+        proto = Recorder()
+        transport = WSATransport(ours, proto)
+        await proto.made
+        await asyncio.sleep(0)
+        watch = transport._error_watch
+        await loop.shutdown_asyncgens()
+        await _spin()
+        if watch is not None:
+            assert watch._epoll is None and not transport._via_watch and not transport._io_held
+        peer.sendall(b"after the watch")
+        async with asyncio.timeout(GUARD):
+            assert await proto.wait_data(15) == b"after the watch"
+        transport.close()
+        await proto.wait_lost()
+        assert ours.fileno() == -1
+        proto.check()
