@@ -565,25 +565,24 @@ class WSATransport(asyncio.Transport):
         # read into a scratch area as large as any message the kernel can carry (issue 10 item
         # 12). An anonymous mapping costs address space only: pages are touched as messages
         # fill them and given back after a large one (see _read_message).
-        self._scratch: mmap.mmap | None = None
+        # (Held as recvmsg_into's one-item list, made once: empty for a stream socket.)
         self._scratch_iov: list[mmap.mmap] = []
         if self._message_mode:
             size = MESSAGE_READ_MAX if family == UNIX else UDP_READ_MAX
-            self._scratch = mmap.mmap(-1, size)
-            self._scratch_iov = [self._scratch]
+            self._scratch_iov = [mmap.mmap(-1, size)]
         # The size of the next stream read (see SMALL_READ and _read_stream).
         self._read_size = min(SMALL_READ, self._max_read)
         # The loop drops its reader after an error event (uvloop; see _check_reset).
         self._drops_reader = _drops_reader_on_error(loop)
-        # uvloop, stream sockets: the loop's ErrorWatch while the socket is registered in it,
-        # and whether it reported an error event (from then on each read checks SO_ERROR).
+        # uvloop, stream sockets: the loop's ErrorWatch while the socket is registered in it
+        # (and its descriptor held open, see _start_reading), and whether it reported an error
+        # event (from then on each read checks SO_ERROR).
         self._error_watch: ErrorWatch | None = None
-        # Whether it reads through that watch rather than a reader of the loop's, and holds
-        # the socket's descriptor open meanwhile (see _start_reading).
-        self._via_watch = False
-        self._io_held = False
-        self._watch_reads = 0
         self._error_seen = False
+        # Reads through that watch so far, or -1 while the transport reads through a reader of
+        # the loop's (see _watch_event). (One attribute for both: past 29 attributes the
+        # interpreted class's instances stop sharing their dict's keys, see test_hot_read_write.)
+        self._watch_reads = -1
         self._partial_messages: PartialMessages = "cork" if partial_messages == "cork" else "reject"
         if partial_messages == "cork":
             engine.cork = True
@@ -1179,14 +1178,13 @@ class WSATransport(asyncio.Transport):
             want = self._read_state is _ReadState.ACTIVE and self._registrations_ours()
             if watch is not None and watch.add(self._sock_fd, self, want):
                 self._error_watch = watch
-                self._via_watch = True
+                self._watch_reads = 0
                 self._reader_registered = want
                 # The descriptor stays open while it is registered here, as uvloop keeps the
                 # descriptor of a socket it watches (a close() behind our back waits for
                 # ours): its number cannot pass to another socket, and another transport,
                 # under our registration (the fd-reuse rule, docs/reliability.md).
                 setattr(sock, "_io_refs", getattr(sock, "_io_refs", 0) + 1)  # noqa: B010
-                self._io_held = True
             else:
                 self._error_seen = True
         self._update_reader()
@@ -1201,14 +1199,13 @@ class WSATransport(asyncio.Transport):
         reading is paused the flag waits for ``resume_reading``, whose registration meets the
         error again.
         """
-        via_watch = self._via_watch
-        if events & _EPOLL_ERROR or not via_watch:
+        reads = self._watch_reads
+        if events & _EPOLL_ERROR or reads < 0:
             self._error_seen = True
         if self._reader_registered:
             self._read_stream()  # (stream sockets only are watched; it serves both protocol kinds)
-            if via_watch:
-                reads = self._watch_reads + 1
-                self._watch_reads = reads
+            if reads >= 0 and self._watch_reads >= 0:
+                self._watch_reads = reads = reads + 1
                 if reads == _WATCH_READS:
                     self._read_through_loop()
 
@@ -1220,21 +1217,21 @@ class WSATransport(asyncio.Transport):
         watch = self._error_watch
         if not self._reader_registered or watch is None or not watch.reading(self._sock_fd, self, False):
             return
-        self._via_watch = False
+        self._watch_reads = -1
         self._reader_registered = False
         self._update_reader()
 
     def _watch_gone(self, rearm: bool) -> None:
         """The ErrorWatch ended under us (its loop's end or bare close, a fork: see
         ErrorWatch.close): let the descriptor go, and read through the loop from now on (with
-        ``rearm``, from its next iteration: the loop may be closing now), checking each time.
-        (``_error_watch`` stays: its discard does nothing now.)"""
+        ``rearm``, from its next iteration: the loop may be closing now), checking each time."""
         self._error_seen = True
         sock = self._sock
         if sock is not None:
             self._release_io(sock)
-        if self._via_watch:
-            self._via_watch = False
+        self._error_watch = None
+        if self._watch_reads >= 0:
+            self._watch_reads = -1
             if self._reader_registered:
                 self._reader_registered = False
                 if rearm and not self._loop.is_closed():
@@ -1242,9 +1239,10 @@ class WSATransport(asyncio.Transport):
                         self._loop.call_soon(self._update_reader)
 
     def _release_io(self, sock: socket.socket) -> None:
-        """Give back the hold on the descriptor taken in _start_reading (nothing is closed)."""
-        if self._io_held:
-            self._io_held = False
+        """Give back the hold on the descriptor taken in _start_reading (nothing is closed), and
+        with it the watch (its registration goes with the descriptor, or was dropped first)."""
+        if self._error_watch is not None:
+            self._error_watch = None
             setattr(sock, "_io_refs", getattr(sock, "_io_refs", 1) - 1)  # noqa: B010
 
     def _update_reader(self) -> None:
@@ -1256,13 +1254,13 @@ class WSATransport(asyncio.Transport):
         if sock is None:  # pragma: no cover - the state is CLOSED then and want is False
             return
         watch = self._error_watch
-        if self._via_watch and watch is not None and self._registrations_ours():
+        if self._watch_reads >= 0 and watch is not None and self._registrations_ours():
             if watch.reading(self._sock_fd, self, want):
                 self._reader_registered = want
                 return
             # The watch is ending (its loop's end), or the number is no longer ours there: from
             # now on the loop's reader, as before the watch, and a check after every read.
-            self._via_watch = False
+            self._watch_reads = -1
             self._error_seen = True
             if not want:
                 self._reader_registered = False
@@ -1516,9 +1514,9 @@ class WSATransport(asyncio.Transport):
         plain ``recv`` for the common small datagram, and cheaper than allocating a buffer of
         the largest size for each one (measured ~4x on a 100-byte AF_UNIX datagram).
         """
-        scratch = self._scratch
-        assert scratch is not None
-        nbytes, _, msg_flags, _ = sock.recvmsg_into(self._scratch_iov)
+        iov = self._scratch_iov
+        scratch = iov[0]
+        nbytes, _, msg_flags, _ = sock.recvmsg_into(iov)
         if msg_flags & socket.MSG_TRUNC:
             self._truncated()
             return None
@@ -1529,9 +1527,9 @@ class WSATransport(asyncio.Transport):
 
     def _release_scratch(self) -> None:
         # A large message left its pages resident: give them back (zero-filled on next touch).
-        scratch = self._scratch
-        if scratch is not None and hasattr(mmap, "MADV_DONTNEED"):
-            scratch.madvise(mmap.MADV_DONTNEED)
+        iov = self._scratch_iov
+        if iov and hasattr(mmap, "MADV_DONTNEED"):
+            iov[0].madvise(mmap.MADV_DONTNEED)
 
     def _read_buffered(self) -> None:
         protocol = self._protocol
@@ -1585,8 +1583,7 @@ class WSATransport(asyncio.Transport):
         """A message longer than the protocol's buffer: its head is in ``buf``, the rest in the
         scratch area. Deliver it whole, in order, through as many ``get_buffer(remaining)`` /
         ``buffer_updated`` rounds as the protocol's buffers need (one when it offers enough)."""
-        assert self._scratch is not None
-        data = bytes(memoryview(buf).cast("B")[:room]) + self._scratch[: nbytes - room]
+        data = bytes(memoryview(buf).cast("B")[:room]) + self._scratch_iov[0][: nbytes - room]
         if nbytes > MAX_READ:
             self._release_scratch()
         offset = 0
@@ -1626,7 +1623,7 @@ class WSATransport(asyncio.Transport):
     def _rearm_reader(self) -> None:
         """uvloop: a new reader registration for one its error event closed (see _read_error)."""
         sock = self._sock
-        if self._reader_registered and sock is not None and not self._via_watch and self._registrations_ours():
+        if self._reader_registered and sock is not None and self._watch_reads < 0 and self._registrations_ours():
             self._loop.remove_reader(sock)
             self._loop.add_reader(sock, self._read_ready if self._message_mode else self._read_stream)
 
@@ -1706,9 +1703,13 @@ class WSATransport(asyncio.Transport):
         given that number, and uvloop kept the descriptor open (adversarial pass)."""
         if self._step(_EV_ABORT):
             self._lose(None, WSAErrorCode.WSA_OPERATION_ABORTED)  # (removes the reader)
-        watch, self._error_watch = self._error_watch, None
+        watch = self._error_watch
         if watch is not None:
             watch.discard(self._sock_fd, self)
+            sock = self._sock
+            if sock is not None:
+                self._release_io(sock)  # (so that the close is not left waiting for ours)
+            self._error_watch = None
 
     def abort(self) -> None:
         """Close now: pending sends complete with WSA_OPERATION_ABORTED and their exact
@@ -1792,15 +1793,16 @@ class WSATransport(asyncio.Transport):
         sock, self._sock = self._sock, None
         if self._reader_registered and sock is not None:
             self._reader_registered = False
-            if not self._via_watch and self._registrations_ours():
+            if self._watch_reads < 0 and self._registrations_ours():
                 self._loop.remove_reader(self._reader_target(sock))
-        watch, self._error_watch = self._error_watch, None
+        watch = self._error_watch
         if watch is not None:
             # (Only while the number is still ours there; the descriptor closes just below when
             # the socket still has it, see ErrorWatch.discard.)
             watch.discard(self._sock_fd, self, sock is not None and sock.fileno() == self._sock_fd)
-        if sock is not None:
-            self._release_io(sock)
+            if sock is not None:
+                self._release_io(sock)
+            self._error_watch = None
         engine = self._engine
         keeper = None
         if engine is not None:

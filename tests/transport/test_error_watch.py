@@ -254,13 +254,12 @@ async def test_a_descriptor_that_cannot_be_watched_is_refused_and_leaves_nothing
 
 
 def _closed_by_the_loops_end(kept: list[object]) -> None:
-    """After ``uvloop.run``: ``kept`` is ``[peer, transport]``, the transport left open; the
-    loop's end closed its watch's epoll. Then its socket is closed and it is collected (it warns
-    "unclosed transport")."""
-    peer, transport = kept
-    assert isinstance(transport, WSATransport)
-    watch = transport._error_watch
-    assert watch is not None and watch._epoll is None  # the loop's end closed it
+    """After ``uvloop.run``: ``kept`` is ``[peer, transport, its watch]``, the transport left
+    open; the loop's end closed its watch's epoll (and the transport let go of it). Then its
+    socket is closed and it is collected (it warns "unclosed transport")."""
+    peer, transport, watch = kept
+    assert isinstance(transport, WSATransport) and isinstance(watch, _errorwatch.ErrorWatch)
+    assert watch._epoll is None and transport._error_watch is None  # the loop's end closed it
     assert not any(record.watch is watch for record in _errorwatch._WATCHES.values())
     transport.get_extra_info("socket").close()  # (the loop is closed: no transport.close())
     kept.clear()
@@ -285,7 +284,7 @@ def test_the_watch_closes_its_epoll_when_the_loop_ends() -> None:
             await proto.made
             await asyncio.sleep(0)
             assert transport._error_watch is not None and transport._error_watch._epoll is not None
-            kept.append(transport)
+            kept.extend([transport, transport._error_watch])
 
     uvloop.run(main())
     _closed_by_the_loops_end(kept)
@@ -314,7 +313,7 @@ def test_a_loop_watches_its_end_once_and_its_end_closes_a_later_watch() -> None:
             assert second._error_watch is record.watch
             assert record.watch is not None and record.watch is not first_watch
             assert record.end_watcher is watcher  # the loop's, not the watch's
-            kept.extend([peer, second])
+            kept.extend([peer, second, second._error_watch])
 
     uvloop.run(main())
     _closed_by_the_loops_end(kept)

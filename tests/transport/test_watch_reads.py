@@ -234,7 +234,7 @@ async def test_a_long_lived_connection_moves_to_a_reader_of_the_loops_and_still_
                 assert await proto.wait_data(len(expected)) == expected
         watch = transport._error_watch
         if _on_uvloop():
-            assert watch is not None and not transport._via_watch
+            assert watch is not None and transport._watch_reads < 0
             mask = _registrations(watch)[fd]
             assert not mask & select.EPOLLIN and mask & select.EPOLLONESHOT
         transport.pause_reading()
@@ -269,7 +269,7 @@ async def test_a_watch_that_ends_under_reading_transports_hands_them_to_the_loop
         await loop.shutdown_asyncgens()
         await _spin()
         if watch is not None:
-            assert watch._epoll is None and not transport._via_watch and not transport._io_held
+            assert watch._epoll is None and transport._watch_reads < 0 and transport._error_watch is None
         peer.sendall(b"after the watch")
         async with asyncio.timeout(GUARD):
             assert await proto.wait_data(15) == b"after the watch"
