@@ -1539,6 +1539,44 @@ static PyObject *watch_event_name = NULL;
  * request with one client. Here: a stack array, the GIL kept (timeout 0, as recv in this
  * module), and each owner called directly. The owners dict and each owner are held across
  * the calls, which may close transports and so change the dict. */
+/* The live owner of descriptor ``fd`` in ``owners`` (number -> weak reference): 1 and a new
+ * reference in *owner, 0 when there is none (not listed, or collected), -1 with an exception. */
+static int
+watched_owner(PyObject *owners, int fd, PyObject **owner)
+{
+    PyObject *key = PyLong_FromLong((long)fd);
+    if (key == NULL) {
+        return -1;
+    }
+    PyObject *ref;
+#if PY_VERSION_HEX >= 0x030D0000
+    int found = PyDict_GetItemRef(owners, key, &ref);
+    Py_DECREF(key);
+    if (found <= 0) {
+        return found;
+    }
+    int alive = PyWeakref_GetRef(ref, owner);
+    Py_DECREF(ref);
+    return alive;
+#else
+    ref = PyDict_GetItemWithError(owners, key);  /* (borrowed: nothing runs before its use) */
+    Py_DECREF(key);
+    if (ref == NULL) {
+        return PyErr_Occurred() ? -1 : 0;
+    }
+    PyObject *target = PyWeakref_GetObject(ref);  /* (borrowed) */
+    if (target == NULL) {
+        return -1;
+    }
+    if (target == Py_None) {
+        return 0;
+    }
+    Py_INCREF(target);
+    *owner = target;
+    return 1;
+#endif
+}
+
 static PyObject *
 iov_watch_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -1572,54 +1610,14 @@ iov_watch_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     PyObject *owners = args[1];
     Py_INCREF(owners);
     for (int i = 0; i < n; i++) {
-        PyObject *key = PyLong_FromLong((long)events[i].data.fd);
-        if (key == NULL) {
-            goto error;
-        }
-        PyObject *ref;
-#if PY_VERSION_HEX >= 0x030D0000
-        int found = PyDict_GetItemRef(owners, key, &ref);
-        Py_DECREF(key);
-        if (found < 0) {
-            goto error;
-        }
-        if (found == 0) {
-            continue;
-        }
-#else
-        ref = PyDict_GetItemWithError(owners, key);
-        Py_DECREF(key);
-        if (ref == NULL) {
-            if (PyErr_Occurred()) {
-                goto error;
-            }
-            continue;
-        }
-        Py_INCREF(ref);
-#endif
         PyObject *owner;
-#if PY_VERSION_HEX >= 0x030D0000
-        int alive = PyWeakref_GetRef(ref, &owner);
-        Py_DECREF(ref);
+        int alive = watched_owner(owners, events[i].data.fd, &owner);
         if (alive < 0) {
             goto error;
         }
         if (alive == 0) {
             continue;
         }
-#else
-        owner = PyWeakref_GetObject(ref);
-        if (owner == NULL) {
-            Py_DECREF(ref);
-            goto error;
-        }
-        Py_INCREF(owner);
-        Py_DECREF(ref);
-        if (owner == Py_None) {
-            Py_DECREF(owner);
-            continue;
-        }
-#endif
         PyObject *what = PyLong_FromUnsignedLong((unsigned long)events[i].events);
         if (what == NULL) {
             Py_DECREF(owner);

@@ -45,6 +45,15 @@ def _registrations(watch: _errorwatch.ErrorWatch) -> dict[int, int]:
     return found
 
 
+async def _reading(ours: socket.socket) -> tuple[WSATransport, Recorder]:
+    """A transport on ``ours`` whose protocol was told and whose reading started."""
+    proto = Recorder()
+    transport = WSATransport(ours, proto)
+    await proto.made
+    await asyncio.sleep(0)
+    return transport, proto
+
+
 async def _spin(rounds: int = 20) -> None:
     for _ in range(rounds):
         await asyncio.sleep(0)
@@ -56,10 +65,7 @@ async def test_reading_is_a_data_registration_in_the_watch_and_pausing_makes_it_
     until ``resume_reading``, then arrives whole."""
     ours, peer = socket.socketpair()
     with peer:
-        proto = Recorder()
-        transport = WSATransport(ours, proto)
-        await proto.made
-        await asyncio.sleep(0)
+        transport, proto = await _reading(ours)
         fd = ours.fileno()
         watch = transport._error_watch
         if _on_uvloop():
@@ -123,10 +129,7 @@ async def test_a_close_behind_the_transports_back_keeps_the_descriptor_until_the
     gets the number meanwhile; the transport's close then closes it."""
     ours, peer = socket.socketpair()
     with peer:
-        proto = Recorder()
-        transport = WSATransport(ours, proto)
-        await proto.made
-        await asyncio.sleep(0)
+        transport, proto = await _reading(ours)
         fd = ours.fileno()
         ours.close()  # behind the transport's back
         if _on_uvloop():
@@ -152,13 +155,8 @@ async def test_no_data_registration_outlives_the_transport_with_a_duplicate_of_t
     keeper_sock, keeper_peer = socket.socketpair()  # (keeps the loop's watch alive throughout)
     ours, peer = socket.socketpair()
     with keeper_peer, peer:
-        keeper_proto = Recorder()
-        keeper = WSATransport(keeper_sock, keeper_proto)
-        proto = Recorder()
-        transport = WSATransport(ours, proto)
-        await proto.made
-        await keeper_proto.made
-        await asyncio.sleep(0)
+        keeper, keeper_proto = await _reading(keeper_sock)
+        transport, proto = await _reading(ours)
         fd = ours.fileno()
         duplicate = os.dup(fd)
         try:
@@ -221,9 +219,7 @@ async def test_a_long_lived_connection_moves_to_a_reader_of_the_loops_and_still_
         ours = socket.create_connection(lsock.getsockname()[:2])
         peer, _ = lsock.accept()
     with peer:
-        proto = Recorder()
-        transport = WSATransport(ours, proto)
-        await proto.made
+        transport, proto = await _reading(ours)
         fd = ours.fileno()
         expected = b""
         for i in range(_transport._WATCH_READS + 3):
@@ -261,10 +257,7 @@ async def test_a_watch_that_ends_under_reading_transports_hands_them_to_the_loop
     loop = asyncio.get_running_loop()
     ours, peer = socket.socketpair()
     with peer:
-        proto = Recorder()
-        transport = WSATransport(ours, proto)
-        await proto.made
-        await asyncio.sleep(0)
+        transport, proto = await _reading(ours)
         watch = transport._error_watch
         await loop.shutdown_asyncgens()
         await _spin()
