@@ -215,8 +215,7 @@ class ErrorWatch:
         ref = self._owners.get(fd)
         if ref is None or ref() is not owner:
             return
-        readers = self._readers()
-        if self._drop(fd, not closing or (readers is not None and fd in readers)):
+        if self._drop(fd, closing):
             # The loop's last watched transport is gone: so is the epoll (no descriptor of ours
             # outlives our transports; the next transport makes a new watch).
             loop = self._loopref()
@@ -234,16 +233,16 @@ class ErrorWatch:
             with contextlib.suppress(RuntimeError):  # closed in the meantime: it went with the loop
                 loop.call_soon_threadsafe(self._retire_if_unused, loop)
 
-    def _drop(self, fd: int, unregister: bool = True) -> bool:
-        """Forget ``fd`` (listed) and unregister it; True when it was the last one."""
+    def _drop(self, fd: int, closing: bool = False) -> bool:
+        """Forget ``fd`` (listed) and unregister it, unless its owner closes it now and it is
+        registered for errors only (see discard); True when it was the last one."""
         del self._owners[fd]
         readers = self._readers()
-        if readers is not None:
-            readers.pop(fd, None)
+        reading = readers is not None and readers.pop(fd, None) is not None
         epoll = self._epoll
         if epoll is None:
             return False
-        if unregister:
+        if reading or not closing:
             # (Not contextlib.suppress: a context manager object a connection, for an error
             # that is rare. OSError: closed already, or the number is someone else's now.)
             try:  # noqa: SIM105

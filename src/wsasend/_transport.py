@@ -1226,10 +1226,7 @@ class WSATransport(asyncio.Transport):
         ErrorWatch.close): let the descriptor go, and read through the loop from now on (with
         ``rearm``, from its next iteration: the loop may be closing now), checking each time."""
         self._error_seen = True
-        sock = self._sock
-        if sock is not None:
-            self._release_io(sock)
-        self._error_watch = None
+        self._release_io(self._sock)
         if self._watch_reads >= 0:
             self._watch_reads = -1
             if self._reader_registered:
@@ -1238,12 +1235,21 @@ class WSATransport(asyncio.Transport):
                     with contextlib.suppress(RuntimeError):
                         self._loop.call_soon(self._update_reader)
 
-    def _release_io(self, sock: socket.socket) -> None:
+    def _leave_watch(self, sock: socket.socket | None, closing: bool = False) -> None:
+        """Out of the ErrorWatch: its registration dropped (see ErrorWatch.discard for
+        ``closing``), then the descriptor's hold given back (see _release_io)."""
+        watch = self._error_watch
+        if watch is not None:
+            watch.discard(self._sock_fd, self, closing)
+            self._release_io(sock)
+
+    def _release_io(self, sock: socket.socket | None) -> None:
         """Give back the hold on the descriptor taken in _start_reading (nothing is closed), and
         with it the watch (its registration goes with the descriptor, or was dropped first)."""
         if self._error_watch is not None:
             self._error_watch = None
-            setattr(sock, "_io_refs", getattr(sock, "_io_refs", 1) - 1)  # noqa: B010
+            if sock is not None:
+                setattr(sock, "_io_refs", getattr(sock, "_io_refs", 1) - 1)  # noqa: B010
 
     def _update_reader(self) -> None:
         """Make the loop's reader registration match what the state wants."""
@@ -1703,13 +1709,7 @@ class WSATransport(asyncio.Transport):
         given that number, and uvloop kept the descriptor open (adversarial pass)."""
         if self._step(_EV_ABORT):
             self._lose(None, WSAErrorCode.WSA_OPERATION_ABORTED)  # (removes the reader)
-        watch = self._error_watch
-        if watch is not None:
-            watch.discard(self._sock_fd, self)
-            sock = self._sock
-            if sock is not None:
-                self._release_io(sock)  # (so that the close is not left waiting for ours)
-            self._error_watch = None
+        self._leave_watch(self._sock)  # (so that the close is not left waiting for our hold)
 
     def abort(self) -> None:
         """Close now: pending sends complete with WSA_OPERATION_ABORTED and their exact
@@ -1795,14 +1795,9 @@ class WSATransport(asyncio.Transport):
             self._reader_registered = False
             if self._watch_reads < 0 and self._registrations_ours():
                 self._loop.remove_reader(self._reader_target(sock))
-        watch = self._error_watch
-        if watch is not None:
-            # (Only while the number is still ours there; the descriptor closes just below when
-            # the socket still has it, see ErrorWatch.discard.)
-            watch.discard(self._sock_fd, self, sock is not None and sock.fileno() == self._sock_fd)
-            if sock is not None:
-                self._release_io(sock)
-            self._error_watch = None
+        # (Only while the number is still ours there; the descriptor closes just below when
+        # the socket still has it, see ErrorWatch.discard.)
+        self._leave_watch(sock, sock is not None and sock.fileno() == self._sock_fd)
         engine = self._engine
         keeper = None
         if engine is not None:
