@@ -19,18 +19,12 @@ import pytest
 from tests.helpers import pattern, readable_now, tcp_pair
 from wsasend import MSG_OOB, MSG_PARTIAL, WSAError, WSAErrorCode, WSAOverlapped
 
-from .util import drain_peer, until, wrap
+from .util import drain_peer, spin, until, wrap
 
 PAIRS: dict[str, Callable[[], tuple[socket.socket, socket.socket]]] = {
     "unix": lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM),
     "tcp": lambda: tcp_pair(bufsize=64 * 1024),
 }
-
-
-async def _spin(rounds: int = 20) -> None:
-    """Let the loop run its callbacks, batch windows and writers for a while."""
-    for _ in range(rounds):
-        await asyncio.sleep(0)
 
 
 @pytest.mark.parametrize("kind", sorted(PAIRS))
@@ -40,7 +34,7 @@ async def test_cork_pieces_wait_for_the_send_that_ends_them(kind: str) -> None:
         transport, proto = await wrap(ours, partial_messages="cork")
         first = transport.send(b"GET / ", MSG_PARTIAL)
         second = transport.send([b"HTTP/1.1", memoryview(b"\r\n")], MSG_PARTIAL)
-        await _spin()
+        await spin()
         # Held: pending, counted as buffered, and not one byte at the peer.
         assert first.pending and second.pending
         assert transport.get_write_buffer_size() == 16
@@ -60,7 +54,7 @@ async def test_cork_any_send_without_the_flag_ends_the_run(ending: str) -> None:
     with peer:
         transport, proto = await wrap(ours, partial_messages="cork")
         piece = transport.send(b"piece", MSG_PARTIAL)
-        await _spin()
+        await spin()
         assert readable_now(peer) == b""
         if ending == "send":
             assert await transport.send(b"+end") == 4
@@ -88,7 +82,7 @@ async def test_cork_graceful_close_lets_held_pieces_go(how: str) -> None:
     with peer:
         transport, proto = await wrap(ours, partial_messages="cork")
         pieces = [transport.send(pattern(1000, i), MSG_PARTIAL) for i in range(3)]
-        await _spin()
+        await spin()
         assert readable_now(peer) == b""
         getattr(transport, how)()
         assert [await p for p in pieces] == [1000, 1000, 1000]
@@ -106,7 +100,7 @@ async def test_cork_abort_fails_held_pieces_with_nothing_sent() -> None:
         done = transport.send(b"sent")
         assert await done == 4
         pieces = [transport.send(b"held", MSG_PARTIAL), transport.send(b"held", MSG_PARTIAL)]
-        await _spin()
+        await spin()
         transport.abort()
         for p in pieces:
             with pytest.raises(WSAError) as info:
@@ -130,7 +124,7 @@ async def test_cork_cancel_of_a_held_piece_withdraws_it_alone() -> None:
             await b
         assert info.value.winerror == WSAErrorCode.WSA_OPERATION_ABORTED
         assert transport.get_write_buffer_size() == 2
-        await _spin()
+        await spin()
         assert readable_now(peer) == b""  # the others are still held
         # Withdrawing the last piece keeps the run open too.
         assert c.cancel() is True
@@ -160,7 +154,7 @@ async def test_cork_pieces_behind_a_full_buffer_keep_their_order() -> None:
         while len(got) < len(big):
             got += await asyncio.wait_for(loop.sock_recv(peer, 1 << 16), 20)
         assert await head == len(big)
-        await _spin()
+        await spin()
         assert bytes(got) == big and readable_now(peer) == b""
         assert all(p.pending for p in held)
         tail = transport.send([pattern(7, 4), pattern(70_000, 5)])
@@ -178,7 +172,7 @@ async def test_cork_urgent_piece_keeps_its_mark_on_its_own_last_byte() -> None:
     with peer:
         transport, proto = await wrap(ours, partial_messages="cork")
         urgent = transport.send(b"ab!", MSG_OOB | MSG_PARTIAL)
-        await _spin()
+        await spin()
         assert urgent.pending and readable_now(peer) == b""
         assert await transport.send(b"cd") == 2
         assert await urgent == 3
@@ -224,7 +218,7 @@ async def test_cork_random_runs_never_release_a_piece_early(seed: int) -> None:
             else:
                 released += open_run + data
                 open_run.clear()
-            await _spin(rng.randint(0, 3))
+            await spin(rng.randint(0, 3))
             received += readable_now(peer)
             assert received == released[: len(received)], step
         ends = transport.send(b"")

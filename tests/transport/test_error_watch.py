@@ -24,11 +24,7 @@ import uvloop
 from tests.helpers import run_threads
 from wsasend import WSAError, WSAErrorCode, WSATransport, _errorwatch
 
-from .util import GUARD, Recorder
-
-
-def _on_uvloop() -> bool:
-    return isinstance(asyncio.get_running_loop(), uvloop.Loop)
+from .util import GUARD, Recorder, on_uvloop
 
 
 def _reset(peer: socket.socket) -> None:
@@ -102,7 +98,7 @@ async def test_request_response_reads_make_no_error_check_until_an_error_event()
             _reset(peer)
             await _expect_x_then_reset(proto)
         # On uvloop the watch reported the error event; asyncio has no watch.
-        assert transport._error_seen is _on_uvloop()
+        assert transport._error_seen is on_uvloop()
 
 
 async def test_a_reset_while_reading_is_paused_is_reported_after_resume() -> None:
@@ -119,7 +115,7 @@ async def test_a_reset_while_reading_is_paused_is_reported_after_resume() -> Non
         transport.pause_reading()
         peer.send(b"x")
         _reset(peer)
-        if _on_uvloop():
+        if on_uvloop():
             await _spin(lambda: transport._error_seen)
             assert transport._error_seen  # reported while paused
         else:
@@ -168,7 +164,7 @@ async def test_a_transport_whose_socket_was_detached_never_drops_the_new_owners_
 async def test_the_watch_goes_with_the_last_transport_of_its_loop() -> None:
     """No descriptor of ours outlives our transports: the loop's watch (its epoll) closes when
     the last watched transport closes, and the next transport makes a new one."""
-    if not _on_uvloop():
+    if not on_uvloop():
         assert asyncio.get_running_loop() not in _errorwatch._WATCHES  # asyncio: no watch, ever
         return
     loop = asyncio.get_running_loop()
@@ -205,7 +201,7 @@ async def test_a_transport_collected_unclosed_lets_its_watch_go() -> None:
     """An unclosed transport taken by the collector (it warns ResourceWarning and closes its
     socket) cannot discard its registration: its entry goes with it all the same, and with the
     loop's last entry the watch and its epoll, as when the last transport closes."""
-    if not _on_uvloop():
+    if not on_uvloop():
         assert asyncio.get_running_loop() not in _errorwatch._WATCHES  # asyncio: no watch, ever
         return
     loop = asyncio.get_running_loop()
@@ -243,7 +239,7 @@ async def test_a_descriptor_that_cannot_be_watched_is_refused_and_leaves_nothing
     """``ErrorWatch.add`` of a descriptor epoll refuses (a regular file here, as a number
     that stopped being a socket would be): False, so the transport checks each read as before
     the watch, and a watch made for it alone closes again at once."""
-    if not _on_uvloop():
+    if not on_uvloop():
         return  # (asyncio transports make no watch)
     loop = asyncio.get_running_loop()
     assert _errorwatch.current_watch(loop) is None

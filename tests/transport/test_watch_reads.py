@@ -21,16 +21,11 @@ import socket
 import struct
 
 import pytest
-import uvloop
 
 import wsasend
 from wsasend import WSATransport, _errorwatch, _transport
 
-from .util import GUARD, Recorder
-
-
-def _on_uvloop() -> bool:
-    return isinstance(asyncio.get_running_loop(), uvloop.Loop)
+from .util import GUARD, Recorder, on_uvloop, spin, wrap
 
 
 def _registrations(watch: _errorwatch.ErrorWatch) -> dict[int, int]:
@@ -45,30 +40,16 @@ def _registrations(watch: _errorwatch.ErrorWatch) -> dict[int, int]:
     return found
 
 
-async def _reading(ours: socket.socket) -> tuple[WSATransport, Recorder]:
-    """A transport on ``ours`` whose protocol was told and whose reading started."""
-    proto = Recorder()
-    transport = WSATransport(ours, proto)
-    await proto.made
-    await asyncio.sleep(0)
-    return transport, proto
-
-
-async def _spin(rounds: int = 20) -> None:
-    for _ in range(rounds):
-        await asyncio.sleep(0)
-
-
 async def test_reading_is_a_data_registration_in_the_watch_and_pausing_makes_it_errors_only() -> None:
     """While the transport reads, its socket is registered for data (EPOLLIN); paused, for
     errors only (one-shot, no event asked for), and data sent meanwhile waits in the kernel
     until ``resume_reading``, then arrives whole."""
     ours, peer = socket.socketpair()
     with peer:
-        transport, proto = await _reading(ours)
+        transport, proto = await wrap(ours)
         fd = ours.fileno()
         watch = transport._error_watch
-        if _on_uvloop():
+        if on_uvloop():
             assert watch is not None
             assert _registrations(watch)[fd] & select.EPOLLIN
         else:
@@ -78,7 +59,7 @@ async def test_reading_is_a_data_registration_in_the_watch_and_pausing_makes_it_
             mask = _registrations(watch)[fd]
             assert not mask & select.EPOLLIN and mask & select.EPOLLONESHOT
         peer.sendall(b"while paused")
-        await _spin()
+        await spin()
         assert proto.data == b""
         transport.resume_reading()
         if watch is not None:
@@ -113,7 +94,7 @@ async def test_a_connection_waiting_for_data_is_kept_by_its_loop_through_a_colle
     async with server:
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        await _spin()
+        await spin()
         gc.collect()
         writer.write(b"ping")
         async with asyncio.timeout(GUARD):
@@ -129,10 +110,10 @@ async def test_a_close_behind_the_transports_back_keeps_the_descriptor_until_the
     gets the number meanwhile; the transport's close then closes it."""
     ours, peer = socket.socketpair()
     with peer:
-        transport, proto = await _reading(ours)
+        transport, proto = await wrap(ours)
         fd = ours.fileno()
         ours.close()  # behind the transport's back
-        if _on_uvloop():
+        if on_uvloop():
             os.fstat(fd)  # (still open: raises EBADF otherwise)
             with socket.socket() as newcomer:
                 assert newcomer.fileno() != fd
@@ -155,8 +136,8 @@ async def test_no_data_registration_outlives_the_transport_with_a_duplicate_of_t
     keeper_sock, keeper_peer = socket.socketpair()  # (keeps the loop's watch alive throughout)
     ours, peer = socket.socketpair()
     with keeper_peer, peer:
-        keeper, keeper_proto = await _reading(keeper_sock)
-        transport, proto = await _reading(ours)
+        keeper, keeper_proto = await wrap(keeper_sock)
+        transport, proto = await wrap(ours)
         fd = ours.fileno()
         duplicate = os.dup(fd)
         try:
@@ -167,7 +148,7 @@ async def test_no_data_registration_outlives_the_transport_with_a_duplicate_of_t
                 transport.abort()
             await proto.wait_lost()
             peer.sendall(b"nobody reads this")
-            await _spin()
+            await spin()
             if watch is not None:
                 left = _registrations(watch)
                 assert fd not in left or not left[fd] & select.EPOLLIN
@@ -193,7 +174,7 @@ async def test_a_socket_that_polls_hup_forever_after_eof_is_not_left_registered_
     peer.shutdown(socket.SHUT_WR)
     async with asyncio.timeout(GUARD):
         await proto.eof
-    await _spin()
+    await spin()
     watch = transport._error_watch
     if watch is not None:
         assert not _registrations(watch)[ours.fileno()] & select.EPOLLIN
@@ -203,7 +184,7 @@ async def test_a_socket_that_polls_hup_forever_after_eof_is_not_left_registered_
     peer.setblocking(True)
     assert peer.recv(100) == b"still open!"
     peer.close()
-    await _spin()
+    await spin()
     if watch is not None:
         assert not _registrations(watch)[ours.fileno()] & select.EPOLLIN
     transport.close()
@@ -219,7 +200,7 @@ async def test_a_long_lived_connection_moves_to_a_reader_of_the_loops_and_still_
         ours = socket.create_connection(lsock.getsockname()[:2])
         peer, _ = lsock.accept()
     with peer:
-        transport, proto = await _reading(ours)
+        transport, proto = await wrap(ours)
         fd = ours.fileno()
         expected = b""
         for i in range(_transport._WATCH_READS + 3):
@@ -229,13 +210,13 @@ async def test_a_long_lived_connection_moves_to_a_reader_of_the_loops_and_still_
             async with asyncio.timeout(GUARD):
                 assert await proto.wait_data(len(expected)) == expected
         watch = transport._error_watch
-        if _on_uvloop():
+        if on_uvloop():
             assert watch is not None and transport._watch_reads < 0
             mask = _registrations(watch)[fd]
             assert not mask & select.EPOLLIN and mask & select.EPOLLONESHOT
         transport.pause_reading()
         peer.sendall(b"late")
-        await _spin()
+        await spin()
         assert proto.data == expected
         transport.resume_reading()
         expected += b"late"
@@ -257,10 +238,10 @@ async def test_a_watch_that_ends_under_reading_transports_hands_them_to_the_loop
     loop = asyncio.get_running_loop()
     ours, peer = socket.socketpair()
     with peer:
-        transport, proto = await _reading(ours)
+        transport, proto = await wrap(ours)
         watch = transport._error_watch
         await loop.shutdown_asyncgens()
-        await _spin()
+        await spin()
         if watch is not None:
             assert watch._epoll is None and transport._watch_reads < 0 and transport._error_watch is None
         peer.sendall(b"after the watch")

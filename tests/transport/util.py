@@ -7,6 +7,8 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+import uvloop
+
 import wsasend
 from wsasend import CompletedSend, WSAOverlapped, WSAProtocol, WSATransport
 
@@ -151,6 +153,17 @@ async def wrap(sock: socket.socket, factory: Callable[[], Any] = Recorder, **opt
     transport, protocol = await wsasend.connect_accepted_socket(factory, sock, **options)
     assert isinstance(transport, WSATransport)
     return transport, protocol
+
+
+def on_uvloop() -> bool:
+    """True when the running loop is uvloop's."""
+    return isinstance(asyncio.get_running_loop(), uvloop.Loop)
+
+
+async def spin(rounds: int = 20) -> None:
+    """Let the loop run its callbacks, batch windows, writers and readers for a while."""
+    for _ in range(rounds):
+        await asyncio.sleep(0)
 
 
 async def until(predicate: Callable[[], bool], guard: float = GUARD) -> None:
