@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 import pytest
@@ -75,6 +75,72 @@ async def test_WSAOverlapped_completes_immediately_on_idle_socket(pair: tuple[so
     assert not loop.remove_writer(a)  # no writer was ever registered for an immediate send
     assert await ov == 14
     assert await read_exactly(b, 14) == b"head:body:tail"
+
+
+def _returns_at_once(value: int) -> Generator[Any, None, int]:
+    """What awaiting a completed send did before issue 11 made it a C iterator: the reference."""
+    return value
+    yield  # pragma: no cover - makes this a generator
+
+
+def _steps(make: Callable[[], Generator[Any, Any, int]]) -> list[object]:
+    """What each way of driving an awaitable's iterator does, as (outcome, value) records."""
+    outcomes: list[object] = []
+
+    def record(step: Callable[[], object]) -> None:
+        try:
+            outcomes.append(("yielded", step()))
+        except StopIteration as stop:
+            outcomes.append(("returned", stop.value))
+        except BaseException as exc:  # (the exception is the outcome compared)
+            outcomes.append(("raised", type(exc), str(exc)))
+
+    it = make()
+    record(lambda: next(it))
+    record(lambda: next(it))  # exhausted: StopIteration with no value
+    record(lambda: it.send(None))
+    it = make()
+    record(lambda: it.send(None))
+    it = make()
+    record(lambda: it.send(1))  # a just-started generator refuses a value
+    record(lambda: it.send(None))
+    it = make()
+    record(lambda: it.throw(KeyError("k")))  # raises what was thrown, then is done
+    record(lambda: next(it))
+    it = make()
+    it.close()
+    record(lambda: next(it))
+    return outcomes
+
+
+async def test_await_of_a_completed_send_returns_its_count_as_a_generator_would(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """S5.3: awaiting a send that completed inside ``wsa_send`` gives its count at once, with
+    no loop iteration, by ``await``, a Task or ``yield from``; its ``__await__`` iterator steps
+    exactly like a generator that returns the count (the compiled build's is C, issue 11)."""
+    a, b = pair
+    loop = asyncio.get_running_loop()
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        ticks += 1
+
+    loop.call_soon(tick)
+    ovs = []
+    for n in (1, 300, 10_000):
+        # (Awaited one by one: a send posted right after another waits for the batch, S5.1.)
+        ov = wsa_send(a, [b"x" * n])
+        assert ov.completed_immediately
+        assert await ov == n
+        ovs.append(ov)
+    assert await ovs[0] == 1  # awaited again: the same count
+    assert ticks == 0  # no await above suspended
+    assert _steps(ovs[1].__await__) == _steps(lambda: _returns_at_once(300))
+    assert await asyncio.gather(*ovs, asyncio.ensure_future(ovs[2])) == [1, 300, 10_000, 10_000]
+    assert ticks == 1
+    assert await read_exactly(b, 10_301) == b"x" * 10_301
 
 
 async def test_WSAOverlapped_pending_until_the_peer_reads() -> None:
