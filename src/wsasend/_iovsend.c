@@ -1519,11 +1519,12 @@ iov_rlock(PyObject *module, PyObject *unused)
     return (PyObject *)self;
 }
 
-/* ``await`` of a send that is already complete (WSAOverlapped.__await__, SPEC S5.3): an iterator
+/* ``await`` of a send that is already complete (WSAOverlapped.__await__ on 3.11, S5.3): an iterator
  * that returns its value at once. A plain-Python generator did this before (issue 11: ~800 of a
  * 3,500-instruction ``await wsa_send(...)`` on uvloop, for making a generator and running its
  * frame). Python 3.11's SEND opcode takes am_send (a return with no StopIteration made); 3.12's
- * calls tp_iternext, which raises StopIteration(value) as asyncio's FutureIter does. It behaves
+ * calls tp_iternext, which raises StopIteration(value) as asyncio's FutureIter does, at a cost
+ * above the generator's, so _overlapped uses it on 3.11 only (it works on all). It behaves
  * as a generator that returns at once: send() of a non-None value to it first is a TypeError,
  * and once it has returned its value every later step ends it again with nothing. */
 typedef struct {

@@ -26,6 +26,7 @@ from wsasend import (
     set_max_pending,
     wsa_send,
 )
+from wsasend._sockutil import IOVSEND_MODULE
 
 # Hang guard only: nothing here should take more than a fraction of it.
 GUARD = 30.0
@@ -141,6 +142,29 @@ async def test_await_of_a_completed_send_returns_its_count_as_a_generator_would(
     assert await asyncio.gather(*ovs, asyncio.ensure_future(ovs[2])) == [1, 300, 10_000, 10_000]
     assert ticks == 1
     assert await read_exactly(b, 10_301) == b"x" * 10_301
+
+
+@pytest.mark.skipif(IOVSEND_MODULE is None, reason="the C iterator is the compiled build's")
+@pytest.mark.parametrize("value", [0, 300, 2**70, None, (1, 2), KeyError("v")])
+def test_done_iterator_steps_as_a_generator_returning_its_value(value: Any) -> None:
+    """``_iovsend.done`` on every Python version (3.11 awaits through its am_send, later ones
+    would through its tp_iternext): a tuple or an exception comes back as the value, not as
+    StopIteration's arguments, as from a generator."""
+    assert _steps(lambda: IOVSEND_MODULE.done(value)) == _steps(lambda: _returns_at_once(value))
+
+    async def await_it() -> object:
+        return await _Awaitable(value)
+
+    assert asyncio.run(await_it()) == value
+
+
+class _Awaitable:
+    def __init__(self, value: object) -> None:
+        self.value = value
+
+    def __await__(self) -> Generator[Any, None, object]:
+        assert IOVSEND_MODULE is not None
+        return IOVSEND_MODULE.done(self.value)  # type: ignore[no-any-return]
 
 
 async def test_WSAOverlapped_pending_until_the_peer_reads() -> None:
