@@ -144,7 +144,9 @@ from ._sockutil import (
     LINUX_OOB,
     LINUX_SEND_FLAGS,
     SocketInfo,
+    accepted_socket,
     classify,
+    close_socket,
     is_closed,
     is_message_kind,
     max_message_size,
@@ -1180,8 +1182,10 @@ class SendEngine:
             os.close(dup_fd)
             return -1
         blocking = socket.getdefaulttimeout() is not None and os.get_blocking(dup_fd)
-        # (The C socket's ints, as the server's accept: no enum built per property read.)
-        dup = socket.socket(sock_family(sock), sock_type(sock), sock.proto, fileno=dup_fd)
+        # (The C socket's ints, as the server's accept: no enum built per property read; and
+        # socket.socket(..., fileno=dup_fd) made without its interpreted __init__, ~3,000
+        # instructions of each partly taken send's writer cycle, issue 11, W1 awaited.)
+        dup = accepted_socket(sock_family(sock), sock_type(sock), sock.proto, dup_fd)
         if dup.gettimeout() is not None:  # socket.setdefaulttimeout() was used
             dup.setblocking(False)  # a timeout would make the dup poll; 0 never does
         if blocking:
@@ -1198,7 +1202,7 @@ class SendEngine:
         if dup is not None:
             self._dup = None
             self._dup_fd = -1
-            dup.close()
+            close_socket(dup)  # (dup.close() without its interpreted steps: ours, no makefile)
 
     def _dup_check(self) -> None:
         self._dup_check_scheduled = False
