@@ -1613,12 +1613,12 @@ done_send(done_object *self, PyObject *arg)
 static PyObject *
 done_throw(done_object *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    /* Thrown into before it started (or after it ended), a generator raises what was thrown. */
+    /* Thrown into before it started (or after it ended), a generator raises what was thrown
+     * and is done; a bad argument is a TypeError that leaves it as it was. */
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
         return NULL;
     }
-    Py_CLEAR(self->value);
     PyObject *typ = args[0];
     if (PyExceptionInstance_Check(typ)) {
         PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
@@ -1627,8 +1627,11 @@ done_throw(done_object *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetObject(typ, nargs > 1 ? args[1] : NULL);
     }
     else {
-        PyErr_SetString(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException");
+        PyErr_Format(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException, not %s",
+                     Py_TYPE(typ)->tp_name);
+        return NULL;
     }
+    Py_CLEAR(self->value);
     return NULL;
 }
 

@@ -12,7 +12,7 @@ import asyncio
 import socket
 import threading
 from collections.abc import Callable, Generator, Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -107,6 +107,9 @@ def _steps(make: Callable[[], Generator[Any, Any, int]]) -> list[object]:
     record(lambda: it.send(None))
     it = make()
     record(lambda: it.throw(KeyError("k")))  # raises what was thrown, then is done
+    record(lambda: next(it))
+    it = make()
+    record(lambda: cast(Any, it).throw(123))  # not an exception: TypeError, and it runs on
     record(lambda: next(it))
     it = make()
     it.close()
