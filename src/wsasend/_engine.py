@@ -18,8 +18,7 @@ The hot path is built for coalescing (SPEC S5.4, issue 6):
    opened while a ``WSATransport`` delivers received data (``_held``, ``release``) is closed
    when that callback returns, with no loop callback at all.
 2. The queue is flushed when the window closes, when the socket becomes writable (one
-   ``add_writer``, registered only after EAGAIN and removed when the queue drains; on uvloop a
-   one-shot registration in the loop's error watch instead, see _wait_through_watch), or right
+   ``add_writer``, registered only after EAGAIN and removed when the queue drains), or right
    away when someone awaits a send that is only waiting for the window (``flush_for``), so an
    ``await wsa_send(...)`` per send never waits a loop iteration for nothing.
 3. Completions are resolved in bulk inside the flush: fields set, events set, futures resolved
@@ -89,9 +88,8 @@ for a socket with a timeout would write into the new socket. So:
   duplicate's number, which cannot be reused while we hold it. An idle engine holds nothing:
   the duplicate is closed when the writer goes, or at the end of the loop iteration (the batch
   window) for a send that completed at once. Cost: one ``dup`` + ``close`` per activation
-  (EAGAIN to drained), next to the ``epoll_ctl`` the writer costs anyway (one on uvloop, where
-  the wait is in the loop's error watch); none per send on a socket without a timeout, one per
-  loop iteration with sends on a socket with one.
+  (EAGAIN to drained), next to the two ``epoll_ctl`` the writer costs anyway; none per send on
+  a socket without a timeout, one per loop iteration with sends on a socket with one.
 - Whether the caller's socket is still open is read from its object (``_closed``, set by
   ``close()`` and ``detach()`` before the descriptor goes; no syscall): before every post
   (S5.2: WSAENOTSOCK at the call, also on uvloop, which keeps the descriptor open after
@@ -131,13 +129,12 @@ import warnings
 import weakref
 from collections.abc import Callable
 from itertools import chain
-from typing import Any, Final, final
+from typing import Any, Final
 
 from ._buffers import IOV_MAX, gather_for_message, normalize, split_last_byte
 from ._compat import is_extension_file
 from ._dest import Destination
 from ._errors import WSAError, WSAErrorCode
-from ._errorwatch import ErrorWatch, error_watch, watched_loop
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped, signals_event
 from ._queue import BATCH_BYTES, HELD_OP, RUN_BUFS, RUN_BYTES, SendCompletion, SendQueue, SendRun
 from ._sockutil import (
@@ -173,11 +170,6 @@ _UNIX_BACKOFF_MIN: Final = 0.001
 _UNIX_BACKOFF_MAX: Final = 0.05
 # _take_dup's answer when the process has no descriptor to spare (not a closed socket).
 _NO_DESCRIPTOR: Final = -2
-# An engine's writer wait through its loop's ErrorWatch (uvloop, see _wait_through_watch): none
-# (no writer, or the loop's own add_writer), armed, or reported since it was last armed.
-_W_NONE: Final = 0
-_W_ARMED: Final = 1
-_W_REPORTED: Final = 2
 # [n]: how many message sockets may hold nonoverlapped MSG_PARTIAL pieces (S4.5, _sync's
 # _PARTIAL; an upper bound, never below the truth). While it is 0 the overlapped message paths
 # skip the look-up; otherwise a message socket's overlapped send first takes its held pieces.
@@ -718,34 +710,6 @@ def _tick_for(loop: asyncio.AbstractEventLoop) -> _BatchTick:
     return tick
 
 
-@final
-class _WriteWait:
-    """An engine's wait for writability in its loop's ErrorWatch (see _wait_through_watch).
-
-    The watch holds it while it waits, as a loop holds a writer's callback, and with it the
-    engine and the transport (``owner``: see _add_writer; let go when the wait ends)."""
-
-    __slots__ = ("engine", "owner")
-
-    def __init__(self, engine: SendEngine, owner: object) -> None:
-        self.engine = engine
-        self.owner = owner
-
-    def _watch_event(self, events: int) -> None:
-        engine = self.engine
-        try:
-            engine._writable_event(self)
-        except Exception as exc:
-            # Reported, as a loop reports a writer callback's error: the watch's other reports
-            # of this wake-up (a one-shot one is never made again) must still be delivered.
-            loop = engine.loop
-            if not loop.is_closed():
-                loop.call_exception_handler({"message": "wsasend: error in a writable callback", "exception": exc})
-
-    def _watch_gone(self, rearm: bool) -> None:
-        self.engine._writer_watch_gone(self, rearm)
-
-
 class SendEngine:
     """Ordered, coalescing overlapped sends for one socket on one loop. Internal.
 
@@ -793,13 +757,7 @@ class SendEngine:
         "_unix_backoff",
         "_untracked",
         "_watchdog",
-        "_watched_loop",
         "_writer",
-        "_wstale",
-        "_wstate",
-        "_wused",
-        "_wwait",
-        "_wwatch",
         "cork",
         "hot",
         "hot_messages",
@@ -869,16 +827,6 @@ class SendEngine:
         self.keeper: Callable[[], object] | None = None
         self._keep: object = None
         self._writer: socket.socket | None = None  # the socket object registered with add_writer
-        # uvloop: writer waits go through the loop's ErrorWatch (see _wait_through_watch): the
-        # watch this engine pinned (kept until the watchdog finds it unused for an interval:
-        # _wused), the wait in it and its state (_W_*), and the number of a duplicate whose
-        # reported registration may still be in the watch's epoll (see ErrorWatch.end_wait).
-        self._watched_loop = watched_loop(loop)
-        self._wwatch: ErrorWatch | None = None
-        self._wwait: _WriteWait | None = None
-        self._wstate = _W_NONE
-        self._wstale = -1
-        self._wused = False
         # The batch window (see the theory of operation): while _batch_open, posts are only
         # queued; _batch_scheduled says a call_soon(_close_batch) is already on the loop, so
         # reopening the window in the same iteration costs nothing.
@@ -2140,11 +2088,6 @@ class SendEngine:
         self._owned = False
         self._sending = False
         self._writer = None  # the parent's registration: left alone (see above)
-        # (So is the parent's watch: the child closes its copy, see _errorwatch; never unpinned.)
-        self._wwatch = None
-        self._wwait = None
-        self._wstate = _W_NONE
-        self._wstale = -1
         self._keep = None
         self._batch_open = False
         self._on_drained = None
@@ -2336,131 +2279,15 @@ class SendEngine:
                     self._abort_all(WSAErrorCode.WSA_OPERATION_ABORTED)
                     return
             self._writer = sock
-            if not (self._watched_loop and self._wait_through_watch(fd, owner)):
-                self._loop_writer(sock, fd, owner)
+            # uvloop's add_writer (libuv's uv_poll_init) sets O_NONBLOCK on the descriptor, and
+            # so on the open file the caller's descriptor shares. We never need it (every
+            # sendmsg says MSG_DONTWAIT), and a blocking socket must stay blocking for its
+            # other users (S5.10), so its mode is put back at once.
+            blocking = sock.gettimeout() is None and os.get_blocking(fd)
+            self.loop.add_writer(fd, self._on_writable, owner)
+            if blocking and not os.get_blocking(fd):
+                os.set_blocking(fd, True)
             self._watch_soon()
-        elif self._wstate == _W_REPORTED:
-            # Waiting through the watch, reported, and still not drained (a flush that met a
-            # full buffer again, or gave the loop its turn): armed again, once.
-            self._rearm()
-
-    def _loop_writer(self, sock: socket.socket, fd: int, owner: object) -> None:
-        """Register the writer with the loop (``add_writer`` on our duplicate's number)."""
-        # uvloop's add_writer (libuv's uv_poll_init) sets O_NONBLOCK on the descriptor, and
-        # so on the open file the caller's descriptor shares. We never need it (every
-        # sendmsg says MSG_DONTWAIT), and a blocking socket must stay blocking for its
-        # other users (S5.10), so its mode is put back at once.
-        blocking = sock.gettimeout() is None and os.get_blocking(fd)
-        self.loop.add_writer(fd, self._on_writable, owner)
-        if blocking and not os.get_blocking(fd):
-            os.set_blocking(fd, True)
-
-    def _wait_through_watch(self, fd: int, owner: object) -> bool:
-        """uvloop: wait for ``fd`` (our duplicate) to be writable in the loop's ErrorWatch.
-
-        One ``epoll_ctl`` in the watch's epoll (one-shot: see ErrorWatch.wait_writable), and
-        none when the wait ends after its report, where uvloop's ``add_writer`` and
-        ``remove_writer`` made and closed a poll handle (~8 system calls, ~12,000 instructions
-        a wait: issue 11, W1, a 1 MiB send taken in part and awaited). The engine pins the
-        watch, so that it is not made and closed again for every wait of a socket that nothing
-        else keeps it for (a plain socket's ``wsa_send``); the watchdog lets go of it after an
-        interval without a wait (see _watch), and an abort at once. False: wait through the
-        loop's writer (the watch is ending, or cannot be made here, or refused ``fd``).
-        """
-        watch = self._wwatch
-        if watch is None or watch._epoll is None:
-            # (made in the loop's thread while it runs, as error_watch wants)
-            if not self.runs_here():
-                return False
-            watch = error_watch(self.loop)
-            if not watch.pin():
-                self._wwatch = None
-                return False
-            self._wwatch = watch
-            self._wstale = -1
-        wait = _WriteWait(self, owner)
-        if not watch.wait_writable(fd, wait, fd == self._wstale):
-            return False
-        self._wwait = wait
-        self._wstate = _W_ARMED
-        self._wused = True
-        return True
-
-    def _rearm(self) -> None:
-        """Arm the watch's reported registration again (see _add_writer), or fall back to the
-        loop's writer when the watch refuses."""
-        wait = self._wwait
-        watch = self._wwatch
-        sock = self._writer
-        if wait is None or watch is None or sock is None:
-            return
-        if watch.wait_writable(self._dup_fd, wait, True):
-            self._wstate = _W_ARMED
-            self._wused = True
-            return
-        owner = self._end_watch_wait()
-        self._loop_writer(sock, self._dup_fd, owner)
-
-    def _end_watch_wait(self) -> object:
-        """Out of the watch (the writer stays set); returns the transport the wait held."""
-        wait = self._wwait
-        if wait is None:
-            return None
-        self._wwait = None
-        reported = self._wstate == _W_REPORTED
-        self._wstate = _W_NONE
-        watch = self._wwatch
-        if watch is not None:
-            watch.end_wait(self._dup_fd, wait, not reported)
-            # A reported registration stays in the kernel, disarmed, until the socket's file
-            # closes: the next wait on a duplicate with this number arms it (ErrorWatch.end_wait).
-            self._wstale = self._dup_fd if reported else -1
-        owner, wait.owner = wait.owner, None
-        return owner
-
-    def _writable_event(self, wait: _WriteWait) -> None:
-        """The watch reports our duplicate writable (or in error): flush, as _on_writable."""
-        # (Compared through locals: an attribute narrowed by an ``is`` stays narrowed across
-        # the flush for mypy, and mypyc would then read a None back as a _WriteWait.)
-        current: _WriteWait | None = self._wwait
-        if current is not wait:
-            return
-        self._wstate = _W_REPORTED
-        sock = self._writer
-        if sock is None:
-            return
-        try:
-            self._flush(sock)
-        finally:
-            after: _WriteWait | None = self._wwait
-            if after is wait and self._wstate == _W_REPORTED and self._writer is not None:
-                # Nothing drained, nothing armed (the socket's owner has not let go yet, S5.11;
-                # or the flush raised): armed again, as a level-triggered writer of the loop's
-                # would call again.
-                self._rearm()
-
-    def _writer_watch_gone(self, wait: _WriteWait, rearm: bool) -> None:
-        """The watch closed under a wait (its loop's end, a fork): with ``rearm``, the loop's
-        own writer takes over."""
-        current: _WriteWait | None = self._wwait
-        if current is not wait:
-            return
-        self._wwait = None
-        self._wstate = _W_NONE
-        self._wwatch = None
-        self._wstale = -1
-        owner, wait.owner = wait.owner, None
-        sock = self._writer
-        if sock is not None and rearm and not self.loop.is_closed():
-            with contextlib.suppress(RuntimeError):  # (closing meanwhile: nothing runs it any more)
-                self._loop_writer(sock, self._dup_fd, owner)
-
-    def _unpin_watch(self) -> None:
-        watch = self._wwatch
-        if watch is not None and self._wwait is None:
-            self._wwatch = None
-            self._wstale = -1
-            watch.unpin()
 
     def _retry_unix_later(self, sock: socket.socket) -> None:
         """An AF_UNIX datagram to a named receiver met its full queue (EAGAIN): try again after
@@ -2494,18 +2321,13 @@ class SendEngine:
         """Remove the registration, by the number the engine registered (never ``fileno()``)."""
         self._keep = None
         if self._writer is not None:
-            if self._wwait is not None:
-                self._end_watch_wait()
-            elif not self.loop.is_closed():  # (a closed loop has no registrations left)
-                self.loop.remove_writer(self._dup_fd)
             self._writer = None
+            # A closed loop has no registrations left to remove.
+            if not self.loop.is_closed():
+                self.loop.remove_writer(self._dup_fd)
             if not self._batch_scheduled:
                 self._release_dup()  # else _close_batch does, unless the engine is busy again
-        if self._wwatch is not None and not self.loop.is_closed():
-            # The watchdog stays: it lets go of the pinned watch once an interval passes
-            # without a wait (see _watch), and costs no timer made and cancelled a wait.
-            self._watch_soon()
-        elif not self._queue and self._watchdog is not None:
+        if not self._queue and self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
 
@@ -2536,12 +2358,6 @@ class SendEngine:
         """
         self._watchdog = None
         if not self._queue:
-            if self._wwatch is not None:
-                if self._wused or self._writer is not None:  # waited through it lately: one more
-                    self._wused = False
-                    self._watchdog = self.loop.call_later(_WATCHDOG_INTERVAL, self._watch)
-                else:
-                    self._unpin_watch()
             return
         sock = self._sockref()
         if sock is None or is_closed(sock):
@@ -2581,7 +2397,6 @@ class SendEngine:
         if self._watchdog is not None:
             self._watchdog.cancel()
             self._watchdog = None
-        self._unpin_watch()
         self._release_dup()
         self._fail_ops(comps, code, None)
         if self._release_wanted and not self.loop.is_closed() and self.in_loop_thread():

@@ -47,22 +47,6 @@ Reading transports are held by the loop's reader of the watch (see ``_ready_of``
 holds its readers' callbacks: a transport waiting for data is never collected, and one whose
 loop was closed can be.
 
-Engines wait for writability here too (:meth:`ErrorWatch.wait_writable`; issue 11: uvloop's
-``add_writer`` and ``remove_writer`` made and closed a poll handle for every send the kernel
-took only in part, ~8 system calls). An engine registers its own duplicate of the socket's
-descriptor, a number nobody else can close or reuse while it holds it (the fd-reuse rule, as
-for the loop's writer before), for ``EPOLLOUT | EPOLLONESHOT``: reported once, then disarmed,
-so a writable socket nobody writes to cannot make the loop spin; each wait that goes on is
-armed again (``EPOLL_CTL_MOD``). A wait that ends after its report leaves the disarmed
-registration in the kernel rather than spend an ``epoll_ctl`` on it: it reports nothing, errors
-included, goes with the socket's file, and the engine's next wait on a duplicate of the same
-number arms it again; one that ends before its report is removed before the duplicate closes.
-A report goes to the waiter listed for the number (``_writers``, held strongly, as a loop holds
-its writers' callbacks), and then to the transport listed for it, if any. An engine pins the
-watch from its first wait until its watchdog finds an interval without one, or it aborts, so
-a plain socket's waits neither make nor close a watch each; the watch goes when it has no
-transport, no wait and no pin left.
-
 Loop and process lifetime: the watch closes its epoll when its last transport lets go of it (a
 descriptor of ours never outlives our transports; a transport collected unclosed lets go through
 its weak reference's callback, the reader then removed in the loop's thread), when the loop's
@@ -89,7 +73,7 @@ from typing import Final, Protocol, cast, final
 from ._loopwatch import watch as watch_loop_end
 from ._sockutil import IOVSEND_MODULE
 
-__all__ = ["ErrorWatch", "current_watch", "error_watch", "watched_loop"]
+__all__ = ["ErrorWatch", "current_watch", "error_watch"]
 
 # No event asked for: EPOLLERR and EPOLLHUP are reported whatever the mask; one report each.
 _MASK: Final = select.EPOLLONESHOT
@@ -97,8 +81,6 @@ _MASK: Final = select.EPOLLONESHOT
 _IOV_WATCH_POLL: Final = None if IOVSEND_MODULE is None else IOVSEND_MODULE.watch_poll
 # A reading owner's registration (see ErrorWatch.reading): data, level-triggered; errors too.
 _READ_MASK: Final = select.EPOLLIN
-# An engine's wait (see ErrorWatch.wait_writable): room in the socket's buffer, or an error, once.
-_WRITE_MASK: Final = select.EPOLLOUT | select.EPOLLONESHOT
 
 
 class _Watched(Protocol):
@@ -148,11 +130,6 @@ class ErrorWatch:
         # Descriptor number -> the transport that registered it last (see "Ownership"), weakly:
         # an unclosed transport must still be collected (and warn).
         self._owners: dict[int, weakref.ReferenceType[_Watched]] = {}
-        # An engine's own duplicate's number -> its wait for writability (see wait_writable),
-        # held strongly, as a loop holds a writer's callback; and how many engines keep the
-        # watch between their waits (see pin).
-        self._writers: dict[int, _Watched] = {}
-        self._pins = 0
         # The loop weakly: a watch lives in its loop's record, in a WeakKeyDictionary keyed by
         # the loop. (The loop's end closes it through the record's watcher, _LoopWatches.)
         self._loopref = weakref.ref(loop)
@@ -185,7 +162,7 @@ class ErrorWatch:
             # EBADF, EPERM: closed or replaced behind the owner's back. A watch made for this
             # owner alone goes again at once (no descriptor of ours without a transport).
             loop = self._loopref()
-            if not self._owners and not self._writers and not self._pins and loop is not None:
+            if not self._owners and loop is not None:
                 self._retire(loop)
             return False
         # A number reused while an older owner is still listed (its socket closed behind its
@@ -245,83 +222,6 @@ class ErrorWatch:
             if loop is not None:
                 self._retire(loop)
 
-    def pin(self) -> bool:
-        """Keep the watch open for an engine that waits for writability through it (see
-        :meth:`wait_writable`), between its waits too, until it calls :meth:`unpin`. False when
-        the watch is ending: the engine waits through the loop's ``add_writer`` then."""
-        if self._epoll is None or self._readers() is None:
-            return False
-        self._pins += 1
-        return True
-
-    def unpin(self) -> None:
-        """An engine lets go of its :meth:`pin`; with the last user of any kind, the watch goes.
-
-        Called in the loop's thread, or after the loop closed (nothing is removed then)."""
-        if self._pins > 0:  # (0 once the watch closed: nothing to give back)
-            self._pins -= 1
-            self._retire_if_unused_now()
-
-    def wait_writable(self, fd: int, waiter: _Watched, known: bool = False) -> bool:
-        """Report ``fd`` to ``waiter._watch_event`` once it is writable (or has an error).
-
-        ``fd`` is an engine's own duplicate of its socket's descriptor, which nobody else can
-        close or reuse while the engine holds it (the fd-reuse rule, docs/reliability.md). The
-        registration is ``EPOLLOUT | EPOLLONESHOT``: reported once, then disarmed, so a
-        socket that stays writable cannot make the loop spin; the waiter arms it again with
-        another call. ``known``: this duplicate's number may still be registered here for the
-        same socket, disarmed (see :meth:`end_wait`): armed with one ``EPOLL_CTL_MOD``, where
-        an add would fail first. On uvloop this replaces a writer of the loop's, whose
-        ``add_writer`` and ``remove_writer`` cost ~8 system calls and ~12,000 instructions a
-        wait (issue 11: W1, a send taken in part, awaited). The waiter is held until
-        :meth:`end_wait`, or told by ``_watch_gone`` that the watch closed. False when the watch
-        is ending or ``fd`` cannot be registered (nothing is held then).
-        """
-        epoll = self._epoll
-        if epoll is None or self._readers() is None:
-            return False
-        try:
-            if known:
-                try:
-                    epoll.modify(fd, _WRITE_MASK)
-                except FileNotFoundError:  # (gone with a file closed since: registered anew)
-                    epoll.register(fd, _WRITE_MASK)
-            else:
-                try:
-                    epoll.register(fd, _WRITE_MASK)
-                except FileExistsError:
-                    epoll.modify(fd, _WRITE_MASK)
-        except OSError:
-            return False
-        self._writers[fd] = waiter
-        return True
-
-    def end_wait(self, fd: int, waiter: _Watched, armed: bool) -> None:
-        """``waiter`` stops waiting on ``fd`` (its engine closes the duplicate right after).
-
-        ``armed``: not reported since it was last armed; its registration is removed. A
-        reported (disarmed) one is left in the kernel: closing a duplicate does not remove it
-        (the socket's file is still open through the caller's descriptor), but a disarmed
-        one-shot registration reports nothing, errors included, and goes with the file, so no
-        ``epoll_ctl`` is spent on it (issue 11); the engine's next wait may arm it again
-        (``known``). Nothing when ``waiter`` is not the one waiting on ``fd`` here.
-        """
-        if self._writers.get(fd) is not waiter:
-            return
-        del self._writers[fd]
-        epoll = self._epoll
-        if armed and epoll is not None:
-            try:  # noqa: SIM105 (as in _drop)
-                epoll.unregister(fd)
-            except OSError:
-                pass
-
-    def _retire_if_unused_now(self) -> None:
-        if not self._owners and not self._writers and not self._pins and self._epoll is not None:
-            loop = self._loopref()
-            if loop is not None:
-                self._retire(loop)
-
     def _collected(self, fd: int, ref: weakref.ReferenceType[_Watched]) -> None:
         # An owner collected without being closed (its __del__ warned and closed its socket):
         # it can discard nothing, so its entry goes here, and with the last one the watch. Any
@@ -349,10 +249,10 @@ class ErrorWatch:
                 epoll.unregister(fd)
             except OSError:
                 pass
-        return not self._owners and not self._writers and not self._pins
+        return not self._owners
 
     def _retire_if_unused(self, loop: asyncio.AbstractEventLoop) -> None:
-        if not self._owners and not self._writers and not self._pins and self._epoll is not None:
+        if not self._owners and self._epoll is not None:
             self._retire(loop)
 
     def _readers(self) -> dict[int, _Watched] | None:
@@ -365,21 +265,13 @@ class ErrorWatch:
         if epoll is None:
             return
         if _IOV_WATCH_POLL is not None:
-            # (the loop below, in C: see _iovsend.c)
-            _IOV_WATCH_POLL(self._fd, self._owners, self._writers)
+            _IOV_WATCH_POLL(self._fd, self._owners)  # (the loop below, in C: see _iovsend.c)
             return
         for fd, events in epoll.poll(0):
-            waiter = self._writers.get(fd)
-            if waiter is not None:
-                waiter._watch_event(events)
             ref = self._owners.get(fd)
             owner = None if ref is None else ref()
             if owner is not None:
                 owner._watch_event(events)
-            # Not kept in this frame for the next report: a send error's traceback keeps the
-            # frames of the flush that met it, this one too, and whoever keeps the error (a
-            # protocol's connection_lost) would keep the transport of an earlier report alive.
-            waiter = owner = None
 
     def _retire(self, loop: asyncio.AbstractEventLoop) -> None:
         record = _record_of(loop)
@@ -401,15 +293,10 @@ class ErrorWatch:
     def close(self, rearm: bool = True) -> None:
         """Close the epoll instance; later calls and reports do nothing. Each transport still
         watched is told (``_watch_gone``: it reads through its loop from then on, with
-        ``rearm``, and lets the socket's descriptor go), and each engine that waits for
-        writability here (it waits through a writer of the loop's from then on, with
-        ``rearm``)."""
+        ``rearm``, and lets the socket's descriptor go)."""
         epoll, self._epoll = self._epoll, None
         owners = list(self._owners.values())
         self._owners.clear()
-        waiters = list(self._writers.values())
-        self._writers.clear()
-        self._pins = 0  # (the engines that pinned it find it closed, and let go of it then)
         readers = self._readers()
         if readers is not None:
             readers.clear()
@@ -419,8 +306,6 @@ class ErrorWatch:
             owner = ref()
             if owner is not None:
                 owner._watch_gone(rearm)
-        for waiter in waiters:
-            waiter._watch_gone(rearm)
 
 
 @final
@@ -505,26 +390,6 @@ def error_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch:
             record.end_watcher = watch_loop_end(loop, _loop_ended)
         watch = record.watch = ErrorWatch(loop)
     return watch
-
-
-# watched_loop's answers by loop class (a walk of the class's MRO with string splits was ~1,000
-# instructions of every new connection; issue 11). Bounded: a program has few loop classes, and
-# past the bound the answer is simply not kept.
-_WATCHED_BY_CLASS: Final[dict[type, bool]] = {}
-_CLASSES_KEPT: Final = 256
-
-
-def watched_loop(loop: asyncio.AbstractEventLoop) -> bool:
-    """True for a uvloop loop (the class or a subclass of it): its transports read, and its
-    engines wait for writability, through the loop's watch. (A reader registration of uvloop's
-    ends at a socket error event, see the module's docstring.)"""
-    cls = type(loop)
-    known = _WATCHED_BY_CLASS.get(cls)
-    if known is None:
-        known = any(klass.__module__.split(".", 1)[0] == "uvloop" for klass in cls.__mro__)
-        if len(_WATCHED_BY_CLASS) < _CLASSES_KEPT:
-            _WATCHED_BY_CLASS[cls] = known
-    return known
 
 
 def current_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch | None:

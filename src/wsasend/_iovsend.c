@@ -1685,12 +1685,11 @@ iov_done(PyObject *module, PyObject *value)
 }
 
 PyDoc_STRVAR(watch_poll_doc,
-"watch_poll(epfd, owners, writers=None, /) -> None\n\n"
+"watch_poll(epfd, owners, /) -> None\n\n"
 "ErrorWatch._ready's poll and dispatch: ``epoll_wait`` of the watch's epoll without waiting,\n"
-"then, for each descriptor reported, ``writers[fd]._watch_event(events)`` if ``writers`` (a\n"
-"dict of the objects themselves) lists it, and ``owner._watch_event(events)`` if ``owners[fd]``\n"
-"(a weak reference) is alive. OSError from epoll_wait; an exception raised by a call\n"
-"propagates at once, as from the Python loop it replaces.");
+"then ``owner._watch_event(events)`` for each descriptor reported whose ``owners[fd]`` (a weak\n"
+"reference) is alive. OSError from epoll_wait; an exception raised by a call propagates at\n"
+"once, as from the Python loop it replaces.");
 
 /* Up to this many reports per call; more stay on epoll's ready list for the next call (the
  * watch's descriptor stays readable while any are there, so the loop calls again). */
@@ -1743,55 +1742,12 @@ watched_owner(PyObject *owners, int fd, PyObject **owner)
 #endif
 }
 
-/* The waiter listed for ``fd`` in ``writers`` (number -> the object itself): 1 and a new
- * reference in *waiter, 0 when there is none, -1 with an exception. */
-static int
-watched_writer(PyObject *writers, int fd, PyObject **waiter)
-{
-    PyObject *key = PyLong_FromLong((long)fd);
-    if (key == NULL) {
-        return -1;
-    }
-#if PY_VERSION_HEX >= 0x030D0000
-    int found = PyDict_GetItemRef(writers, key, waiter);
-    Py_DECREF(key);
-    return found;
-#else
-    PyObject *found = PyDict_GetItemWithError(writers, key);  /* (borrowed) */
-    Py_DECREF(key);
-    if (found == NULL) {
-        return PyErr_Occurred() ? -1 : 0;
-    }
-    Py_INCREF(found);
-    *waiter = found;
-    return 1;
-#endif
-}
-
-/* ``target._watch_event(events)``: 0, or -1 with the exception it raised. */
-static int
-call_watch_event(PyObject *target, uint32_t events)
-{
-    PyObject *what = PyLong_FromUnsignedLong((unsigned long)events);
-    if (what == NULL) {
-        return -1;
-    }
-    PyObject *res = PyObject_CallMethodOneArg(target, watch_event_name, what);
-    Py_DECREF(what);
-    if (res == NULL) {
-        return -1;
-    }
-    Py_DECREF(res);
-    return 0;
-}
-
 static PyObject *
 iov_watch_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs < 2 || nargs > 3 || !PyLong_Check(args[0]) || !PyDict_Check(args[1])
-        || (nargs == 3 && args[2] != Py_None && !PyDict_Check(args[2]))) {
-        PyErr_SetString(PyExc_TypeError, "watch_poll(epfd: int, owners: dict, writers: dict | None = None, /)");
+    if (nargs != 2 || !PyLong_Check(args[0]) || !PyDict_Check(args[1])) {
+        PyErr_SetString(PyExc_TypeError, "watch_poll(epfd: int, owners: dict, /)");
         return NULL;
     }
     long epfd = PyLong_AsLong(args[0]);
@@ -1817,24 +1773,8 @@ iov_watch_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     PyObject *owners = args[1];
-    PyObject *writers = (nargs == 3 && args[2] != Py_None) ? args[2] : NULL;
     Py_INCREF(owners);
-    Py_XINCREF(writers);
     for (int i = 0; i < n; i++) {
-        if (writers != NULL && PyDict_GET_SIZE(writers) > 0) {
-            PyObject *waiter;
-            int listed = watched_writer(writers, events[i].data.fd, &waiter);
-            if (listed < 0) {
-                goto error;
-            }
-            if (listed > 0) {
-                int called = call_watch_event(waiter, events[i].events);
-                Py_DECREF(waiter);
-                if (called < 0) {
-                    goto error;
-                }
-            }
-        }
         PyObject *owner;
         int alive = watched_owner(owners, events[i].data.fd, &owner);
         if (alive < 0) {
@@ -1843,18 +1783,23 @@ iov_watch_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         if (alive == 0) {
             continue;
         }
-        int called = call_watch_event(owner, events[i].events);
-        Py_DECREF(owner);
-        if (called < 0) {
+        PyObject *what = PyLong_FromUnsignedLong((unsigned long)events[i].events);
+        if (what == NULL) {
+            Py_DECREF(owner);
             goto error;
         }
+        PyObject *res = PyObject_CallMethodOneArg(owner, watch_event_name, what);
+        Py_DECREF(what);
+        Py_DECREF(owner);
+        if (res == NULL) {
+            goto error;
+        }
+        Py_DECREF(res);
     }
     Py_DECREF(owners);
-    Py_XDECREF(writers);
     Py_RETURN_NONE;
 error:
     Py_DECREF(owners);
-    Py_XDECREF(writers);
     return NULL;
 }
 

@@ -58,7 +58,7 @@ from ._buffers import normalize
 from ._compat import is_extension_file, mypyc_attr
 from ._engine import _IOV_RECV, _IOV_SO_ERROR, _IOV_SOCKNAME, _PLAIN_SOCKET, ZERO, SendEngine
 from ._errors import WriteAfterEOFError, WSAError, WSAErrorCode
-from ._errorwatch import ErrorWatch, error_watch, watched_loop
+from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
 from ._sendfile import fatal_for_connection
 from ._sockutil import (
@@ -376,6 +376,23 @@ def _data_received_of(protocol: object, data: bytes) -> None:
 # -- the transport ----------------------------------------------------------------------------------
 
 
+# _drops_reader_on_error's answers by loop class (a walk of the class's MRO with string splits
+# was ~1,000 instructions of every new connection; issue 11). Bounded: a program has few loop
+# classes, and past the bound the answer is simply not kept.
+_DROPS_READER_BY_CLASS: Final[dict[type, bool]] = {}
+
+
+def _drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
+    """True for a loop whose reader registration ends at a socket error event: uvloop's."""
+    cls = type(loop)
+    known = _DROPS_READER_BY_CLASS.get(cls)
+    if known is None:
+        known = any(klass.__module__.split(".", 1)[0] == "uvloop" for klass in cls.__mro__)
+        if len(_DROPS_READER_BY_CLASS) < _CLASSES_KEPT:
+            _DROPS_READER_BY_CLASS[cls] = known
+    return known
+
+
 def _transport_of(engine: SendEngine) -> WSATransport | None:
     """The transport whose hooks ``engine`` calls, if it is still alive (``engine.keeper``)."""
     keeper = engine.keeper
@@ -556,7 +573,7 @@ class WSATransport(asyncio.Transport):
         # The size of the next stream read (see SMALL_READ and _read_stream).
         self._read_size = min(SMALL_READ, self._max_read)
         # The loop drops its reader after an error event (uvloop; see _check_reset).
-        self._drops_reader = watched_loop(loop)
+        self._drops_reader = _drops_reader_on_error(loop)
         # uvloop, stream sockets: the loop's ErrorWatch while the socket is registered in it
         # (and its descriptor held open, see _start_reading), and whether it reported an error
         # event (from then on each read checks SO_ERROR).
