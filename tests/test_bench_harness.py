@@ -14,13 +14,13 @@ import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from benchmarks import run as bench_run
 from benchmarks import servers
-from benchmarks.harness import Receiver, Run, Sender, run_case
+from benchmarks.harness import Receiver, Run, RunResult, Sender, run_case
 from benchmarks.senders import all_senders, has_transport
 from benchmarks.workloads import Workload, file_for, payload_for, quick_matrix, scaled
 
@@ -123,6 +123,26 @@ def _drop_last_datagram(ctx: Run) -> None:
 
 
 W = Workload("T", "test 4x32 B", 4, 32, 300)
+
+
+def test_bench_rounds_alternate_the_order_of_their_cases(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A B C, C B A, A B C: no case always runs after another (as the servers benchmark rotates
+    its rounds); each case's verify run comes first, once."""
+    calls: list[tuple[str, bool]] = []
+
+    def fake_run_case(receiver: object, workload: Workload, sender: Sender, *, verify: bool) -> Any:
+        calls.append((sender.key, verify))
+        return RunResult(ok=True, elapsed=1.0, cpu=1.0)
+
+    monkeypatch.setattr(bench_run, "run_case", fake_run_case)
+    workload = quick_matrix()[0]
+    senders = [s for s in all_senders() if s.loop == "asyncio" and workload.kind in s.kinds][:3]
+    assert len(senders) == 3
+    group = [bench_run.Case(workload, s) for s in senders]
+    bench_run.run_matrix([group], 3, receiver=cast(Receiver, object()))
+    a, b, c = (s.key for s in senders)
+    assert calls == [(a, True), (b, True), (c, True)] + [(k, False) for k in (a, b, c, c, b, a, a, b, c)]
+    assert all(len(case.rounds) == 3 for case in group)
 
 
 def test_bench_verify_catches_reordered_sends() -> None:
