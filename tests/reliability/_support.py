@@ -255,6 +255,12 @@ async def settle(ops: Sequence[tuple[WSAOverlapped, int]], timeout: float = 30.0
         await asyncio.sleep(0.01)
 
 
+async def awaited(ov: WSAOverlapped, timeout: float = 30.0) -> int:
+    """``await ov`` (its count), with ``timeout`` as a hang guard only."""
+    async with asyncio.timeout(timeout):
+        return await ov
+
+
 def tcp_pair_bufs(bufsize: int) -> tuple[socket.socket, socket.socket]:
     """A loopback TCP pair whose sender SO_SNDBUF and receiver SO_RCVBUF are ``bufsize``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as listener:

@@ -33,7 +33,7 @@ from wsasend._api import find_engine
 from wsasend._engine import SendEngine
 
 from ..helpers import SMALL_BUF, fill_socket, pattern, recv_exactly, recv_to_eof
-from ._support import check_exact, settle, tcp_pair_bufs
+from ._support import awaited, check_exact, settle, tcp_pair_bufs
 
 # Hang guard for any one wait (not a timing assertion).
 GUARD = 30.0
@@ -127,7 +127,7 @@ async def test_plain_close_then_fd_reuse_leaves_the_new_sockets_registrations_al
         # C's overlapped sends go out, including ones that must pend and be flushed by a writer.
         big = pattern(STALL, seed=3)
         ov = wsa_send(c, [big])
-        got = await asyncio.gather(asyncio.to_thread(_read_n, d, len(big)), _wait(ov))
+        got = await asyncio.gather(asyncio.to_thread(_read_n, d, len(big)), awaited(ov, GUARD))
         assert list(got) == [big, len(big)]  # gather gives a list (typeshed: a tuple)
         # What A's kernel took before the close still reaches A's peer, and then the EOF.
         assert len(await asyncio.to_thread(recv_to_eof, a_peer, GUARD)) == total
@@ -144,11 +144,6 @@ def _read_n(sock: socket.socket, n: int) -> bytes:
         assert chunk, "EOF before every byte arrived"
         out += chunk
     return bytes(out)
-
-
-async def _wait(ov: WSAOverlapped) -> int:
-    async with asyncio.timeout(GUARD):
-        return await ov
 
 
 # -- item 4: a socket with a timeout, closed by another thread ---------------------------------
@@ -310,7 +305,7 @@ async def test_MSG_OOB_send_cut_by_the_kernel_marks_only_its_last_byte(shape: st
         bufs, data = _oob_buffers(shape)
         reader = asyncio.ensure_future(asyncio.to_thread(_urgent_reader, b))
         ov = wsa_send(a, bufs, MSG_OOB)
-        assert await _wait(ov) == len(data)
+        assert await awaited(ov, GUARD) == len(data)
         a.close()
         async with asyncio.timeout(GUARD):
             inline, urgent = await reader
@@ -420,7 +415,7 @@ async def test_send_after_close_fails_while_another_task_waits_in_sock_recv(how:
     a.setblocking(False)
     b.setblocking(False)
     try:
-        assert await _wait(wsa_send(a, [b"x"])) == 1  # the engine exists and is idle
+        assert await awaited(wsa_send(a, [b"x"]), GUARD) == 1  # the engine exists and is idle
         assert await loop.sock_recv(b, 1) == b"x"
         receiving = asyncio.ensure_future(loop.sock_recv(a, 10))
         await asyncio.sleep(0)  # it now waits in the loop for a to become readable
@@ -513,7 +508,7 @@ async def test_an_idle_engine_holds_no_duplicate_so_a_plain_close_is_seen_at_onc
     b.setblocking(False)
     try:
         a.settimeout(GUARD)
-        assert await _wait(wsa_send(a, [b"x", b"y"])) == 2
+        assert await awaited(wsa_send(a, [b"x", b"y"]), GUARD) == 2
         await asyncio.sleep(0)  # the batch window closes
         engine = find_engine(a)
         assert engine is not None and engine._dup is None

@@ -24,16 +24,11 @@ from tests.helpers import pattern, recv_exactly, recv_to_eof, tcp_pair
 from wsasend import WSAErrorCode, WSAOverlapped, wsa_send
 from wsasend._api import find_engine
 
-from ._support import FdLedger, assert_no_writer
+from ._support import FdLedger, assert_no_writer, awaited
 
 GUARD = 30.0
 BUF = 64 * 1024  # each side's buffer: a 256 KiB send is always taken in part
 ROUNDS = 40
-
-
-async def _await(ov: WSAOverlapped) -> int:
-    async with asyncio.timeout(GUARD):
-        return await ov
 
 
 async def test_sends_taken_in_part_and_awaited_arrive_exactly_and_leave_nothing_registered() -> None:
@@ -54,7 +49,7 @@ async def test_sends_taken_in_part_and_awaited_arrive_exactly_and_leave_nothing_
                 waited += 1
                 engine = find_engine(a)
                 assert engine is not None and engine._writer is not None and engine._dup is not None
-            assert await _await(ov) == len(payload)
+            assert await awaited(ov, GUARD) == len(payload)
             assert_no_writer(loop, a, a.fileno())
         assert waited == ROUNDS, "a send was taken whole: the test would prove less"
         async with asyncio.timeout(GUARD):
@@ -95,8 +90,8 @@ async def test_a_flush_that_raises_is_reported_and_the_other_waits_still_complet
         assert ov1.pending and ov2.pending
         a1.boom = True
         readers = [loop.run_in_executor(None, recv_exactly, b, len(p), GUARD) for b, p in ((b1, one), (b2, two))]
-        assert await _await(ov2) == len(two)
-        assert await _await(ov1) == len(one)
+        assert await awaited(ov2, GUARD) == len(two)
+        assert await awaited(ov1, GUARD) == len(one)
         async with asyncio.timeout(GUARD):
             assert await asyncio.gather(*readers) == [one, two]
         assert not a1.boom, "the flush never ran while boom was set"
