@@ -47,9 +47,13 @@ Reading transports are held by the loop's reader of the watch (see ``_ready_of``
 holds its readers' callbacks: a transport waiting for data is never collected, and one whose
 loop was closed can be.
 
-Loop and process lifetime: the watch closes its epoll when its last transport lets go of it (a
-descriptor of ours never outlives our transports; a transport collected unclosed lets go through
-its weak reference's callback, the reader then removed in the loop's thread), when the loop's
+Loop and process lifetime: the watch closes its epoll when its last transport lets go of it,
+unless a server of ours serves on the loop (a descriptor of ours never outlives our transports
+and servers; a transport collected unclosed lets go through its weak reference's callback, the
+reader then removed in the loop's thread). A serving :class:`~wsasend.WSAServer` pins its loop's
+watch (:func:`pin`) until it closes: with one client at a time every connection was the loop's
+last, and making and dropping the epoll and its loop reader cost a third of the server's CPU a
+connection (issue 11, ``ab -c 1``). The watch also closes when the loop's
 ``shutdown_asyncgens`` runs (``asyncio.run``, ``uvloop.run``: transports left unclosed; the
 watcher of that is the loop's, made once, see ``_LoopWatches``), or when the loop drops its
 reader (a bare ``loop.close()``); the transports still registered then let their descriptors go
@@ -73,7 +77,7 @@ from typing import Final, Protocol, cast, final
 from ._loopwatch import watch as watch_loop_end
 from ._sockutil import IOVSEND_MODULE
 
-__all__ = ["ErrorWatch", "current_watch", "error_watch"]
+__all__ = ["ErrorWatch", "current_watch", "error_watch", "pin", "unpin"]
 
 # No event asked for: EPOLLERR and EPOLLHUP are reported whatever the mask; one report each.
 _MASK: Final = select.EPOLLONESHOT
@@ -160,10 +164,11 @@ class ErrorWatch:
             epoll.modify(fd, mask)
         except OSError:
             # EBADF, EPERM: closed or replaced behind the owner's back. A watch made for this
-            # owner alone goes again at once (no descriptor of ours without a transport).
+            # owner alone goes again at once (no descriptor of ours without a transport), unless
+            # a server pins it.
             loop = self._loopref()
             if not self._owners and loop is not None:
-                self._retire(loop)
+                self._retire_unless_pinned(loop)
             return False
         # A number reused while an older owner is still listed (its socket closed behind its
         # back) simply changes hands: the kernel keys registrations by file too, so the old
@@ -217,10 +222,11 @@ class ErrorWatch:
             return
         if self._drop(fd, closing):
             # The loop's last watched transport is gone: so is the epoll (no descriptor of ours
-            # outlives our transports; the next transport makes a new watch).
+            # outlives our transports; the next transport makes a new watch), unless a server
+            # of ours serves on the loop (see pin).
             loop = self._loopref()
             if loop is not None:
-                self._retire(loop)
+                self._retire_unless_pinned(loop)
 
     def _collected(self, fd: int, ref: weakref.ReferenceType[_Watched]) -> None:
         # An owner collected without being closed (its __del__ warned and closed its socket):
@@ -253,7 +259,15 @@ class ErrorWatch:
 
     def _retire_if_unused(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._owners and self._epoll is not None:
-            self._retire(loop)
+            self._retire_unless_pinned(loop)
+
+    def _retire_unless_pinned(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Close the watch, which has no transport left, unless it is its loop's watch of the
+        moment and a server pins it (see :func:`pin`)."""
+        record = _record_of(loop)
+        if record is not None and record.pins and record.watch is self:
+            return
+        self._retire(loop)
 
     def _readers(self) -> dict[int, _Watched] | None:
         """The reading owners, held by the loop's reader (see _ready_of); None once it is gone."""
@@ -334,11 +348,14 @@ class _LoopWatches:
     nothing here keeps a loop or a record alive.
     """
 
-    __slots__ = ("end_watcher", "loopref", "watch")
+    __slots__ = ("end_watcher", "loopref", "pins", "watch")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loopref = weakref.ref(loop)
         self.watch: ErrorWatch | None = None
+        # Servers of ours serving on the loop (see pin): while there are any, the watch of the
+        # moment stays when its last transport goes.
+        self.pins = 0
         # None until made (outside a running loop: then the watch goes with the loop object).
         self.end_watcher: AsyncGenerator[None, None] | None = None
 
@@ -369,6 +386,35 @@ class _LastRecord:
 # The record holds its loop weakly, so this keeps no loop alive; it is used only while that
 # reference gives the same loop, and a dead loop's gives None.)
 _LAST: Final = _LastRecord()
+
+
+def pin(loop: asyncio.AbstractEventLoop) -> object:
+    """Keep ``loop``'s watch between its transports until :func:`unpin` (a server of ours
+    serving on ``loop``, a uvloop loop, in its thread); the token to hand to ``unpin``.
+
+    The watch itself is made by the loop's first watched transport, as ever: a pin only keeps it
+    when the loop's last transport goes, so that a server whose clients come one at a time does
+    not make and close an epoll, and register and remove its loop reader, for every connection.
+    The loop's end (``shutdown_asyncgens``, a bare ``close()``) still closes it. Pins are
+    counted: the watch goes when the last one is let go and no transport is watched.
+    """
+    record = _record_of(loop)
+    if record is None:
+        record = _WATCHES[loop] = _LoopWatches(loop)
+    record.pins += 1
+    return record
+
+
+def unpin(token: object, loop: asyncio.AbstractEventLoop) -> None:
+    """Let go of a :func:`pin` of ``loop`` (in its thread): with the last one, a watch that no
+    transport uses any more closes now. A pin made before a ``fork()`` is a record the child
+    no longer lists: letting it go there changes nothing of the child's."""
+    if not isinstance(token, _LoopWatches) or token.pins <= 0:
+        return
+    token.pins -= 1
+    watch = token.watch
+    if not token.pins and watch is not None and not watch._owners and watch._epoll is not None:
+        watch._retire(loop)
 
 
 def _record_of(loop: asyncio.AbstractEventLoop) -> _LoopWatches | None:

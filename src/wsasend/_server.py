@@ -23,8 +23,18 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from ._connect import check_not_ssl_socket, check_stream_for_tls, discard_tls, resolve, tls_protocol
+from ._errorwatch import pin as pin_watch
+from ._errorwatch import unpin as unpin_watch
 from ._sockutil import accepted_socket, sock_family, sock_type
-from ._transport import STREAM_LIMIT, PartialMessages, ServerConnections, SSLArg, WSATransport, accepted_transport
+from ._transport import (
+    STREAM_LIMIT,
+    PartialMessages,
+    ServerConnections,
+    SSLArg,
+    WSATransport,
+    accepted_transport,
+    drops_reader_on_error,
+)
 
 __all__ = ["WSAServer", "create_server", "create_unix_server", "start_server"]
 
@@ -81,6 +91,9 @@ class WSAServer(asyncio.AbstractServer):
         self._options = transport_options
         self._serving = False
         self._serving_forever_fut: asyncio.Future[None] | None = None
+        # While serving on uvloop: the pin that keeps the loop's error watch between our
+        # connections (see _errorwatch.pin), let go by close().
+        self._watch_pin: object = None
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} sockets={self.sockets!r} connections={self._connections.count}>"
@@ -107,6 +120,11 @@ class WSAServer(asyncio.AbstractServer):
         if self._serving or self._sockets is None:
             return
         self._serving = True
+        if self._watch_pin is None and drops_reader_on_error(self._loop):
+            # uvloop: our connections read through the loop's error watch; with one client at a
+            # time each was the loop's last, and the watch was made and closed for every one
+            # (issue 11, ab -c 1: a third of the server's CPU a connection).
+            self._watch_pin = pin_watch(self._loop)
         for sock in self._sockets:
             sock.listen(self._backlog)
             self._loop.add_reader(sock, self._accept_ready, sock)
@@ -237,6 +255,9 @@ class WSAServer(asyncio.AbstractServer):
                 pass
         self._cleanup_paths = []
         self._serving = False
+        pin, self._watch_pin = self._watch_pin, None
+        if pin is not None:
+            unpin_watch(pin, self._loop)  # (the watch closes now if no connection uses it)
         fut = self._serving_forever_fut
         if fut is not None and not fut.done():
             fut.cancel()

@@ -376,13 +376,13 @@ def _data_received_of(protocol: object, data: bytes) -> None:
 # -- the transport ----------------------------------------------------------------------------------
 
 
-# _drops_reader_on_error's answers by loop class (a walk of the class's MRO with string splits
+# drops_reader_on_error's answers by loop class (a walk of the class's MRO with string splits
 # was ~1,000 instructions of every new connection; issue 11). Bounded: a program has few loop
 # classes, and past the bound the answer is simply not kept.
 _DROPS_READER_BY_CLASS: Final[dict[type, bool]] = {}
 
 
-def _drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
+def drops_reader_on_error(loop: asyncio.AbstractEventLoop) -> bool:
     """True for a loop whose reader registration ends at a socket error event: uvloop's."""
     cls = type(loop)
     known = _DROPS_READER_BY_CLASS.get(cls)
@@ -573,7 +573,7 @@ class WSATransport(asyncio.Transport):
         # The size of the next stream read (see SMALL_READ and _read_stream).
         self._read_size = min(SMALL_READ, self._max_read)
         # The loop drops its reader after an error event (uvloop; see _check_reset).
-        self._drops_reader = _drops_reader_on_error(loop)
+        self._drops_reader = drops_reader_on_error(loop)
         # uvloop, stream sockets: the loop's ErrorWatch while the socket is registered in it
         # (and its descriptor held open, see _start_reading), and whether it reported an error
         # event (from then on each read checks SO_ERROR).

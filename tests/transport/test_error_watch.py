@@ -12,19 +12,22 @@ there is no watch and the same behaviour comes from the selector.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import os
 import socket
 import struct
 import threading
+from typing import Any
 
 import pytest
 import uvloop
 
+import wsasend
 from tests.helpers import run_threads
 from wsasend import WSAError, WSAErrorCode, WSATransport, _errorwatch
 
-from .util import GUARD, Recorder, on_uvloop
+from .util import GUARD, Recorder, on_uvloop, until, wrap
 
 
 def _reset(peer: socket.socket) -> None:
@@ -392,3 +395,171 @@ def test_loops_in_four_threads_each_watch_their_own_transports() -> None:
     run_threads([threading.Thread(target=run) for _ in range(4)], GUARD + 10)
     assert errors == []
     assert len(watches) == 20 and all(watch._epoll is None for watch in watches)
+
+
+# -- a serving server keeps its loop's watch between its connections (issue 11, ab -c 1) ---------
+
+
+class _Pong(asyncio.Protocol):
+    """Answers ``ping`` with ``pong``."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert isinstance(self.transport, asyncio.Transport)
+        self.transport.write(b"pong" if data == b"ping" else b"?")
+
+
+def _epolls() -> int:
+    """How many epoll instances this process has open (the loop's own, and any watch's)."""
+    count = 0
+    for name in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):  # (the listing's own descriptor, closed by now)
+            count += os.readlink(f"/proc/self/fd/{name}") == "anon_inode:[eventpoll]"
+    return count
+
+
+async def _one_client(port: int) -> None:
+    """A connection to the server: ping, pong, close, and the server's side seen closed."""
+    async with asyncio.timeout(GUARD):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"pong"
+        writer.close()
+        await writer.wait_closed()
+
+
+async def _server_side_gone(server: wsasend.WSAServer) -> None:
+    await until(lambda: server._connections.count == 0)
+
+
+async def test_a_serving_server_keeps_the_watch_between_clients_that_come_one_at_a_time() -> None:
+    """With one client at a time, every connection was its loop's last watched transport, and
+    the watch's epoll and loop reader were made and closed for each (a third of the server's
+    CPU a connection on uvloop, issue 11). A serving server pins the watch: the same one serves
+    every connection, and ``close()`` of the server lets it go, its epoll closed."""
+    loop = asyncio.get_running_loop()
+    before = _epolls()
+    server = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    watches = []
+    for _ in range(5):
+        await _one_client(port)
+        await _server_side_gone(server)
+        watches.append(_errorwatch.current_watch(loop))
+    if not on_uvloop():
+        assert watches == [None] * 5 and loop not in _errorwatch._WATCHES  # asyncio: no watch, ever
+    else:
+        watch = watches[0]
+        assert watch is not None and watch._epoll is not None
+        assert watches == [watch] * 5 and not watch._owners  # one watch, no transport left in it
+        assert _epolls() == before + 1
+    server.close()
+    await server.wait_closed()
+    assert _errorwatch.current_watch(loop) is None
+    if on_uvloop():
+        assert watches[0] is not None and watches[0]._epoll is None
+    assert _epolls() == before
+
+
+async def test_a_server_closed_while_a_connection_is_open_leaves_the_watch_to_it() -> None:
+    """``close()`` of a server leaves its open connections open (asyncio's rule): the watch
+    stays while one of them does, and goes with it."""
+    loop = asyncio.get_running_loop()
+    before = _epolls()
+    server = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    async with asyncio.timeout(GUARD):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"ping")
+        assert await reader.readexactly(4) == b"pong"
+    server.close()
+    watch = _errorwatch.current_watch(loop)
+    if on_uvloop():
+        assert watch is not None and watch._epoll is not None and len(watch._owners) == 1
+    else:
+        assert watch is None
+    writer.write(b"ping")  # (the connection still answers)
+    async with asyncio.timeout(GUARD):
+        assert await reader.readexactly(4) == b"pong"
+    writer.close()
+    await writer.wait_closed()
+    async with asyncio.timeout(GUARD):
+        await server.wait_closed()  # (returns once its last connection is gone)
+    assert _errorwatch.current_watch(loop) is None
+    if watch is not None:
+        assert watch._epoll is None
+    assert _epolls() == before
+
+
+async def test_two_servers_keep_the_watch_until_both_are_closed() -> None:
+    """Pins are counted: the watch stays while either server serves."""
+    loop = asyncio.get_running_loop()
+    before = _epolls()
+    first = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+    second = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+    await _one_client(first.sockets[0].getsockname()[1])
+    await _server_side_gone(first)
+    watch = _errorwatch.current_watch(loop)
+    assert (watch is not None) == on_uvloop()
+    first.close()
+    await first.wait_closed()
+    assert _errorwatch.current_watch(loop) is watch  # the second server still pins it
+    await _one_client(second.sockets[0].getsockname()[1])
+    await _server_side_gone(second)
+    assert _errorwatch.current_watch(loop) is watch
+    first.close()  # (a second close lets go of nothing more)
+    assert _errorwatch.current_watch(loop) is watch
+    second.close()
+    await second.wait_closed()
+    assert _errorwatch.current_watch(loop) is None
+    if watch is not None:
+        assert watch._epoll is None
+    assert _epolls() == before
+
+
+async def test_a_server_that_is_not_serving_pins_nothing() -> None:
+    """``start_serving=False``: no pin until it serves, and none after a close without serving;
+    a watched transport's watch still goes with it."""
+    loop = asyncio.get_running_loop()
+    server = await wsasend.create_server(_Pong, "127.0.0.1", 0, start_serving=False)
+    assert server._watch_pin is None
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wrap(ours)
+        watch = _errorwatch.current_watch(loop)
+        assert (watch is not None) == on_uvloop()
+        transport.close()
+        await proto.wait_lost()
+        assert _errorwatch.current_watch(loop) is None  # nobody pins it
+    await server.start_serving()
+    assert (server._watch_pin is not None) == on_uvloop()
+    server.close()
+    assert server._watch_pin is None
+    await server.wait_closed()
+
+
+@pytest.mark.parametrize("runner", [asyncio.run, uvloop.run], ids=["asyncio", "uvloop"])
+def test_a_server_left_serving_lets_the_watch_go_when_the_loop_ends(runner: Any) -> None:
+    """A server never closed: the loop's end (``shutdown_asyncgens``) still closes the watch it
+    pinned, and no epoll of ours is left open."""
+    before = _epolls()
+    kept: list[Any] = []
+
+    async def main() -> None:
+        loop = asyncio.get_running_loop()
+        server = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+        await _one_client(server.sockets[0].getsockname()[1])
+        await _server_side_gone(server)
+        kept.extend([server, _errorwatch.current_watch(loop)])
+
+    runner(main())
+    server, watch = kept
+    if runner is uvloop.run:
+        assert isinstance(watch, _errorwatch.ErrorWatch) and watch._epoll is None
+    else:
+        assert watch is None
+    assert _epolls() == before
+    server.close()  # (after the loop's end: the listening socket closes, nothing else happens)
+    assert _epolls() == before
