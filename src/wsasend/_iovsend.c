@@ -50,7 +50,11 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/un.h>
 #include <netinet/in.h>
+#include <arpa/inet.h>
+#include <stddef.h>
+#include <unistd.h>
 
 /* The head of CPython's socket object (see above). */
 typedef struct {
@@ -604,6 +608,104 @@ iov_sockname(PyObject *module, PyObject *arg)
         sockname_cache[slot].len = len;
     }
     return value;
+}
+
+PyDoc_STRVAR(accept_doc,
+"accept(sock, /) -> (fd, address) or None\n\n"
+"``sock._accept()`` of a listening AF_INET, AF_INET6 or AF_UNIX socket, but None instead of\n"
+"BlockingIOError when no connection waits. The new descriptor is close-on-exec and the\n"
+"address the object socket.accept() makes for it. Raises OSError otherwise (ConnectionAbortedError,\n"
+"EMFILE, ...) as socket.accept() does; ValueError, the descriptor closed again, for another\n"
+"family (callers use it for these three only).");
+
+/* Why (issue 11, a server with one client at a time): a server accepts until the queue is empty,
+ * and socket.accept() says so by raising BlockingIOError, whose message it formats from
+ * strerror() in the locale's encoding; made, raised and caught, that cost ~8,000 instructions of
+ * every wake-up of a listening socket, one per connection when they come one at a time (a tenth
+ * of such a connection's CPU on uvloop). */
+
+/* The address object CPython's socket module makes for ``addr`` (Modules/socketmodule.c,
+ * makesockaddr) for the three families: (host, port); (host, port, flowinfo, scope_id); for
+ * AF_UNIX, the path as str, or bytes for Linux's abstract namespace (a leading NUL). */
+static PyObject *
+accept_address(const struct sockaddr_storage *addr, socklen_t len)
+{
+    char host[INET6_ADDRSTRLEN];
+    if (len == 0) {
+        Py_RETURN_NONE;  /* (as makesockaddr: no address) */
+    }
+    switch (addr->ss_family) {
+    case AF_INET: {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
+        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
+    }
+    case AF_INET6: {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+        if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL) {
+            return PyErr_SetFromErrno(PyExc_OSError);
+        }
+        return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port), (unsigned int)ntohl(a->sin6_flowinfo),
+                             (unsigned int)a->sin6_scope_id);
+    }
+    case AF_UNIX: {
+        const struct sockaddr_un *a = (const struct sockaddr_un *)addr;
+        size_t head = offsetof(struct sockaddr_un, sun_path);
+        size_t n = (size_t)len > head ? (size_t)len - head : 0;
+        if (n > 0 && a->sun_path[0] == 0) {
+            return PyBytes_FromStringAndSize(a->sun_path, (Py_ssize_t)n);
+        }
+        /* A NUL-terminated path, '' for an unnamed peer (the storage was zeroed, and is longer
+         * than sun_path: a path that fills sun_path still ends in a NUL). */
+        return PyUnicode_DecodeFSDefault(a->sun_path);
+    }
+    default:
+        PyErr_Format(PyExc_ValueError, "accept(): address family %d is not AF_INET, AF_INET6 or AF_UNIX",
+                     (int)addr->ss_family);
+        return NULL;
+    }
+}
+
+static PyObject *
+iov_accept(PyObject *module, PyObject *sock)
+{
+    (void)module;
+    if (check_socket(sock) < 0) {
+        return NULL;
+    }
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int fd;
+    for (;;) {
+        len = sizeof(addr);
+        memset(&addr, 0, sizeof(addr));
+        int lfd = SOCK_FD(sock);
+        /* (The GIL is let go, as socket.accept() does: a listening socket someone made blocking
+         * again would wait here. The server's are non-blocking.) */
+        Py_BEGIN_ALLOW_THREADS
+        fd = accept4(lfd, (struct sockaddr *)&addr, &len, SOCK_CLOEXEC);
+        Py_END_ALLOW_THREADS
+        if (fd >= 0 || errno != EINTR) {
+            break;
+        }
+        if (PyErr_CheckSignals() < 0) {  /* as socket.accept() (PEP 475) */
+            return NULL;
+        }
+    }
+    if (fd < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            Py_RETURN_NONE;
+        }
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    PyObject *address = accept_address(&addr, len);
+    PyObject *result = address == NULL ? NULL : Py_BuildValue("(iN)", fd, address);
+    if (result == NULL) {
+        close(fd);  /* (nobody else has it) */
+    }
+    return result;
 }
 
 PyDoc_STRVAR(descriptor_doc,
@@ -1810,6 +1912,7 @@ static PyMethodDef iovsend_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))iov_recv, METH_FASTCALL, recv_doc},
     {"so_error", iov_so_error, METH_O, so_error_doc},
     {"sockname", iov_sockname, METH_O, sockname_doc},
+    {"accept", iov_accept, METH_O, accept_doc},
     {"descriptor", iov_descriptor, METH_O, descriptor_doc},
     {"bytes_list_copy", iov_bytes_list_copy, METH_O, bytes_list_copy_doc},
     {"marked_closed", iov_marked_closed, METH_O, marked_closed_doc},

@@ -1,0 +1,158 @@
+"""``_iovsend.accept``: a server's accept that says "none waiting" without an exception (issue 11).
+
+``socket.accept()`` reports an empty accept queue by raising BlockingIOError, ~8,000
+instructions made and caught at every wake-up of a listening socket: one per connection when
+clients come one at a time. The compiled build's accept answers None instead. Otherwise it must
+be ``socket.accept()`` exactly: the same address object for AF_INET, AF_INET6 and AF_UNIX
+(named, abstract, unnamed peers), a close-on-exec descriptor of the connection, the same
+errors. Servers use it on both loops (tests/transport/test_server.py and the others run on the
+compiled build in CI; the plain-Python build keeps ``socket.accept()``).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from wsasend import _server
+
+ACCEPT = _server._IOV_ACCEPT
+needs_helper = pytest.mark.skipif(ACCEPT is None, reason="plain-Python build: socket.accept() itself")
+
+
+def _accept(sock: socket.socket) -> tuple[int, Any] | None:
+    assert ACCEPT is not None
+    return ACCEPT(sock)
+
+
+def _listener(family: int, kind: int = socket.SOCK_STREAM, address: Any = None) -> socket.socket:
+    sock = socket.socket(family, kind)
+    sock.bind(address)
+    sock.listen(8)
+    sock.setblocking(False)
+    return sock
+
+
+def _exchange(fd: int, client: socket.socket) -> None:
+    """The descriptor is the accepted end of ``client``'s connection: bytes go both ways."""
+    conn = socket.socket(fileno=fd)
+    with conn:
+        conn.setblocking(True)
+        client.sendall(b"ping")
+        assert conn.recv(4) == b"ping"
+        conn.sendall(b"pong")
+        assert client.recv(4) == b"pong"
+
+
+@pytest.fixture
+def unix_dir() -> Iterator[Path]:
+    # (A short path: sun_path holds 108 bytes.)
+    path = Path("/tmp") / f"wsa-accept-{uuid.uuid4().hex[:8]}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for item in path.iterdir():
+            item.unlink()
+        path.rmdir()
+
+
+@needs_helper
+@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_an_ip_connection_is_accepted_with_socket_accepts_address(family: int, host: str) -> None:
+    with _listener(family, address=(host, 0)) as lsock:
+        assert _accept(lsock) is None  # nothing waits: None, no exception
+        port = lsock.getsockname()[1]
+        with socket.create_connection((host, port)) as ours, socket.create_connection((host, port)) as theirs:
+            accepted = _accept(lsock)
+            assert accepted is not None
+            fd, addr = accepted
+            lsock.setblocking(True)
+            conn, their_addr = lsock.accept()
+            conn.close()
+            # The object socket.accept() makes: the client's own address, the same type and shape.
+            assert addr == ours.getsockname()
+            assert their_addr == theirs.getsockname()
+            assert type(addr) is type(their_addr) is tuple and len(addr) == len(their_addr)
+            assert [type(x) for x in addr] == [type(x) for x in their_addr]
+            assert not os.get_inheritable(fd)  # close-on-exec, as socket.accept() makes it
+            _exchange(fd, ours)
+            lsock.setblocking(False)
+            assert _accept(lsock) is None
+
+
+def _bound_client(kind: str, unix_dir: Path, index: int) -> socket.socket:
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    if kind == "named":
+        client.bind(str(unix_dir / f"client{index}"))
+    elif kind == "abstract":
+        client.bind(f"\0wsa-accept-{uuid.uuid4().hex}")
+    return client
+
+
+@needs_helper
+@pytest.mark.parametrize("kind", ["named", "abstract", "unnamed"])
+def test_an_af_unix_peer_gets_socket_accepts_address(kind: str, unix_dir: Path) -> None:
+    """A path (str), an abstract name (bytes with its leading NUL) or an unnamed peer ('')."""
+    with _listener(socket.AF_UNIX, address=str(unix_dir / "server")) as lsock:
+        assert _accept(lsock) is None
+        with _bound_client(kind, unix_dir, 1) as ours, _bound_client(kind, unix_dir, 2) as theirs:
+            ours.connect(lsock.getsockname())
+            theirs.connect(lsock.getsockname())
+            accepted = _accept(lsock)
+            assert accepted is not None
+            fd, addr = accepted
+            lsock.setblocking(True)
+            conn, their_addr = lsock.accept()
+            conn.close()
+            assert type(addr) is type(their_addr)
+            assert addr == ours.getsockname()
+            assert their_addr == theirs.getsockname()
+            if kind == "unnamed":
+                assert addr == their_addr == ""
+            elif kind == "abstract":
+                assert isinstance(addr, bytes) and addr.startswith(b"\0")
+            else:
+                assert addr == str(unix_dir / "client1")
+            _exchange(fd, ours)
+
+
+@needs_helper
+def test_a_seqpacket_listener_is_accepted_too(unix_dir: Path) -> None:
+    with _listener(socket.AF_UNIX, socket.SOCK_SEQPACKET, str(unix_dir / "seq")) as lsock:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
+            client.connect(lsock.getsockname())
+            accepted = _accept(lsock)
+            assert accepted is not None
+            fd, addr = accepted
+            assert addr == ""
+            conn = socket.socket(fileno=fd)
+            with conn:
+                assert conn.type == socket.SOCK_SEQPACKET
+                client.send(b"one message")
+                assert conn.recv(100) == b"one message"
+            assert _accept(lsock) is None
+
+
+@needs_helper
+def test_errors_are_socket_accepts() -> None:
+    lsock = _listener(socket.AF_INET, address=("127.0.0.1", 0))
+    lsock.close()
+    with pytest.raises(OSError) as closed:
+        _accept(lsock)
+    assert closed.value.errno == errno.EBADF
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as unlistening:
+        unlistening.setblocking(False)
+        with pytest.raises(OSError) as refused:
+            _accept(unlistening)
+        assert refused.value.errno == errno.EINVAL  # (accept(2) of a socket that does not listen)
+    with pytest.raises(TypeError):
+        _accept(object())  # type: ignore[arg-type]
+
