@@ -5,7 +5,9 @@ Two tiny servers, each built once on the stock transport (``loop.create_server``
 
 - **HTTP/1.1 keep-alive**: one gathered reply per request, ``[header, body]`` as a list
   (stock: ``transport.writelines``; ours: ``transport.send`` or ``transport.writelines``),
-  driven by ``ab -k -c 50`` (ApacheBench; Debian's ``apache2-utils``).
+  driven by ``ab -k -c 50`` (ApacheBench; Debian's ``apache2-utils``), and with a connection
+  per request (``ab`` without ``-k``) by 50 clients at a time (HC) and by one (HC1: every
+  connection finds the server idle, the set-up and tear-down of each paid in full).
 - **RESP** (enough Redis for ``redis-benchmark -t ping,set,get``: PING, SET, GET, inline and
   multibulk, plus CONFIG GET): one write per reply (stock: ``transport.write``; ours:
   ``transport.send([reply])``), driven by ``redis-benchmark`` with and without ``-P 16``
@@ -360,14 +362,18 @@ class Workload:
     # ab only: False for a new connection per request (HTTP/1.0 without Keep-Alive: the server
     # closes after its reply), the connection set-up and tear-down of an ordinary server.
     keepalive: bool = True
+    # Clients at a time (ab -c, redis-benchmark -c). One (HC1): every connection finds the
+    # server idle, nothing shared between connections in a wake-up of its loop.
+    concurrency: int = CONCURRENCY
 
     def describe(self) -> str:
+        c = self.concurrency
         if self.client == "ab" and not self.keepalive:
-            return f"HTTP, a connection per request, ab -c {CONCURRENCY}, {self.requests} requests, 1 KiB body"
+            return f"HTTP, a connection per request, ab -c {c}, {self.requests} requests, 1 KiB body"
         if self.client == "ab":
-            return f"HTTP keep-alive, ab -k -c {CONCURRENCY}, {self.requests} requests, 1 KiB body"
+            return f"HTTP keep-alive, ab -k -c {c}, {self.requests} requests, 1 KiB body"
         p = f" -P {self.pipeline}" if self.pipeline > 1 else ", no pipelining"
-        return f"RESP, redis-benchmark -c {CONCURRENCY}{p} -t ping,set,get, {self.requests} requests per test"
+        return f"RESP, redis-benchmark -c {c}{p} -t ping,set,get, {self.requests} requests per test"
 
 
 def default_workloads(scale: float = 1.0) -> list[Workload]:
@@ -377,17 +383,20 @@ def default_workloads(scale: float = 1.0) -> list[Workload]:
     return [
         Workload("H", "http", "ab", n(40000)),
         Workload("HC", "http", "ab", n(10000), keepalive=False),
+        Workload("HC1", "http", "ab", n(3000), keepalive=False, concurrency=1),
         Workload("R1", "resp", "redis-benchmark", n(5000)),
         Workload("R16", "resp", "redis-benchmark", n(20000), PIPELINE),
     ]
 
 
-#: The workloads with tiny counts, for the harness test: (key, protocol, client, pipeline, keep-alive).
+#: The workloads with tiny counts, for the harness test: (key, protocol, client, pipeline,
+#: keep-alive, concurrency).
 TINY = (
-    ("H", "http", "ab", 1, True),
-    ("HC", "http", "ab", 1, False),
-    ("R1", "resp", "redis-benchmark", 1, True),
-    ("R16", "resp", "redis-benchmark", PIPELINE, True),
+    ("H", "http", "ab", 1, True, CONCURRENCY),
+    ("HC", "http", "ab", 1, False, CONCURRENCY),
+    ("HC1", "http", "ab", 1, False, 1),
+    ("R1", "resp", "redis-benchmark", 1, True, CONCURRENCY),
+    ("R16", "resp", "redis-benchmark", PIPELINE, True, CONCURRENCY),
 )
 
 
@@ -475,9 +484,9 @@ def run_client(w: Workload, server: ServerProcess) -> ClientResult:
     """One bounded client run against ``server``, with the server's CPU measured around it."""
     cpu0 = server.cpu()
     if w.client == "ab":
-        result = run_ab(server.port, w.requests, keepalive=w.keepalive)
+        result = run_ab(server.port, w.requests, w.concurrency, keepalive=w.keepalive)
     else:
-        result = run_redis_benchmark(server.port, w.requests, w.pipeline)
+        result = run_redis_benchmark(server.port, w.requests, w.pipeline, w.concurrency)
     result.cpu = server.cpu() - cpu0
     if server.proc.poll() is not None:
         result.ok = False
@@ -635,7 +644,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=5, help="paired rounds per case (default 5)")
     p.add_argument(
         "--workloads",
-        help="comma-separated: H (HTTP keep-alive), HC (HTTP, a connection per request), R1 (RESP), R16 (RESP -P 16)",
+        help=(
+            "comma-separated: H (HTTP keep-alive), HC (HTTP, a connection per request), HC1 (the same,"
+            " one client at a time), R1 (RESP), R16 (RESP -P 16)"
+        ),
     )
     p.add_argument("--loops", help="comma-separated: asyncio,uvloop (default both)")
     p.add_argument("--impls", help="comma-separated: wsa-send,wsa-writelines,wsa-write (stock always runs)")

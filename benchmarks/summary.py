@@ -170,6 +170,7 @@ def servers_summary(servers: list[dict[str, Any]]) -> str:
     titles = {
         "H": "HTTP keep-alive, `ab -k -c 50`",
         "HC": "HTTP, a connection per request, `ab -c 50`",
+        "HC1": "HTTP, a connection per request, one client at a time, `ab -c 1`",
         "R1": "RESP, `redis-benchmark`",
         "R16": "RESP, `redis-benchmark -P 16`",
     }

@@ -347,7 +347,7 @@ def test_bench_servers_real_clients_tiny_run(loop: str) -> None:
     missing = servers.missing_clients()
     if missing:
         pytest.skip(f"not installed: {missing}")
-    workloads = [servers.Workload(k, p, c, 200, pl, keep) for (k, p, c, pl, keep) in servers.TINY]
+    workloads = [servers.Workload(k, p, c, 200, pl, keep, n) for (k, p, c, pl, keep, n) in servers.TINY]
     groups = servers.run_matrix(workloads, [loop], rounds=1)
     cases = [c for g in groups for c in g]
     assert {(c.workload.key, c.impl) for c in cases} == {
