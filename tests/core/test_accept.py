@@ -126,19 +126,21 @@ def test_an_af_unix_peer_gets_socket_accepts_address(kind: str, unix_dir: Path) 
 
 @needs_helper
 def test_a_seqpacket_listener_is_accepted_too(unix_dir: Path) -> None:
-    with _listener(socket.AF_UNIX, socket.SOCK_SEQPACKET, str(unix_dir / "seq")) as lsock:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client:
-            client.connect(lsock.getsockname())
-            accepted = _accept(lsock)
-            assert accepted is not None
-            fd, addr = accepted
-            assert addr == ""
-            conn = socket.socket(fileno=fd)
-            with conn:
-                assert conn.type == socket.SOCK_SEQPACKET
-                client.send(b"one message")
-                assert conn.recv(100) == b"one message"
-            assert _accept(lsock) is None
+    with (
+        _listener(socket.AF_UNIX, socket.SOCK_SEQPACKET, str(unix_dir / "seq")) as lsock,
+        socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET) as client,
+    ):
+        client.connect(lsock.getsockname())
+        accepted = _accept(lsock)
+        assert accepted is not None
+        fd, addr = accepted
+        assert addr == ""
+        conn = socket.socket(fileno=fd)
+        with conn:
+            assert conn.type == socket.SOCK_SEQPACKET
+            client.send(b"one message")
+            assert conn.recv(100) == b"one message"
+        assert _accept(lsock) is None
 
 
 @needs_helper
@@ -155,4 +157,3 @@ def test_errors_are_socket_accepts() -> None:
         assert refused.value.errno == errno.EINVAL  # (accept(2) of a socket that does not listen)
     with pytest.raises(TypeError):
         _accept(object())  # type: ignore[arg-type]
-
