@@ -51,6 +51,18 @@ def _exchange(fd: int, client: socket.socket) -> None:
         assert client.recv(4) == b"pong"
 
 
+def _accept_both_ways(lsock: socket.socket) -> tuple[int, Any, Any]:
+    """The first waiting connection through the C accept (its descriptor and address), the
+    second through ``socket.accept()`` (its address; the socket closed)."""
+    accepted = _accept(lsock)
+    assert accepted is not None
+    fd, addr = accepted
+    lsock.setblocking(True)
+    conn, their_addr = lsock.accept()
+    conn.close()
+    return fd, addr, their_addr
+
+
 @pytest.fixture
 def unix_dir() -> Iterator[Path]:
     # (A short path: sun_path holds 108 bytes.)
@@ -71,12 +83,7 @@ def test_an_ip_connection_is_accepted_with_socket_accepts_address(family: int, h
         assert _accept(lsock) is None  # nothing waits: None, no exception
         port = lsock.getsockname()[1]
         with socket.create_connection((host, port)) as ours, socket.create_connection((host, port)) as theirs:
-            accepted = _accept(lsock)
-            assert accepted is not None
-            fd, addr = accepted
-            lsock.setblocking(True)
-            conn, their_addr = lsock.accept()
-            conn.close()
+            fd, addr, their_addr = _accept_both_ways(lsock)
             # The object socket.accept() makes: the client's own address, the same type and shape.
             assert addr == ours.getsockname()
             assert their_addr == theirs.getsockname()
@@ -106,12 +113,7 @@ def test_an_af_unix_peer_gets_socket_accepts_address(kind: str, unix_dir: Path) 
         with _bound_client(kind, unix_dir, 1) as ours, _bound_client(kind, unix_dir, 2) as theirs:
             ours.connect(lsock.getsockname())
             theirs.connect(lsock.getsockname())
-            accepted = _accept(lsock)
-            assert accepted is not None
-            fd, addr = accepted
-            lsock.setblocking(True)
-            conn, their_addr = lsock.accept()
-            conn.close()
+            fd, addr, their_addr = _accept_both_ways(lsock)
             assert type(addr) is type(their_addr)
             assert addr == ours.getsockname()
             assert their_addr == theirs.getsockname()
