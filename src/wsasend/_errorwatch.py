@@ -398,9 +398,7 @@ def pin(loop: asyncio.AbstractEventLoop) -> object:
     The loop's end (``shutdown_asyncgens``, a bare ``close()``) still closes it. Pins are
     counted: the watch goes when the last one is let go and no transport is watched.
     """
-    record = _record_of(loop)
-    if record is None:
-        record = _WATCHES[loop] = _LoopWatches(loop)
+    record = _record_made(loop)
     record.pins += 1
     return record
 
@@ -413,8 +411,8 @@ def unpin(token: object, loop: asyncio.AbstractEventLoop) -> None:
         return
     token.pins -= 1
     watch = token.watch
-    if not token.pins and watch is not None and not watch._owners and watch._epoll is not None:
-        watch._retire(loop)
+    if watch is not None:
+        watch._retire_if_unused(loop)  # (closes it unless a transport, or another pin, holds it)
 
 
 def _record_of(loop: asyncio.AbstractEventLoop) -> _LoopWatches | None:
@@ -424,12 +422,17 @@ def _record_of(loop: asyncio.AbstractEventLoop) -> _LoopWatches | None:
     return _WATCHES.get(loop)
 
 
-def error_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch:
-    """The :class:`ErrorWatch` of ``loop`` (a uvloop loop, running, in its thread), made once."""
+def _record_made(loop: asyncio.AbstractEventLoop) -> _LoopWatches:
+    """``loop``'s record, made (and listed) if it has none yet."""
     record = _record_of(loop)
     if record is None:
         record = _WATCHES[loop] = _LoopWatches(loop)
-    _LAST.record = record
+    return record
+
+
+def error_watch(loop: asyncio.AbstractEventLoop) -> ErrorWatch:
+    """The :class:`ErrorWatch` of ``loop`` (a uvloop loop, running, in its thread), made once."""
+    record = _LAST.record = _record_made(loop)
     watch = record.watch
     if watch is None or watch._epoll is None:
         if record.end_watcher is None:
