@@ -27,7 +27,7 @@ import wsasend
 from tests.helpers import run_threads
 from wsasend import WSAError, WSAErrorCode, WSATransport, _errorwatch
 
-from .util import GUARD, Recorder, on_uvloop, until, wrap
+from .util import GUARD, Pong, Recorder, on_uvloop, until, wrap
 
 
 def _reset(peer: socket.socket) -> None:
@@ -400,17 +400,6 @@ def test_loops_in_four_threads_each_watch_their_own_transports() -> None:
 # -- a serving server keeps its loop's watch between its connections (issue 11, ab -c 1) ---------
 
 
-class _Pong(asyncio.Protocol):
-    """Answers ``ping`` with ``pong``."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        assert isinstance(self.transport, asyncio.Transport)
-        self.transport.write(b"pong" if data == b"ping" else b"?")
-
-
 def _epolls() -> int:
     """How many epoll instances this process has open (the loop's own, and any watch's)."""
     count = 0
@@ -441,7 +430,7 @@ async def test_a_serving_server_keeps_the_watch_between_clients_that_come_one_at
     every connection, and ``close()`` of the server lets it go, its epoll closed."""
     loop = asyncio.get_running_loop()
     before = _epolls()
-    server = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+    server = await wsasend.create_server(Pong, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     watches = []
     for _ in range(5):
@@ -468,7 +457,7 @@ async def test_a_server_closed_while_a_connection_is_open_leaves_the_watch_to_it
     stays while one of them does, and goes with it."""
     loop = asyncio.get_running_loop()
     before = _epolls()
-    server = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+    server = await wsasend.create_server(Pong, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     async with asyncio.timeout(GUARD):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -497,8 +486,8 @@ async def test_two_servers_keep_the_watch_until_both_are_closed() -> None:
     """Pins are counted: the watch stays while either server serves."""
     loop = asyncio.get_running_loop()
     before = _epolls()
-    first = await wsasend.create_server(_Pong, "127.0.0.1", 0)
-    second = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+    first = await wsasend.create_server(Pong, "127.0.0.1", 0)
+    second = await wsasend.create_server(Pong, "127.0.0.1", 0)
     await _one_client(first.sockets[0].getsockname()[1])
     await _server_side_gone(first)
     watch = _errorwatch.current_watch(loop)
@@ -523,7 +512,7 @@ async def test_a_server_that_is_not_serving_pins_nothing() -> None:
     """``start_serving=False``: no pin until it serves, and none after a close without serving;
     a watched transport's watch still goes with it."""
     loop = asyncio.get_running_loop()
-    server = await wsasend.create_server(_Pong, "127.0.0.1", 0, start_serving=False)
+    server = await wsasend.create_server(Pong, "127.0.0.1", 0, start_serving=False)
     assert server._watch_pin is None
     ours, peer = socket.socketpair()
     with peer:
@@ -549,7 +538,7 @@ def test_a_server_left_serving_lets_the_watch_go_when_the_loop_ends(runner: Any)
 
     async def main() -> None:
         loop = asyncio.get_running_loop()
-        server = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+        server = await wsasend.create_server(Pong, "127.0.0.1", 0)
         await _one_client(server.sockets[0].getsockname()[1])
         await _server_side_gone(server)
         kept.extend([server, _errorwatch.current_watch(loop)])

@@ -25,7 +25,7 @@ import pytest
 import wsasend
 from wsasend import WSATransport, _errorwatch, _transport
 
-from .util import GUARD, Recorder, on_uvloop, spin, wrap
+from .util import GUARD, Pong, Recorder, on_uvloop, spin, wrap
 
 
 def _registrations(watch: _errorwatch.ErrorWatch) -> dict[int, int]:
@@ -74,23 +74,11 @@ async def test_reading_is_a_data_registration_in_the_watch_and_pausing_makes_it_
         proto.check()
 
 
-class _Pong(asyncio.Protocol):
-    """Answers ``ping`` with ``pong``; it and its transport refer to each other, nothing else
-    refers to either (a server's connection: the loop's reader is what keeps it)."""
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def data_received(self, data: bytes) -> None:
-        assert isinstance(self.transport, asyncio.Transport)
-        self.transport.write(b"pong" if data == b"ping" else b"?")
-
-
 async def test_a_connection_waiting_for_data_is_kept_by_its_loop_through_a_collection() -> None:
     """A server's connection whose transport and protocol refer only to each other, waiting for
     its first request: the collector must not take it (a loop holds its readers; reading
     through the watch, the watch's reader holds it: without that, clients saw resets)."""
-    server = await wsasend.create_server(_Pong, "127.0.0.1", 0)
+    server = await wsasend.create_server(Pong, "127.0.0.1", 0)
     async with server:
         port = server.sockets[0].getsockname()[1]
         reader, writer = await asyncio.open_connection("127.0.0.1", port)

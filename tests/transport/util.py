@@ -148,6 +148,19 @@ class Recorder(WSAProtocol):
         return [kind for kind, _ in self.events]
 
 
+class Pong(asyncio.Protocol):
+    """Answers ``ping`` with ``pong`` (anything else with ``?``); it and its transport refer to
+    each other, nothing else refers to either (a server's connection: the loop's reader, or the
+    error watch's, is what keeps it)."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def data_received(self, data: bytes) -> None:
+        assert isinstance(self.transport, asyncio.Transport)
+        self.transport.write(b"pong" if data == b"ping" else b"?")
+
+
 async def wrap(sock: socket.socket, factory: Callable[[], Any] = Recorder, **options: Any) -> tuple[WSATransport, Any]:
     """``connect_accepted_socket`` with a Recorder (or ``factory``), typed for the tests."""
     transport, protocol = await wsasend.connect_accepted_socket(factory, sock, **options)
