@@ -611,12 +611,13 @@ iov_sockname(PyObject *module, PyObject *arg)
 }
 
 PyDoc_STRVAR(accept_doc,
-"accept(sock, /) -> (fd, address) or None\n\n"
+"accept(sock, nonblocking=False, /) -> (fd, address) or None\n\n"
 "``sock._accept()`` of a listening AF_INET, AF_INET6 or AF_UNIX socket, but None instead of\n"
-"BlockingIOError when no connection waits. The new descriptor is close-on-exec and the\n"
-"address the object socket.accept() makes for it. Raises OSError otherwise (ConnectionAbortedError,\n"
-"EMFILE, ...) as socket.accept() does; ValueError, the descriptor closed again, for another\n"
-"family (callers use it for these three only).");
+"BlockingIOError when no connection waits. The new descriptor is close-on-exec (and with a true\n"
+"``nonblocking``, O_NONBLOCK: accept4's SOCK_NONBLOCK) and the address the object\n"
+"socket.accept() makes for it. Raises OSError otherwise (ConnectionAbortedError, EMFILE, ...)\n"
+"as socket.accept() does; ValueError, the descriptor closed again, for another family (callers\n"
+"use it for these three only); TypeError for a wrong number of arguments.");
 
 /* Why (issue 11, a server with one client at a time): a server accepts until the queue is empty,
  * and socket.accept() says so by raising BlockingIOError, whose message it formats from
@@ -668,12 +669,30 @@ accept_address(const struct sockaddr_storage *addr, socklen_t len)
     }
 }
 
+/* ``nonblocking`` (issue 11, a connection per request): the server makes the socket object with
+ * ``type | SOCK_NONBLOCK``, which CPython's socket initializer takes as "timeout 0" without an
+ * ioctl, and the transport then skips its setblocking(False): one system call less a connection. */
 static PyObject *
-iov_accept(PyObject *module, PyObject *sock)
+iov_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
+    if (nargs < 1 || nargs > 2) {
+        PyErr_Format(PyExc_TypeError, "accept() takes 1 or 2 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *sock = args[0];
     if (check_socket(sock) < 0) {
         return NULL;
+    }
+    int flags = SOCK_CLOEXEC;
+    if (nargs == 2) {
+        int nonblocking = PyObject_IsTrue(args[1]);
+        if (nonblocking < 0) {
+            return NULL;
+        }
+        if (nonblocking) {
+            flags |= SOCK_NONBLOCK;
+        }
     }
     struct sockaddr_storage addr;
     socklen_t len;
@@ -685,7 +704,7 @@ iov_accept(PyObject *module, PyObject *sock)
         /* (The GIL is let go, as socket.accept() does: a listening socket someone made blocking
          * again would wait here. The server's are non-blocking.) */
         Py_BEGIN_ALLOW_THREADS
-        fd = accept4(lfd, (struct sockaddr *)&addr, &len, SOCK_CLOEXEC);
+        fd = accept4(lfd, (struct sockaddr *)&addr, &len, flags);
         Py_END_ALLOW_THREADS
         if (fd >= 0 || errno != EINTR) {
             break;
@@ -1912,7 +1931,7 @@ static PyMethodDef iovsend_methods[] = {
     {"recv", (PyCFunction)(void (*)(void))iov_recv, METH_FASTCALL, recv_doc},
     {"so_error", iov_so_error, METH_O, so_error_doc},
     {"sockname", iov_sockname, METH_O, sockname_doc},
-    {"accept", iov_accept, METH_O, accept_doc},
+    {"accept", (PyCFunction)(void (*)(void))iov_accept, METH_FASTCALL, accept_doc},
     {"descriptor", iov_descriptor, METH_O, descriptor_doc},
     {"bytes_list_copy", iov_bytes_list_copy, METH_O, bytes_list_copy_doc},
     {"marked_closed", iov_marked_closed, METH_O, marked_closed_doc},

@@ -20,7 +20,7 @@ import ssl as ssl_module
 import stat
 from asyncio import trsock
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from ._connect import check_not_ssl_socket, check_stream_for_tls, discard_tls, resolve, tls_protocol
 from ._errorwatch import pin as pin_watch
@@ -44,10 +44,11 @@ ACCEPT_RETRY_DELAY = 1.0
 
 _OUT_OF_RESOURCES = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 # The compiled build's accept (_iovsend.c), and the families it makes addresses for.
-_IOV_ACCEPT: Callable[[socket.socket], tuple[int, Any] | None] | None = (
+_IOV_ACCEPT: Callable[[socket.socket, bool], tuple[int, Any] | None] | None = (
     None if IOVSEND_MODULE is None else IOVSEND_MODULE.accept
 )
 _C_ACCEPT_FAMILIES = frozenset({socket.AF_INET, socket.AF_INET6, socket.AF_UNIX})
+_SOCK_NONBLOCK: Final = int(socket.SOCK_NONBLOCK)
 _LISTEN_KINDS = (socket.SOCK_STREAM, socket.SOCK_SEQPACKET)
 
 
@@ -144,20 +145,24 @@ class WSAServer(asyncio.AbstractServer):
         # The compiled build's C accept says "none waiting" with None: socket.accept() raises
         # BlockingIOError, ~8,000 instructions made and caught at every wake-up (one a connection
         # with one client at a time: issue 11, ab -c 1). For the families whose address it makes.
+        # It makes the socket non-blocking too (accept4's SOCK_NONBLOCK): the socket object is
+        # then made with ``kind | SOCK_NONBLOCK``, timeout 0 without an ioctl, and the transport
+        # skips its setblocking(False) (one system call less a connection, issue 11).
         c_accept = _IOV_ACCEPT if family in _C_ACCEPT_FAMILIES else None
+        made_kind = kind | _SOCK_NONBLOCK if c_accept is not None else kind
         for _ in range(self._backlog):
             if self._sockets is None:
                 return
             try:
                 if c_accept is not None:
-                    accepted = c_accept(sock)
+                    accepted = c_accept(sock, True)
                     if accepted is None:
                         return  # the accept queue is empty
                     fd, addr = accepted
                 else:
                     fd, addr = raw_accept()
                 try:
-                    conn = accepted_socket(family, kind, proto, fd)  # (socket.socket(..., fileno=fd))
+                    conn = accepted_socket(family, made_kind, proto, fd)  # (socket.socket(..., fileno=fd))
                 except BaseException:
                     os.close(fd)
                     raise
@@ -172,13 +177,15 @@ class WSAServer(asyncio.AbstractServer):
                     self._loop.remove_reader(sock)
                     self._loop.call_later(ACCEPT_RETRY_DELAY, self._resume_accepting, sock)
                 return
-            self._accept_connection(conn, addr)
+            self._accept_connection(conn, addr, c_accept is not None)
 
     def _resume_accepting(self, sock: socket.socket) -> None:
         if self._sockets is not None and sock in self._sockets:
             self._loop.add_reader(sock, self._accept_ready, sock)
 
-    def _accept_connection(self, conn: socket.socket, addr: Any) -> None:
+    def _accept_connection(self, conn: socket.socket, addr: Any, nonblocking: bool = False) -> None:
+        """A transport for ``conn``; ``nonblocking``: the accept made it non-blocking (see
+        ``_accept_ready``), so the default-options transport skips its ``setblocking(False)``."""
         try:
             protocol = self._protocol_factory()
             extra = {"peername": addr} if addr else None
@@ -187,7 +194,7 @@ class WSAServer(asyncio.AbstractServer):
                 if self._options:
                     WSATransport(conn, protocol, loop=self._loop, extra=extra, _server=self, **self._options)
                 else:
-                    accepted_transport(conn, protocol, self._loop, extra, self)  # (see there)
+                    accepted_transport(conn, protocol, self._loop, extra, self, nonblocking)  # (see there)
                 return
             # S9.2: asyncio's TLS layer on the WSATransport; the app protocol hears of the
             # connection after the handshake. A failed handshake closes that connection only

@@ -235,7 +235,9 @@ def accepted_socket(family: int, kind: int, proto: int, fd: int) -> socket.socke
     with a keyword: ~3,000 instructions of every new connection of a server, issue 11 workload
     HC): the C initializer, then the two attributes that ``__init__`` sets after it (the same
     on Python 3.11 to 3.13). Raises what the constructor raises (OSError for a descriptor that
-    is no socket); the caller closes ``fd`` then.
+    is no socket); the caller closes ``fd`` then. ``kind | SOCK_NONBLOCK``, for a descriptor
+    that is non-blocking already, gives the object timeout 0 without an ioctl, as
+    ``socket.socket`` does (its ``type`` is ``kind`` without the flag either way).
     """
     sock: socket.socket = _SOCKET_NEW(_PLAIN_SOCKET)
     _SOCKET_INIT(sock, family, kind, proto, fd)

@@ -494,6 +494,7 @@ class WSATransport(asyncio.Transport):
         extra: Mapping[str, Any] | None = None,
         _waiter: asyncio.Future[None] | None = None,
         _server: Any = None,
+        _nonblocking: bool = False,
     ) -> None:
         # (max_pending_sends and partial_messages typed object: a wrong value is our WSAError or
         # ValueError below in the compiled build too, not mypyc's TypeError; S10.)
@@ -526,8 +527,11 @@ class WSATransport(asyncio.Transport):
             raise RuntimeError(f"socket {sock!r} is already used by a transport")
         if max_pending_sends is not None:
             set_max_pending(sock, max_pending_sends)
-        # The transport owns the socket from here on, as asyncio's transports do.
-        sock.setblocking(False)
+        # The transport owns the socket from here on, as asyncio's transports do. (Not again
+        # for a server's connection that its accept made non-blocking a moment ago, nobody else
+        # holding it yet: _nonblocking, see WSAServer._accept_ready.)
+        if not _nonblocking:
+            sock.setblocking(False)
         kind = sock_type(sock)  # (plain ints: see _sockutil.sock_type)
         family = sock_family(sock)
         if kind == STREAM and family in (INET, INET6):
@@ -1888,16 +1892,19 @@ def accepted_transport(
     loop: asyncio.AbstractEventLoop,
     extra: dict[str, Any] | None,
     server: Any,
+    nonblocking: bool = False,
 ) -> WSATransport:
     """``WSATransport(sock, protocol, loop=loop, extra=extra, _server=server)``: a server's new
     connection with the default options (``_server.WSAServer._accept_connection``).
+    ``nonblocking``: the server's accept made ``sock`` non-blocking (accept4's SOCK_NONBLOCK,
+    the socket object's timeout 0), so the transport does not set it again.
 
     Why a function (issue 11, a connection per request): the server's call of the class, with
     keywords, went through the general argument parser of the class's ``__init__`` (a format
     string parsed and each keyword looked up: ~5,900 instructions a connection, callgrind);
     this call is positional, and compiled, the class is constructed here without any parsing.
     """
-    return WSATransport(sock, protocol, loop=loop, extra=extra, _server=server)
+    return WSATransport(sock, protocol, loop=loop, extra=extra, _server=server, _nonblocking=nonblocking)
 
 
 def _water_mark(name: str, value: object) -> int | None:

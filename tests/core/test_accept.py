@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from wsasend import _server
+from wsasend._sockutil import IOVSEND_MODULE, accepted_socket
 
 ACCEPT = _server._IOV_ACCEPT
 needs_helper = pytest.mark.skipif(ACCEPT is None, reason="plain-Python build: socket.accept() itself")
@@ -29,7 +30,7 @@ needs_helper = pytest.mark.skipif(ACCEPT is None, reason="plain-Python build: so
 
 def _accept(sock: socket.socket) -> tuple[int, Any] | None:
     assert ACCEPT is not None
-    return ACCEPT(sock)
+    return ACCEPT(sock, False)
 
 
 def _listener(family: int, kind: int = socket.SOCK_STREAM, address: Any = None) -> socket.socket:
@@ -159,3 +160,42 @@ def test_errors_are_socket_accepts() -> None:
         assert refused.value.errno == errno.EINVAL  # (accept(2) of a socket that does not listen)
     with pytest.raises(TypeError):
         _accept(object())  # type: ignore[arg-type]
+    with pytest.raises(TypeError):
+        IOVSEND_MODULE.accept()
+    with pytest.raises(TypeError):
+        IOVSEND_MODULE.accept(lsock, True, True)
+
+
+@needs_helper
+@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_a_nonblocking_accept_makes_a_nonblocking_close_on_exec_descriptor(family: int, host: str) -> None:
+    """``accept(sock, True)``: accept4's SOCK_NONBLOCK, for the server, which then makes the
+    socket object with ``kind | SOCK_NONBLOCK`` (timeout 0 without an ioctl) and has the
+    transport skip its ``setblocking(False)``. Without it, or with False, a blocking descriptor
+    as ``socket.accept()`` gives."""
+    assert ACCEPT is not None
+    with _listener(family, address=(host, 0)) as lsock:
+        port = lsock.getsockname()[1]
+        clients = [socket.create_connection((host, port)) for _ in range(3)]
+        try:
+            results = [ACCEPT(lsock, True), IOVSEND_MODULE.accept(lsock), ACCEPT(lsock, False)]
+            assert all(r is not None for r in results)
+            fds = [r[0] for r in results if r is not None]
+            assert [os.get_blocking(fd) for fd in fds] == [False, True, True]
+            assert not any(os.get_inheritable(fd) for fd in fds)
+            assert ACCEPT(lsock, True) is None
+            # The object the server makes of the first: timeout 0, its type without the flag.
+            conn = accepted_socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK, 0, fds[0])
+            with conn:
+                assert conn.gettimeout() == 0.0
+                assert conn.type == socket.SOCK_STREAM and conn.family == family
+                with pytest.raises(BlockingIOError):
+                    conn.recv(1)  # nothing sent yet: non-blocking, it does not wait
+                clients[0].sendall(b"ping")
+                conn.setblocking(True)
+                assert conn.recv(4) == b"ping"
+            for fd in fds[1:]:
+                os.close(fd)
+        finally:
+            for client in clients:
+                client.close()

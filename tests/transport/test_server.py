@@ -381,3 +381,65 @@ async def test_a_connection_leaves_no_cycle_behind() -> None:
         assert (count(SendEngine), count(SocketSlot)) == (engines, slots)
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("options", [{}, {"max_pending_sends": 5}], ids=["default", "options"])
+@pytest.mark.parametrize(
+    ("family", "kind"),
+    [
+        (socket.AF_INET, socket.SOCK_STREAM),
+        (socket.AF_INET6, socket.SOCK_STREAM),
+        (socket.AF_UNIX, socket.SOCK_STREAM),
+        (socket.AF_UNIX, socket.SOCK_SEQPACKET),
+    ],
+)
+async def test_a_connection_socket_is_nonblocking_with_one_system_call_less(
+    monkeypatch: pytest.MonkeyPatch, family: int, kind: int, options: dict[str, Any]
+) -> None:
+    """Issue 11 (a connection per request): the compiled build's accept makes the connection
+    non-blocking itself (accept4's SOCK_NONBLOCK), so a server's transport with the default
+    options does not call ``setblocking(False)`` (an ioctl) on it again. Whichever way it went,
+    the transport's socket is non-blocking, its timeout 0 and its ``type`` the listener's,
+    without the flag; with options, or without the C accept (plain-Python build), the transport
+    sets it as before."""
+    calls: list[socket.socket] = []
+    real = socket.socket.setblocking
+
+    def counting(self: socket.socket, flag: bool) -> None:
+        calls.append(self)
+        real(self, flag)
+
+    monkeypatch.setattr(socket.socket, "setblocking", counting)
+    registry, factory = _factory()
+    with tempfile.TemporaryDirectory() as tmp:
+        if family == socket.AF_UNIX:
+            path = os.path.join(tmp, "s")
+            listener = socket.socket(family, kind)
+            listener.bind(path)
+            server = await wsasend.create_server(factory, sock=listener, **options)
+            client = socket.socket(family, kind)
+            client.connect(path)
+        else:
+            host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
+            server = await wsasend.create_server(factory, host, 0, family=family, **options)
+            client = socket.create_connection((host, server.sockets[0].getsockname()[1]))
+        try:
+            await until(lambda: len(registry) == 1)
+            transport = registry[0].transport
+            assert transport is not None
+            sock = transport.get_extra_info("socket")
+            assert sock.gettimeout() == 0.0
+            assert not os.get_blocking(sock.fileno())
+            assert sock.type == kind and sock.family == family
+            c_accept = wsasend._server._IOV_ACCEPT is not None
+            assert (sock in calls) is (bool(options) or not c_accept)
+            # It works as a non-blocking connection: a reply, then the peer's bytes.
+            assert await transport.send([b"hel", b"lo"]) == 5
+            client.settimeout(GUARD)
+            assert client.recv(100) == b"hello"
+            client.sendall(b"ping")
+            await registry[0].wait_data(4)
+        finally:
+            client.close()
+            server.close()
+            await asyncio.wait_for(server.wait_closed(), GUARD)
