@@ -225,6 +225,9 @@ _EV_DRAINED: Final = TransportEvent.DRAINED
 _EV_LOST_CALLED: Final = TransportEvent.LOST_CALLED
 # Compiled on Python 3.11: WSATransport.__init__ makes the instance dict at once (see there).
 _MAKE_DICT: Final = sys.version_info < (3, 12) and is_extension_file(__file__)
+# A stream socket's scratch area: none, one shared empty list (a list a connection less to make
+# and free, issue 11 workload HC). Nothing adds to it; a message socket gets a list of its own.
+_NO_SCRATCH: Final[list[mmap.mmap]] = []
 # Read by the stream reader per callback: Final, so compiled code does not look them up in the
 # socket module's dict each time.
 _SOL_SOCKET: Final = socket.SOL_SOCKET
@@ -500,7 +503,8 @@ class WSATransport(asyncio.Transport):
         # ValueError below in the compiled build too, not mypyc's TypeError; S10.)
         if partial_messages not in ("reject", "cork"):
             raise ValueError(f"partial_messages must be 'reject' or 'cork', not {partial_messages!r}")
-        check_socket(sock)
+        if not _nonblocking:
+            check_socket(sock)  # (a server's new socket is one, and open: engine_for checks again)
         if loop is None:
             loop = asyncio.get_running_loop()
         peername: Any = None
@@ -538,7 +542,8 @@ class WSATransport(asyncio.Transport):
             # asyncio's _set_nodelay: small writes go out without waiting for an ACK. Cork pieces
             # (partial_messages="cork", S4.4) still wait where the caller asks for it.
             sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
-        info: dict[str, Any] = dict(extra) if extra else {}
+        # (A server's ``extra`` is a dict it made for this connection alone: kept, not copied.)
+        info: dict[str, Any] = extra if _server is not None and type(extra) is dict else dict(extra) if extra else {}
         info["socket"] = sock
         # (The compiled build's getsockname answers a server's connections, which mostly share
         # one local address, with the tuple it made for the first: see _iovsend.sockname.)
@@ -570,7 +575,7 @@ class WSATransport(asyncio.Transport):
         # 12). An anonymous mapping costs address space only: pages are touched as messages
         # fill them and given back after a large one (see _read_message).
         # (Held as recvmsg_into's one-item list, made once: empty for a stream socket.)
-        self._scratch_iov: list[mmap.mmap] = []
+        self._scratch_iov: list[mmap.mmap] = _NO_SCRATCH  # (never changed: see _NO_SCRATCH)
         if self._message_mode:
             size = MESSAGE_READ_MAX if family == UNIX else UDP_READ_MAX
             self._scratch_iov = [mmap.mmap(-1, size)]
