@@ -37,12 +37,12 @@ __all__ = ["closesocket", "engine_for", "find_engine", "set_max_pending", "slot_
 # The current engine of each socket, keyed by id(sock): the hot path's one dict lookup. An
 # engine belongs to one loop; a socket that moves to another loop gets a new engine, which
 # replaces the old one here (the old one is dropped unless something else holds it, S5.10).
-_ENGINES: Final[dict[int, SendEngine]] = {}
+_ENGINES: Final[dict[object, SendEngine]] = {}
 # Each socket's registry slot: its owner (S5.11), current engine and send bound. One weak
 # reference per socket (made with the slot, its callback _forget) drops both entries when the socket dies,
 # before its id can be reused, so the registry never keeps a socket alive, and it holds no
 # engine or loop: only the latest engine, in the slot, is kept (issue 10 items 13, 15).
-_SLOTS: Final[dict[int, SocketSlot]] = {}
+_SLOTS: Final[dict[object, SocketSlot]] = {}
 
 
 class _LastEngine:
@@ -68,8 +68,12 @@ class _LastEngine:
 _LAST: Final = _LastEngine()
 
 
-def _set_current(key: int, engine: SendEngine | None) -> None:
-    """Make ``engine`` the current engine of socket ``key`` (None: remove it). Under _LOCK."""
+def _set_current(key: object, engine: SendEngine | None) -> None:
+    """Make ``engine`` the current engine of socket ``key`` (None: remove it). Under _LOCK.
+
+    The registry's keys, ``id(sock)``, are typed ``object`` here and in its other functions:
+    compiled, an ``int`` is a native integer, boxed into a new int object for every dict
+    operation (ids are large), ten times for a server's connection (issue 11, workload HC)."""
     # (get and del, not pop: compiled, ``dict.pop`` is a generic method call, ~900 instructions
     # against ~250; _set_current runs at least twice for every connection of a server.)
     old = _ENGINES.get(key)
@@ -92,7 +96,7 @@ _get_running_loop: Final = asyncio.get_running_loop
 _LOCK = OWNERSHIP.lock
 
 
-def _forget(key: int, _ref: object = None) -> None:
+def _forget(key: object, _ref: object = None) -> None:
     """The socket ``key`` died: drop its registry entries (its slot's weak reference calls this)."""
     lock = _LOCK
     _RLOCK_ACQUIRE(lock)  # (see _RLOCK_ACQUIRE)
@@ -127,8 +131,8 @@ class _Forget:
 
     __slots__ = ("key",)
 
-    def __init__(self, key: int) -> None:
-        self.key = key
+    def __init__(self, key: object) -> None:
+        self.key = key  # (the boxed id: see _set_current)
 
     def __call__(self, _ref: object) -> None:
         _forget(self.key)
@@ -136,7 +140,7 @@ class _Forget:
 
 def slot_for(sock: socket.socket) -> SocketSlot:
     """The registry slot of ``sock``, made (with its one finalizer) on first use. Internal."""
-    key = id(sock)
+    key: object = id(sock)  # (boxed once: see _set_current)
     lock = _LOCK
     _RLOCK_ACQUIRE(lock)  # (see _RLOCK_ACQUIRE)
     try:
@@ -189,7 +193,7 @@ def engine_for(sock: socket.socket, loop: asyncio.AbstractEventLoop, peer: bool 
         WSAError: WSAENOTSOCK for a closed socket or a non-socket; WSAEINPROGRESS when the
             socket still has sends pending on another (open) loop.
     """
-    key = id(sock)
+    key: object = id(sock)  # (boxed once: see _set_current)
     engine = _ENGINES.get(key)
     if engine is not None and engine.loop is loop and engine._sockref() is sock:
         return engine
