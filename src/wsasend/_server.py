@@ -138,18 +138,19 @@ class WSAServer(asyncio.AbstractServer):
     def _accept_ready(self, sock: socket.socket) -> None:
         # ``sock.accept()`` without its cost: it builds each new socket from ``self.family`` and
         # ``self.type``, two enum conversions (~14,000 instructions on Python 3.11, issue 11: a
-        # connection per request). The C accept, and the listening socket's ints read once per
-        # wake-up, make the same socket (the transport sets it non-blocking at once).
+        # connection per request). The C accept (or ``sock._accept``), and the listening socket's
+        # ints read once per wake-up, make the same socket.
         family, kind, proto = sock_family(sock), sock_type(sock), sock.proto
-        raw_accept = sock._accept  # type: ignore[attr-defined]
         # The compiled build's C accept says "none waiting" with None: socket.accept() raises
         # BlockingIOError, ~8,000 instructions made and caught at every wake-up (one a connection
         # with one client at a time: issue 11, ab -c 1). For the families whose address it makes.
         # It makes the socket non-blocking too (accept4's SOCK_NONBLOCK): the socket object is
         # then made with ``kind | SOCK_NONBLOCK``, timeout 0 without an ioctl, and the transport
-        # skips its setblocking(False) (one system call less a connection, issue 11).
+        # skips its setblocking(False) (one system call less a connection, issue 11). Otherwise
+        # the transport sets it non-blocking at once.
         c_accept = _IOV_ACCEPT if family in _C_ACCEPT_FAMILIES else None
         made_kind = kind | _SOCK_NONBLOCK if c_accept is not None else kind
+        raw_accept: Any = sock._accept if c_accept is None else None  # type: ignore[attr-defined]
         for _ in range(self._backlog):
             if self._sockets is None:
                 return

@@ -422,7 +422,7 @@ async def test_a_connection_socket_is_nonblocking_with_one_system_call_less(
         else:
             host = "::1" if family == socket.AF_INET6 else "127.0.0.1"
             server = await wsasend.create_server(factory, host, 0, family=family, **options)
-            client = socket.create_connection((host, server.sockets[0].getsockname()[1]))
+            client = await _client(server.sockets[0].getsockname()[1], family)
         try:
             await until(lambda: len(registry) == 1)
             transport = registry[0].transport
