@@ -1644,8 +1644,9 @@ iov_rlock(PyObject *module, PyObject *unused)
  * that returns its value at once. A plain-Python generator did this before (issue 11: ~800 of a
  * 3,500-instruction ``await wsa_send(...)`` on uvloop, for making a generator and running its
  * frame). Python 3.11's SEND opcode takes am_send (a return with no StopIteration made); 3.12's
- * calls tp_iternext, which raises StopIteration(value) as asyncio's FutureIter does, at a cost
- * above the generator's, so _overlapped uses it on 3.11 only (it works on all). It behaves
+ * calls tp_iternext, which must raise StopIteration(value), as asyncio's FutureIter does: made
+ * anew each time that cost more than the generator, so 3.12+ raise one kept instance while
+ * nobody else holds it (see done_raise). It behaves
  * as a generator that returns at once: send() of a non-None value to it first is a TypeError,
  * and once it has returned its value every later step ends it again with nothing. */
 typedef struct {
@@ -1662,6 +1663,7 @@ done_dealloc(done_object *self)
     PyObject_Free(self);
 }
 
+#if PY_VERSION_HEX < 0x030C0000
 /* StopIteration carrying ``value`` as the result (a tuple or an exception made its argument,
  * as CPython's generators do, so that it is not taken for the arguments). */
 static void
@@ -1677,6 +1679,7 @@ done_stop(PyObject *value)
     }
     PyErr_SetObject(PyExc_StopIteration, value);
 }
+#endif
 
 static int
 done_check_arg(done_object *self, PyObject *arg)
@@ -1705,6 +1708,63 @@ done_am_send(PyObject *op, PyObject *arg, PyObject **result)
     return PYGEN_RETURN;
 }
 
+#if PY_VERSION_HEX >= 0x030C0000
+/* Python 3.12+: the StopIteration that done_iternext raised last, kept for the next one. 3.12's
+ * SEND opcode calls tp_iternext, takes the exception back at once (_PyGen_FetchStopIterationValue
+ * reads its ``value`` and drops it) and so leaves it with our reference only, as it was: making
+ * one per ``await`` (the class called, its arguments parsed, PyErr_SetObject's normalization)
+ * cost more than the generator it replaces (issue 11). Used again only while nobody else holds
+ * it and nothing was attached to it (a traceback, a context or cause, notes, a __dict__: it
+ * went through Python code, e.g. a ``next()`` of the iterator caught in a frame); else a new
+ * one. Raised with PyErr_SetRaisedException, which chains no context (PyErr_SetObject would
+ * make the exception being handled its __context__: kept alive until the next await). */
+static PyObject *done_stop_cached = NULL;
+
+static int
+done_stop_pristine(PyObject *exc)
+{
+    PyBaseExceptionObject *base = (PyBaseExceptionObject *)exc;
+    return Py_REFCNT(exc) == 1 && base->dict == NULL && base->notes == NULL && base->traceback == NULL
+           && base->context == NULL && base->cause == NULL && !base->suppress_context;
+}
+
+/* Raise StopIteration(value): the kept instance with its value and args set, or a new one. */
+static void
+done_raise(PyObject *value)
+{
+    PyObject *exc = done_stop_cached;
+    if (exc != NULL && done_stop_pristine(exc)) {
+        PyObject *args = ((PyBaseExceptionObject *)exc)->args;
+        if (args != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) == 1 && Py_REFCNT(args) == 1
+            && PyLong_CheckExact(value)) {
+            /* Its own one-item tuple, held by nobody else, given the new count in place (as
+             * CPython's zip and enumerate reuse their result tuples); an int only, which the
+             * collector need not see, so the tuple's tracking does not matter. */
+            Py_SETREF(PyTuple_GET_ITEM(args, 0), Py_NewRef(value));
+        }
+        else {
+            args = PyTuple_Pack(1, value);
+            if (args == NULL) {
+                return;
+            }
+            Py_SETREF(((PyBaseExceptionObject *)exc)->args, args);
+        }
+        Py_XSETREF(((PyStopIterationObject *)exc)->value, Py_NewRef(value));
+    }
+    else {
+        /* (The constructor takes one argument as the value, a tuple too.) */
+        exc = PyObject_CallOneArg(PyExc_StopIteration, value);
+        if (exc == NULL) {
+            return;
+        }
+        Py_XSETREF(done_stop_cached, exc);
+    }
+    PyErr_SetRaisedException(Py_NewRef(exc));
+}
+#else
+#define done_raise done_stop
+#endif
+
 static PyObject *
 done_iternext(done_object *self)
 {
@@ -1713,7 +1773,7 @@ done_iternext(done_object *self)
         return NULL;  /* exhausted: StopIteration without a value */
     }
     self->value = NULL;
-    done_stop(value);
+    done_raise(value);
     Py_DECREF(value);
     return NULL;
 }

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import threading
 import time
 from collections.abc import Callable, Coroutine, Generator
@@ -31,14 +30,14 @@ CompletionRoutine = Callable[[int, int, "WSAOverlapped", int], object]
 
 # The plain-Python _awaiting module's functions, bound once: compiled, ``_awaiting.finished`` is
 # a module attribute lookup on every await (callgrind: ~270 instructions, 5% of an awaited
-# 64 B send; issue 11). A completed send's ``await`` is, in the compiled build on Python 3.11,
-# _iovsend.c's ``done`` iterator: 3.11's SEND opcode takes its am_send, which returns the count
-# without a generator made and run for it (~800 of the ~3,550 user-space instructions of
+# 64 B send; issue 11). A completed send's ``await`` is, in the compiled build, _iovsend.c's
+# ``done`` iterator: 3.11's SEND opcode takes its am_send, which returns the count without a
+# generator made and run for it (~800 of the ~3,550 user-space instructions of
 # ``await wsa_send(...)`` of 4x4 KiB on uvloop, issue 11). 3.12's SEND calls tp_iternext
-# instead, whose StopIteration costs more than the generator (callgrind, 3.12: 4,723
-# instructions a send against 4,251), so 3.12+ keep the generator.
+# instead, which raises StopIteration: one kept instance, reused while nobody else holds it (a
+# new one each time cost more than the generator: 4,723 instructions a send against 4,251).
 _finished: Final[Callable[[int], Generator[Any, None, int]]] = (
-    IOVSEND_MODULE.done if IOVSEND_MODULE is not None and sys.version_info < (3, 12) else _awaiting.finished
+    IOVSEND_MODULE.done if IOVSEND_MODULE is not None else _awaiting.finished
 )
 _failed: Final = _awaiting.failed
 _on_own_loop: Final = _awaiting.on_own_loop

@@ -9,8 +9,11 @@ to make a send pend (nothing moves until the test reads).
 from __future__ import annotations
 
 import asyncio
+import gc
 import socket
+import sys
 import threading
+import weakref
 from collections.abc import Callable, Generator, Iterator
 from typing import Any, cast
 
@@ -159,6 +162,102 @@ def test_done_iterator_steps_as_a_generator_returning_its_value(value: Any) -> N
         return await _Awaitable(value)
 
     assert asyncio.run(await_it()) == value
+
+
+@pytest.mark.skipif(IOVSEND_MODULE is None, reason="the C iterator is the compiled build's")
+def test_done_iterator_never_changes_a_stop_iteration_someone_kept() -> None:
+    """On Python 3.12+ ``done`` raises one kept StopIteration again while nobody else holds it
+    (issue 11: made anew each time it cost more than a generator). One that a caller caught and
+    kept, or that went through a frame, keeps its own value and arguments: the next
+    iterations raise another, each with theirs."""
+    assert IOVSEND_MODULE is not None
+    kept: list[StopIteration] = []
+    for value in (5, 7, 2**70, (1, 2), 9):
+        try:
+            next(IOVSEND_MODULE.done(value))
+        except StopIteration as stop:
+            kept.append(stop)
+    assert [(stop.value, stop.args) for stop in kept] == [
+        (5, (5,)),
+        (7, (7,)),
+        (2**70, (2**70,)),
+        ((1, 2), ((1, 2),)),
+        (9, (9,)),
+    ]
+    assert len({id(stop) for stop in kept}) == len(kept)
+    # Dropped at once (list() takes StopIteration as the end), each step finds the value it
+    # was given; a value given before is not seen again.
+    for value in range(50):
+        assert list(IOVSEND_MODULE.done(value)) == []
+        with pytest.raises(StopIteration) as info:
+            IOVSEND_MODULE.done(value).send(None)
+        assert (info.value.value, info.value.args) == (value, (value,))
+        assert info.value.__context__ is None
+
+
+async def test_awaits_of_completed_sends_under_a_tracer_each_return_their_own_count(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """A tracer (a debugger, ``sys.settrace``) sees the StopIteration of each ``await`` of a
+    completed send and may keep it: a kept one is never reused for a later await, so each
+    keeps its own count, and each await returns its own (S5.3)."""
+    a, b = pair
+    seen: list[BaseException] = []
+
+    def tracer(frame: Any, event: str, arg: Any) -> Any:
+        if event == "exception" and arg[0] is StopIteration:
+            seen.append(arg[1])
+        return tracer
+
+    async def traced() -> list[int]:
+        counts = []
+        for n in (1, 2, 3, 4, 5):
+            ov = wsa_send(a, [b"t" * n])
+            assert ov.completed_immediately
+            counts.append(await ov)
+            await asyncio.sleep(0)  # (past the batch window: the next send is tried at once)
+        return counts
+
+    old = sys.gettrace()
+    sys.settrace(tracer)
+    try:
+        counts = await traced()
+    finally:
+        sys.settrace(old)
+    assert counts == [1, 2, 3, 4, 5]
+    stops = [stop for stop in seen if isinstance(stop, StopIteration) and stop.value in counts]
+    if IOVSEND_MODULE is not None:
+        # (The compiled build's C iterator raises one per await under a tracer, on 3.11 too.)
+        assert [stop.value for stop in stops] == [1, 2, 3, 4, 5]
+    assert all(stop.args == (stop.value,) for stop in stops)
+    assert len({id(stop) for stop in stops}) == len(stops)
+    assert await read_exactly(b, 15) == b"t" * 15
+
+
+class _HandledError(Exception):
+    """What the except block of the test below handles."""
+
+
+async def test_await_of_a_completed_send_in_an_except_block_keeps_nothing_alive(
+    pair: tuple[socket.socket, socket.socket],
+) -> None:
+    """An ``await`` of a completed send inside an ``except`` block does not make the exception
+    being handled anything's ``__context__``: once the block ends, nothing of ours keeps it
+    (the StopIteration that carries the count is kept for reuse on 3.12+, see _iovsend.c)."""
+    a, b = pair
+    ref: weakref.ref[_HandledError] | None = None
+    try:
+        raise _HandledError("handled")
+    except _HandledError as exc:
+        ref = weakref.ref(exc)
+        for n in (3, 4):
+            ov = wsa_send(a, [b"h" * n])
+            assert ov.completed_immediately
+            assert await ov == n
+            await asyncio.sleep(0)
+    gc.collect()
+    assert ref is not None and ref() is None
+    assert await read_exactly(b, 7) == b"h" * 7
 
 
 class _Awaitable:
