@@ -1734,6 +1734,9 @@ done_raise(PyObject *value)
 {
     PyObject *exc = done_stop_cached;
     if (exc != NULL && done_stop_pristine(exc)) {
+        /* Held from here on: an old value or args tuple let go of below may run code (a
+         * __del__) that comes through here again, and that call must then make its own. */
+        Py_INCREF(exc);
         PyObject *args = ((PyBaseExceptionObject *)exc)->args;
         if (args != NULL && PyTuple_CheckExact(args) && PyTuple_GET_SIZE(args) == 1 && Py_REFCNT(args) == 1
             && PyLong_CheckExact(value)) {
@@ -1745,6 +1748,7 @@ done_raise(PyObject *value)
         else {
             args = PyTuple_Pack(1, value);
             if (args == NULL) {
+                Py_DECREF(exc);
                 return;
             }
             Py_SETREF(((PyBaseExceptionObject *)exc)->args, args);
@@ -1757,9 +1761,9 @@ done_raise(PyObject *value)
         if (exc == NULL) {
             return;
         }
-        Py_XSETREF(done_stop_cached, exc);
+        Py_XSETREF(done_stop_cached, Py_NewRef(exc));
     }
-    PyErr_SetRaisedException(Py_NewRef(exc));
+    PyErr_SetRaisedException(exc);  /* (takes the reference held here) */
 }
 #else
 #define done_raise done_stop

@@ -199,6 +199,30 @@ def test_done_iterator_never_changes_a_stop_iteration_someone_kept() -> None:
         assert info.value.__context__ is None
 
 
+@pytest.mark.skipif(IOVSEND_MODULE is None, reason="the C iterator is the compiled build's")
+def test_done_iterator_value_whose_release_steps_another_one() -> None:
+    """Raising the kept StopIteration again lets go of the value it carried before; if that
+    runs code (a ``__del__``) which steps another ``done``, that one gets its own StopIteration
+    and this one still carries its own value."""
+    assert IOVSEND_MODULE is not None
+    done = IOVSEND_MODULE.done
+    inner: list[object] = []
+
+    class Dropped:
+        def __del__(self) -> None:
+            try:
+                next(done(2))
+            except StopIteration as stop:
+                inner.append((stop.value, stop.args))
+
+    # (list() ends at the StopIteration and drops it: kept, carrying the Dropped instance.)
+    assert list(done(Dropped())) == []
+    with pytest.raises(StopIteration) as info:
+        done(7).send(None)
+    assert (info.value.value, info.value.args) == (7, (7,))
+    assert inner == [(2, (2,))]
+
+
 async def test_awaits_of_completed_sends_under_a_tracer_each_return_their_own_count(
     pair: tuple[socket.socket, socket.socket],
 ) -> None:
