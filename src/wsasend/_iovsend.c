@@ -625,31 +625,94 @@ PyDoc_STRVAR(accept_doc,
  * every wake-up of a listening socket, one per connection when they come one at a time (a tenth
  * of such a connection's CPU on uvloop). */
 
+/* A new tuple of ``first`` and ``second``, both stolen (either may be NULL: an error is set
+ * then, and the other is released). Py_BuildValue parses its format string at every call:
+ * ~1,200 instructions of the two tuples a connection needs (issue 11, workload HC). */
+static PyObject *
+steal_pair(PyObject *first, PyObject *second)
+{
+    PyObject *pair = first != NULL && second != NULL ? PyTuple_New(2) : NULL;
+    if (pair == NULL) {
+        Py_XDECREF(first);
+        Py_XDECREF(second);
+        return NULL;
+    }
+    PyTuple_SET_ITEM(pair, 0, first);
+    PyTuple_SET_ITEM(pair, 1, second);
+    return pair;
+}
+
+/* The dotted quad inet_ntop writes for an IPv4 address ("127.0.0.1": each byte in decimal,
+ * no leading zeros), as an ASCII str. inet_ntop formats it with sprintf, ~1,700 instructions of
+ * every connection a server accepts (issue 11, workload HC; uvloop's own transport formats no
+ * address at all until asked). tests/core/test_accept.py compares it with socket.accept()'s
+ * for addresses with one-, two- and three-digit bytes. */
+static PyObject *
+ipv4_text(const struct in_addr *in)
+{
+    const unsigned char *octets = (const unsigned char *)&in->s_addr;  /* network order: a.b.c.d */
+    char text[sizeof("255.255.255.255")];
+    Py_ssize_t n = 0;
+    for (int i = 0; i < 4; i++) {
+        unsigned int v = octets[i];
+        if (i > 0) {
+            text[n++] = '.';
+        }
+        if (v >= 100) {
+            text[n++] = (char)('0' + v / 100);
+        }
+        if (v >= 10) {
+            text[n++] = (char)('0' + v / 10 % 10);
+        }
+        text[n++] = (char)('0' + v % 10);
+    }
+    PyObject *str = PyUnicode_New(n, 127);
+    if (str != NULL) {
+        memcpy(PyUnicode_1BYTE_DATA(str), text, (size_t)n);
+    }
+    return str;
+}
+
 /* The address object CPython's socket module makes for ``addr`` (Modules/socketmodule.c,
  * makesockaddr) for the three families: (host, port); (host, port, flowinfo, scope_id); for
  * AF_UNIX, the path as str, or bytes for Linux's abstract namespace (a leading NUL). */
 static PyObject *
 accept_address(const struct sockaddr_storage *addr, socklen_t len)
 {
-    char host[INET6_ADDRSTRLEN];
     if (len == 0) {
         Py_RETURN_NONE;  /* (as makesockaddr: no address) */
     }
     switch (addr->ss_family) {
     case AF_INET: {
         const struct sockaddr_in *a = (const struct sockaddr_in *)addr;
-        if (inet_ntop(AF_INET, &a->sin_addr, host, sizeof(host)) == NULL) {
-            return PyErr_SetFromErrno(PyExc_OSError);
-        }
-        return Py_BuildValue("(si)", host, (int)ntohs(a->sin_port));
+        return steal_pair(ipv4_text(&a->sin_addr), PyLong_FromLong((long)ntohs(a->sin_port)));
     }
     case AF_INET6: {
         const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)addr;
+        char host[INET6_ADDRSTRLEN];
         if (inet_ntop(AF_INET6, &a->sin6_addr, host, sizeof(host)) == NULL) {
             return PyErr_SetFromErrno(PyExc_OSError);
         }
-        return Py_BuildValue("(siII)", host, (int)ntohs(a->sin6_port), (unsigned int)ntohl(a->sin6_flowinfo),
-                             (unsigned int)a->sin6_scope_id);
+        PyObject *address = PyTuple_New(4);
+        if (address == NULL) {
+            return NULL;
+        }
+        PyObject *items[4] = {
+            PyUnicode_FromString(host),
+            PyLong_FromLong((long)ntohs(a->sin6_port)),
+            PyLong_FromUnsignedLong((unsigned long)ntohl(a->sin6_flowinfo)),
+            PyLong_FromUnsignedLong((unsigned long)a->sin6_scope_id),
+        };
+        int failed = 0;
+        for (Py_ssize_t i = 0; i < 4; i++) {
+            failed |= items[i] == NULL;
+            PyTuple_SET_ITEM(address, i, items[i] != NULL ? items[i] : Py_NewRef(Py_None));
+        }
+        if (failed) {
+            Py_DECREF(address);
+            return NULL;
+        }
+        return address;
     }
     case AF_UNIX: {
         const struct sockaddr_un *a = (const struct sockaddr_un *)addr;
@@ -720,7 +783,7 @@ iov_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         return PyErr_SetFromErrno(PyExc_OSError);
     }
     PyObject *address = accept_address(&addr, len);
-    PyObject *result = address == NULL ? NULL : Py_BuildValue("(iN)", fd, address);
+    PyObject *result = address == NULL ? NULL : steal_pair(PyLong_FromLong(fd), address);
     if (result == NULL) {
         close(fd);  /* (nobody else has it) */
     }

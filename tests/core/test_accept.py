@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
 from wsasend import _server
 from wsasend._sockutil import IOVSEND_MODULE, accepted_socket
@@ -94,6 +96,39 @@ def test_an_ip_connection_is_accepted_with_socket_accepts_address(family: int, h
             _exchange(fd, ours)
             lsock.setblocking(False)
             assert _accept(lsock) is None
+
+
+# Loopback answers for all of 127.0.0.0/8 (but its broadcast address, 127.255.255.255), so a
+# client bound there gives the accept any such address: bytes of one, two and three digits.
+_OCTET = st.integers(min_value=0, max_value=255)
+
+
+@needs_helper
+@settings(max_examples=60, deadline=None)
+@given(b=_OCTET, c=_OCTET, d=_OCTET)
+@example(b=0, c=0, d=1)
+@example(b=0, c=0, d=0)
+@example(b=255, c=255, d=254)
+@example(b=10, c=100, d=9)
+@example(b=99, c=100, d=199)
+def test_an_ipv4_peer_is_the_dotted_quad_socket_accept_makes(b: int, c: int, d: int) -> None:
+    """The C accept writes an IPv4 peer's text itself (no inet_ntop, issue 11): for any bytes it
+    is the str ``socket.accept()`` and ``getsockname()`` give, an exact str, its port an int."""
+    host = f"127.{b}.{c}.{d}"
+    if host == "127.255.255.255":
+        return
+    with _listener(socket.AF_INET, address=("127.0.0.1", 0)) as lsock:
+        with socket.socket() as ours, socket.socket() as theirs:
+            for client in (ours, theirs):
+                client.bind((host, 0))
+                client.connect(lsock.getsockname())
+            fd, addr, their_addr = _accept_both_ways(lsock)
+            os.close(fd)
+            assert addr == ours.getsockname()
+            assert addr[0] == their_addr[0] == host
+            assert type(addr) is tuple and len(addr) == 2
+            assert type(addr[0]) is str and type(addr[1]) is int
+            assert hash(addr[0]) == hash(host) and addr[0].isascii()
 
 
 def _bound_client(kind: str, unix_dir: Path, index: int) -> socket.socket:
