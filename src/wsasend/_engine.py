@@ -2424,6 +2424,22 @@ class SendEngine:
             if self._writer is None and not self._batch_open:
                 self._open_batch()
 
+    def drained_now(self) -> bool:
+        """``drain_then`` for a caller that goes on itself when nothing is left to send: True,
+        with new sends refused from now on, when the queue is empty and nothing is being
+        written (``drain_then(callback)`` would call ``callback`` at once); else False, and
+        nothing changed: call ``drain_then``. (A transport's ``close()`` after its last reply
+        passes no bound method then, ~450 instructions a connection; issue 11, workload HC.)
+        """
+        if self._queue or self._writer is not None:
+            return False
+        # (An empty queue holds no MSG_PARTIAL piece, open message or held send: drain_then's
+        # other steps have nothing to do.)
+        if self._state == _OPEN:
+            self._set_state(_DRAINING)
+        self._on_drained = None
+        return True
+
     def drain_then(self, callback: Callable[[], object]) -> None:
         """Refuse new sends (WSAESHUTDOWN) and call ``callback`` once the queue is empty (S6.2).
 

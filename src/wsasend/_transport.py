@@ -69,6 +69,7 @@ from ._sockutil import (
     UNIX,
     check_socket,
     close_socket,
+    descriptor,
     is_message_kind,
     mark_shutdown,
     sock_family,
@@ -508,7 +509,7 @@ class WSATransport(asyncio.Transport):
         if loop is None:
             loop = asyncio.get_running_loop()
         peername: Any = None
-        if _server is not None and extra and extra.get("peername"):
+        if _server is not None and type(extra) is dict and extra.get("peername"):
             # A server's connection with the address accept() gave: the peer's, and the socket
             # had one (no getpeername, a system call and an address object less a connection;
             # asyncio's transport takes accept()'s address too; issue 11, workload HC).
@@ -566,7 +567,7 @@ class WSATransport(asyncio.Transport):
 
         self._loop = loop
         self._sock = sock
-        self._sock_fd = sock.fileno()
+        self._sock_fd = descriptor(sock)
         self._engine = engine
         self._message_mode = is_message_kind(kind)
         self._is_dgram = kind == DGRAM
@@ -638,7 +639,9 @@ class WSATransport(asyncio.Transport):
 
         # connection_made, then reading (asyncio's order), in one callback rather than asyncio's
         # two back-to-back ones: nothing can run between those either (issue 11, workload HC).
-        loop.call_soon(self._connection_made)
+        # (The class's function and the transport, not a bound method: compiled, making and
+        # freeing that cost ~500 instructions; likewise for connection_lost. Issue 11, HC.)
+        loop.call_soon(_connection_made, self)
         if _waiter is not None:
             loop.call_soon(_set_result_unless_cancelled, _waiter)
 
@@ -1183,7 +1186,7 @@ class WSATransport(asyncio.Transport):
             # reports error events without a syscall per read (see _check_reset). A socket
             # closed or detached behind our back since (its number may be another socket's
             # now) is not watched: it reads through the loop and checks each time.
-            watch = error_watch(self._loop) if sock.fileno() == self._sock_fd else None
+            watch = error_watch(self._loop) if descriptor(sock) == self._sock_fd else None
             want = self._read_state is _ReadState.ACTIVE and self._registrations_ours()
             if watch is not None and watch.add(self._sock_fd, self, want):
                 self._error_watch = watch
@@ -1681,7 +1684,10 @@ class WSATransport(asyncio.Transport):
             if engine.pending_count():
                 return  # _on_sends_completed -> _close_when_idle drains once the queue is empty
         self._close_draining = True
-        engine.drain_then(self._close_drained)
+        if engine.drained_now():
+            self._close_drained()
+        else:
+            engine.drain_then(self._close_drained)
 
     def _close_when_idle(self) -> None:
         """After a completion in CLOSING (and the resume_writing it caused): drain if idle."""
@@ -1707,7 +1713,7 @@ class WSATransport(asyncio.Transport):
         # send on it in between (another loop's post on get_extra_info("socket") went out).
         assert self._engine is not None
         self._engine.close_to_claims()
-        self._loop.call_soon(self._call_connection_lost, None)
+        self._loop.call_soon(_call_connection_lost, self, None)
 
     def _socket_closing(self) -> None:
         """``closesocket()`` on this transport's socket, in the loop's thread (S6.1): end as
@@ -1768,7 +1774,7 @@ class WSATransport(asyncio.Transport):
         # Every pending send completes now, in order, with exact counts; their send_completed
         # calls are scheduled by this very call, so they run before connection_lost.
         engine.abort(code)
-        self._loop.call_soon(self._call_connection_lost, exc)
+        self._loop.call_soon(_call_connection_lost, self, exc)
 
     def _call_connection_lost(self, exc: BaseException | None) -> None:
         try:
@@ -1806,7 +1812,7 @@ class WSATransport(asyncio.Transport):
                 self._loop.remove_reader(self._reader_target(sock))
         # (Only while the number is still ours there; the descriptor closes just below when
         # the socket still has it, see ErrorWatch.discard.)
-        self._leave_watch(sock, sock is not None and sock.fileno() == self._sock_fd)
+        self._leave_watch(sock, sock is not None and descriptor(sock) == self._sock_fd)
         engine = self._engine
         keeper = None
         if engine is not None:
@@ -1936,6 +1942,16 @@ def _bad_data_message(items: list[Any]) -> str:
         if not view.c_contiguous:
             return "data argument must be a C-contiguous bytes-like object"
     return "data argument must be bytes-like objects"
+
+
+def _connection_made(transport: WSATransport) -> None:
+    """``transport._connection_made()``, for ``loop.call_soon`` (see ``WSATransport.__init__``)."""
+    transport._connection_made()
+
+
+def _call_connection_lost(transport: WSATransport, exc: BaseException | None) -> None:
+    """``transport._call_connection_lost(exc)``, for ``loop.call_soon`` (as above)."""
+    transport._call_connection_lost(exc)
 
 
 def _set_result_unless_cancelled(fut: asyncio.Future[None]) -> None:

@@ -117,18 +117,21 @@ def test_an_ipv4_peer_is_the_dotted_quad_socket_accept_makes(b: int, c: int, d: 
     host = f"127.{b}.{c}.{d}"
     if host == "127.255.255.255":
         return
-    with _listener(socket.AF_INET, address=("127.0.0.1", 0)) as lsock:
-        with socket.socket() as ours, socket.socket() as theirs:
-            for client in (ours, theirs):
-                client.bind((host, 0))
-                client.connect(lsock.getsockname())
-            fd, addr, their_addr = _accept_both_ways(lsock)
-            os.close(fd)
-            assert addr == ours.getsockname()
-            assert addr[0] == their_addr[0] == host
-            assert type(addr) is tuple and len(addr) == 2
-            assert type(addr[0]) is str and type(addr[1]) is int
-            assert hash(addr[0]) == hash(host) and addr[0].isascii()
+    with (
+        _listener(socket.AF_INET, address=("127.0.0.1", 0)) as lsock,
+        socket.socket() as ours,
+        socket.socket() as theirs,
+    ):
+        for client in (ours, theirs):
+            client.bind((host, 0))
+            client.connect(lsock.getsockname())
+        fd, addr, their_addr = _accept_both_ways(lsock)
+        os.close(fd)
+        assert addr == ours.getsockname()
+        assert addr[0] == their_addr[0] == host
+        assert type(addr) is tuple and len(addr) == 2
+        assert type(addr[0]) is str and type(addr[1]) is int
+        assert hash(addr[0]) == hash(host) and addr[0].isascii()
 
 
 def _bound_client(kind: str, unix_dir: Path, index: int) -> socket.socket:

@@ -101,3 +101,39 @@ def test_close_socket_calls_a_subclass_close() -> None:
         _sockutil.close_socket(tracked)
         assert calls == ["close"]
         assert tracked.fileno() == -1
+
+
+class _MySocket(socket.socket):
+    """A subclass: ``descriptor`` and ``is_closed`` ask its own methods and attributes."""
+
+
+@pytest.mark.parametrize("cls", [socket.socket, _MySocket])
+@pytest.mark.parametrize("end", ["open", "close", "detach", "bare close", "makefile open"])
+def test_descriptor_and_is_closed_answer_as_fileno_and_closed(cls: type[socket.socket], end: str) -> None:
+    """``descriptor`` is ``fileno()`` and ``is_closed`` is ``_closed or fileno() < 0``, for a
+    plain socket (read in C in the compiled build) and a subclass, in every state a transport
+    meets: open, closed, detached, closed by the C type's own ``close`` behind the object's
+    back, and closed while a ``makefile()`` object keeps the descriptor open."""
+    sock = cls(socket.AF_UNIX, socket.SOCK_STREAM)
+    fd = sock.fileno()
+    kept = None
+    if end == "close":
+        sock.close()
+    elif end == "detach":
+        os.close(sock.detach())
+    elif end == "bare close":
+        socket._socket.socket.close(sock)  # type: ignore[attr-defined]
+    elif end == "makefile open":
+        kept = sock.makefile("rb")
+        sock.close()
+    try:
+        assert _sockutil.descriptor(sock) == sock.fileno()
+        expected = bool(getattr(sock, "_closed", False)) or sock.fileno() < 0
+        assert _sockutil.is_closed(sock) is expected
+        assert expected is (end != "open")
+        if end == "makefile open":
+            assert sock.fileno() == fd  # (the descriptor stays open for the file object)
+    finally:
+        if kept is not None:
+            kept.close()
+        sock.close()
