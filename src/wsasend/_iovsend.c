@@ -992,6 +992,8 @@ PyDoc_STRVAR(marked_closed_doc,
  * instructions a send, callgrind (a twentieth of a posted datagram). This reads the slot. */
 static PyMemberDef *closed_member = NULL;
 static PyTypeObject *py_socket_type = NULL;
+/* And its "_io_refs" slot, found with it (see iov_io_refs_add). */
+static PyMemberDef *io_refs_member = NULL;
 
 static PyObject *
 iov_marked_closed(PyObject *module, PyObject *sock)
@@ -1053,10 +1055,106 @@ find_closed_member(void)
             closed_member = member;
             py_socket_type = (PyTypeObject *)type;  /* kept for the life of the process */
             Py_INCREF(descr);  /* and so is the member it describes */
+            PyObject *refs = PyDict_GetItemString(((PyTypeObject *)type)->tp_dict, "_io_refs");
+            if (refs != NULL && Py_IS_TYPE(refs, &PyMemberDescr_Type)
+                && ((PyMemberDescrObject *)refs)->d_common.d_type == (PyTypeObject *)type
+                && ((PyMemberDescrObject *)refs)->d_member->type == T_OBJECT_EX) {
+                io_refs_member = ((PyMemberDescrObject *)refs)->d_member;
+                Py_INCREF(refs);  /* (the process's life, as above) */
+            }
             return;
         }
     }
     Py_DECREF(type);
+}
+
+PyDoc_STRVAR(io_refs_add_doc,
+"io_refs_add(sock, delta, default, /) -> int\n\n"
+"``sock._io_refs = getattr(sock, '_io_refs', default) + delta`` (with a ``delta`` of 0 nothing\n"
+"is stored), and the new value. Read and written in socket.socket's slot for an exact\n"
+"socket.socket, else through getattr and setattr.");
+
+PyDoc_STRVAR(set_slots_doc,
+"set_slots(sock, io_refs, closed, /) -> None\n\n"
+"``sock._io_refs = io_refs`` unless it is None, then ``sock._closed = closed`` unless it is\n"
+"None: socket.socket's slots written directly for an exact socket.socket, else setattr.");
+
+/* Why (issue 11, workload HC): socket.socket keeps ``_io_refs`` (the count of makefile()
+ * objects and of holds like uvloop's, which a close() waits for) and ``_closed`` in slots. A
+ * server's connection wrote them twice when made (what __init__ sets), read and wrote the count
+ * when its transport started reading through the ErrorWatch and when it let go, and read it and
+ * set ``_closed`` when it closed: each a generic attribute lookup through the type's member
+ * descriptor, ~160-190 instructions, ~1,400 a connection. These write the slots as the member
+ * descriptor does (a T_OBJECT_EX slot: NULL is unset), for exactly the type whose members were
+ * found at import (find_closed_member); anything else goes through getattr and setattr. */
+static PyObject *io_refs_name = NULL;
+static PyObject *closed_name = NULL;
+
+#if PY_VERSION_HEX < 0x030D0000
+#define GET_OPTIONAL_ATTR _PyObject_LookupAttr  /* (3.13 names it PyObject_GetOptionalAttr) */
+#else
+#define GET_OPTIONAL_ATTR PyObject_GetOptionalAttr
+#endif
+
+static int
+store_slot(PyObject *sock, PyMemberDef *member, PyObject *name, PyObject *value)
+{
+    if (member != NULL && Py_IS_TYPE(sock, py_socket_type)) {
+        PyObject **slot = (PyObject **)((char *)sock + member->offset);
+        Py_XSETREF(*slot, Py_NewRef(value));
+        return 0;
+    }
+    return PyObject_SetAttr(sock, name, value);
+}
+
+static PyObject *
+iov_io_refs_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "io_refs_add() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *sock = args[0], *delta = args[1], *dflt = args[2];
+    PyObject *value;
+    if (io_refs_member != NULL && Py_IS_TYPE(sock, py_socket_type)) {
+        value = *(PyObject **)((char *)sock + io_refs_member->offset);
+        value = Py_NewRef(value != NULL ? value : dflt);
+    }
+    else if (GET_OPTIONAL_ATTR(sock, io_refs_name, &value) < 0) {
+        return NULL;
+    }
+    else if (value == NULL) {
+        value = Py_NewRef(dflt);
+    }
+    if (PyLong_CheckExact(delta) && PyLong_AsLong(delta) == 0 && !PyErr_Occurred()) {
+        return value;  /* (a read: nothing stored) */
+    }
+    PyObject *sum = PyNumber_Add(value, delta);
+    Py_DECREF(value);
+    if (sum == NULL || store_slot(sock, io_refs_member, io_refs_name, sum) < 0) {
+        Py_XDECREF(sum);
+        return NULL;
+    }
+    return sum;
+}
+
+static PyObject *
+iov_set_slots(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 3) {
+        PyErr_Format(PyExc_TypeError, "set_slots() takes 3 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    PyObject *sock = args[0];
+    if (args[1] != Py_None && store_slot(sock, io_refs_member, io_refs_name, args[1]) < 0) {
+        return NULL;
+    }
+    if (args[2] != Py_None && store_slot(sock, closed_member, closed_name, args[2]) < 0) {
+        return NULL;
+    }
+    Py_RETURN_NONE;
 }
 
 #if PY_VERSION_HEX < 0x030C0000
@@ -2062,6 +2160,8 @@ static PyMethodDef iovsend_methods[] = {
     {"descriptor", iov_descriptor, METH_O, descriptor_doc},
     {"bytes_list_copy", iov_bytes_list_copy, METH_O, bytes_list_copy_doc},
     {"marked_closed", iov_marked_closed, METH_O, marked_closed_doc},
+    {"io_refs_add", (PyCFunction)(void (*)(void))iov_io_refs_add, METH_FASTCALL, io_refs_add_doc},
+    {"set_slots", (PyCFunction)(void (*)(void))iov_set_slots, METH_FASTCALL, set_slots_doc},
     {"sock_type", iov_sock_type, METH_O, sock_type_doc},
     {"sock_family", iov_sock_family, METH_O, sock_family_doc},
     {"gc_untrack", (PyCFunction)(void (*)(void))iov_gc_untrack, METH_FASTCALL, gc_untrack_doc},
@@ -2113,6 +2213,11 @@ PyInit__iovsend(void)
             return NULL;
         }
         socket_type = (PyTypeObject *)type;  /* kept for the life of the process */
+        io_refs_name = PyUnicode_InternFromString("_io_refs");  /* (the process's life) */
+        closed_name = PyUnicode_InternFromString("_closed");
+        if (io_refs_name == NULL || closed_name == NULL) {
+            return NULL;
+        }
         find_closed_member();
         type_descr = find_int_member("type");
         if (PyType_Ready(&rlock_type) < 0 || PyType_Ready(&done_type) < 0) {

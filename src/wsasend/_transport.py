@@ -70,6 +70,7 @@ from ._sockutil import (
     check_socket,
     close_socket,
     descriptor,
+    io_refs_add,
     is_message_kind,
     mark_shutdown,
     sock_family,
@@ -1196,7 +1197,7 @@ class WSATransport(asyncio.Transport):
                 # descriptor of a socket it watches (a close() behind our back waits for
                 # ours): its number cannot pass to another socket, and another transport,
                 # under our registration (the fd-reuse rule, docs/reliability.md).
-                setattr(sock, "_io_refs", getattr(sock, "_io_refs", 0) + 1)  # noqa: B010
+                io_refs_add(sock, 1, 0)
             else:
                 self._error_seen = True
         self._update_reader()
@@ -1261,7 +1262,7 @@ class WSATransport(asyncio.Transport):
         if self._error_watch is not None:
             self._error_watch = None
             if sock is not None:
-                setattr(sock, "_io_refs", getattr(sock, "_io_refs", 1) - 1)  # noqa: B010
+                io_refs_add(sock, -1, 1)
 
     def _update_reader(self) -> None:
         """Make the loop's reader registration match what the state wants."""

@@ -137,3 +137,44 @@ def test_descriptor_and_is_closed_answer_as_fileno_and_closed(cls: type[socket.s
         if kept is not None:
             kept.close()
         sock.close()
+
+
+@pytest.mark.parametrize("cls", [socket.socket, _MySocket])
+def test_io_refs_add_is_getattr_then_setattr_of_the_count(cls: type[socket.socket]) -> None:
+    """``io_refs_add(sock, delta, default)`` is ``getattr(sock, "_io_refs", default) + delta``,
+    stored (a delta of 0 only reads), on a socket whose count ``makefile()`` and ``close()``
+    use too: the count it writes is the one ``close()`` waits for."""
+    with cls(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        assert _sockutil.io_refs_add(sock, 0, 7) == 0 == sock._io_refs  # type: ignore[attr-defined]
+        reader = sock.makefile("rb")  # (the socket's own count: 1)
+        assert _sockutil.io_refs_add(sock, 1, 0) == 2 == sock._io_refs  # type: ignore[attr-defined]
+        fd = sock.fileno()
+        sock.close()  # two holds: the descriptor stays open
+        assert sock.fileno() == fd and _sockutil.is_closed(sock)
+        reader.close()  # one hold left (ours): still open
+        assert sock.fileno() == fd
+        assert _sockutil.io_refs_add(sock, -1, 1) == 0 == sock._io_refs  # type: ignore[attr-defined]
+        sock.close()
+        assert sock.fileno() == -1
+
+
+def test_io_refs_add_takes_the_default_for_an_unset_count() -> None:
+    """A socket object whose ``__init__`` never ran has no ``_io_refs``: the default is used,
+    and stored plus ``delta`` as setattr would."""
+    sock = socket.socket.__new__(socket.socket)
+    assert not hasattr(sock, "_io_refs")
+    assert _sockutil.io_refs_add(sock, 0, 5) == 5
+    assert not hasattr(sock, "_io_refs")  # (a read stores nothing)
+    assert _sockutil.io_refs_add(sock, 2, 5) == 7 == sock._io_refs  # type: ignore[attr-defined]
+
+
+def test_an_accepted_socket_has_the_slots_init_sets() -> None:
+    listener, fd, client = _accepted_pair()
+    with listener, client:
+        made = _sockutil.accepted_socket(int(socket.AF_INET), int(socket.SOCK_STREAM), 0, fd)
+        with made:
+            assert made._io_refs == 0 and made._closed is False  # type: ignore[attr-defined]
+        assert made._closed is True  # type: ignore[attr-defined]
+        made2 = _sockutil.accepted_socket(int(socket.AF_INET), int(socket.SOCK_STREAM), 0, os.dup(client.fileno()))
+        _sockutil.close_socket(made2)  # (the C close after _closed, as close() does)
+        assert made2._closed is True and made2.fileno() == -1  # type: ignore[attr-defined]
