@@ -1096,10 +1096,18 @@ static PyObject *closed_name = NULL;
 #define GET_OPTIONAL_ATTR PyObject_GetOptionalAttr
 #endif
 
+/* (A free-threaded build writes and reads them through setattr and getattr, which take the
+ * object's lock: a slot swapped here while another thread swaps it could be freed twice.) */
+#ifdef Py_GIL_DISABLED
+#define SLOTS_DIRECT(member, sock) 0
+#else
+#define SLOTS_DIRECT(member, sock) ((member) != NULL && Py_IS_TYPE((sock), py_socket_type))
+#endif
+
 static int
 store_slot(PyObject *sock, PyMemberDef *member, PyObject *name, PyObject *value)
 {
-    if (member != NULL && Py_IS_TYPE(sock, py_socket_type)) {
+    if (SLOTS_DIRECT(member, sock)) {
         PyObject **slot = (PyObject **)((char *)sock + member->offset);
         Py_XSETREF(*slot, Py_NewRef(value));
         return 0;
@@ -1117,7 +1125,7 @@ iov_io_refs_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *sock = args[0], *delta = args[1], *dflt = args[2];
     PyObject *value;
-    if (io_refs_member != NULL && Py_IS_TYPE(sock, py_socket_type)) {
+    if (SLOTS_DIRECT(io_refs_member, sock)) {
         value = *(PyObject **)((char *)sock + io_refs_member->offset);
         value = Py_NewRef(value != NULL ? value : dflt);
     }
