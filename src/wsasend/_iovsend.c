@@ -1135,7 +1135,12 @@ iov_io_refs_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     else if (value == NULL) {
         value = Py_NewRef(dflt);
     }
-    if (PyLong_CheckExact(delta) && PyLong_AsLong(delta) == 0 && !PyErr_Occurred()) {
+    long step = PyLong_AsLong(delta);
+    if (step == -1 && PyErr_Occurred()) {
+        Py_DECREF(value);
+        return NULL;
+    }
+    if (step == 0) {
         return value;  /* (a read: nothing stored) */
     }
     PyObject *sum = PyNumber_Add(value, delta);
