@@ -2101,6 +2101,55 @@ watched_owner(PyObject *owners, int fd, PyObject **owner)
 #endif
 }
 
+PyDoc_STRVAR(epoll_ctl_doc,
+"epoll_ctl(epfd, op, fd, events, /) -> None\n\n"
+"epoll_ctl(2) on the epoll instance ``epfd`` for the descriptor ``fd`` (``op``: 1 add,\n"
+"2 delete, 3 modify; the event's data is ``fd``, as select.epoll's register, unregister and\n"
+"modify make it). Raises OSError as they do (FileExistsError, FileNotFoundError, ...).");
+
+/* Why (issue 11, workload HC): the ErrorWatch registers every connection's socket and changes
+ * its mask when the transport stops reading; select.epoll's methods, called from compiled code,
+ * looked the method up and parsed their arguments (~500 instructions a call over the system
+ * call's own). The same call on the same instance, whose descriptor the watch keeps (it calls
+ * this only while its epoll object is open, in its loop's thread). */
+static PyObject *
+iov_epoll_ctl(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
+{
+    (void)module;
+    if (nargs != 4) {
+        PyErr_Format(PyExc_TypeError, "epoll_ctl() takes 4 arguments (%zd given)", nargs);
+        return NULL;
+    }
+    int values[3];
+    for (Py_ssize_t i = 0; i < 3; i++) {
+        long value = PyLong_AsLong(args[i]);
+        if (value == -1 && PyErr_Occurred()) {
+            return NULL;
+        }
+        if (value < INT_MIN || value > INT_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "epoll_ctl(): epfd, op and fd are C ints");
+            return NULL;
+        }
+        values[i] = (int)value;
+    }
+    unsigned long mask = PyLong_AsUnsignedLong(args[3]);
+    if (mask == (unsigned long)-1 && PyErr_Occurred()) {
+        return NULL;
+    }
+    if (mask > UINT32_MAX) {
+        PyErr_SetString(PyExc_OverflowError, "epoll_ctl(): events is a 32-bit mask");
+        return NULL;
+    }
+    struct epoll_event event;
+    memset(&event, 0, sizeof(event));
+    event.events = (uint32_t)mask;
+    event.data.fd = values[2];
+    if (epoll_ctl(values[0], values[1], values[2], &event) < 0) {
+        return PyErr_SetFromErrno(PyExc_OSError);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyObject *
 iov_watch_poll(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
@@ -2184,6 +2233,7 @@ static PyMethodDef iovsend_methods[] = {
     {"no_weakrefs", iov_no_weakrefs, METH_O, no_weakrefs_doc},
     {"keep_alive", iov_keep_alive, METH_O, keep_alive_doc},
     {"watch_poll", (PyCFunction)(void (*)(void))iov_watch_poll, METH_FASTCALL, watch_poll_doc},
+    {"epoll_ctl", (PyCFunction)(void (*)(void))iov_epoll_ctl, METH_FASTCALL, epoll_ctl_doc},
     {"done", iov_done, METH_O, done_doc},
 #ifndef Py_GIL_DISABLED
     /* (its owner and count are guarded by the GIL: a free-threaded build uses threading's) */

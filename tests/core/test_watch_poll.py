@@ -11,6 +11,7 @@ Real sockets and a real epoll; the transports that use it are tested on both loo
 
 from __future__ import annotations
 
+import errno
 import select
 import socket
 import weakref
@@ -125,3 +126,64 @@ def test_bad_arguments_and_a_bad_descriptor_fail_as_epoll_poll_does() -> None:
     with socket.socket() as not_an_epoll, pytest.raises(OSError) as caught:
         _poll(not_an_epoll.fileno(), {})
     assert caught.value.errno == 22  # EINVAL
+
+
+CTL = _errorwatch._IOV_EPOLL_CTL
+
+
+@pytest.mark.parametrize("way", ["ours", "select.epoll"])
+def test_epoll_ctl_is_the_epoll_objects_register_modify_and_unregister(way: str) -> None:
+    """``_iovsend.epoll_ctl`` (the error watch's registrations, compiled) does what the epoll
+    object's methods do, side by side on real sockets: the registration's mask, its data (the
+    descriptor: what ``poll`` reports), and the same errors (FileExistsError for a second
+    add, FileNotFoundError for a change or removal of nothing, EBADF for a closed descriptor)."""
+    assert CTL is not None
+    ep = select.epoll()
+    a, b = socket.socketpair()
+    ctl = CTL
+    ours = way == "ours"
+
+    def add(fd: int, mask: int) -> None:
+        ctl(ep.fileno(), _errorwatch._CTL_ADD, fd, mask) if ours else ep.register(fd, mask)
+
+    def mod(fd: int, mask: int) -> None:
+        ctl(ep.fileno(), _errorwatch._CTL_MOD, fd, mask) if ours else ep.modify(fd, mask)
+
+    def delete(fd: int) -> None:
+        ctl(ep.fileno(), _errorwatch._CTL_DEL, fd, 0) if ours else ep.unregister(fd)
+
+    with ep, a, b:
+        add(a.fileno(), select.EPOLLIN)
+        assert ep.poll(0) == []  # nothing to read yet
+        b.send(b"x")
+        assert ep.poll(0) == [(a.fileno(), select.EPOLLIN)]
+        with pytest.raises(FileExistsError):
+            add(a.fileno(), select.EPOLLIN)
+        mod(a.fileno(), select.EPOLLONESHOT)  # errors only, once: data no longer reported
+        assert ep.poll(0) == []
+        mod(a.fileno(), select.EPOLLIN | select.EPOLLOUT)
+        assert ep.poll(0) == [(a.fileno(), select.EPOLLIN | select.EPOLLOUT)]
+        delete(a.fileno())
+        assert ep.poll(0) == []
+        with pytest.raises(FileNotFoundError):
+            mod(a.fileno(), select.EPOLLIN)
+        with pytest.raises(FileNotFoundError):
+            delete(a.fileno())
+        closed = socket.socket()
+        closed_fd = closed.fileno()
+        closed.close()
+        with pytest.raises(OSError) as bad:
+            add(closed_fd, select.EPOLLIN)
+        assert bad.value.errno == errno.EBADF
+
+
+def test_epoll_ctl_refuses_bad_arguments() -> None:
+    assert CTL is not None
+    with pytest.raises(TypeError):
+        CTL(1, 2, 3)
+    with pytest.raises(TypeError):
+        CTL("3", _errorwatch._CTL_ADD, 0, 1)
+    with pytest.raises(OverflowError):
+        CTL(1 << 40, _errorwatch._CTL_ADD, 0, 1)
+    with pytest.raises(OverflowError):
+        CTL(3, _errorwatch._CTL_ADD, 0, 1 << 40)
