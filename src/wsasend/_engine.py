@@ -2453,8 +2453,7 @@ class SendEngine:
             self._fail_ops([SendCompletion(p, 0) for p in pieces], WSAErrorCode.WSA_OPERATION_ABORTED, None)
         self._queue.release_held()  # (see release_held)
         self._on_drained = callback
-        if not self._queue and self._writer is None:
-            self._on_drained = None
+        if self.drained_now():  # (nothing left: it lets go of the callback)
             callback()
         elif self._writer is None:
             if not self._batch_open:

@@ -174,17 +174,11 @@ class ErrorWatch:
             return False
         mask = _READ_MASK if reading else _MASK
         try:
-            if _IOV_EPOLL_CTL is not None:
-                _IOV_EPOLL_CTL(self._fd, _CTL_ADD, fd, mask)
-            else:
-                epoll.register(fd, mask)
+            self._ctl(epoll, _CTL_ADD, fd, mask)
         except FileExistsError:
             # This very file is registered already (a second transport on the socket after the
             # first let it go without discard): arm it again for the new owner.
-            if _IOV_EPOLL_CTL is not None:
-                _IOV_EPOLL_CTL(self._fd, _CTL_MOD, fd, mask)
-            else:
-                epoll.modify(fd, mask)
+            self._ctl(epoll, _CTL_MOD, fd, mask)
         except OSError:
             # EBADF, EPERM: closed or replaced behind the owner's back. A watch made for this
             # owner alone goes again at once (no descriptor of ours without a transport), unless
@@ -221,10 +215,7 @@ class ErrorWatch:
         if ref is None or ref() is not owner or epoll is None or readers is None:
             return False
         try:
-            if _IOV_EPOLL_CTL is not None:
-                _IOV_EPOLL_CTL(self._fd, _CTL_MOD, fd, _READ_MASK if on else _MASK)
-            else:
-                epoll.modify(fd, _READ_MASK if on else _MASK)
+            self._ctl(epoll, _CTL_MOD, fd, _READ_MASK if on else _MASK)
         except OSError:
             return False  # (the owner's descriptor is gone: nothing is registered for it)
         if on:
@@ -277,14 +268,24 @@ class ErrorWatch:
         if reading or not closing:
             # (Not contextlib.suppress: a context manager object a connection, for an error
             # that is rare. OSError: closed already, or the number is someone else's now.)
-            try:
-                if _IOV_EPOLL_CTL is not None:
-                    _IOV_EPOLL_CTL(self._fd, _CTL_DEL, fd, 0)
-                else:
-                    epoll.unregister(fd)
+            try:  # noqa: SIM105
+                self._ctl(epoll, _CTL_DEL, fd, 0)
             except OSError:
                 pass
         return not self._owners
+
+    def _ctl(self, epoll: select.epoll, op: int, fd: int, mask: int) -> None:
+        """``epoll_ctl(2)`` of ``op`` for ``fd`` on this watch's instance ``epoll`` (open):
+        compiled, in C (see _IOV_EPOLL_CTL), else the epoll object's ``register``, ``modify``
+        or ``unregister``. Raises their OSError."""
+        if _IOV_EPOLL_CTL is not None:
+            _IOV_EPOLL_CTL(self._fd, op, fd, mask)
+        elif op == _CTL_ADD:
+            epoll.register(fd, mask)
+        elif op == _CTL_MOD:
+            epoll.modify(fd, mask)
+        else:
+            epoll.unregister(fd)
 
     def _retire_if_unused(self, loop: asyncio.AbstractEventLoop) -> None:
         if not self._owners and self._epoll is not None:

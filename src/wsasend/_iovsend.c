@@ -1104,6 +1104,17 @@ static PyObject *closed_name = NULL;
 #define SLOTS_DIRECT(member, sock) ((member) != NULL && Py_IS_TYPE((sock), py_socket_type))
 #endif
 
+/* 0 when a METH_FASTCALL function got exactly ``want`` arguments; else -1 with TypeError. */
+static int
+exact_args(const char *name, Py_ssize_t nargs, Py_ssize_t want)
+{
+    if (nargs == want) {
+        return 0;
+    }
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", name, want, nargs);
+    return -1;
+}
+
 static int
 store_slot(PyObject *sock, PyMemberDef *member, PyObject *name, PyObject *value)
 {
@@ -1119,8 +1130,7 @@ static PyObject *
 iov_io_refs_add(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "io_refs_add() takes 3 arguments (%zd given)", nargs);
+    if (exact_args("io_refs_add", nargs, 3) < 0) {
         return NULL;
     }
     PyObject *sock = args[0], *delta = args[1], *dflt = args[2];
@@ -1156,8 +1166,7 @@ static PyObject *
 iov_set_slots(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 3) {
-        PyErr_Format(PyExc_TypeError, "set_slots() takes 3 arguments (%zd given)", nargs);
+    if (exact_args("set_slots", nargs, 3) < 0) {
         return NULL;
     }
     PyObject *sock = args[0];
@@ -2116,8 +2125,7 @@ static PyObject *
 iov_epoll_ctl(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
 {
     (void)module;
-    if (nargs != 4) {
-        PyErr_Format(PyExc_TypeError, "epoll_ctl() takes 4 arguments (%zd given)", nargs);
+    if (exact_args("epoll_ctl", nargs, 4) < 0) {
         return NULL;
     }
     int values[3];

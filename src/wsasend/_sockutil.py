@@ -267,12 +267,20 @@ def accepted_socket(family: int, kind: int, proto: int, fd: int) -> socket.socke
     """
     sock: socket.socket = _SOCKET_NEW(_PLAIN_SOCKET)
     _SOCKET_INIT(sock, family, kind, proto, fd)
-    if _IOV_SET_SLOTS is not None:
-        _IOV_SET_SLOTS(sock, 0, False)  # (the slots written in C: see io_refs_add)
-    else:
-        setattr(sock, "_io_refs", 0)  # noqa: B010 (socket.py's own attributes, not in typeshed)
-        setattr(sock, "_closed", False)  # noqa: B010
+    _set_slots(sock, 0, False)
     return sock
+
+
+def _set_slots(sock: socket.socket, io_refs: int | None, closed: bool | None) -> None:
+    """``sock._io_refs = io_refs`` and ``sock._closed = closed``, each unless None (socket.py's
+    own slots, not in typeshed); compiled, written in C (see io_refs_add)."""
+    if _IOV_SET_SLOTS is not None:
+        _IOV_SET_SLOTS(sock, io_refs, closed)
+        return
+    if io_refs is not None:
+        setattr(sock, "_io_refs", io_refs)  # noqa: B010
+    if closed is not None:
+        setattr(sock, "_closed", closed)  # noqa: B010
 
 
 def io_refs_add(sock: socket.socket, delta: int, default: int) -> int:
@@ -296,10 +304,7 @@ def close_socket(sock: socket.socket) -> None:
     open ``makefile()`` objects, which keep the descriptor until they close) gets its own
     ``close()``."""
     if type(sock) is _PLAIN_SOCKET and io_refs_add(sock, 0, 1) == 0:
-        if _IOV_SET_SLOTS is not None:
-            _IOV_SET_SLOTS(sock, None, True)
-        else:
-            setattr(sock, "_closed", True)  # noqa: B010
+        _set_slots(sock, None, True)
         _SOCKET_CLOSE(sock)
     else:
         sock.close()

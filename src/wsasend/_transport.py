@@ -1685,11 +1685,7 @@ class WSATransport(asyncio.Transport):
                 return  # (a send error in the flush ended the connection)
             if engine.pending_count():
                 return  # _on_sends_completed -> _close_when_idle drains once the queue is empty
-        self._close_draining = True
-        if engine.drained_now():
-            self._close_drained()
-        else:
-            engine.drain_then(self._close_drained)
+        self._drain_to_close(engine)
 
     def _close_when_idle(self) -> None:
         """After a completion in CLOSING (and the resume_writing it caused): drain if idle."""
@@ -1698,8 +1694,16 @@ class WSATransport(asyncio.Transport):
             return
         if engine.pending_count():
             return
+        self._drain_to_close(engine)
+
+    def _drain_to_close(self, engine: SendEngine) -> None:
+        """Hand the drain to the engine, then ``_close_drained``: at once when nothing is
+        queued (no bound method made for the engine to call: issue 11, workload HC)."""
         self._close_draining = True
-        engine.drain_then(self._close_drained)
+        if engine.drained_now():
+            self._close_drained()
+        else:
+            engine.drain_then(self._close_drained)
 
     def _close_drained(self) -> None:
         if self._state is not _CLOSING:
