@@ -210,3 +210,111 @@ def test_threads_contending_for_it_never_overlap(lock: Any) -> None:
     assert state == {"count": threads * rounds, "inside": 0, "overlaps": 0}
     assert lock.acquire(False) is True  # (left free)
     lock.release()
+
+
+def test_every_waiter_is_woken_in_turn(lock: Any) -> None:
+    """Threads blocked in ``acquire`` (the compiled lock's waiters on its underlying lock) each
+    get the lock once the holder lets go, one after another: each release that frees the lock
+    while someone waits wakes one of them. A release that woke nobody leaves them blocked for
+    good (the join below then fails)."""
+    waiting, rounds = 6, 20
+    for _ in range(rounds):
+        got: list[int] = []
+        blocked = threading.Barrier(waiting + 1)
+        lock.acquire()
+
+        def take(index: int) -> None:
+            blocked.wait(30)
+            with lock:
+                got.append(index)
+
+        pool = [threading.Thread(target=take, args=(n,)) for n in range(waiting)]
+        for thread in pool:
+            thread.start()
+        blocked.wait(30)
+        time.sleep(0.001)  # (most of them are blocked in acquire by now; the rest barge)
+        lock.release()
+        for thread in pool:
+            thread.join(30)
+        assert not any(thread.is_alive() for thread in pool)
+        assert sorted(got) == list(range(waiting))
+        assert lock.acquire(False) is True  # (left free)
+        lock.release()
+
+
+def test_timed_waits_give_up_or_get_it_and_never_overlap(lock: Any) -> None:
+    """Holders that keep the lock a while, and threads that wait for it with a short timeout:
+    a wait that times out returns False without the lock, one that does not holds it alone,
+    and a waiter that gave up does not cost another its wake (every thread ends)."""
+    threads, rounds = 6, 150
+    state = {"inside": 0, "overlaps": 0, "taken": 0, "gave_up": 0}
+    start = threading.Barrier(threads)
+
+    def work(index: int) -> None:
+        start.wait()
+        for i in range(rounds):
+            if (i + index) % 2:
+                got = lock.acquire(timeout=0.0005)
+            else:
+                got = lock.acquire()
+            if not got:
+                state["gave_up"] += 1
+                continue
+            try:
+                state["inside"] += 1
+                if state["inside"] != 1:
+                    state["overlaps"] += 1
+                state["taken"] += 1
+                time.sleep(0.0001 if i % 7 == 0 else 0)
+                state["inside"] -= 1
+            finally:
+                lock.release()
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in pool)
+    assert state["overlaps"] == 0 and state["inside"] == 0
+    assert state["taken"] + state["gave_up"] == threads * rounds
+    assert lock.acquire(False) is True
+    lock.release()
+
+
+def test_conditions_hand_work_over_through_it(lock: Any) -> None:
+    """``threading.Condition`` on the lock (OWNERSHIP.changed) between producers and consumers
+    that wait in ``wait`` (its ``_release_save`` and ``_acquire_restore``) and in ``acquire``
+    at once: every item is taken exactly once, and nobody is left waiting."""
+    changed = threading.Condition(lock)
+    items: list[int] = []
+    taken: list[int] = []
+    producers, consumers, per = 3, 3, 200
+    total = producers * per
+
+    def produce(index: int) -> None:
+        for i in range(per):
+            with changed:
+                items.append(index * per + i)
+                changed.notify()
+
+    def consume() -> None:
+        while True:
+            with changed:
+                while not items and len(taken) < total:
+                    changed.wait(0.05)
+                if len(taken) >= total:
+                    changed.notify_all()
+                    return
+                taken.append(items.pop())
+
+    pool = [threading.Thread(target=consume) for _ in range(consumers)]
+    pool += [threading.Thread(target=produce, args=(n,)) for n in range(producers)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in pool)
+    assert sorted(taken) == list(range(total))
+    assert lock.acquire(False) is True
+    lock.release()
