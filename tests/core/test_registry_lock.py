@@ -223,12 +223,12 @@ def test_every_waiter_is_woken_in_turn(lock: Any) -> None:
         blocked = threading.Barrier(waiting + 1)
         lock.acquire()
 
-        def take(index: int) -> None:
+        def take(index: int, blocked: threading.Barrier, got: list[int]) -> None:
             blocked.wait(30)
             with lock:
                 got.append(index)
 
-        pool = [threading.Thread(target=take, args=(n,)) for n in range(waiting)]
+        pool = [threading.Thread(target=take, args=(n, blocked, got)) for n in range(waiting)]
         for thread in pool:
             thread.start()
         blocked.wait(30)
@@ -253,10 +253,7 @@ def test_timed_waits_give_up_or_get_it_and_never_overlap(lock: Any) -> None:
     def work(index: int) -> None:
         start.wait()
         for i in range(rounds):
-            if (i + index) % 2:
-                got = lock.acquire(timeout=0.0005)
-            else:
-                got = lock.acquire()
+            got = lock.acquire(timeout=0.0005) if (i + index) % 2 else lock.acquire()
             if not got:
                 state["gave_up"] += 1
                 continue
