@@ -260,6 +260,11 @@ _IOV_SO_ERROR: Final[Callable[[socket.socket], int] | None] = (
 _IOV_SOCKNAME: Final[Callable[[socket.socket], Any] | None] = (
     None if _iovsend_module is None else _iovsend_module.sockname
 )
+# setsockopt(IPPROTO_TCP, TCP_NODELAY, 1) without socket.setsockopt's argument parsing (see
+# _iovsend.c): for a new transport's TCP socket (exact socket.socket, compiled build).
+_IOV_TCP_NODELAY: Final[Callable[[socket.socket], None] | None] = (
+    None if _iovsend_module is None else _iovsend_module.tcp_nodelay
+)
 # A queued send's private copy of a list of bytes, untracked by the garbage collector (see
 # _iovsend.c: such a list cannot be in a cycle; 10,000 of them queued behind a slow reader made
 # the collector's passes a sixth of a send's cost). None in the plain-Python build.

@@ -56,7 +56,7 @@ from . import _sendfile
 from ._api import engine_for, set_max_pending, shut_to_claims
 from ._buffers import normalize
 from ._compat import is_extension_file, mypyc_attr
-from ._engine import _IOV_RECV, _IOV_SO_ERROR, _IOV_SOCKNAME, _PLAIN_SOCKET, ZERO, SendEngine
+from ._engine import _IOV_RECV, _IOV_SO_ERROR, _IOV_SOCKNAME, _IOV_TCP_NODELAY, _PLAIN_SOCKET, ZERO, SendEngine
 from ._errors import WriteAfterEOFError, WSAError, WSAErrorCode
 from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
@@ -544,7 +544,12 @@ class WSATransport(asyncio.Transport):
         if kind == STREAM and family in (INET, INET6):
             # asyncio's _set_nodelay: small writes go out without waiting for an ACK. Cork pieces
             # (partial_messages="cork", S4.4) still wait where the caller asks for it.
-            sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
+            # (The compiled build's C call for a plain socket: a subclass's own setsockopt, if
+            # it has one, is still the one called.)
+            if _IOV_TCP_NODELAY is not None and type(sock) is _PLAIN_SOCKET:
+                _IOV_TCP_NODELAY(sock)
+            else:
+                sock.setsockopt(_IPPROTO_TCP, _TCP_NODELAY, 1)
         # (A server's ``extra`` is a dict it made for this connection alone: kept, not copied.)
         info: dict[str, Any] = extra if _server is not None and type(extra) is dict else dict(extra) if extra else {}
         info["socket"] = sock
