@@ -63,6 +63,25 @@ def _transport_options(max_pending_sends: int | None, partial_messages: PartialM
     return options
 
 
+
+def _listening(sock: socket.socket) -> tuple[int, int, int, Any]:
+    """What ``WSAServer._accept_ready`` needs of listening socket ``sock``, read once, when its
+    reader is added, rather than at every wake-up (an interpreted method's three reads, ~600
+    instructions a connection with one client at a time; issue 11, HC1): its family, the type
+    of the sockets accepted on it, its protocol, and the C accept, or None.
+
+    The compiled build's C accept says "none waiting" with None: ``socket.accept()`` raises
+    BlockingIOError, ~8,000 instructions made and caught at every wake-up (one a connection
+    with one client at a time: issue 11, ab -c 1). For the families whose address it makes. It
+    makes the socket non-blocking too (accept4's SOCK_NONBLOCK): the socket object is then made
+    with ``kind | SOCK_NONBLOCK``, timeout 0 without an ioctl, and the transport skips its
+    setblocking(False) (one system call less a connection, issue 11). Otherwise the transport
+    sets it non-blocking at once.
+    """
+    family, kind, proto = sock_family(sock), sock_type(sock), sock.proto
+    c_accept = _IOV_ACCEPT if family in _C_ACCEPT_FAMILIES else None
+    return family, (kind | _SOCK_NONBLOCK if c_accept is not None else kind), proto, c_accept
+
 class WSAServer(asyncio.AbstractServer):
     """A listening server whose connections are :class:`WSATransport`\\ s (``asyncio.Server``'s API).
 
@@ -133,23 +152,15 @@ class WSAServer(asyncio.AbstractServer):
             self._watch_pin = pin_watch(self._loop)
         for sock in self._sockets:
             sock.listen(self._backlog)
-            self._loop.add_reader(sock, self._accept_ready, sock)
+            self._loop.add_reader(sock, self._accept_ready, sock, _listening(sock))
 
-    def _accept_ready(self, sock: socket.socket) -> None:
+    def _accept_ready(self, sock: socket.socket, listening: tuple[int, int, int, Any]) -> None:
         # ``sock.accept()`` without its cost: it builds each new socket from ``self.family`` and
         # ``self.type``, two enum conversions (~14,000 instructions on Python 3.11, issue 11: a
         # connection per request). The C accept (or ``sock._accept``), and the listening socket's
-        # ints read once per wake-up, make the same socket.
-        family, kind, proto = sock_family(sock), sock_type(sock), sock.proto
-        # The compiled build's C accept says "none waiting" with None: socket.accept() raises
-        # BlockingIOError, ~8,000 instructions made and caught at every wake-up (one a connection
-        # with one client at a time: issue 11, ab -c 1). For the families whose address it makes.
-        # It makes the socket non-blocking too (accept4's SOCK_NONBLOCK): the socket object is
-        # then made with ``kind | SOCK_NONBLOCK``, timeout 0 without an ioctl, and the transport
-        # skips its setblocking(False) (one system call less a connection, issue 11). Otherwise
-        # the transport sets it non-blocking at once.
-        c_accept = _IOV_ACCEPT if family in _C_ACCEPT_FAMILIES else None
-        made_kind = kind | _SOCK_NONBLOCK if c_accept is not None else kind
+        # ints read once when its reader was added (``listening``, see _listening), make the
+        # same socket.
+        family, made_kind, proto, c_accept = listening
         raw_accept: Any = sock._accept if c_accept is None else None  # type: ignore[attr-defined]
         for _ in range(self._backlog):
             if self._sockets is None:
@@ -182,7 +193,7 @@ class WSAServer(asyncio.AbstractServer):
 
     def _resume_accepting(self, sock: socket.socket) -> None:
         if self._sockets is not None and sock in self._sockets:
-            self._loop.add_reader(sock, self._accept_ready, sock)
+            self._loop.add_reader(sock, self._accept_ready, sock, _listening(sock))
 
     def _accept_connection(self, conn: socket.socket, addr: Any, nonblocking: bool = False) -> None:
         """A transport for ``conn``; ``nonblocking``: the accept made it non-blocking (see
