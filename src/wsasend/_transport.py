@@ -365,6 +365,9 @@ def _class_send_completed(cls: type) -> object:
 
 # (A Final: compiled, ``asyncio.BufferedProtocol`` is a lookup in the module's dict at each use.)
 _BUFFERED_PROTOCOL: Final = asyncio.BufferedProtocol
+# (Likewise: compiled, ``weakref.ReferenceType`` is an attribute lookup on the module at each use,
+# ~250 instructions of every connection a server closes; issue 11, HC1.)
+_WEAKREF_TYPE: Final = weakref.ReferenceType
 
 # What the transport holds instead of its protocol once connection_lost has run: a protocol that
 # does nothing (see _call_connection_lost).
@@ -1904,7 +1907,7 @@ class ServerConnections:
         finds the set's own as a new one would, without making one (issue 11, workload HC).
         """
         self.count -= 1
-        self.refs.discard(ref if isinstance(ref, weakref.ReferenceType) else weakref.ref(transport))
+        self.refs.discard(ref if isinstance(ref, _WEAKREF_TYPE) else weakref.ref(transport))
         return self.count == 0 and self.closed
 
 
