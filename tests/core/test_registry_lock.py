@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 import wsasend
+from tests.helpers import run_threads
 from wsasend import _engine
 
 LOCKS: list[tuple[str, Callable[[], Any]]] = [("build", _engine._new_rlock), ("threading", threading.RLock)]
@@ -28,6 +29,12 @@ LOCKS: list[tuple[str, Callable[[], Any]]] = [("build", _engine._new_rlock), ("t
 def lock(request: pytest.FixtureRequest) -> Any:
     _, make = request.param
     return make()
+
+
+def _assert_free(lock: Any) -> None:
+    """Nobody holds ``lock``: this thread takes it at once (and lets it go)."""
+    assert lock.acquire(False) is True
+    lock.release()
 
 
 def _in_thread(fn: Callable[[], Any]) -> Any:
@@ -201,15 +208,9 @@ def test_threads_contending_for_it_never_overlap(lock: Any) -> None:
                 if nested:
                     lock.release()
 
-    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in pool)
+    run_threads((threading.Thread(target=work, args=(n,)) for n in range(threads)), 60)
     assert state == {"count": threads * rounds, "inside": 0, "overlaps": 0}
-    assert lock.acquire(False) is True  # (left free)
-    lock.release()
+    _assert_free(lock)
 
 
 def test_every_waiter_is_woken_in_turn(lock: Any) -> None:
@@ -238,8 +239,7 @@ def test_every_waiter_is_woken_in_turn(lock: Any) -> None:
             thread.join(30)
         assert not any(thread.is_alive() for thread in pool)
         assert sorted(got) == list(range(waiting))
-        assert lock.acquire(False) is True  # (left free)
-        lock.release()
+        _assert_free(lock)
 
 
 def test_timed_waits_give_up_or_get_it_and_never_overlap(lock: Any) -> None:
@@ -267,16 +267,10 @@ def test_timed_waits_give_up_or_get_it_and_never_overlap(lock: Any) -> None:
             finally:
                 lock.release()
 
-    pool = [threading.Thread(target=work, args=(n,)) for n in range(threads)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in pool)
+    run_threads((threading.Thread(target=work, args=(n,)) for n in range(threads)), 60)
     assert state["overlaps"] == 0 and state["inside"] == 0
     assert state["taken"] + state["gave_up"] == threads * rounds
-    assert lock.acquire(False) is True
-    lock.release()
+    _assert_free(lock)
 
 
 def test_conditions_hand_work_over_through_it(lock: Any) -> None:
@@ -307,11 +301,6 @@ def test_conditions_hand_work_over_through_it(lock: Any) -> None:
 
     pool = [threading.Thread(target=consume) for _ in range(consumers)]
     pool += [threading.Thread(target=produce, args=(n,)) for n in range(producers)]
-    for thread in pool:
-        thread.start()
-    for thread in pool:
-        thread.join(60)
-    assert not any(thread.is_alive() for thread in pool)
+    run_threads(pool, 60)
     assert sorted(taken) == list(range(total))
-    assert lock.acquire(False) is True
-    lock.release()
+    _assert_free(lock)
