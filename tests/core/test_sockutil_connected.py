@@ -8,10 +8,14 @@ socket, even one at the dead one's address, is not known.
 
 from __future__ import annotations
 
+import errno
 import gc
 import socket
+import struct
 
-from wsasend import _sockutil
+import pytest
+
+from wsasend import WSAErrorCode, _sockutil
 
 
 def test_a_marked_socket_is_known_once_until_it_dies() -> None:
@@ -65,3 +69,40 @@ def test_socket_info_marks_a_socket_seen_with_a_peer() -> None:
     with lone:
         assert not _sockutil.SocketInfo(lone).was_connected
         assert not _sockutil.is_known_connected(lone)
+
+
+def _epipe_after_reset(sock: socket.socket) -> OSError:
+    """Send on ``sock``, whose peer reset the connection, until Linux says EPIPE; that error."""
+    for _ in range(100):
+        try:
+            sock.send(b"x")
+        except OSError as exc:  # ECONNRESET first (the reset is reported once), then EPIPE
+            if exc.errno == errno.EPIPE:
+                return exc
+    raise AssertionError("no EPIPE after the peer's reset")
+
+
+@pytest.mark.parametrize(("family", "host"), [(socket.AF_INET, "127.0.0.1"), (socket.AF_INET6, "::1")])
+def test_a_tcp_socket_seen_with_a_peer_needs_no_mark_to_read_as_reset(family: int, host: str) -> None:
+    """``SocketInfo(sock, peer=True)`` (a server's new connection) marks no TCP socket: an EPIPE
+    it meets after its peer's reset is still WSAECONNRESET to a classify that does not have that
+    info (a fresh ``SocketInfo``, whose ``getpeername`` fails after the reset), from TCP_INFO's
+    segment counts; a TCP socket that never had a peer stays WSAENOTCONN."""
+    with socket.socket(family, socket.SOCK_STREAM) as listener:
+        listener.bind((host, 0))
+        listener.listen()
+        client = socket.create_connection(listener.getsockname()[:2])
+        server, _ = listener.accept()
+    with client, server:
+        told = _sockutil.SocketInfo(server, peer=True)
+        assert told.was_connected and told.is_tcp
+        assert not _sockutil.is_known_connected(server)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()  # (a reset)
+        exc = _epipe_after_reset(server)
+        assert not _sockutil.SocketInfo(server).was_connected  # (no peer now, and no mark)
+        assert _sockutil.classify(server, exc) == WSAErrorCode.WSAECONNRESET
+        assert _sockutil.classify(server, exc, told) == WSAErrorCode.WSAECONNRESET
+    with socket.socket(family, socket.SOCK_STREAM) as lone:
+        lone_exc = OSError(errno.EPIPE, "Broken pipe")
+        assert _sockutil.classify(lone, lone_exc) == WSAErrorCode.WSAENOTCONN
