@@ -63,7 +63,6 @@ def _transport_options(max_pending_sends: int | None, partial_messages: PartialM
     return options
 
 
-
 def _listening(sock: socket.socket) -> tuple[int, int, int, Any]:
     """What ``WSAServer._accept_ready`` needs of listening socket ``sock``, read once, when its
     reader is added, rather than at every wake-up (an interpreted method's three reads, ~600
@@ -81,6 +80,7 @@ def _listening(sock: socket.socket) -> tuple[int, int, int, Any]:
     family, kind, proto = sock_family(sock), sock_type(sock), sock.proto
     c_accept = _IOV_ACCEPT if family in _C_ACCEPT_FAMILIES else None
     return family, (kind | _SOCK_NONBLOCK if c_accept is not None else kind), proto, c_accept
+
 
 class WSAServer(asyncio.AbstractServer):
     """A listening server whose connections are :class:`WSATransport`\\ s (``asyncio.Server``'s API).
