@@ -137,7 +137,8 @@ from ._dest import Destination
 from ._errors import WSAError, WSAErrorCode
 from ._overlapped import CompletionRoutine, WSAEvent, WSAOverlapped, signals_event
 from ._queue import BATCH_BYTES, HELD_OP, RUN_BUFS, RUN_BYTES, SendCompletion, SendQueue, SendRun
-from ._sockutil import (
+from ._sockutil import (  # _IOV_MARKED_CLOSED: close() or detach() called (see marked_closed)
+    _IOV_MARKED_CLOSED,
     INET,
     INET6,
     IOVSEND_MODULE,
@@ -281,11 +282,6 @@ _IOV_GC_UNTRACK_ALL: Final[Callable[[list[Any]], None] | None] = (
 )
 _IOV_GC_TRACK_ALL: Final[Callable[[list[Any]], None] | None] = (
     None if _iovsend_module is None else _iovsend_module.gc_track_all
-)
-# Whether close() or detach() was called on the socket object, read from its slot (see
-# marked_closed); None in the plain-Python build.
-_IOV_MARKED_CLOSED: Final[Callable[[object], bool] | None] = (
-    None if _iovsend_module is None else _iovsend_module.marked_closed
 )
 
 

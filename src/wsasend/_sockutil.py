@@ -10,6 +10,7 @@ import errno
 import socket
 import sys
 import weakref
+from collections.abc import Callable
 from typing import Any, Final
 
 from ._compat import is_extension_file
@@ -181,9 +182,13 @@ def _member_readers(module: Any) -> tuple[Any, Any]:
 
 
 _IOV_SOCK_TYPE, _IOV_SOCK_FAMILY = _member_readers(IOVSEND_MODULE)
-# The C readers of the descriptor and of the ``_closed`` slot (both checked by _load_iovsend).
+# The C readers of the descriptor and of the ``_closed`` slot, whether close() or detach() was
+# called on the socket object (both checked by _load_iovsend; the engine's hot paths read the
+# slot with it too, see _engine.marked_closed).
 _IOV_DESCRIPTOR: Final[Any] = None if IOVSEND_MODULE is None else IOVSEND_MODULE.descriptor
-_IOV_CLOSED_SLOT: Final[Any] = None if IOVSEND_MODULE is None else IOVSEND_MODULE.marked_closed
+_IOV_MARKED_CLOSED: Final[Callable[[object], bool] | None] = (
+    None if IOVSEND_MODULE is None else IOVSEND_MODULE.marked_closed
+)
 # socket.socket's ``_io_refs`` and ``_closed`` slots written in C (see _iovsend.io_refs_add).
 _IOV_IO_REFS_ADD: Final[Any] = None if IOVSEND_MODULE is None else IOVSEND_MODULE.io_refs_add
 _IOV_SET_SLOTS: Final[Any] = None if IOVSEND_MODULE is None else IOVSEND_MODULE.set_slots
@@ -225,10 +230,10 @@ def is_closed(sock: socket.socket) -> bool:
     descriptor stays open until uvloop lets go. ``close()`` and ``detach()`` set ``_closed``
     before the descriptor goes; ``fileno() < 0`` covers a bare ``_socket.socket`` close.
     """
-    if _IOV_CLOSED_SLOT is not None and type(sock) is _PLAIN_SOCKET:
+    if _IOV_MARKED_CLOSED is not None and type(sock) is _PLAIN_SOCKET:
         # (Compiled: the slot and the descriptor read in C, without the attribute lookup and
         # the method call, ~400 instructions of every connection a server closes; issue 11.)
-        closed: bool = _IOV_CLOSED_SLOT(sock)
+        closed: bool = _IOV_MARKED_CLOSED(sock)
         if closed:
             return True
         fd: int = _IOV_DESCRIPTOR(sock)
