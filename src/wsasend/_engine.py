@@ -283,6 +283,18 @@ _IOV_GC_UNTRACK_ALL: Final[Callable[[list[Any]], None] | None] = (
 _IOV_GC_TRACK_ALL: Final[Callable[[list[Any]], None] | None] = (
     None if _iovsend_module is None else _iovsend_module.gc_track_all
 )
+# Completed overlappeds nobody refers to any more, reused by _stream_overlapped (compiled, with
+# the GIL): see _complete and _iovsend.c's spare. Making and freeing one was ~500 user-space
+# instructions of a send queued behind a slow reader (callgrind, issue 11), a fifth of it. At
+# most _OV_POOL_MAX are kept (~170 bytes each with the collector's header, ~170 KiB in all),
+# across every engine of the process, and none on a free-threaded build (no spare); what
+# sits in the pool holds no reference to anything (see _spare), so it keeps no engine, socket,
+# buffer or event alive.
+_IOV_SPARE: Final[Callable[[list[Any], type, int], list[Any]] | None] = (
+    None if _iovsend_module is None or not _NATIVE else getattr(_iovsend_module, "spare", None)
+)
+_OV_POOL: Final[list[WSAOverlapped]] = []
+_OV_POOL_MAX: Final = 1024
 
 
 def marked_closed(sock: object) -> bool:
@@ -314,8 +326,10 @@ def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: b
     ``done``) completed immediately with every byte transferred and its buffers released."""
     if _NATIVE:
         # The native __init__ has already stored no error, routine, waiter or events: each
-        # store again costs a decref and an incref (issue 11: ~50 instructions a send).
-        ov = WSAOverlapped()
+        # store again costs a decref and an incref (issue 11: ~50 instructions a send). One
+        # from the pool holds the same (_spare); its other fields are set below, as a new one's.
+        # (Compiled, nothing runs between the test and the pop: no other thread can empty it.)
+        ov = _OV_POOL.pop() if _OV_POOL else WSAOverlapped()
     else:
         ov = _new_overlapped(WSAOverlapped)
         ov._error = 0
@@ -333,6 +347,34 @@ def _stream_overlapped(engine: SendEngine, bufs: list[Any], nbytes: int, done: b
     ov._transferred = nbytes if done else 0
     ov._engine = engine
     return ov
+
+
+def _spare(spare: list[WSAOverlapped]) -> None:
+    """Into the pool (see _OV_POOL): completed sends that only their ``done`` list refers to.
+
+    Each gets back what ``WSAOverlapped.__init__`` stores and ``_stream_overlapped`` does not
+    (it sets the rest at every take), so a reused one is what a new one would be, and it drops
+    every reference it held (its engine, a done waiter), so the pool keeps nothing alive.
+    """
+    for ov in spare:
+        ov._engine = None
+        # (Tested before each store: a store costs an incref and a decref, and a bare send's
+        # fields are almost always as new already. _complete left _bufs empty.)
+        if ov._event is not None:
+            ov._event = None
+        if ov._error:
+            ov._error = 0
+        if ov._exc is not None:
+            ov._exc = None
+        if ov._routine is not None:
+            ov._routine = None
+        if ov._waiter is not None:
+            ov._waiter = None
+        if ov._tevent is not None:
+            ov._tevent = None
+        if ov._dest is not None:
+            ov._dest = None
+    _OV_POOL.extend(spare)
 
 
 # What post_list(keep=False) returns for a send nobody sees complete (see there): a fresh
@@ -2163,6 +2205,12 @@ class SendEngine:
                 tev.set()
         if self.on_complete is not None:
             self.on_complete(self, done)
+        elif _IOV_SPARE is not None:
+            # Bare wsa_send: the sends nobody holds (no caller, event, routine or waiter: the
+            # list is their only reference) go to the pool, up to its size.
+            room = _OV_POOL_MAX - len(_OV_POOL)
+            if room > 0:
+                _spare(_IOV_SPARE(done, WSAOverlapped, room))
 
     def _fail_ops(self, comps: list[SendCompletion], code: WSAErrorCode, cause: BaseException | None) -> None:
         """Complete sends with an error, each with its own consumed count (SPEC S6.4)."""
