@@ -18,12 +18,14 @@ import gc
 import socket
 import threading
 import weakref
+from collections.abc import Callable
 from typing import Any, cast
 
 import pytest
 
 import wsasend
-from tests.helpers import pattern, read_exactly, tcp_pair
+from tests.conftest import LOOP_FACTORIES
+from tests.helpers import pattern, read_exactly, run_threads, tcp_pair
 from wsasend import WSAOverlapped, closesocket, wsa_send
 from wsasend import _engine as engine_module
 
@@ -285,3 +287,54 @@ def test_spare_takes_only_the_exact_type_with_no_other_reference() -> None:
     assert spare(objs, WSAOverlapped, 0) == []
     with pytest.raises(TypeError):
         spare(cast(Any, tuple(objs)), WSAOverlapped, 1)
+
+
+@pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
+def test_loops_in_threads_share_the_pool_without_a_send_sharing_an_overlapped(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """Four threads, each its own loop and connection, post dropped sends behind a reader that
+    has not read yet and then read them back, over and over: they take from and give to the one
+    pool at once. An overlapped taken twice would be two live sends with one count and one set
+    of buffers: streams out of order or short, a last send's count wrong, a hang (the guard)."""
+    failures: list[BaseException] = []
+    held_counts: list[int] = []
+
+    async def one(seed: int) -> None:
+        a, b = tcp_pair(bufsize=64 * 1024)
+        with a, b:
+            a.setblocking(False)
+            b.setblocking(False)
+            for cycle in range(8):
+                sends = _payloads(700, seed=seed * 100_000 + cycle * 1_000)
+                # Every seventh send held: a send still held must never have been handed out
+                # again (its own count, unchanged, at the end).
+                held = [
+                    (wsa_send(a, bufs), bufs) if i % 7 == 0 else (wsa_send(a, bufs), None)
+                    for i, bufs in enumerate(sends)
+                ]
+                kept = [(ov, bufs) for ov, bufs in held if bufs is not None]
+                last = held[-1][0]
+                del held
+                expected = b"".join(b"".join(bufs) for bufs in sends)
+                async with asyncio.timeout(GUARD):
+                    assert await read_exactly(b, len(expected)) == expected
+                    assert await last == sum(map(len, sends[-1]))
+                for ov, bufs in kept:
+                    assert not ov.pending and ov.transferred == ov.nbytes == sum(map(len, bufs))
+                held_counts.append(len(kept))
+
+    def run(seed: int) -> None:
+        loop = factory()
+        try:
+            loop.run_until_complete(one(seed))
+        except BaseException as exc:  # (reported by the main thread)
+            failures.append(exc)
+        finally:
+            loop.close()
+
+    run_threads([threading.Thread(target=run, args=(seed,)) for seed in range(4)], GUARD * 2)
+    assert failures == []
+    assert len(held_counts) == 4 * 8
+    assert len(engine_module._OV_POOL) <= engine_module._OV_POOL_MAX
+    assert all(_as_new(ov) for ov in engine_module._OV_POOL)
