@@ -7,6 +7,8 @@ import socket
 import threading
 from collections.abc import Iterable, Iterator
 
+from wsasend import WSAOverlapped
+
 #: Socket buffer size that makes sends pend while data still moves fast on loopback (field
 #: notes: 4 KiB crawls at ~50 KB/s on these machines).
 SMALL_BUF = 64 * 1024
@@ -145,3 +147,21 @@ def run_threads(threads: Iterable[threading.Thread], guard: float) -> None:
     for thread in pool:
         thread.join(guard)
     assert not any(thread.is_alive() for thread in pool)
+
+
+def overlapped_as_new(ov: WSAOverlapped) -> bool:
+    """True when ``ov`` is an exact ``WSAOverlapped`` holding what a new one holds before any
+    post, in the fields a post does not set: what the compiled build's pool of reusable
+    overlappeds (``_engine._OV_POOL``) must keep, so that it holds nothing alive."""
+    return (
+        type(ov) is WSAOverlapped
+        and ov._event is None
+        and ov._error == 0
+        and ov._exc is None
+        and ov._routine is None
+        and ov._waiter is None
+        and ov._tevent is None
+        and ov._dest is None
+        and ov._engine is None
+        and not ov._bufs
+    )

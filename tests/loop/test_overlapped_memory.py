@@ -17,7 +17,7 @@ import weakref
 
 import pytest
 
-from tests.helpers import fill_socket, read_exactly
+from tests.helpers import fill_socket, overlapped_as_new, read_exactly
 from wsasend import WSAOverlapped, closesocket, wsa_send
 from wsasend._engine import _OV_POOL
 
@@ -123,7 +123,7 @@ def _live_overlappeds() -> int:
     # compiled build keeps for reuse (_engine._OV_POOL, bounded) are not counted: they hold
     # nothing (checked here; tests/loop/test_overlapped_pool.py tests the pool itself).
     pooled = {id(ov) for ov in _OV_POOL}
-    assert all(ov._engine is None and not ov._bufs and ov._event is None for ov in _OV_POOL)
+    assert all(overlapped_as_new(ov) for ov in _OV_POOL)
     return sum(type(o) is WSAOverlapped and id(o) not in pooled for o in gc.get_objects())
 
 

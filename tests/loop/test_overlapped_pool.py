@@ -25,7 +25,7 @@ import pytest
 
 import wsasend
 from tests.conftest import LOOP_FACTORIES
-from tests.helpers import pattern, read_exactly, run_threads, tcp_pair
+from tests.helpers import overlapped_as_new, pattern, read_exactly, run_threads, tcp_pair
 from wsasend import WSAOverlapped, closesocket, wsa_send
 from wsasend import _engine as engine_module
 
@@ -47,22 +47,6 @@ class _Context:
 
 def _in_pool(ov: WSAOverlapped) -> bool:
     return any(item is ov for item in engine_module._OV_POOL)
-
-
-def _as_new(ov: WSAOverlapped) -> bool:
-    """What ``WSAOverlapped()`` holds before any post, in the fields a post does not set."""
-    return (
-        type(ov) is WSAOverlapped
-        and ov._event is None
-        and ov._error == 0
-        and ov._exc is None
-        and ov._routine is None
-        and ov._waiter is None
-        and ov._tevent is None
-        and ov._dest is None
-        and ov._engine is None
-        and not ov._bufs
-    )
 
 
 async def _post_dropped_and_read(a: socket.socket, b: socket.socket, sends: list[list[bytes]]) -> None:
@@ -97,7 +81,7 @@ async def test_dropped_sends_are_reused_and_the_stream_stays_exact() -> None:
             if POOLED:
                 assert engine_module._OV_POOL, "completed sends nobody holds go to the pool"
                 assert len(engine_module._OV_POOL) <= engine_module._OV_POOL_MAX
-                assert all(_as_new(ov) for ov in engine_module._OV_POOL)
+                assert all(overlapped_as_new(ov) for ov in engine_module._OV_POOL)
             else:
                 assert engine_module._OV_POOL == []
         # The next send takes the pool's last overlapped, and it behaves as a new one would.
@@ -219,7 +203,7 @@ async def test_an_overlapped_anybody_holds_is_never_reused() -> None:
         # What the pool holds holds nothing (the contexts' overlappeds were among them), and no
         # subclass's overlapped is there, though nobody held them (an interpreted class may
         # carry a __dict__ or weak references of its own).
-        assert all(_as_new(item) for item in engine_module._OV_POOL)
+        assert all(overlapped_as_new(item) for item in engine_module._OV_POOL)
         # The caller's own overlapped, reposted once complete, still works as S5.5 says.
         reposted_bufs = [pattern(4096, seed=77)]
         ov = wsa_send(a, reposted_bufs, overlapped=reposted)
@@ -250,7 +234,7 @@ async def test_the_pool_keeps_no_socket_or_engine_alive() -> None:
     assert dead_socket() is None
     if POOLED:
         assert engine_module._OV_POOL
-        assert all(_as_new(ov) for ov in engine_module._OV_POOL)
+        assert all(overlapped_as_new(ov) for ov in engine_module._OV_POOL)
 
 
 async def test_the_pool_is_bounded() -> None:
@@ -309,10 +293,7 @@ def test_loops_in_threads_share_the_pool_without_a_send_sharing_an_overlapped(
                 sends = _payloads(700, seed=seed * 100_000 + cycle * 1_000)
                 # Every seventh send held: a send still held must never have been handed out
                 # again (its own count, unchanged, at the end).
-                held = [
-                    (wsa_send(a, bufs), bufs) if i % 7 == 0 else (wsa_send(a, bufs), None)
-                    for i, bufs in enumerate(sends)
-                ]
+                held = [(wsa_send(a, bufs), bufs if i % 7 == 0 else None) for i, bufs in enumerate(sends)]
                 kept = [(ov, bufs) for ov, bufs in held if bufs is not None]
                 last = held[-1][0]
                 del held
@@ -337,4 +318,4 @@ def test_loops_in_threads_share_the_pool_without_a_send_sharing_an_overlapped(
     assert failures == []
     assert len(held_counts) == 4 * 8
     assert len(engine_module._OV_POOL) <= engine_module._OV_POOL_MAX
-    assert all(_as_new(ov) for ov in engine_module._OV_POOL)
+    assert all(overlapped_as_new(ov) for ov in engine_module._OV_POOL)
