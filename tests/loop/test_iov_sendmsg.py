@@ -44,7 +44,7 @@ from hypothesis import strategies as st
 
 import wsasend
 from tests.conftest import LOOP_FACTORIES
-from tests.helpers import drain_ready, pattern, read_exactly, recv_to_eof, run_threads, tcp_pair
+from tests.helpers import drain_ready, pattern, read_exactly, recv_exactly, recv_to_eof, run_threads, tcp_pair
 from wsasend import WSAErrorCode, _engine
 from wsasend._api import find_engine
 from wsasend._queue import RUN_BUFS, SendRun
@@ -120,6 +120,31 @@ def test_gathers_every_kind_of_buffer_in_order(helper: Send) -> None:
         ]
         assert helper(a, bufs, FLAGS) == len(whole)
         assert b.recv(len(whole) + 1) == whole
+
+
+@needs_helper
+def test_every_kind_of_buffer_past_the_stack_keeps_its_own_bytes(helper: Send) -> None:
+    """Past ON_STACK (64) buffers the iovecs, the held bytes and the other objects' exports
+    share one allocation, each array after the one before (issue 11): 600 buffers of four
+    kinds, each a different pattern, arrive exact and leave no export or reference behind."""
+    a, b = socket.socketpair()
+    with a, b:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        bufs: list[Any] = []
+        for i in range(150):
+            bufs += [
+                pattern(5, seed=4 * i),
+                memoryview(pattern(300, seed=4 * i + 1))[7:],
+                bytearray(pattern(11, seed=4 * i + 2)),
+                array.array("B", pattern(3, seed=4 * i + 3)),
+            ]
+        refs = [sys.getrefcount(x) for x in bufs]
+        whole = b"".join(bytes(x) for x in bufs)
+        assert helper(a, bufs, FLAGS) == len(whole)
+        assert recv_exactly(b, len(whole)) == whole
+        assert [sys.getrefcount(x) for x in bufs] == refs
+        for x in bufs[2::4]:
+            x.extend(b"!")  # every export released (a held one refuses a resize)
 
 
 @needs_helper
