@@ -974,23 +974,31 @@ iov_spare(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (room == -1 && PyErr_Occurred()) {
         return NULL;
     }
-    /* Counted first, then made at its size (PyList_Append's growth was ~50 instructions a send).
-     * Nothing runs between the two passes: the counts cannot change. */
-    Py_ssize_t n = PyList_GET_SIZE(objs), count = 0, i;
-    for (i = 0; i < n && count < room; i++) {
-        PyObject *obj = PyList_GET_ITEM(objs, i);
-        count += Py_TYPE(obj) == tp && Py_REFCNT(obj) == 1;
+    /* The list is made first, at the most it can take, and filled in one pass: making it may
+     * run a collection (Python 3.11 collects inside the allocation of a tracked object), and a
+     * collection runs Python code (gc.callbacks, finalizers) and lets other threads in, any of
+     * which can take a reference to a counted object. Counted before it and taken after it, a
+     * second pass found fewer than it counted and read past the end of ``objs`` (review, stop
+     * 51: a gc.callbacks hook keeping gc.get_objects() crashed it every time). Nothing runs
+     * during the pass below: no call there can run Python code. One list made at its size, not
+     * grown by PyList_Append (~50 instructions a send, issue 11); its unused slots are NULL
+     * past the size it is given at the end. */
+    if (room < 0) {
+        room = 0;
     }
-    PyObject *out = PyList_New(count);
+    Py_ssize_t n = PyList_GET_SIZE(objs), count = 0, i;
+    PyObject *out = PyList_New(n < room ? n : room);
     if (out == NULL) {
         return NULL;
     }
-    for (i = 0, room = 0; room < count; i++) {
+    Py_ssize_t size = PyList_GET_SIZE(out);  /* (objs may have changed meanwhile: bounded by both) */
+    for (i = 0; i < PyList_GET_SIZE(objs) && count < size; i++) {
         PyObject *obj = PyList_GET_ITEM(objs, i);
         if (Py_TYPE(obj) == tp && Py_REFCNT(obj) == 1) {
-            PyList_SET_ITEM(out, room++, Py_NewRef(obj));
+            PyList_SET_ITEM(out, count++, Py_NewRef(obj));
         }
     }
+    Py_SET_SIZE(out, count);
     return out;
 }
 #endif

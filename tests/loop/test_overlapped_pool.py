@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import socket
+import subprocess
+import sys
 import threading
 import weakref
 from collections.abc import Callable
@@ -271,6 +273,56 @@ def test_spare_takes_only_the_exact_type_with_no_other_reference() -> None:
     assert spare(objs, WSAOverlapped, 0) == []
     with pytest.raises(TypeError):
         spare(cast(Any, tuple(objs)), WSAOverlapped, 1)
+
+
+_SPARE_UNDER_A_COLLECTION = """
+import gc, sys
+from wsasend import WSAOverlapped, _engine
+spare = _engine._IOV_SPARE
+kept, armed, fired = [], [False], [0]
+def hook(phase, info):
+    if phase == "stop" and armed[0]:
+        fired[0] += 1
+        kept.append(gc.get_objects())  # a reference to every tracked object, mid-call
+gc.callbacks.append(hook)
+inside = 0
+for _ in range(50):
+    objs = [WSAOverlapped() for _ in range(9)]
+    drain = [[] for _ in range(100)]  # (the list free list emptied: spare allocates its list)
+    gc.set_threshold(1)
+    before = fired[0]
+    armed[0] = True
+    out = spare(objs, WSAOverlapped, 100)
+    armed[0] = False
+    gc.set_threshold(700)
+    inside += fired[0] != before
+    assert len(out) <= len(objs) and len({id(x) for x in out}) == len(out), out
+    assert all(any(x is o for o in objs) and type(x) is WSAOverlapped for x in out), out
+    kept.clear()
+    del out, drain
+print("inside", inside)
+"""
+
+
+@pytest.mark.skipif(not POOLED, reason="the compiled build's pool (_iovsend.spare)")
+def test_spare_survives_a_collection_that_takes_references_while_it_runs() -> None:
+    """``spare`` allocates its result list, and on Python 3.11 allocating a tracked object may
+    run a collection right there: ``gc.callbacks`` and finalizers (Python code, other threads)
+    can take references to objects it is deciding about. It once counted before the allocation
+    and took after it, and then read past the end of the list (review, stop 51: a crash every
+    run of this script). Run in a child, so that a crash is a failure and not the end of the
+    test run; on 3.11 the collection must land inside the call, or the test proves nothing."""
+    child = subprocess.run(
+        [sys.executable, "-X", "faulthandler", "-c", _SPARE_UNDER_A_COLLECTION],
+        capture_output=True,
+        text=True,
+        timeout=GUARD,
+        check=False,
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    inside = int(child.stdout.split()[-1])
+    if sys.version_info < (3, 12):
+        assert inside > 0, "no collection ran inside spare(): the case was not reached"
 
 
 @pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
