@@ -2060,6 +2060,10 @@ done_stop_pristine(PyObject *exc)
 static void
 done_raise(PyObject *value)
 {
+    if (value == Py_None) {
+        PyErr_SetNone(PyExc_StopIteration);  /* (a generator's ``return None``: no arguments) */
+        return;
+    }
     PyObject *exc = done_stop_cached;
     if (exc != NULL && done_stop_pristine(exc)) {
         /* Held from here on: an old value or args tuple let go of below may run code (a
@@ -2123,28 +2127,78 @@ done_send(done_object *self, PyObject *arg)
     return done_iternext(self);
 }
 
+/* Attach ``tb`` to the exception being raised (throw()'s third argument). */
+static void
+done_set_traceback(PyObject *tb)
+{
+#if PY_VERSION_HEX >= 0x030C0000
+    PyObject *exc = PyErr_GetRaisedException();
+    if (exc != NULL) {
+        (void)PyException_SetTraceback(exc, tb);  /* (tb is a traceback: cannot fail) */
+    }
+    PyErr_SetRaisedException(exc);
+#else
+    PyObject *typ, *val, *old;
+    PyErr_Fetch(&typ, &val, &old);
+    PyErr_NormalizeException(&typ, &val, &old);
+    if (val != NULL) {
+        (void)PyException_SetTraceback(val, tb);
+    }
+    Py_XSETREF(old, Py_NewRef(tb));
+    PyErr_Restore(typ, val, old);
+#endif
+}
+
 static PyObject *
 done_throw(done_object *self, PyObject *const *args, Py_ssize_t nargs)
 {
     /* Thrown into before it started (or after it ended), a generator raises what was thrown
-     * and is done; a bad argument is a TypeError that leaves it as it was. */
+     * and is done; a bad argument is a TypeError that leaves it as it was. The checks and
+     * messages are those of CPython's generator throw(). */
     if (nargs < 1 || nargs > 3) {
         PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
         return NULL;
     }
     PyObject *typ = args[0];
-    if (PyExceptionInstance_Check(typ)) {
-        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    PyObject *val = nargs > 1 ? args[1] : NULL;
+    PyObject *tb = nargs > 2 ? args[2] : NULL;
+    if (tb == Py_None) {
+        tb = NULL;
     }
-    else if (PyExceptionClass_Check(typ)) {
-        PyErr_SetObject(typ, nargs > 1 ? args[1] : NULL);
+    else if (tb != NULL && !PyTraceBack_Check(tb)) {
+        PyErr_SetString(PyExc_TypeError, "throw() third argument must be a traceback object");
+        return NULL;
     }
-    else {
+    int instance = PyExceptionInstance_Check(typ);
+    if (instance) {
+        if (val != NULL && val != Py_None) {
+            PyErr_SetString(PyExc_TypeError, "instance exception may not have a separate value");
+            return NULL;
+        }
+    }
+    else if (!PyExceptionClass_Check(typ)) {
         PyErr_Format(PyExc_TypeError, "exceptions must be classes or instances deriving from BaseException, not %s",
                      Py_TYPE(typ)->tp_name);
         return NULL;
     }
+    /* Ended before the exception is set: letting go of the value may run code (a __del__). */
     Py_CLEAR(self->value);
+    if (instance) {
+        PyErr_SetObject((PyObject *)Py_TYPE(typ), typ);
+    }
+    else {
+        PyErr_SetObject(typ, val);
+    }
+    if (tb != NULL) {
+        done_set_traceback(tb);
+    }
+#if PY_VERSION_HEX < 0x030C0000
+    /* Python 3.11 runs a just-started generator's frame to raise it there, and PEP 479 turns a
+     * StopIteration leaving a generator into RuntimeError (3.12+ raise it without the frame). */
+    if (PyErr_ExceptionMatches(PyExc_StopIteration)) {
+        _PyErr_FormatFromCause(PyExc_RuntimeError, "generator raised StopIteration");
+    }
+#endif
     return NULL;
 }
 

@@ -95,9 +95,20 @@ def _steps(make: Callable[[], Generator[Any, Any, int]]) -> list[object]:
         try:
             outcomes.append(("yielded", step()))
         except StopIteration as stop:
-            outcomes.append(("returned", stop.value))
+            outcomes.append(("returned", stop.value, stop.args))
         except BaseException as exc:  # (the exception is the outcome compared)
-            outcomes.append(("raised", type(exc), str(exc)))
+            chain = []
+            tb = exc.__traceback__
+            while tb is not None:
+                chain.append(tb)
+                tb = tb.tb_next
+            given = any(t is thrown_tb for t in chain)  # throw()'s traceback kept (its third argument)
+            outcomes.append(("raised", type(exc), str(exc), type(exc.__cause__), given))
+
+    try:
+        raise ValueError("for its traceback")
+    except ValueError as caught:
+        thrown_tb = caught.__traceback__
 
     it = make()
     record(lambda: next(it))
@@ -113,6 +124,23 @@ def _steps(make: Callable[[], Generator[Any, Any, int]]) -> list[object]:
     record(lambda: next(it))
     it = make()
     record(lambda: cast(Any, it).throw(123))  # not an exception: TypeError, and it runs on
+    record(lambda: next(it))
+    # Bad arguments are TypeErrors that leave it as it was (review, stop 51: the C iterator
+    # raised the exception and dropped its value):
+    it = make()
+    record(lambda: cast(Any, it).throw(KeyError("a"), "separate value"))
+    record(lambda: next(it))
+    it = make()
+    record(lambda: cast(Any, it).throw(KeyError, None, 5))  # not a traceback
+    record(lambda: next(it))
+    it = make()
+    record(lambda: cast(Any, it).throw(KeyError, "v", thrown_tb))
+    it = make()
+    record(lambda: cast(Any, it).throw(KeyError, (1, 2)))
+    # A StopIteration thrown in: PEP 479's RuntimeError on 3.11, where a just-started
+    # generator's frame runs to raise it; raised as it is on 3.12+.
+    it = make()
+    record(lambda: it.throw(StopIteration(5)))
     record(lambda: next(it))
     it = make()
     it.close()
