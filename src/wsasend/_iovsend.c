@@ -1626,27 +1626,35 @@ iov_keep_alive(PyObject *module, PyObject *obj)
  * cost ~90 instructions and its release ~30 (PyThread_acquire_lock_timed reads the monotonic
  * clock for a deadline even when it does not wait), ~1,000 of every connection a server accepts
  * (callgrind, issue 11, workload HC1). The underlying lock serves only the waits: it rests
- * taken, a thread that finds the lock held waits on it with the GIL released (``waiters``
- * counts them), and a release that frees the lock while someone waits lets it go once, which
- * wakes one waiter. A woken waiter takes the lock if it is free, and otherwise (another thread
- * took it first, or the wake was meant for a waiter that gave up) waits again: the thread that
- * holds it then wakes a waiter when it lets go. No wake is lost: the underlying lock remembers
- * a release made before the waiter got to wait. A spare wake (a waiter that timed out after
- * it was let go) only makes a later wait go round once more.
+ * taken, and a thread that finds the lock held waits on it with the GIL released (``waiters``
+ * counts them). A release that frees the lock while someone waits hands it over: it lets the
+ * underlying lock go once and sets ``handoff``, and from then until a waiter takes that wake
+ * (its wait succeeds, without the GIL) the lock is that waiter's, which nobody else can take
+ * by the fast path. So a thread that lets go and at once asks again (a loop around ``with
+ * lock:``) queues behind the waiter instead of taking the lock back before the woken waiter
+ * gets the GIL, and at most one wake is outstanding at a time. (Stop 51's review: without the
+ * hand-off a waiter could starve for as long as two other threads took turns, and the wakes
+ * nobody took piled up in the underlying semaphore, millions a second, each a spin of a later
+ * wait.) A wake that its waiter no longer wants (it timed out, or a signal handler raised) is
+ * taken by the next thread that asks, blocking or not.
  *
- * Differences from threading.RLock, none of which the registry needs: a blocking wait is not
- * interrupted by signals (Python signal handlers run once the lock is taken; the lock is only
- * ever held for a few field updates); acquire() takes ``blocking`` and ``timeout`` as
- * threading's does, but rejects values threading would convert (only bool/int and
- * float/int). It has what threading.Condition uses of a lock (_is_owned, _release_save,
- * _acquire_restore), so OWNERSHIP.changed works on it as on an RLock. */
+ * A wait in acquire() lets signal handlers run, as threading's does: one that raises (Ctrl-C's
+ * KeyboardInterrupt) ends the wait with the lock not taken (before stop 51 the wait went on to
+ * take the lock and the handler ran after acquire() returned, before the caller's ``try:``, so
+ * the lock stayed held for good). _acquire_restore (threading.Condition's) waits through
+ * signals, as threading's does. Differences from threading.RLock, none of which the registry
+ * needs: acquire() takes ``blocking`` and ``timeout`` as threading's does, but rejects values
+ * threading would convert (only bool/int and float/int). It has what threading.Condition uses
+ * of a lock (_is_owned, _release_save, _acquire_restore), so OWNERSHIP.changed works on it as
+ * on an RLock. */
 
 typedef struct {
     PyObject_HEAD
-    PyThread_type_lock lock;  /* taken at rest; let go only to wake a waiter (see above) */
+    PyThread_type_lock lock;  /* taken at rest; let go only to hand the lock over (see above) */
     unsigned long owner;  /* PyThread_get_thread_ident() of the holder, 0 when free */
     unsigned long count;  /* 0 when free */
     unsigned long waiters;  /* threads waiting in rlock_take */
+    int handoff;  /* the underlying lock was let go for a waiter, which has not taken it yet */
 } rlock_object;
 
 static PyTypeObject rlock_type;
@@ -1660,13 +1668,28 @@ monotonic_us(void)
     return (long long)now.tv_sec * 1000000LL + now.tv_nsec / 1000;
 }
 
-/* With the GIL held, by a thread that does not hold the lock: 1 when the lock is free (now, or
- * within ``microseconds``; -1: however long it takes), for the caller to take; 0 when it is
- * not. The GIL is released while waiting. */
+/* With the GIL held: take a wake that was handed over and not taken yet (its waiter gave up, or
+ * has yet to wait); 1 when taken, which makes the lock the caller's. */
 static int
-rlock_take(rlock_object *self, PY_TIMEOUT_T microseconds)
+rlock_take_handoff(rlock_object *self)
 {
-    if (self->count == 0) {
+    if (self->handoff && self->count == 0 && PyThread_acquire_lock(self->lock, NOWAIT_LOCK) == PY_LOCK_ACQUIRED) {
+        self->handoff = 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* With the GIL held, by a thread that does not hold the lock and cannot take it by the fast
+ * path (it is held, or handed over to a waiter): 1 when the lock is the caller's to take (now,
+ * or within ``microseconds``; -1: however long it takes), 0 when it is not, -1 with an
+ * exception set when a signal handler raised (``intr``: the wait lets signal handlers run, as
+ * threading's does; without it the wait goes on through signals). The GIL is released while
+ * waiting. */
+static int
+rlock_take(rlock_object *self, PY_TIMEOUT_T microseconds, int intr)
+{
+    if (rlock_take_handoff(self)) {
         return 1;
     }
     if (microseconds == 0) {
@@ -1676,51 +1699,64 @@ rlock_take(rlock_object *self, PY_TIMEOUT_T microseconds)
     PY_TIMEOUT_T wait = microseconds;
     self->waiters++;
     for (;;) {
+        PyLockStatus got;
         Py_BEGIN_ALLOW_THREADS
-        (void)PyThread_acquire_lock_timed(self->lock, wait, 0);
+        got = PyThread_acquire_lock_timed(self->lock, wait, intr);
         Py_END_ALLOW_THREADS
-        if (self->count == 0) {
+        if (got == PY_LOCK_ACQUIRED) {
+            /* The wake of a release (handoff set, the lock free since, nobody could take it). */
             self->waiters--;
+            self->handoff = 0;
             return 1;
+        }
+        if (got == PY_LOCK_INTR && Py_MakePendingCalls() < 0) {
+            self->waiters--;  /* (a wake handed over meanwhile is left for the next to ask) */
+            return -1;
         }
         if (microseconds > 0) {
             long long left = deadline - monotonic_us();
             if (left <= 0) {
                 self->waiters--;
-                return 0;
+                return rlock_take_handoff(self);  /* (handed over as it timed out: taken) */
             }
             wait = (PY_TIMEOUT_T)left;
         }
     }
 }
 
-/* With the GIL held: the lock is free now (count 0); wake a waiter if there is one. */
+/* With the GIL held: the lock is free now (count 0); hand it over if someone waits and no wake
+ * is outstanding already. */
 static void
 rlock_freed(rlock_object *self)
 {
     self->owner = 0;
-    if (self->waiters > 0) {
+    if (self->waiters > 0 && !self->handoff) {
+        self->handoff = 1;
         PyThread_release_lock(self->lock);
     }
 }
 
 /* acquire() once its arguments are known: the holder counts one more; anyone else takes the
- * lock if it is free, or once it is within ``microseconds`` (see rlock_take). True or False,
- * NULL on overflow. */
+ * lock if it is free and not handed over, or once it is theirs within ``microseconds`` (see
+ * rlock_take). True or False, NULL with an exception (overflow, a signal handler's). */
 static PyObject *
 rlock_lock(rlock_object *self, PY_TIMEOUT_T microseconds)
 {
     unsigned long me = PyThread_get_thread_ident();
-    if (self->count > 0) {
-        if (self->owner == me) {
-            if (self->count == ULONG_MAX) {
-                PyErr_SetString(PyExc_OverflowError, "internal lock count overflowed");
-                return NULL;
-            }
-            self->count++;
-            Py_RETURN_TRUE;
+    if (self->count > 0 && self->owner == me) {
+        if (self->count == ULONG_MAX) {
+            PyErr_SetString(PyExc_OverflowError, "internal lock count overflowed");
+            return NULL;
         }
-        if (!rlock_take(self, microseconds)) {
+        self->count++;
+        Py_RETURN_TRUE;
+    }
+    if (self->count > 0 || self->handoff) {
+        int taken = rlock_take(self, microseconds, 1);
+        if (taken < 0) {
+            return NULL;
+        }
+        if (!taken) {
             Py_RETURN_FALSE;
         }
     }
@@ -1796,6 +1832,11 @@ rlock_acquire(rlock_object *self, PyObject *const *args, Py_ssize_t nargs, PyObj
         PyErr_SetString(PyExc_ValueError, "can't specify a timeout for a non-blocking call");
         return NULL;
     }
+    if (Py_IS_NAN(timeout)) {
+        /* (it compares false with everything: it waited for good, review of stop 51) */
+        PyErr_SetString(PyExc_ValueError, "Invalid value NaN (not a number)");
+        return NULL;
+    }
     if (timeout < 0 && timeout != -1.0) {
         PyErr_SetString(PyExc_ValueError, "timeout value must be a non-negative number");
         return NULL;
@@ -1865,7 +1906,10 @@ rlock_acquire_restore(rlock_object *self, PyObject *state)
     if (!PyArg_ParseTuple(state, "kk:_acquire_restore", &count, &owner)) {
         return NULL;
     }
-    (void)rlock_take(self, -1);  /* (waits for good: 1) */
+    if (self->count > 0 || self->handoff) {
+        /* (as threading's: not interrupted by signals; waits for good, so it returns 1) */
+        (void)rlock_take(self, -1, 0);
+    }
     self->owner = owner;
     self->count = count;
     Py_RETURN_NONE;
@@ -1899,6 +1943,7 @@ rlock_at_fork_reinit(rlock_object *self, PyObject *unused)
     self->owner = 0;
     self->count = 0;
     self->waiters = 0;
+    self->handoff = 0;
     Py_RETURN_NONE;
 }
 
@@ -1960,6 +2005,7 @@ iov_rlock(PyObject *module, PyObject *unused)
     self->owner = 0;
     self->count = 0;
     self->waiters = 0;
+    self->handoff = 0;
     self->lock = rlock_new_lock();
     if (self->lock == NULL) {
         Py_DECREF(self);
