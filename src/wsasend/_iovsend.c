@@ -2028,13 +2028,39 @@ typedef struct {
     PyObject *value;  /* NULL once returned, thrown into or closed */
 } done_object;
 
-static PyTypeObject done_type;
+static PyTypeObject done_type, done_gc_type;
 
 static void
 done_dealloc(done_object *self)
 {
     Py_XDECREF(self->value);
     PyObject_Free(self);
+}
+
+/* The same iterator for a value of a type the collector knows (done() with a container or an
+ * exception: never ``await`` of a send, whose value is an int). Such a value can refer back to
+ * its iterator, and a cycle through an object the collector cannot see is never freed (review,
+ * stop 51); an int, the await's value, keeps the plain type and its cheaper allocation. */
+static int
+done_gc_traverse(done_object *self, visitproc visit, void *arg)
+{
+    Py_VISIT(self->value);
+    return 0;
+}
+
+static int
+done_gc_clear(done_object *self)
+{
+    Py_CLEAR(self->value);
+    return 0;
+}
+
+static void
+done_gc_dealloc(done_object *self)
+{
+    PyObject_GC_UnTrack(self);
+    Py_XDECREF(self->value);
+    PyObject_GC_Del(self);
 }
 
 #if PY_VERSION_HEX < 0x030C0000
@@ -2091,7 +2117,11 @@ done_am_send(PyObject *op, PyObject *arg, PyObject **result)
  * it and nothing was attached to it (a traceback, a context or cause, notes, a __dict__: it
  * went through Python code, e.g. a ``next()`` of the iterator caught in a frame); else a new
  * one. Raised with PyErr_SetRaisedException, which chains no context (PyErr_SetObject would
- * make the exception being handled its __context__: kept alive until the next await). */
+ * make the exception being handled its __context__: kept alive until the next await). One
+ * that went through Python code keeps what it picked up there (a traceback and so the frames
+ * it passed and their locals, a context) until the next raise here replaces it: a frame's
+ * worth kept a while longer, never a wrong value (review, stop 51; nothing tells this module
+ * when a frame attaches a traceback, and a check on a timer would cost every loop). */
 static PyObject *done_stop_cached = NULL;
 
 static int
@@ -2280,6 +2310,21 @@ static PyTypeObject done_type = {
     .tp_methods = done_methods,
 };
 
+static PyTypeObject done_gc_type = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "wsasend._iovsend.DoneGC",
+    .tp_basicsize = sizeof(done_object),
+    .tp_dealloc = (destructor)done_gc_dealloc,
+    .tp_as_async = &done_as_async,
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_HAVE_GC,
+    .tp_doc = "done()'s iterator for a value the garbage collector tracks (see done_gc_traverse).",
+    .tp_traverse = (traverseproc)done_gc_traverse,
+    .tp_clear = (inquiry)done_gc_clear,
+    .tp_iter = PyObject_SelfIter,
+    .tp_iternext = (iternextfunc)done_iternext,
+    .tp_methods = done_methods,
+};
+
 PyDoc_STRVAR(done_doc,
 "done(value, /) -> Done\n\n"
 "An iterator that returns ``value`` at once, without suspending: what ``__await__`` of a\n"
@@ -2289,6 +2334,15 @@ static PyObject *
 iov_done(PyObject *module, PyObject *value)
 {
     (void)module;
+    if (PyObject_IS_GC(value)) {
+        done_object *self = PyObject_GC_New(done_object, &done_gc_type);
+        if (self == NULL) {
+            return NULL;
+        }
+        self->value = Py_NewRef(value);
+        PyObject_GC_Track(self);
+        return (PyObject *)self;
+    }
     done_object *self = PyObject_New(done_object, &done_type);
     if (self == NULL) {
         return NULL;
@@ -2541,7 +2595,7 @@ PyInit__iovsend(void)
         }
         find_closed_member();
         type_descr = find_int_member("type");
-        if (PyType_Ready(&rlock_type) < 0 || PyType_Ready(&done_type) < 0) {
+        if (PyType_Ready(&rlock_type) < 0 || PyType_Ready(&done_type) < 0 || PyType_Ready(&done_gc_type) < 0) {
             return NULL;
         }
         family_descr = find_int_member("family");

@@ -228,6 +228,44 @@ def test_done_iterator_never_changes_a_stop_iteration_someone_kept() -> None:
 
 
 @pytest.mark.skipif(IOVSEND_MODULE is None, reason="the C iterator is the compiled build's")
+def test_a_cycle_through_a_done_iterators_value_is_collected() -> None:
+    """A value that refers back to its ``done`` iterator (an object holding it, an exception
+    whose traceback's frame holds it) is freed by the collector, as a generator's would be
+    (review, stop 51: the iterator was invisible to the collector and such cycles were never
+    freed). An int, the value of every ``await`` of a send, needs none of it."""
+    assert IOVSEND_MODULE is not None
+    done = IOVSEND_MODULE.done
+
+    class Box:
+        it: object = None
+
+    box = Box()
+    box.it = done(box)
+    boxed = weakref.ref(box)
+    del box
+
+    class RaisedError(Exception):
+        pass
+
+    def failing() -> BaseException:
+        it = done(None)
+        try:
+            raise RaisedError("r")
+        except RaisedError as exc:
+            it = done(exc)  # the frame's local, in the exception's traceback: a cycle
+            assert it is not None
+            return exc
+
+    error = failing()
+    raised = weakref.ref(error)
+    del error
+    gc.collect()
+    assert boxed() is None
+    assert raised() is None
+    assert type(done(5)) is not type(done(Box()))  # (an int keeps the collector out of it)
+
+
+@pytest.mark.skipif(IOVSEND_MODULE is None, reason="the C iterator is the compiled build's")
 def test_done_iterator_value_whose_release_steps_another_one() -> None:
     """Raising the kept StopIteration again lets go of the value it carried before; if that
     runs code (a ``__del__``) which steps another ``done``, that one gets its own StopIteration
