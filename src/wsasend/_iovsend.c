@@ -2235,6 +2235,14 @@ done_throw(done_object *self, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "throw expected 1 to 3 arguments");
         return NULL;
     }
+#if PY_VERSION_HEX >= 0x030C0000
+    if (nargs > 1 && PyErr_WarnEx(PyExc_DeprecationWarning,
+                                  "the (type, exc, tb) signature of throw() is deprecated, "
+                                  "use the single-arg signature instead.",
+                                  1) < 0) {
+        return NULL;  /* (as a generator's, 3.12+: the warning first, an error if it is one) */
+    }
+#endif
     PyObject *typ = args[0];
     PyObject *val = nargs > 1 ? args[1] : NULL;
     PyObject *tb = nargs > 2 ? args[2] : NULL;
