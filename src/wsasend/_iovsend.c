@@ -66,6 +66,8 @@ typedef struct {
 
 /* _socket.socket: every argument must be one (or a subclass) for sock_head to apply. */
 static PyTypeObject *socket_type = NULL;
+/* socket.socket, the Python class (found at import, with its _closed member: see below). */
+static PyTypeObject *py_socket_type;
 
 /* The descriptor, read now: right before the system call (see the top of this file). */
 #define SOCK_FD(obj) (*(volatile int *)&((sock_head *)(obj))->sock_fd)
@@ -480,13 +482,16 @@ iov_recv(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (check_socket(sock) < 0) {
         return NULL;
     }
-    Py_ssize_t size = PyLong_AsSsize_t(args[1]);
+    Py_ssize_t size = PyNumber_AsSsize_t(args[1], PyExc_OverflowError);  /* (as socket.recv) */
     if (size == -1 && PyErr_Occurred()) {
         return NULL;
     }
     if (size < 0) {
         PyErr_SetString(PyExc_ValueError, "negative buffersize in recv");
         return NULL;
+    }
+    if (size == 0) {
+        return PyBytes_FromStringAndSize(NULL, 0);  /* (socket.recv(0) makes no system call) */
     }
     PyObject *data = NULL;
     char *into;
@@ -615,6 +620,11 @@ iov_sockname(PyObject *module, PyObject *arg)
 #ifdef Py_GIL_DISABLED
     slot = -1;  /* (the cache is shared without a lock: only where the GIL guards it) */
 #endif
+    if (!Py_IS_TYPE(arg, py_socket_type)) {
+        /* (A subclass may answer getsockname() its own way: neither cached nor answered from
+         * the cache, which holds socket.socket's answers; review, stop 51.) */
+        slot = -1;
+    }
     if (slot >= 0 && sockname_cache[slot].value != NULL && sockname_cache[slot].len == len
         && memcmp(&sockname_cache[slot].addr, &addr, (size_t)len) == 0) {
         return Py_NewRef(sockname_cache[slot].value);
@@ -791,11 +801,13 @@ iov_accept(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     for (;;) {
         len = sizeof(addr);
         memset(&addr, 0, sizeof(addr));
-        int lfd = SOCK_FD(sock);
         /* (The GIL is let go, as socket.accept() does: a listening socket someone made blocking
-         * again would wait here. The server's are non-blocking.) */
+         * again would wait here. The server's are non-blocking. The descriptor is read after
+         * letting it go, as the top of this file says: read before, another thread could close
+         * the socket and a new one take its number in between, and this call would accept the
+         * new one's connection; review, stop 51, ~4% of tries in a race script.) */
         Py_BEGIN_ALLOW_THREADS
-        fd = accept4(lfd, (struct sockaddr *)&addr, &len, flags);
+        fd = accept4(SOCK_FD(sock), (struct sockaddr *)&addr, &len, flags);
         Py_END_ALLOW_THREADS
         if (fd >= 0 || errno != EINTR) {
             break;
@@ -1568,13 +1580,17 @@ iov_no_weakrefs(PyObject *module, PyObject *arg)
     }
 #if PY_VERSION_HEX < 0x030C0000
     if (tp->tp_weaklistoffset != 0) {
-        PyObject *subclasses = PyObject_CallMethod(arg, "__subclasses__", NULL);
+        /* (type's own __subclasses__, not one the class may define: review, stop 51) */
+        PyObject *subclasses = PyObject_CallMethod((PyObject *)&PyType_Type, "__subclasses__", "O", arg);
         Py_ssize_t count;
         if (subclasses == NULL) {
             return NULL;
         }
-        count = PyList_GET_SIZE(subclasses);
+        count = PyObject_Size(subclasses);
         Py_DECREF(subclasses);
+        if (count < 0) {
+            return NULL;
+        }
         if (count != 0) {  /* they copied the offset when they were made */
             PyErr_Format(PyExc_RuntimeError, "no_weakrefs(): %s already has subclasses", tp->tp_name);
             return NULL;
@@ -2403,6 +2419,10 @@ watched_owner(PyObject *owners, int fd, PyObject **owner)
     Py_DECREF(key);
     if (ref == NULL) {
         return PyErr_Occurred() ? -1 : 0;
+    }
+    if (!PyWeakref_Check(ref)) {  /* (3.13's PyWeakref_GetRef says the same; 3.11's a SystemError) */
+        PyErr_SetString(PyExc_TypeError, "expected a weakref");
+        return -1;
     }
     PyObject *target = PyWeakref_GetObject(ref);  /* (borrowed) */
     if (target == NULL) {

@@ -71,3 +71,23 @@ def test_no_weakrefs_checks_its_argument() -> None:
         _iovsend.no_weakrefs(cast(Any, object()))
     with pytest.raises(TypeError, match="not a compiled class"):
         _iovsend.no_weakrefs(int)  # (a static type)
+
+
+@pytest.mark.skipif(not wsasend.compiled or sys.version_info >= (3, 12), reason="3.11's weakref offset")
+def test_no_weakrefs_asks_type_for_the_subclasses_not_the_class() -> None:
+    """A class's own ``__subclasses__`` cannot hide a subclass from the check that refuses a
+    class with subclasses (they copied the offset): review, stop 51, an override returning an
+    iterator was read as an empty list."""
+    from wsasend import _iovsend
+
+    class Base:
+        @classmethod
+        def __subclasses__(cls) -> Any:  # type: ignore[override]
+            return iter(type.__subclasses__(cls))  # (not a list)
+
+    class Sub(Base):
+        pass
+
+    with pytest.raises(RuntimeError, match="already has subclasses"):
+        _iovsend.no_weakrefs(cast(Any, Base))
+    assert Sub.__weakrefoffset__ == Base.__weakrefoffset__ != 0

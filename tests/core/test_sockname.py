@@ -114,6 +114,27 @@ def test_an_abstract_unix_address_answers_as_getsockname(tmp_path: Any) -> None:
 
 
 @needs_helper
+def test_a_subclass_answers_with_its_own_getsockname_and_is_never_cached() -> None:
+    """A subclass may answer ``getsockname()`` its own way: it gets its own answer, whatever the
+    cache holds for its address, and a plain socket of the same address never gets the
+    subclass's (review, stop 51: the subclass's tuple was cached under the real address)."""
+
+    class Renamed(socket.socket):
+        def getsockname(self) -> Any:
+            return ("renamed", 1)
+
+    listener, client, server = _tcp_pair(socket.AF_INET, "127.0.0.1")
+    other_client = socket.create_connection(listener.getsockname())
+    other_server, _ = listener.accept()
+    odd = Renamed(fileno=server.detach())  # (the same local address as other_server)
+    with listener, client, other_client, other_server, odd:
+        assert _sockname(odd) == ("renamed", 1)
+        assert _sockname(other_server) == other_server.getsockname() != ("renamed", 1)
+        assert _sockname(other_server) == other_server.getsockname()  # (now from the cache)
+        assert _sockname(odd) == ("renamed", 1)
+
+
+@needs_helper
 def test_it_fails_as_getsockname_fails() -> None:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))

@@ -126,6 +126,15 @@ def test_bad_arguments_and_a_bad_descriptor_fail_as_epoll_poll_does() -> None:
     with socket.socket() as not_an_epoll, pytest.raises(OSError) as caught:
         _poll(not_an_epoll.fileno(), {})
     assert caught.value.errno == 22  # EINVAL
+    # An owner that is not a weak reference: a TypeError on every version (3.11 and 3.12 raised
+    # SystemError, "bad argument to internal function": review, stop 51).
+    a, pa = socket.socketpair()
+    with select.epoll() as ready, a, pa:
+        ready.register(a.fileno(), select.EPOLLIN)
+        pa.send(b"x")
+        for bad in ("not a weak reference", None):
+            with pytest.raises(TypeError, match="weakref"):
+                raw(ready.fileno(), {a.fileno(): bad})
 
 
 CTL = _errorwatch._IOV_EPOLL_CTL

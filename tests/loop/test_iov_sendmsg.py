@@ -36,7 +36,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given, settings
@@ -503,6 +503,31 @@ def test_recv_from_many_threads_at_once_never_mixes_their_data() -> None:
 
     run_threads([threading.Thread(target=worker, args=(i,)) for i in range(threads)], GUARD)
     assert errors == []
+
+
+@needs_helper
+def test_recv_of_nothing_and_an_index_size_answer_as_socket_recv() -> None:
+    """``recv(sock, 0)`` is ``b""`` without a system call, as ``socket.recv(0)``, whatever the
+    socket's state (it raised ENOTCONN, EAGAIN or EBADF: review, stop 51); a size may be any
+    object with ``__index__``, as ``socket.recv`` takes."""
+    assert RECV is not None
+
+    class Size:
+        def __index__(self) -> int:
+            return 3
+
+    unconnected = socket.socket()
+    unbound = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    closed = socket.socket()
+    closed.close()
+    with unconnected, unbound:
+        for sock in (unconnected, unbound, closed):
+            assert RECV(sock, 0) == sock.recv(0) == b""
+    a, b = socket.socketpair()
+    with a, b:
+        a.send(b"abcdef")
+        assert RECV(b, cast(Any, Size())) == b"abc"
+        assert b.recv(Size()) == b"def"
 
 
 @needs_helper
