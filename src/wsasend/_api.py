@@ -24,7 +24,9 @@ from ._engine import (
     _BatchTick,
     _running_loop,
     abandon,
+    closed_loops_with_windows,
     notify_locked,
+    take_stranded,
     ticked_engines,
 )
 from ._errors import WSAError, WSAErrorCode
@@ -277,6 +279,8 @@ def _sweep_closed() -> None:
             for engine in (slot.owner, slot.engine, *slot.waiting)
             if engine is not None and engine.loop.is_closed()
         }
+    for old in closed_loops_with_windows():  # (engines no slot holds any more: take_stranded)
+        closed.setdefault(id(old), old)
     for old in closed.values():
         _loop_ending(old)
 
@@ -314,6 +318,9 @@ def _loop_ending(loop: asyncio.AbstractEventLoop, raising: bool = True) -> None:
         last = _LAST.engine
         if last is not None and last.loop is loop:
             _LAST.engine = None  # nothing keeps the loop alive (a stale write may have left it)
+        for engine in take_stranded(loop):  # (a closed loop's tick that never ran)
+            if (engine._ops or engine._writer is not None) and engine not in dead:
+                dead.append(engine)
     abandon(dead, None, raising)
 
 

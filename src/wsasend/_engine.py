@@ -726,6 +726,31 @@ def ticked_engines() -> list[SendEngine]:
     return [engine for tick in list(_TICKS.values()) for engine in tick.engines]
 
 
+def closed_loops_with_windows() -> list[asyncio.AbstractEventLoop]:
+    """The closed loops whose batch tick still holds engines (see :func:`take_stranded`)."""
+    with _TICKS_LOCK:  # (insertions take it; a copy, as another thread may add meanwhile)
+        ticks = list(_TICKS.items())
+    return [loop for loop, tick in ticks if tick.engines and loop.is_closed()]
+
+
+def take_stranded(loop: asyncio.AbstractEventLoop) -> list[SendEngine]:
+    """The engines whose batch window ``loop``, now closed, never closed: taken off its tick.
+
+    A loop stopped in the iteration that posted sends and then closed with a bare ``close()``
+    never runs the tick's ``call_soon``: the tick kept its engines, each engine its loop, and
+    the loop, the key of the weak-keyed ``_TICKS``, so never died: engines, queued buffers and
+    descriptor duplicates for good (review, stop 51). Empty for a loop still open."""
+    if not loop.is_closed():
+        return []
+    tick = _TICKS.get(loop)
+    if tick is None or not tick.engines:
+        return []
+    engines = tick.engines
+    tick.engines = []
+    tick.scheduled = False
+    return engines
+
+
 def flush_windows(loop: asyncio.AbstractEventLoop) -> None:
     """Close ``loop``'s open batch windows now: its ``run_forever`` returned (S5.1, S9.1).
 

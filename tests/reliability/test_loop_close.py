@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import warnings
+import weakref
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -266,6 +267,61 @@ def test_the_leftovers_warning_names_a_socket_the_caller_dropped(
             "event loop ended with 4 overlapped send(s) pending on a socket since garbage-collected: aborted (S5.12)"
         ]
         assert ovs[-1].error == WSAErrorCode.WSA_OPERATION_ABORTED
+    finally:
+        for sock in (b, c, d):
+            sock.close()
+
+
+@FACTORIES
+def test_sends_posted_as_a_loop_stopped_are_aborted_by_the_next_loop_and_the_loop_is_freed(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S5.12: sends posted in the very callback that stops the loop, which is then closed bare:
+    the batch window's tick they scheduled never runs, so they wait in the window with no
+    writer registered. The tick kept their engine, the engine its loop, and so the loop, the
+    tick's own key in a weak-keyed map, never died: engine, buffers and the descriptor's
+    duplicate kept for good once the socket was dropped (review, stop 51). The next loop
+    aborts them as any bare-closed loop's (one ResourceWarning, exact counts), the peer sees
+    the end of the stream, and the first loop is freed."""
+    a, b = socket.socketpair()
+    c, d = socket.socketpair()
+    a.setblocking(False)
+    socks = [a]
+    loops = [factory()]
+    ovs: list[WSAOverlapped] = []
+
+    async def next_job() -> int:
+        return await wsa_send(c, [b"next"])
+
+    def post_and_stop() -> None:
+        ovs.append(wsa_send(socks[0], [b"first"]))  # (goes at once: the window opens)
+        for _ in range(3):
+            ovs.append(wsa_send(socks[0], [b"z" * BIG]))  # (queued in the window)
+        loops[0].stop()  # (the tick these sends scheduled never runs)
+
+    try:
+        loops[0].call_soon(post_and_stop)
+        loops[0].run_forever()
+        loops[0].close()  # bare: no shutdown_asyncgens
+        gone = weakref.ref(loops.pop())
+        socks.pop().close()
+        del a
+        gc.collect()
+        assert ovs[0].completed_immediately and all(ov._pending for ov in ovs[1:])
+        with pytest.warns(ResourceWarning) as warned, asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(next_job()) == 4
+        messages = [str(w.message) for w in warned if "overlapped send(s) pending" in str(w.message)]
+        assert len(messages) == 1, messages
+        assert not any(ov._pending for ov in ovs)
+        assert ovs[-1].error == WSAErrorCode.WSA_OPERATION_ABORTED
+        b.settimeout(GUARD)
+        got = 0
+        while data := b.recv(1 << 20):  # ends only at the peer's end of stream
+            got += len(data)
+        assert got == sum(ov.transferred for ov in ovs)
+        del ovs[:]
+        gc.collect()
+        assert gone() is None
     finally:
         for sock in (b, c, d):
             sock.close()
