@@ -28,7 +28,7 @@ import pytest
 
 import wsasend
 from tests.conftest import LOOP_FACTORIES
-from tests.helpers import drain_ready, fill_socket
+from tests.helpers import drain_ready, fill_socket, recv_to_eof
 from wsasend import WSAError, WSAErrorCode, WSAEvent, WSAOverlapped, winsock, wsa_send
 
 GUARD = 8.0
@@ -185,6 +185,18 @@ def test_a_bare_loop_close_is_noticed_by_a_thread_that_polls(
         b.close()
 
 
+def _next_job_aborts(factory: Callable[[], asyncio.AbstractEventLoop], c: socket.socket) -> list[str]:
+    """The "loop per job" pattern's next job: a loop that sends ``b"next"`` on ``c`` (its sweep
+    aborts what a bare-closed loop left); the messages of the ResourceWarnings it gave."""
+
+    async def next_job() -> int:
+        return await wsa_send(c, [b"next"])
+
+    with pytest.warns(ResourceWarning) as warned, asyncio.Runner(loop_factory=factory) as runner:
+        assert runner.run(next_job()) == 4
+    return [str(w.message) for w in warned if issubclass(w.category, ResourceWarning)]
+
+
 @FACTORIES
 def test_the_next_loop_aborts_what_a_bare_closed_loop_left_and_the_peer_sees_the_close(
     factory: Callable[[], asyncio.AbstractEventLoop],
@@ -205,26 +217,18 @@ def test_the_next_loop_aborts_what_a_bare_closed_loop_left_and_the_peer_sees_the
         await asyncio.sleep(0)
         assert ovs[-1].pending
 
-    async def next_job() -> int:
-        return await wsa_send(c, [b"next"])
-
     try:
         loop = factory()
         loop.run_until_complete(post())
         loop.close()  # bare: no shutdown_asyncgens
         a.close()  # plain close: the engine still holds its duplicate
         assert all(ov._pending for ov in ovs)  # (nobody looked: ov.pending would abort them)
-        with pytest.warns(ResourceWarning) as warned, asyncio.Runner(loop_factory=factory) as runner:
-            assert runner.run(next_job()) == 4
-        messages = [str(w.message) for w in warned if issubclass(w.category, ResourceWarning)]
+        messages = _next_job_aborts(factory, c)
         assert len(messages) == 1 and "overlapped send(s) pending" in messages[0], messages
         assert not any(ov._pending for ov in ovs)
         assert all(ov.error in (0, WSAErrorCode.WSA_OPERATION_ABORTED) for ov in ovs)
         assert ovs[-1].error == WSAErrorCode.WSA_OPERATION_ABORTED
-        b.settimeout(GUARD)
-        got = 0
-        while data := b.recv(1 << 20):  # ends only at the peer's end of stream
-            got += len(data)
+        got = len(recv_to_eof(b, GUARD))  # (ends only at the peer's end of stream)
         assert got == sum(ov.transferred for ov in ovs)
         assert d.recv(10) == b"next"
     finally:
@@ -250,9 +254,6 @@ def test_the_leftovers_warning_names_a_socket_the_caller_dropped(
         await asyncio.sleep(0)
         assert ovs[-1].pending
 
-    async def next_job() -> int:
-        return await wsa_send(c, [b"next"])
-
     try:
         loop = factory()
         loop.run_until_complete(post(a))
@@ -260,9 +261,7 @@ def test_the_leftovers_warning_names_a_socket_the_caller_dropped(
         a.close()
         del a
         gc.collect()
-        with pytest.warns(ResourceWarning) as warned, asyncio.Runner(loop_factory=factory) as runner:
-            assert runner.run(next_job()) == 4
-        messages = [str(w.message) for w in warned if "overlapped send(s) pending" in str(w.message)]
+        messages = [m for m in _next_job_aborts(factory, c) if "overlapped send(s) pending" in m]
         assert messages == [
             "event loop ended with 4 overlapped send(s) pending on a socket since garbage-collected: aborted (S5.12)"
         ]
@@ -290,9 +289,6 @@ def test_sends_posted_as_a_loop_stopped_are_aborted_by_the_next_loop_and_the_loo
     loops = [factory()]
     ovs: list[WSAOverlapped] = []
 
-    async def next_job() -> int:
-        return await wsa_send(c, [b"next"])
-
     def post_and_stop() -> None:
         ovs.append(wsa_send(socks[0], [b"first"]))  # (goes at once: the window opens)
         for _ in range(3):
@@ -308,16 +304,11 @@ def test_sends_posted_as_a_loop_stopped_are_aborted_by_the_next_loop_and_the_loo
         del a
         gc.collect()
         assert ovs[0].completed_immediately and all(ov._pending for ov in ovs[1:])
-        with pytest.warns(ResourceWarning) as warned, asyncio.Runner(loop_factory=factory) as runner:
-            assert runner.run(next_job()) == 4
-        messages = [str(w.message) for w in warned if "overlapped send(s) pending" in str(w.message)]
-        assert len(messages) == 1, messages
+        messages = _next_job_aborts(factory, c)
+        assert len(messages) == 1 and "overlapped send(s) pending" in messages[0], messages
         assert not any(ov._pending for ov in ovs)
         assert ovs[-1].error == WSAErrorCode.WSA_OPERATION_ABORTED
-        b.settimeout(GUARD)
-        got = 0
-        while data := b.recv(1 << 20):  # ends only at the peer's end of stream
-            got += len(data)
+        got = len(recv_to_eof(b, GUARD))  # (ends only at the peer's end of stream)
         assert got == sum(ov.transferred for ov in ovs)
         del ovs[:]
         gc.collect()
