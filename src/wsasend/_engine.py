@@ -748,6 +748,17 @@ def take_stranded(loop: asyncio.AbstractEventLoop) -> list[SendEngine]:
     engines = tick.engines
     tick.engines = []
     tick.scheduled = False
+    for engine in engines:
+        # What the tick's run would have done first (_close_batch): the window closed, and the
+        # transport held for it let go. An engine whose bytes all went (a write in the callback
+        # that stopped the loop) has nothing to abort, and its hold on the transport kept the
+        # socket, so its registry slot, so the engine, for good: the peer never saw the close
+        # (review, stop 51).
+        engine._batch_open = False
+        engine._batch_scheduled = False
+        engine._keep = None
+        if engine._writer is None and not engine._queue and engine._dup is not None:
+            engine._release_dup()
     return engines
 
 

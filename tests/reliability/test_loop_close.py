@@ -319,6 +319,57 @@ def test_sends_posted_as_a_loop_stopped_are_aborted_by_the_next_loop_and_the_loo
 
 
 @FACTORIES
+@pytest.mark.parametrize("close_first", [False, True], ids=["open", "closed"])
+def test_a_write_as_a_loop_stopped_lets_the_peer_see_the_end_after_the_next_loop(
+    factory: Callable[[], asyncio.AbstractEventLoop], close_first: bool
+) -> None:
+    """A WSATransport's small write in the very callback that stops the loop (it goes to the
+    kernel at once, and its batch window holds the transport), then a bare ``close()``: nothing
+    is left to abort, but the window's tick never ran, and its hold on the transport kept the
+    socket, so its registry slot, so the engine, for good: the peer never saw the end of the
+    stream and the loop was never freed (review, stop 51). After the next loop's sweep the
+    peer reads exactly the write, then the end, and the loop and transport are gone."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    c, d = socket.socketpair()
+    loops = [factory()]
+    kept: list[weakref.ref[Any]] = []
+
+    async def connect_write_stop() -> None:
+        transport, _ = await wsasend.create_connection(asyncio.Protocol, *listener.getsockname())
+        kept.append(weakref.ref(transport))
+        transport.write(b"hi")
+        if close_first:
+            transport.close()
+        loops[0].stop()  # (the tick the write scheduled never runs)
+
+    async def next_job() -> int:
+        return await wsa_send(c, [b"next"])
+
+    try:
+        with warnings.catch_warnings():
+            # (The open transport's "unclosed" warnings, whenever it is freed: the user's
+            # neglect, told as asyncio tells it; not what this test is about.)
+            warnings.simplefilter("ignore", ResourceWarning)
+            loops[0].create_task(connect_write_stop())
+            loops[0].run_forever()
+            loops[0].close()  # bare: no shutdown_asyncgens
+            kept.append(weakref.ref(loops.pop()))
+            peer, _ = listener.accept()
+            with peer:
+                gc.collect()
+                with asyncio.Runner(loop_factory=factory) as runner:
+                    assert runner.run(next_job()) == 4
+                gc.collect()
+                assert recv_to_eof(peer, GUARD) == b"hi"
+        assert [ref() for ref in kept] == [None, None]
+    finally:
+        for sock in (listener, c, d):
+            sock.close()
+
+
+@FACTORIES
 def test_the_sweep_of_a_bare_closed_loop_leaves_its_transports_quiet(
     factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
