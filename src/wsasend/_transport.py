@@ -1196,7 +1196,16 @@ class WSATransport(asyncio.Transport):
             # reports error events without a syscall per read (see _check_reset). A socket
             # closed or detached behind our back since (its number may be another socket's
             # now) is not watched: it reads through the loop and checks each time.
-            watch = error_watch(self._loop) if descriptor(sock) == self._sock_fd else None
+            watch = None
+            if descriptor(sock) == self._sock_fd:
+                try:
+                    watch = error_watch(self._loop)
+                except OSError:
+                    # No descriptor for the loop's first watch (EMFILE, ENFILE) or no memory:
+                    # this connection reads through the loop and checks each time, as below.
+                    # (It raised out of connection_made's callback: the protocol was told of a
+                    # connection that then never read nor ended; review, stop 51.)
+                    watch = None
             want = self._read_state is _ReadState.ACTIVE and self._registrations_ours()
             if watch is not None and watch.add(self._sock_fd, self, want):
                 self._error_watch = watch

@@ -14,8 +14,12 @@ import asyncio
 import os
 import resource
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+
+import pytest
 
 from tests.helpers import SMALL_BUF, pattern, read_exactly
 from wsasend import wsa_send
@@ -24,9 +28,9 @@ from ..transport.util import GUARD, drain_peer, wrap
 
 
 @contextmanager
-def no_descriptor_left() -> Iterator[None]:
+def no_descriptor_left(leave: int = 0) -> Iterator[None]:
     """Use up every descriptor the process may open (the soft limit lowered to near the open
-    ones first, so that takes a few dozen), and give them all back on exit."""
+    ones first, so that takes a few dozen) but ``leave``, and give them all back on exit."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     highest = max(int(name) for name in os.listdir("/proc/self/fd"))
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, highest + 32), hard))
@@ -37,6 +41,8 @@ def no_descriptor_left() -> Iterator[None]:
                 hog.append(os.open(os.devnull, os.O_RDONLY))
             except OSError:
                 break
+        for _ in range(leave):
+            os.close(hog.pop())
         yield
     finally:
         for fd in hog:
@@ -83,3 +89,70 @@ async def test_a_transport_keeps_its_bytes_while_no_descriptor_is_left() -> None
         reader = asyncio.ensure_future(drain_peer(peer))
         transport.close()
         assert await asyncio.wait_for(reader, GUARD) == blob + b"TAIL"
+
+
+# The scenario below in a child (its own loop, the loop's exception handler its own: the accept
+# that finds no descriptor after the last one is reported there, as asyncio reports it). Prints
+# what the protocol saw and whether the client got the reply and the end of the stream.
+_LAST_DESCRIPTOR_SERVER = """
+import asyncio, socket, sys
+import wsasend
+from tests.reliability.test_fd_exhaustion import no_descriptor_left
+from tests.helpers import recv_to_eof
+seen = []
+async def main():
+    loop = asyncio.get_running_loop()
+    loop.set_exception_handler(lambda loop, context: None)  # (the second accept's EMFILE)
+    ended = asyncio.Event()
+    class Reply(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.transport = transport
+        def data_received(self, data):
+            seen.append(data.decode())
+            self.transport.write(b"ok")
+            self.transport.close()
+        def connection_lost(self, exc):
+            seen.append("lost")
+            ended.set()
+    server = await wsasend.create_server(Reply, "127.0.0.1", 0)
+    client = socket.create_connection(server.sockets[0].getsockname())
+    client.sendall(b"q")  # (accepted once the loop runs: below, with one descriptor left)
+    with no_descriptor_left(leave=1):
+        try:
+            await asyncio.wait_for(ended.wait(), 10)
+        except asyncio.TimeoutError:
+            seen.append("timeout")
+    client.settimeout(10)
+    try:
+        seen.append(recv_to_eof(client, 10).decode())
+    except OSError as exc:
+        seen.append(type(exc).__name__)
+    client.close()
+    server.close()
+if sys.argv[1] == "uvloop":
+    import uvloop
+    uvloop.run(main())
+else:
+    asyncio.run(main())
+print(" ".join(seen))
+"""
+
+
+@pytest.mark.parametrize("loop_name", ["asyncio", "uvloop"])
+def test_a_connection_accepted_with_the_last_descriptor_reads_replies_and_ends(loop_name: str) -> None:
+    """A server's connection accepted with the last descriptor the process may open: on uvloop
+    the loop's first connection makes the loop's error watch, an epoll, which then cannot be
+    made. It reads through the loop instead (as a socket the watch cannot take does), replies
+    and ends. (Review, stop 51: the EMFILE raised out of the callback that had just told the
+    protocol of the connection, which then never read and never ended: the client waited for
+    ever.) The same on the default loop, which has no such watch."""
+    child = subprocess.run(
+        [sys.executable, "-c", _LAST_DESCRIPTOR_SERVER, loop_name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+    )
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert child.stdout.split() == ["q", "lost", "ok"]
