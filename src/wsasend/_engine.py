@@ -749,14 +749,11 @@ def take_stranded(loop: asyncio.AbstractEventLoop) -> list[SendEngine]:
     tick.engines = []
     tick.scheduled = False
     for engine in engines:
-        # What the tick's run would have done first (_close_batch): the window closed, and the
-        # transport held for it let go. An engine whose bytes all went (a write in the callback
-        # that stopped the loop) has nothing to abort, and its hold on the transport kept the
-        # socket, so its registry slot, so the engine, for good: the peer never saw the close
-        # (review, stop 51).
-        engine._batch_open = False
-        engine._batch_scheduled = False
-        engine._keep = None
+        # What the tick's run would have done first (_close_batch), without its flush on a
+        # closed loop. An engine whose bytes all went (a write in the callback that stopped the
+        # loop) has nothing to abort, and its hold on the transport kept the socket, so its
+        # registry slot, so the engine, for good: the peer never saw the close (review, stop 51).
+        engine._off_tick()
         if engine._writer is None and not engine._queue and engine._dup is not None:
             engine._release_dup()
     return engines
@@ -1922,16 +1919,22 @@ class SendEngine:
         """
         self._batch_open = False
 
-    def _close_batch(self) -> None:
+    def _off_tick(self) -> object:
+        """The tick's end of the window: closed, off the tick, and the transport held for it
+        (see _open_batch) no longer held here; returned, for the caller to hold if it must."""
         self._batch_open = False
         self._batch_scheduled = False
-        # The transport held for the window (see _open_batch) is held by this frame through the
-        # flush, and after it by its writer registration, or here again while sendable sends
-        # wait with none (for the socket's owner or a descriptor): released before the flush,
-        # a transport nobody else held was freed at once and its __del__ closed the socket
-        # under the flush (adversarial pass: a response cut short).
         owner = self._keep
         self._keep = None
+        return owner
+
+    def _close_batch(self) -> None:
+        # The transport held for the window is held by this frame through the flush, and after
+        # it by its writer registration, or here again while sendable sends wait with none (for
+        # the socket's owner or a descriptor): released before the flush, a transport nobody
+        # else held was freed at once and its __del__ closed the socket under the flush
+        # (adversarial pass: a response cut short).
+        owner = self._off_tick()
         if self._queue and self._writer is None:
             sock = self._sockref()
             if sock is None:  # pragma: no cover - the loop's handle keeps it alive
