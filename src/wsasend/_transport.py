@@ -1371,9 +1371,28 @@ class WSATransport(asyncio.Transport):
         if not n:
             self._on_eof()
             return
+        late_error: BaseException | None = None
         if n == size:
             if size < self._max_read:
                 self._read_size = min(size * 2, self._max_read)  # bulk: fewer, larger reads
+                # The read filled: what else the kernel holds, up to the max_read asyncio and
+                # uvloop read at once, goes in the same data_received (one copy, only for a
+                # read that filled). A protocol that answers and closes in its first
+                # data_received otherwise left unread data in the kernel, and the close sent
+                # the peer a reset (a 100 KB request answered with write() and close(): the
+                # client saw ECONNRESET, where both stock transports end it with a FIN).
+                try:
+                    rest = self._max_read - n
+                    more = sock.recv(rest) if recv is None else recv(sock, rest)
+                except (BlockingIOError, InterruptedError):
+                    more = b""
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    more = b""
+                    late_error = exc  # reported after the data it followed, as a next read would
+                if more:
+                    data += more
         elif size > SMALL_READ and n < SMALL_READ:
             self._read_size = SMALL_READ  # small again: stay below the mmap threshold
         # See _read_ready: the engine's batch window closes when data_received returns.
@@ -1393,6 +1412,16 @@ class WSATransport(asyncio.Transport):
                     engine.release()
                 else:
                     engine._batch_open = False
+        if late_error is not None:
+            # (As a next read's error: after the tasks this data wakes have run, so a
+            # StreamReader gives its buffered data before it raises. A transport closed
+            # meanwhile reads no more, and reports nothing, as asyncio's.)
+            if self._state in _READABLE:
+                if isinstance(late_error, OSError) and late_error.errno:
+                    self._fail_after_data(late_error.errno)
+                else:
+                    self._read_error(late_error)
+            return
         if self._error_seen and self._reader_registered:
             self._check_reset(sock)
 
@@ -1455,9 +1484,17 @@ class WSATransport(asyncio.Transport):
         if err:
             # uvloop's reader is gone (it may still hold this iteration's event for the socket):
             # no registration from now on; the drain reads by itself, then reports.
-            self._read_state = _ReadState.FAILED
-            self._reset_err = err
-            self._update_reader()
+            self._fail_after_data(err)
+
+    def _fail_after_data(self, err: int) -> None:
+        """A read took the socket's error ``err`` after data the protocol has now been given:
+        what the kernel still holds is read, and the error reported after it, one loop callback
+        later (see :meth:`_drain_before_reset`); after ``resume_reading()`` if paused."""
+        paused = self._read_state is _ReadState.PAUSED
+        self._read_state = _ReadState.DRAIN_PAUSED if paused else _ReadState.FAILED
+        self._reset_err = err
+        self._update_reader()
+        if not paused:
             self._schedule_drain()
 
     def _schedule_drain(self) -> None:

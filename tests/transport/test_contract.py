@@ -672,9 +672,12 @@ async def test_a_pause_during_the_data_before_a_reset_holds_the_rest_and_the_res
     the first read of what the kernel held when the reset was taken). Nothing more comes, not
     even the reset, until it resumes; then the rest and the reset, as asyncio's paused
     transport (which reads nothing) gives them. The uvloop flavour's delivery of what came
-    before the reset ignored the pause: the rest and the reset came while paused (stop 32)."""
+    before the reset ignored the pause: the rest and the reset came while paused (stop 32).
+    400,000 bytes: more than the first read takes (up to 256 KiB, as asyncio's), so the second
+    data comes from what the kernel still held after the first."""
     ours, theirs = tcp_pair()
-    payload = pattern(100_000)
+    ours.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # (the whole payload held)
+    payload = pattern(400_000)
     loop = asyncio.get_running_loop()
     lost: asyncio.Future[BaseException | None] = loop.create_future()
     received = bytearray()
