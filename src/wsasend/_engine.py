@@ -485,8 +485,18 @@ def take_from(owner: SendEngine, dead: list[SendEngine]) -> bool:
     owner._owned = False  # store, then load _sending: see the theory of operation
     # An open batch window is not idle for another thread: the owner's loop may be queueing
     # into it right now (S5.4). From the owner's own thread nothing can be (the window is only
-    # written there), and its next post claims again (see post_list).
-    if owner._sending or owner._ops or owner._writer is not None or (owner._batch_open and not owner.in_loop_thread()):
+    # written there), and its next post claims again (see post_list). Nor from a loop that is
+    # not running: a stock asyncio loop stopped in the iteration that opened the window never
+    # ran its tick, and the window stayed open, empty, for as long as the loop stayed stopped:
+    # a blocking send from another thread waited all that time, another loop's send was
+    # WSAEINPROGRESS (adversarial pass). Sends its thread posts later find the socket taken
+    # (post_list, _flush) and claim it again.
+    if (
+        owner._sending
+        or owner._ops
+        or owner._writer is not None
+        or (owner._batch_open and not owner.in_loop_thread() and owner.loop.is_running())
+    ):
         owner._owned = True
         return False
     slot.owner = None

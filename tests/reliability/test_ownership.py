@@ -695,6 +695,46 @@ async def _await_send(sock: socket.socket, data: bytes) -> int:
     return await wsa_send(sock, [data])
 
 
+@FACTORIES
+def test_a_loop_stopped_with_its_window_open_lets_other_senders_in(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S4.2, S5.11: a loop stopped (not closed) in the iteration whose send completed at once
+    keeps its batch window open, empty, until it runs again: nothing of it is pending. A
+    blocking send from another thread waited until the loop ran again or closed, and another
+    loop's send was WSAEINPROGRESS for as long (a stock asyncio loop, every run; uvloop ran the
+    tick). Now both go at once, and the stopped loop's next send claims the socket again, in
+    order."""
+    a, b = socket.socketpair()
+    loop = factory()
+    other = _LoopThread(factory)
+    try:
+
+        def post_and_stop() -> None:
+            assert wsa_send(a, [b"<a0>"]).completed_immediately  # the window opens
+            loop.stop()  # in the same iteration: no tick closes the window
+
+        loop.call_soon(post_and_stop)
+        loop.run_forever()
+        done: list[int] = []
+        thread = threading.Thread(target=lambda: done.append(wsa_send_sync(a, [b"<sync>"])))
+        thread.start()
+        thread.join(GUARD)
+        stuck = thread.is_alive()
+        if stuck:
+            loop.close()  # (lets the thread go, so that the test ends)
+            thread.join(GUARD)
+        assert not stuck and done == [6]
+        assert other.run(_await_send(a, b"<other>")) == 7
+        assert loop.run_until_complete(_await_send(a, b"<a1>")) == 4
+        assert recv_exactly(b, 21) == b"<a0><sync><other><a1>"
+    finally:
+        other.close()
+        loop.close()
+        a.close()
+        b.close()
+
+
 @pytest.mark.parametrize("kind", [socket.SOCK_DGRAM, socket.SOCK_SEQPACKET], ids=["dgram", "seqpacket"])
 @FACTORIES
 def test_a_blocking_send_behind_a_message_sockets_owner_is_let_in(
