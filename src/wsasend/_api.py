@@ -563,7 +563,13 @@ def closesocket(sock: socket.socket) -> None:
     check_socket(sock)
     engines: list[SendEngine] = []
     slot = slot_for(sock)
+    from ._sync import interrupt_blocking_send
+
     with _LOCK:
+        # A blocking send that owns the socket is woken first: no engine sends meanwhile, and
+        # the thread it blocks may be a loop's whose engine is aborted below (closesocket waited
+        # 5 s for that loop before waking it; adversarial pass).
+        sync_owned = slot.sync_owner != 0
         # Closing from here on: no engine or thread can claim the socket any more (S5.11). An
         # abort below lets the socket go, and a sync send waiting for it, or another loop's
         # engine, took it and sent after the cut send of the engine just aborted (a stress
@@ -575,11 +581,11 @@ def closesocket(sock: socket.socket) -> None:
             if engine is not None and engine not in engines:
                 engines.append(engine)
     try:
+        if sync_owned:
+            interrupt_blocking_send(sock)
         for engine in engines:  # the current engine, and the socket's owner if another (S5.11)
             _abort_on_its_loop(engine)
-        from ._sync import interrupt_blocking_send
-
-        interrupt_blocking_send(sock)
+        interrupt_blocking_send(sock)  # (one that waited for the socket and took it since)
     finally:
         sock.close()
         with _LOCK:  # a wsa_send_sync waiting for the socket (S4.2) wakes and sees it closed

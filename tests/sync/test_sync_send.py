@@ -29,6 +29,8 @@ from typing import Any
 
 import pytest
 
+import wsasend
+from tests.conftest import LOOP_FACTORIES
 from tests.helpers import (
     SMALL_BUF,
     fill_socket,
@@ -817,6 +819,45 @@ def test_closesocket_interrupts_a_blocking_send_with_WSAEINTR(kind: str, sockets
     assert 0 < err.bytes_sent < len(payload)
     got = read_to_eof(rx)
     assert len(got) == err.bytes_sent and got == payload[: err.bytes_sent], "bytes_sent is exact"
+
+
+@pytest.mark.parametrize("base", list(LOOP_FACTORIES))
+def test_closesocket_wakes_a_blocking_send_in_a_loops_thread_before_it_waits_for_that_loop(
+    base: str, sockets: list[socket.socket]
+) -> None:
+    """S3.4, S6.1: the blocked send runs in the thread of the loop whose transport lives on the
+    socket. closesocket has that loop end the transport (in its thread, engines not being
+    thread-safe) and waited up to 5 s for it before waking the send that blocked that very
+    loop; the transport ended only after closesocket had returned (adversarial pass, every
+    run). Now the send is woken first: the loop runs the transport's end before closesocket
+    returns."""
+    tx, rx = make_pair("unix_stream", sockets, small=True)
+    payload = pattern(32 << 20, seed=23)
+    loop = LOOP_FACTORIES[base]()
+    made: list[Any] = []
+
+    async def block_the_loop() -> int:
+        transport, _ = await wsasend.connect_accepted_socket(asyncio.Protocol, tx)
+        made.append(transport)
+        tx.setblocking(True)  # (the transport set it nonblocking, as asyncio's does; S5.10)
+        return wsa_send_sync(tx, memoryview(payload))  # (blocks this loop's thread)
+
+    thread, box = in_thread(lambda: loop.run_until_complete(block_the_loop()))
+    try:
+        wait_readable(rx)  # the send has started (and holds the socket) ...
+        closesocket(tx)  # ... and is blocked: close it from this thread
+        ended_in_time = made[0].is_closing()
+        thread.join(GUARD)
+        assert not thread.is_alive(), "the blocked send was not woken"
+        assert ended_in_time, "closesocket returned before the loop ended the transport"
+        err = box.get("error")
+        assert isinstance(err, WSAError) and err.winerror is Code.WSAEINTR, box
+        got = read_to_eof(rx)
+        assert got == payload[: err.bytes_sent], "bytes_sent is exact"
+        loop.run_until_complete(asyncio.sleep(0))  # (the transport's connection_lost)
+        assert made[0].get_protocol() is None
+    finally:
+        loop.close()
 
 
 @pytest.mark.parametrize("kind", ["tcp4", "unix_stream"])
