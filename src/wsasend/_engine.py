@@ -673,11 +673,21 @@ class _BatchTick:
         # True once the loop is in _api._WATCHED (set there).
         self.watched = False
 
-    def add(self, engine: SendEngine) -> None:
+    def add(self, engine: SendEngine) -> bool:
+        """Close ``engine``'s window at the loop's next tick; False (nothing recorded) when
+        the loop is not running: a window there would hold sends until the loop runs again,
+        and lose them if it is closed instead. asyncio's ``write()`` outside a running loop
+        (a program's first lines before ``run_until_complete``, its last ones after the loop
+        stopped) hands each write to the kernel at once (adversarial pass: only the first of
+        three such writes went out, and none after it if the loop was then closed)."""
         if not self.scheduled:
-            engine.loop.call_soon(self.run)  # raises on a closed loop: then nothing is recorded
+            loop = engine.loop
+            if not loop.is_running():  # (also a closed loop, whose call_soon would raise)
+                return False
+            loop.call_soon(self.run)
             self.scheduled = True
         self.engines.append(engine)
+        return True
 
     def run(self) -> None:
         self.scheduled = False
@@ -1709,10 +1719,14 @@ class SendEngine:
         # The batch window (see _open_batch), inline: this is the request/response hot path.
         self._batch_open = True
         if not self._batch_scheduled and not self._held:
-            self._tick.add(self)
-            self._batch_scheduled = True
-            if self.keeper is not None:
-                self._keep = self.keeper()  # (see _open_batch)
+            if self._tick.add(self):
+                self._batch_scheduled = True
+                if self.keeper is not None:
+                    self._keep = self.keeper()  # (see _open_batch)
+            else:
+                self._batch_open = False  # a loop that is not running: no window (see add)
+                if self._release_wanted:
+                    self._release_if_idle()  # (as the window's close would, see _close_batch)
         return ov
 
     def post_message_list(self, sock: socket.socket, buffers: list[Any]) -> WSAOverlapped:
@@ -1897,7 +1911,17 @@ class SendEngine:
         """
         self._batch_open = True
         if not self._batch_scheduled and not self._held:
-            self._tick.add(self)
+            if not self._tick.add(self):
+                # A loop that is not running (see _BatchTick.add): no window, what was queued
+                # for it goes now; a writer registered meanwhile sends the rest once it runs.
+                self._batch_open = False
+                if self._ops and self._writer is None:
+                    sock = self._sockref()
+                    if sock is not None:
+                        self._flush(sock)
+                if self._release_wanted:
+                    self._release_if_idle()  # (what the window's close does, see _close_batch)
+                return
             self._batch_scheduled = True
             if self.keeper is not None:
                 # Held until the tick: a transport closed, or dropped, with writes in the
