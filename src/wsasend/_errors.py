@@ -198,7 +198,8 @@ class WSAError(OSError):
     ========================================= =========================
     ``.winerror``                             also an instance of
     ========================================= =========================
-    WSAECONNRESET                             ConnectionResetError
+    WSAECONNRESET                             ConnectionResetError (with errno EPIPE, also
+                                              BrokenPipeError, as asyncio raises there)
     WSAECONNABORTED, WSA_OPERATION_ABORTED    ConnectionAbortedError
     WSAESHUTDOWN                              BrokenPipeError
     WSAETIMEDOUT                              TimeoutError
@@ -247,6 +248,8 @@ class WSAError(OSError):
         code = WSAErrorCode(code)
         if cls is WSAError:
             cls = _WSATypeError if type_error and code in _TYPE_ERROR_CODES else _BUILTIN_CLASSES.get(code, WSAError)
+            if cls is _WSAConnectionResetError and errno == _errno.EPIPE:
+                cls = _WSAConnectionResetBrokenPipeError  # (see that class)
         message = f"[{code.name} {int(code)}] {reason if reason else _DESCRIPTIONS[code]}"
         if detail:
             message = f"{message} ({detail})"
@@ -308,6 +311,12 @@ class WSAError(OSError):
 # ConnectionResetError`` and asyncio's own checks catch it). Module-level, so they pickle.
 class _WSAConnectionResetError(WSAError, ConnectionResetError):
     pass
+
+
+class _WSAConnectionResetBrokenPipeError(WSAError, ConnectionResetError, BrokenPipeError):
+    """A WSAECONNRESET that Linux reported as EPIPE (a send after the peer went away): also
+    the BrokenPipeError asyncio's and uvloop's transports raise for it, so code written for
+    them (``except BrokenPipeError``) catches it as it catches theirs (adversarial pass)."""
 
 
 class _WSAConnectionAbortedError(WSAError, ConnectionAbortedError):

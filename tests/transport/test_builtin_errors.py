@@ -9,6 +9,7 @@ working. Real sockets, both loops; the per-code table itself is in tests/core/te
 from __future__ import annotations
 
 import asyncio
+import errno
 import select
 import socket
 import struct
@@ -142,6 +143,33 @@ async def test_except_BrokenPipeError_catches_a_send_after_close() -> None:
         assert info.value.winerror is WSAErrorCode.WSAESHUTDOWN and info.value.bytes_sent == 0
         assert await drain_peer(peer) == b""
         await proto.wait_lost()
+
+
+@pytest.mark.parametrize("transport_kind", ["stock", "wsasend"])
+async def test_except_BrokenPipeError_catches_a_write_after_the_peer_went_away(transport_kind: str) -> None:
+    """A write after the peer closed (an AF_UNIX peer: EPIPE at once) ends the connection with
+    what asyncio's and uvloop's transports give: a BrokenPipeError. Ours is WSAECONNRESET (the
+    Winsock code, S3.2) and was only a ConnectionResetError: ``except BrokenPipeError`` written
+    for asyncio missed it (adversarial pass). Now it is both, errno EPIPE kept."""
+    loop = asyncio.get_running_loop()
+    ours, peer = socket.socketpair()
+    lost: asyncio.Future[BaseException | None] = loop.create_future()
+
+    class Protocol(asyncio.Protocol):
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.set_result(exc)
+
+    if transport_kind == "stock":
+        transport, _ = await loop.connect_accepted_socket(Protocol, ours)
+    else:
+        transport, _ = await wsasend.connect_accepted_socket(Protocol, ours)
+    peer.close()
+    transport.write(b"after the peer went away")
+    exc = await asyncio.wait_for(lost, GUARD)
+    assert isinstance(exc, BrokenPipeError) and exc.errno == errno.EPIPE, repr(exc)
+    if transport_kind == "wsasend":
+        assert isinstance(exc, WSAError) and isinstance(exc, ConnectionResetError)
+        assert exc.winerror is WSAErrorCode.WSAECONNRESET and exc.bytes_sent == 0
 
 
 def test_except_BlockingIOError_and_TimeoutError_catch_sync_sends() -> None:
