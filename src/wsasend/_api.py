@@ -25,6 +25,7 @@ from ._engine import (
     _running_loop,
     abandon,
     closed_loops_with_windows,
+    mark_cut,
     notify_locked,
     take_stranded,
     ticked_engines,
@@ -313,7 +314,10 @@ def _loop_ending(loop: asyncio.AbstractEventLoop, raising: bool = True) -> None:
                 if _ENGINES.get(key) is current:
                     _set_current(key, None)
             if engines:
-                dead.extend(e for e in engines if e._ops or e._writer is not None)
+                for engine in engines:
+                    if engine._ops or engine._writer is not None:
+                        dead.append(engine)
+                        mark_cut(engine)  # (before the waiters hear: see mark_cut)
                 notify_locked(slot, dead)
         last = _LAST.engine
         if last is not None and last.loop is loop:
@@ -321,6 +325,7 @@ def _loop_ending(loop: asyncio.AbstractEventLoop, raising: bool = True) -> None:
         for engine in take_stranded(loop):  # (a closed loop's tick that never ran)
             if (engine._ops or engine._writer is not None) and engine not in dead:
                 dead.append(engine)
+                mark_cut(engine)
     abandon(dead, None, raising)
 
 

@@ -408,7 +408,10 @@ class SocketSlot:
     sends wait for it. ``closing`` is set for good by ``closesocket`` before it aborts
     anything: from then on nobody can claim the socket (S6.1). ``send_shut`` is set for good by
     ``shutdown(SD_SEND)`` and ``write_eof()`` when they are called: the sends already queued
-    drain, and every new claim fails WSAESHUTDOWN (S6.2).
+    drain, and every new claim fails WSAESHUTDOWN (S6.2). ``cut`` is set for good when a loop's
+    end aborted a stream send of which the kernel had taken a part (S5.12): the stream carries
+    a truncated send, so no byte may follow it, as after closesocket's cut (S6.1): every claim
+    fails WSAECONNABORTED, and sends waiting for the socket are aborted with it.
     """
 
     def __init__(self, max_pending: int = DEFAULT_MAX_PENDING) -> None:
@@ -420,6 +423,7 @@ class SocketSlot:
         self.max_pending = max_pending
         self.closing = False
         self.send_shut = False
+        self.cut = False
         #: The engine of a transport living on the socket (closesocket ends the transport).
         self.transport_engine: SendEngine | None = None
         #: The registry's weak reference to the socket, whose callback forgets the socket when
@@ -481,7 +485,8 @@ def take_from(owner: SendEngine, dead: list[SendEngine]) -> bool:
         slot.owner = None
         if owner._ops or owner._writer is not None:
             dead.append(owner)
-        return True
+            mark_cut(owner)
+        return not slot.cut
     owner._owned = False  # store, then load _sending: see the theory of operation
     # An open batch window is not idle for another thread: the owner's loop may be queueing
     # into it right now (S5.4). From the owner's own thread nothing can be (the window is only
@@ -501,6 +506,23 @@ def take_from(owner: SendEngine, dead: list[SendEngine]) -> bool:
         return False
     slot.owner = None
     return True
+
+
+#: What a send on a socket whose stream a loop's end cut says (see ``SocketSlot.cut``).
+CUT_DETAIL: Final = (
+    "a send on this socket was cut short when its event loop ended (S5.12): "
+    "no byte may follow it on the stream; close the socket"
+)
+
+
+def mark_cut(engine: SendEngine) -> None:
+    """Under ``OWNERSHIP.lock``: ``engine``'s loop ended and its sends are about to be aborted
+    (S5.12); if the kernel took part of its head send, nothing may follow on the stream (see
+    ``SocketSlot.cut``). Before the abort: the socket is freed in the same locked step, and a
+    thread or engine waiting for it sent its bytes right after the truncated send (adversarial
+    pass: a blocking send's 1,000 bytes after 8,064 of a 300,000-byte frame)."""
+    if engine._queue.head_consumed > 0:
+        engine._slot.cut = True
 
 
 def _drop_closed_waiters(slot: SocketSlot, dead: list[SendEngine]) -> None:
@@ -1055,7 +1077,7 @@ class SendEngine:
         if self._inherited:
             return False  # S5.12: the parent's engine never sends in a forked child
         dead: list[SendEngine] = []
-        closing = False
+        closing = cut = False
         with OWNERSHIP.lock:
             if self._owned:
                 return True
@@ -1069,10 +1091,12 @@ class SendEngine:
             # only when an owner lets go; adversarial pass, 4 loops on one socket).
             owned = (
                 not closing
+                and not slot.cut
                 and slot.sync_owner == 0
                 and (not slot.waiting or self in slot.waiting)
                 and (owner is None or owner is self or take_from(owner, dead))
             )
+            cut = slot.cut  # (after take_from, which may have found the cut)
             if owned:
                 slot.owner = self
                 self._owned = True
@@ -1094,6 +1118,11 @@ class SendEngine:
                         errno=errno.EBADF,
                         detail="the socket is closed or being closed (closesocket, its transport, WSACleanup)",
                     )
+            elif cut:
+                if self in slot.waiting:
+                    slot.waiting.remove(self)
+                if not queued:
+                    raise WSAError(WSAErrorCode.WSAECONNABORTED, detail=CUT_DETAIL)
             elif not queued and slot.send_shut:
                 # Another engine drains what was queued before shutdown(SD_SEND) or
                 # write_eof(): a new send is refused as Windows refuses it, not "in progress".
@@ -1116,6 +1145,8 @@ class SendEngine:
         abandon(dead, self.loop)  # (its warnings soon, not in the caller's send: see abandon)
         if closing:
             self.abort()
+        elif cut and not owned:
+            self._abort_all(WSAErrorCode.WSAECONNABORTED)  # (see SocketSlot.cut)
         return owned
 
     def _claim_for_pieces(self, queue: SendQueue[WSAOverlapped]) -> None:
@@ -1155,6 +1186,7 @@ class SendEngine:
                 and not slot.waiting
                 and not slot.closing
                 and not slot.send_shut
+                and not slot.cut
                 and not self._inherited
             ):
                 slot.owner = self

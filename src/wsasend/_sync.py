@@ -21,6 +21,7 @@ from typing import Final
 from ._buffers import IOV_MAX, Buffer, gather_for_message, normalize, split_last_byte
 from ._dest import Destination
 from ._engine import (
+    CUT_DETAIL,
     OWNERSHIP,
     SYNC_PIECES_HELD,
     SendEngine,
@@ -124,6 +125,8 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                             WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed or being closed"
                         )
                     raise WSAError(WSAErrorCode.WSAEINTR, detail="the socket was closed", bytes_sent=0)
+                if slot.cut:
+                    raise WSAError(WSAErrorCode.WSAECONNABORTED, detail=CUT_DETAIL, bytes_sent=0)
                 if slot.send_shut and (slot.owner is not None or slot.waiting):
                     # shutdown(SD_SEND) or write_eof() while overlapped sends drain (S6.2): a
                     # new send fails at once, as on Windows, not after waiting for the drain.
@@ -148,6 +151,8 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                 if not slot.waiting and (owner is None or take_from(owner, dead)):
                     slot.sync_owner = threading.get_ident()
                     return slot
+                if slot.cut:
+                    continue  # (take_from found the cut: see above)
                 busy = owner if owner is not None else slot.waiting[0]
                 if nonblocking or busy.in_loop_thread():
                     raise WSAError(WSAErrorCode.WSAEWOULDBLOCK, detail="overlapped sends are pending on this socket")

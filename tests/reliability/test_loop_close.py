@@ -51,7 +51,8 @@ def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
     """A partly sent send and a queued one; ``loop.close()``; the waiting threads wake, both
     sends report WSA_OPERATION_ABORTED with what the kernel took (the partly sent one: exactly
     what the peer received; the queued one: 0), one ResourceWarning names the socket and the
-    count, and a new loop sends on the socket."""
+    count. The stream now ends in a truncated send: a new loop's send on the socket fails
+    WSAECONNABORTED and nothing follows the cut (S5.12; it went out after it before)."""
     a, b = socket.socketpair()
     ev = WSAEvent()
     ovs: list[WSAOverlapped] = []
@@ -102,15 +103,53 @@ def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
         async def again() -> int:
             return await wsa_send(a, [b"again"])
 
-        # No second warning (warnings are errors here): the socket was freed at the abort.
-        with asyncio.Runner(loop_factory=factory) as runner:
-            assert runner.run(again()) == 5
-        b.setblocking(True)
-        b.settimeout(GUARD)
-        assert b.recv(100) == b"again"
+        # No second warning (warnings are errors here): the socket was freed at the abort, and
+        # the claim of the new loop's send finds the stream cut.
+        with asyncio.Runner(loop_factory=factory) as runner, pytest.raises(WSAError) as refused:
+            runner.run(again())
+        assert refused.value.winerror is WSAErrorCode.WSAECONNABORTED and refused.value.bytes_sent == 0
+        a.close()
+        assert recv_to_eof(b) == b""  # nothing after the cut send
     finally:
         if started:
             winsock.WSACleanup()
+        a.close()
+        b.close()
+
+
+@FACTORIES
+def test_a_loop_closed_with_only_unstarted_sends_frees_the_socket_for_another_loop(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S5.12: sends of which the kernel took nothing (the socket was full when they were
+    posted) are aborted with 0 bytes; the stream is whole, so another loop sends on it."""
+    a, b = socket.socketpair()
+    try:
+        filled = fill_socket(a)
+        ovs: list[WSAOverlapped] = []
+
+        async def post() -> None:
+            ovs.append(wsa_send(a, [b"x" * 100]))
+            ovs.append(wsa_send(a, [b"y" * 10]))
+
+        loop = factory()
+        loop.run_until_complete(post())
+        with pytest.warns(ResourceWarning):
+            loop.close()
+            assert [ov.transferred for ov in ovs if not ov.pending and ov.error] == [0, 0]
+
+        async def again() -> int:
+            return await wsa_send(a, [b"again"])
+
+        reader = threading.Thread(target=lambda: got.append(recv_to_eof(b)), daemon=True)
+        got: list[bytes] = []
+        reader.start()
+        with asyncio.Runner(loop_factory=factory) as runner:
+            assert runner.run(again()) == 5
+        a.close()
+        reader.join(GUARD)
+        assert got and got[0] == b"\0" * filled + b"again"
+    finally:
         a.close()
         b.close()
 

@@ -828,18 +828,21 @@ def test_a_cancelled_waiting_send_leaves_the_line(factory: Callable[[], asyncio.
 
 
 @FACTORIES
-def test_a_blocking_send_waiting_behind_a_loop_closed_bare_goes_ahead(
+def test_a_blocking_send_waiting_behind_a_loop_closed_bare_is_woken(
     factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
     """S5.12, S4.2: a blocking ``wsa_send_sync`` waits for the socket behind a loop's pending
     send, and that loop is closed bare. Nothing wakes a waiter for that: it waited for ever
     (until some other thread looked at the send). It now looks again while it waits: the
-    loop's sends are aborted and the blocking send goes out."""
+    loop's sends are aborted, the first cut short, so the blocking send fails WSAECONNABORTED
+    with nothing sent: its bytes went out right after the truncated send before (adversarial
+    pass: the peer's stream cut into)."""
     a, b = socket.socketpair()
     a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     loop = factory()
-    result: dict[str, int] = {}
-    reader = threading.Thread(target=recv_to_eof, args=(b,), daemon=True)
+    result: dict[str, BaseException] = {}
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(recv_to_eof(b)), daemon=True)
     try:
 
         async def post() -> WSAOverlapped:
@@ -852,7 +855,14 @@ def test_a_blocking_send_waiting_behind_a_loop_closed_bare_goes_ahead(
         from wsasend._api import slot_for
 
         slot = slot_for(a)
-        sync = threading.Thread(target=lambda: result.update(n=wsa_send_sync(a, [b"S" * 1000])), daemon=True)
+
+        def send_sync() -> None:
+            try:
+                wsa_send_sync(a, [b"S" * 1000])
+            except WSAError as exc:
+                result["error"] = exc
+
+        sync = threading.Thread(target=send_sync, daemon=True)
         sync.start()
         deadline = time.monotonic() + GUARD
         while slot.sync_waiting == 0:
@@ -863,8 +873,14 @@ def test_a_blocking_send_waiting_behind_a_loop_closed_bare_goes_ahead(
             loop.close()  # bare: no shutdown_asyncgens
             reader.start()
             sync.join(GUARD)
-        assert result == {"n": 1000}
+        error = result.get("error")
+        assert isinstance(error, WSAError) and error.winerror is WSAErrorCode.WSAECONNABORTED, result
+        assert error.bytes_sent == 0
         assert pending._error == WSAErrorCode.WSA_OPERATION_ABORTED
+        assert 0 < pending.transferred < 2_000_000
+        a.close()
+        reader.join(GUARD)
+        assert got == [b"L" * pending.transferred]  # the cut send's bytes, and nothing after
     finally:
         a.close()
         if reader.is_alive():
