@@ -1122,7 +1122,7 @@ class SendEngine:
                 if self in slot.waiting:
                     slot.waiting.remove(self)
                 if not queued:
-                    raise WSAError(WSAErrorCode.WSAECONNABORTED, detail=CUT_DETAIL)
+                    raise WSAError(WSAErrorCode.WSAECONNABORTED, errno=errno.ECONNABORTED, detail=CUT_DETAIL)
             elif not queued and slot.send_shut:
                 # Another engine drains what was queued before shutdown(SD_SEND) or
                 # write_eof(): a new send is refused as Windows refuses it, not "in progress".

@@ -126,7 +126,10 @@ def _claim(sock: socket.socket, deadline: float | None) -> SocketSlot:
                         )
                     raise WSAError(WSAErrorCode.WSAEINTR, detail="the socket was closed", bytes_sent=0)
                 if slot.cut:
-                    raise WSAError(WSAErrorCode.WSAECONNABORTED, detail=CUT_DETAIL, bytes_sent=0)
+                    # (S5.12: a loop's end cut the stream; see SocketSlot.cut)
+                    raise WSAError(
+                        WSAErrorCode.WSAECONNABORTED, errno=errno.ECONNABORTED, detail=CUT_DETAIL, bytes_sent=0
+                    )
                 if slot.send_shut and (slot.owner is not None or slot.waiting):
                     # shutdown(SD_SEND) or write_eof() while overlapped sends drain (S6.2): a
                     # new send fails at once, as on Windows, not after waiting for the drain.

@@ -118,6 +118,49 @@ def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
 
 
 @FACTORIES
+def test_a_transport_on_a_socket_whose_stream_a_loop_cut_ends_with_WSAECONNABORTED(
+    factory: Callable[[], asyncio.AbstractEventLoop],
+) -> None:
+    """S5.12, S7.2: a transport made later on the socket refuses nothing in ``write()`` (as
+    asyncio's never raises for a dead connection): the connection ends, ``connection_lost``
+    gets WSAECONNABORTED (a ConnectionAbortedError), and nothing follows the cut send."""
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    try:
+
+        async def post() -> WSAOverlapped:
+            ov = wsa_send(a, [b"c" * BIG])
+            await asyncio.sleep(0)
+            return ov
+
+        loop = factory()
+        cut = loop.run_until_complete(post())
+        with pytest.warns(ResourceWarning):
+            loop.close()
+            assert not cut.pending and 0 < cut.transferred < BIG  # (the look aborts it)
+
+        async def transport_writes() -> BaseException | None:
+            lost: asyncio.Future[BaseException | None] = asyncio.get_running_loop().create_future()
+
+            class Protocol(asyncio.Protocol):
+                def connection_lost(self, exc: BaseException | None) -> None:
+                    lost.set_result(exc)
+
+            transport, _ = await wsasend.connect_accepted_socket(Protocol, a)
+            transport.write(b"after the cut")
+            return await asyncio.wait_for(lost, GUARD)
+
+        with asyncio.Runner(loop_factory=factory) as runner:
+            exc = runner.run(transport_writes())
+        assert isinstance(exc, WSAError) and isinstance(exc, ConnectionAbortedError), repr(exc)
+        assert exc.winerror is WSAErrorCode.WSAECONNABORTED
+        assert recv_to_eof(b) == b"c" * cut.transferred  # (the transport closed a)
+    finally:
+        a.close()
+        b.close()
+
+
+@FACTORIES
 def test_a_loop_closed_with_only_unstarted_sends_frees_the_socket_for_another_loop(
     factory: Callable[[], asyncio.AbstractEventLoop],
 ) -> None:
