@@ -32,7 +32,6 @@ protocol is never re-entered from inside one of its own calls into the transport
 from __future__ import annotations
 
 import asyncio
-import asyncio.protocols  # mypyc: the non-native WSAProtocol below needs this module declared
 import builtins
 import contextlib
 import enum
@@ -60,6 +59,7 @@ from ._engine import _IOV_RECV, _IOV_SO_ERROR, _IOV_SOCKNAME, _IOV_TCP_NODELAY, 
 from ._errors import WriteAfterEOFError, WSAError, WSAErrorCode
 from ._errorwatch import ErrorWatch, error_watch
 from ._overlapped import CompletedSend, CompletionRoutine, WSAOverlapped
+from ._protocol import WSAProtocol
 from ._sendfile import fatal_for_connection
 from ._sockutil import (
     DGRAM,
@@ -261,33 +261,7 @@ class _ReadState(enum.Enum):
 # -- the protocol ---------------------------------------------------------------------------------
 
 
-# Users subclass it: an ordinary Python class in the compiled build too (SPEC S10).
-@mypyc_attr(native_class=False)
-class WSAProtocol(asyncio.Protocol):
-    """An :class:`asyncio.Protocol` that is told of every completed send (SPEC S7.2).
-
-    Any protocol with a ``send_completed`` method gets the calls; subclassing this class is only
-    a convenience (and its no-op default costs nothing: the transport skips it).
-    """
-
-    def send_completed(self, overlapped: CompletedSend) -> None:
-        """Called once per completed send of the transport, in posting order.
-
-        Every ``send``, ``write`` and ``writelines`` that posted bytes completes exactly once,
-        successfully (``overlapped.error == 0``, ``transferred`` == its size) or not (its
-        ``WSAError`` in ``overlapped.exception``, ``transferred`` = the bytes the kernel took).
-        It runs through ``loop.call_soon``, after the send's completion routine (S5.3), and
-        before ``connection_lost``. An exception raised here goes to the loop's exception handler.
-
-        ``overlapped`` is a :class:`CompletedSend`: that send's ``error``, ``transferred``,
-        ``exception``, ``nbytes`` (and ``pending`` False, ``result()``), frozen when it completed.
-        The object the send was posted with is ``overlapped.overlapped`` (the one ``send()``
-        returned; ``write()`` makes its own). It is a snapshot because the overlapped itself may
-        be posting another send by now: a routine that reposts with the same overlapped (the
-        classic Winsock pattern), or a task that awaited it and reused it, runs before this call.
-        """
-
-
+# (WSAProtocol lives in _protocol, a module the compiled build leaves interpreted: see there.)
 _BASE_SEND_COMPLETED: Final = WSAProtocol.send_completed
 
 

@@ -151,6 +151,31 @@ async def test_WSATransport_send_completed_errors_do_not_break_the_stream(loop_e
         proto.check()
 
 
+async def test_a_WSAProtocol_subclass_may_call_the_base_send_completed() -> None:
+    """S7.2, S10: cooperative protocols call ``super().send_completed(ov)``. The compiled build
+    raised ``TypeError: wsasend._transport.WSAProtocol object expected`` there (a class mypyc
+    kept non-native still had compiled methods that refuse a subclass's ``self``); the loop's
+    exception handler got it and the subclass's own code never ran (adversarial pass)."""
+
+    class Counting(wsasend.WSAProtocol):
+        def __init__(self) -> None:
+            self.sizes: list[int] = []
+
+        def send_completed(self, overlapped: CompletedSend) -> None:
+            super().send_completed(overlapped)
+            self.sizes.append(overlapped.transferred)
+
+    ours, peer = socket.socketpair()
+    with peer:
+        transport, proto = await wsasend.connect_accepted_socket(Counting, ours)
+        transport.send([b"abc"])
+        transport.write(b"de")
+        await until(lambda: len(proto.sizes) == 2)
+        assert proto.sizes == [3, 2]
+        transport.close()
+        assert await drain_peer(peer) == b"abcde"
+
+
 async def test_WSATransport_connection_lost_raising(loop_errors: list[dict[str, Any]]) -> None:
     class Broken(Recorder):
         def connection_lost(self, exc: BaseException | None) -> None:
