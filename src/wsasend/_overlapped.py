@@ -69,6 +69,12 @@ class WSAEvent:
 
     __slots__ = ("__weakref__", "_async_waiters", "_flag", "_listeners", "_lock", "_source")
 
+    def __init_subclass__(cls, **kwargs: object) -> None:
+        # A handle, as Winsock's WSAEVENT: not a base class. Compiled, the methods refused a
+        # subclass's instances (mypyc's TypeError at construction); pure, a send's completion
+        # never set one (adversarial pass). Refused alike, at the class statement: hold one.
+        raise TypeError("WSAEvent cannot be subclassed: hold one instead (SPEC S5.9)")
+
     def __init__(self, initial_state: object = False) -> None:
         # (``object``: any true value starts it set, in the compiled build too, where a ``bool``
         # annotation refused the rest with mypyc's TypeError; S10.)

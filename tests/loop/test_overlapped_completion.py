@@ -962,3 +962,14 @@ async def test_awaiting_a_complete_send_closes_the_batch_window() -> None:
     finally:
         tx.close()
         rx.close()
+
+
+def test_WSAEvent_is_not_a_base_class() -> None:
+    """S5.9: a handle, as Winsock's WSAEVENT. The compiled build refused a subclass's instances
+    (mypyc's "WSAEvent object expected" at construction) while the pure build made them, but a
+    send's completion never set one (it tested the exact type), so ``wait()`` hung (adversarial
+    pass). Both builds now refuse the class statement itself."""
+    with pytest.raises(TypeError, match="WSAEvent cannot be subclassed"):
+
+        class Mine(WSAEvent):
+            pass
