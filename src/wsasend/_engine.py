@@ -146,6 +146,7 @@ from ._sockutil import (  # _IOV_MARKED_CLOSED: close() or detach() called (see 
     LINUX_SEND_FLAGS,
     SocketInfo,
     accepted_socket,
+    check_stream_state,
     classify,
     close_socket,
     is_closed,
@@ -1385,7 +1386,7 @@ class SendEngine:
             # the queue until the watchdog aborts them; this one must fail at the call.
             raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=errno.EBADF, detail="the socket is closed")
         if not nbytes and not self.message_mode:
-            check_connected(sock)  # S2.4: a zero-byte send checks the socket's state too
+            check_stream_state(sock)  # S2.4: a zero-byte send checks the socket's state too
         queue = self._queue
         if len(queue) >= self.max_pending:
             raise WSAError(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import _socket
 import errno
+import os
 import socket
 import sys
 import weakref
@@ -537,6 +538,37 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
     if err == errno.EBADF and is_closed(sock):
         return WSAErrorCode.WSAENOTSOCK
     return errno_to_wsa(err)
+
+
+def check_stream_state(sock: socket.socket) -> None:
+    """S2.4: what a zero-byte stream send checks, "as for any send", without sending.
+
+    A send fails on a socket that is not connected (WSAENOTCONN), was reset (WSAECONNRESET) or
+    was shut down for sending (WSAESHUTDOWN): the kernel's EPIPE or ENOTCONN, classified as a
+    send's (see :func:`classify`). A zero-byte send makes no system call that could meet them
+    (no ``sendmsg`` on a socket it may not own, S5.11): ``getpeername`` and, for TCP, the
+    state in TCP_INFO tell instead. Before, only ``getpeername`` was asked: after a local
+    ``shutdown(SHUT_WR)`` the send completed, after a reset it was WSAENOTCONN (adversarial
+    pass, build differential). As for any send, a shutdown behind the package's back on a
+    socket that is not TCP cannot be told apart (README).
+    """
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        if exc.errno == errno.EBADF:
+            raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=exc.errno, detail="the socket is closed") from exc
+        if exc.errno != errno.ENOTCONN:
+            raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail=str(exc)) from exc
+        # Never connected, or reset (getpeername fails after a reset too): as a send's EPIPE.
+        code = classify(sock, OSError(errno.EPIPE, os.strerror(errno.EPIPE)))
+        err = errno.ENOTCONN if code == WSAErrorCode.WSAENOTCONN else errno.EPIPE
+        raise WSAError(code, errno=err, detail="a zero-byte send checks the socket's state (S2.4)") from exc
+    shut = sock in _SHUT_WR
+    if not shut and SocketInfo(sock).is_tcp:
+        tcp = tcp_state(sock)
+        shut = tcp is not None and tcp[0] in _TCP_LOCAL_SHUTDOWN
+    if shut:
+        raise WSAError(WSAErrorCode.WSAESHUTDOWN, errno=errno.EPIPE, detail="sends on this socket were shut down")
 
 
 def error_for(sock: socket.socket, exc: OSError, bytes_sent: int, info: SocketInfo | None = None) -> WSAError:

@@ -28,7 +28,6 @@ from ._engine import (
     SocketSlot,
     _drop_closed_waiters,
     abandon,
-    check_connected,
     notify_locked,
     take_from,
 )
@@ -38,6 +37,7 @@ from ._sockutil import (
     LINUX_OOB,
     LINUX_SEND_FLAGS,
     check_socket,
+    check_stream_state,
     error_for,
     is_message_socket,
     max_message_size,
@@ -279,7 +279,7 @@ def send_sync(sock: socket.socket, buffers: object, flags: object, dest: Destina
         if dest is not None and dest[1]:
             raise WSAError(WSAErrorCode.WSAEINVAL, detail="control data on a stream socket")
         if not nbytes:
-            check_connected(sock)  # S2.4: a zero-byte send checks the socket's state too
+            check_stream_state(sock)  # S2.4: a zero-byte send checks the socket's state too
         return _send_stream(sock, bufs, nbytes, osflags, timeout, deadline)
     finally:
         _release_if_ours(sock)

@@ -8,10 +8,12 @@ deterministic: 100%), on both loops.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ctypes
 import gc
 import os
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -22,7 +24,7 @@ import pytest
 
 import wsasend
 from tests.conftest import LOOP_FACTORIES
-from tests.helpers import drain_ready, fill_socket
+from tests.helpers import drain_ready, fill_socket, tcp_pair
 from wsasend import (
     WSAError,
     WSAErrorCode,
@@ -265,6 +267,49 @@ def test_a_zero_byte_facade_send_on_a_listening_socket_is_WSAENOTCONN() -> None:
     finally:
         sock.close()
         winsock.WSACleanup()
+
+
+def _shut_for_sending(a: socket.socket, b: socket.socket) -> None:
+    a.shutdown(socket.SHUT_WR)  # (behind the package's back: TCP_INFO shows the FIN)
+
+
+def _reset_by_peer(a: socket.socket, b: socket.socket) -> None:
+    b.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    b.close()
+    a.settimeout(GUARD)
+    with contextlib.suppress(ConnectionResetError):
+        assert a.recv(1) == b""  # (waits for the reset to arrive; it stays pending for sends)
+
+
+@pytest.mark.parametrize(
+    ("state", "code"),
+    [(_shut_for_sending, WSAErrorCode.WSAESHUTDOWN), (_reset_by_peer, WSAErrorCode.WSAECONNRESET)],
+    ids=["shut-for-sending", "reset-by-peer"],
+)
+@pytest.mark.parametrize("buffers", [[], [b""], b""], ids=["empty-list", "list", "bytes"])
+async def test_a_zero_byte_send_checks_the_state_a_send_would_meet(
+    state: Callable[[socket.socket, socket.socket], None], code: WSAErrorCode, buffers: object
+) -> None:
+    """S2.4: "the socket's state is checked first, as for any send". After a shutdown for
+    sending a zero-byte send completed at once (a one-byte send is WSAESHUTDOWN), after a peer
+    reset it was WSAENOTCONN (a one-byte send is WSAECONNRESET): only getpeername was asked
+    (adversarial pass, both builds). Every path now says what a one-byte send says."""
+    a, b = tcp_pair()
+    try:
+        state(a, b)
+        a.setblocking(False)
+        with pytest.raises(WSAError) as info:
+            wsa_send(a, buffers)
+        assert info.value.winerror is code and info.value.bytes_sent == 0
+        with pytest.raises(WSAError) as info:
+            await asyncio.to_thread(wsa_send_sync, a, buffers)
+        assert info.value.winerror is code and info.value.bytes_sent == 0
+        with pytest.raises(WSAError) as info:  # the one-byte send, for comparison
+            wsa_send(a, [b"x"])
+        assert info.value.winerror is code
+    finally:
+        a.close()
+        b.close()
 
 
 async def test_a_zero_byte_send_on_a_connected_stream_still_completes() -> None:
