@@ -13,13 +13,16 @@ the asyncio variants passed.
 from __future__ import annotations
 
 import asyncio
+import errno
 import socket
 import struct
+import threading
 from typing import cast
 
 import pytest
 
 import wsasend
+from tests.helpers import tcp_pair
 from wsasend import WSAError, WSAErrorCode, WSATransport
 from wsasend._connect import make_transport
 
@@ -162,3 +165,32 @@ async def test_a_udp_transport_still_receives_after_a_port_unreachable() -> None
         assert not transport.is_closing()
     finally:
         transport.close()
+
+
+async def test_a_reset_behind_a_reply_while_sends_are_queued_reports_ECONNRESET() -> None:
+    """S6.3: the peer reads a little of a large write, replies and closes with the rest unread
+    (Linux resets the connection). ``connection_lost`` gets WSAECONNRESET with errno
+    ECONNRESET, as both stock transports report it. On uvloop the read that took the reset
+    (with the reply) ran before the queued send met its EPIPE, and the connection ended with
+    errno EPIPE (adversarial pass, 5 of 5 runs)."""
+    ours, theirs = tcp_pair()
+    loop = asyncio.get_running_loop()
+    lost: asyncio.Future[BaseException | None] = loop.create_future()
+
+    class Protocol(asyncio.Protocol):
+        def connection_lost(self, exc: BaseException | None) -> None:
+            lost.set_result(exc)
+
+    def peer() -> None:
+        theirs.recv(1000)
+        theirs.sendall(b"413 reply")
+        theirs.close()  # with unread data: a reset
+
+    transport, _ = await wsasend.connect_accepted_socket(Protocol, ours)
+    thread = threading.Thread(target=peer, daemon=True)
+    thread.start()
+    transport.write(b"R" * 20_000_000)
+    exc = await asyncio.wait_for(lost, GUARD)
+    thread.join(GUARD)
+    assert isinstance(exc, WSAError) and exc.winerror is WSAErrorCode.WSAECONNRESET, repr(exc)
+    assert exc.errno == errno.ECONNRESET, repr(exc)
