@@ -393,12 +393,6 @@ def _engine_completed(engine: SendEngine, ops: list[WSAOverlapped]) -> None:
 def _engine_failed(engine: SendEngine, exc: WSAError) -> None:
     transport = _transport_of(engine)
     if transport is not None:
-        reset = transport._reset_err
-        if reset and exc.errno == errno.EPIPE:
-            # A read took the peer's reset (_check_reset, uvloop) and the send then met its
-            # EPIPE: the connection ends with the reset, errno ECONNRESET, as the stock
-            # transports report it (it ended with errno EPIPE; adversarial pass, 5 of 5 runs).
-            exc = WSAError(exc.winerror, errno=reset, bytes_sent=exc.bytes_sent, detail="reset by the peer")
         transport._fatal_error(exc, "Fatal write error on WSATransport")
 
 
@@ -1371,6 +1365,8 @@ class WSATransport(asyncio.Transport):
                 except BaseException as exc:
                     more = b""
                     late_error = exc  # reported after the data it followed, as a next read would
+                    if isinstance(exc, OSError) and exc.errno:
+                        self._reset_err = exc.errno  # (taken now: a send's EPIPE meanwhile is this)
                 if more:
                     data += more
         elif size > SMALL_READ and n < SMALL_READ:
@@ -1779,6 +1775,12 @@ class WSATransport(asyncio.Transport):
         """
         if not self._step(_EV_FATAL):
             return
+        if self._reset_err == errno.ECONNRESET and isinstance(exc, WSAError) and exc.errno == errno.EPIPE:
+            # A read took the peer's reset (_check_reset on uvloop, or the read on after a full
+            # one) and a send then met its EPIPE: the connection ends with the reset, errno
+            # ECONNRESET, as both stock transports report it (it ended with errno EPIPE, from
+            # the window's flush or a write's own sendmsg; adversarial passes).
+            exc = WSAError(exc.winerror, errno=errno.ECONNRESET, bytes_sent=exc.bytes_sent, detail="reset by the peer")
         if not isinstance(exc, OSError) or isinstance(exc, RuntimeError):
             # A protocol callback raised (or this module has a bug): that is worth a report.
             # Socket errors are the peer's doing and go to connection_lost only, as in asyncio.

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import array
 import asyncio
+import errno
 import fcntl
 import socket
 import struct
@@ -187,3 +188,44 @@ async def test_a_stream_reader_gets_the_data_before_the_reset(connect: Connect) 
     with pytest.raises(ConnectionResetError):
         await asyncio.wait_for(reader.read(1), GUARD)
     transport.close()
+
+
+class AnswerOnData(Collect):
+    """Answers each data with a write (or a write from a loop callback, ``soon``)."""
+
+    def __init__(self, on_made: Callable[[], None], soon: bool) -> None:
+        super().__init__(on_made)
+        self.soon = soon
+
+    def connection_made(self, transport: Any) -> None:
+        self.transport = transport
+        super().connection_made(transport)
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self.soon:
+            asyncio.get_running_loop().call_soon(self.transport.write, b"reply")
+        else:
+            self.transport.write(b"reply")
+
+
+@TRANSPORTS
+@pytest.mark.parametrize("soon", [False, True], ids=["in-data_received", "call_soon"])
+async def test_a_reset_found_by_the_read_on_ends_with_errno_ECONNRESET(connect: Connect, soon: bool) -> None:
+    """The peer sends exactly one small read's worth, then resets; the protocol answers. The
+    reset is found by the read on after the full one, and the answer's send meets EPIPE:
+    ``connection_lost`` gets errno ECONNRESET, as on the stock transports (it got EPIPE, the
+    send's, from the window's flush or the write's own send; adversarial pass)."""
+    payload = bytes(i % 251 for i in range(65536))
+    server, client = _pair()
+    server.setblocking(False)
+
+    def data_then_reset() -> None:
+        _send_all_queued(client, server, payload)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+
+    _, protocol = await connect(lambda: AnswerOnData(data_then_reset, soon), server)
+    exc = await asyncio.wait_for(protocol.lost, GUARD)
+    assert bytes(protocol.data) == payload
+    assert isinstance(exc, ConnectionResetError) and exc.errno == errno.ECONNRESET, repr(exc)
