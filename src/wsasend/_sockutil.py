@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import _socket
 import errno
-import os
+import select
 import socket
 import sys
 import weakref
@@ -540,6 +540,9 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
     return errno_to_wsa(err)
 
 
+_ZERO_BYTE_CHECK: Final = "a zero-byte send checks the socket's state (S2.4)"
+
+
 def check_stream_state(sock: socket.socket) -> None:
     """S2.4: what a zero-byte stream send checks, "as for any send", without sending.
 
@@ -552,23 +555,32 @@ def check_stream_state(sock: socket.socket) -> None:
     pass, build differential). As for any send, a shutdown behind the package's back on a
     socket that is not TCP cannot be told apart (README).
     """
+    is_tcp = SocketInfo(sock).is_tcp
     try:
         sock.getpeername()
     except OSError as exc:
         if exc.errno == errno.EBADF:
             raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=exc.errno, detail="the socket is closed") from exc
-        if exc.errno != errno.ENOTCONN:
-            raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail=str(exc)) from exc
-        # Never connected, or reset (getpeername fails after a reset too): as a send's EPIPE.
-        code = classify(sock, OSError(errno.EPIPE, os.strerror(errno.EPIPE)))
-        err = errno.ENOTCONN if code == WSAErrorCode.WSAENOTCONN else errno.EPIPE
-        raise WSAError(code, errno=err, detail="a zero-byte send checks the socket's state (S2.4)") from exc
-    shut = sock in _SHUT_WR
-    if not shut and SocketInfo(sock).is_tcp:
-        tcp = tcp_state(sock)
-        shut = tcp is not None and tcp[0] in _TCP_LOCAL_SHUTDOWN
-    if shut:
+        tcp = tcp_state(sock) if is_tcp and exc.errno == errno.ENOTCONN else None
+        if tcp is not None and tcp[0] == _TCP_CLOSE and tcp[1]:
+            # (getpeername fails after a reset too: a TCP socket in CLOSE that exchanged
+            # segments was reset, as a send's first error says. One still connecting, in
+            # SYN_SENT, is not connected: a send there would wait, EAGAIN.)
+            raise WSAError(WSAErrorCode.WSAECONNRESET, errno=errno.ECONNRESET, detail=_ZERO_BYTE_CHECK) from exc
+        raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="the socket is not connected") from exc
+    if sock in _SHUT_WR:
         raise WSAError(WSAErrorCode.WSAESHUTDOWN, errno=errno.EPIPE, detail="sends on this socket were shut down")
+    if is_tcp:
+        tcp = tcp_state(sock)
+        if tcp is not None and tcp[0] in _TCP_LOCAL_SHUTDOWN:
+            raise WSAError(WSAErrorCode.WSAESHUTDOWN, errno=errno.EPIPE, detail="sends on this socket were shut down")
+    elif sock.family == socket.AF_UNIX:
+        # An AF_UNIX stream whose peer is gone (or shut both ways) still has a peer name; poll
+        # says POLLHUP, and a send would fail EPIPE: WSAECONNRESET, as a send's EPIPE there.
+        poller = select.poll()
+        poller.register(sock, select.POLLOUT)
+        if any(events & select.POLLHUP for _, events in poller.poll(0)):
+            raise WSAError(WSAErrorCode.WSAECONNRESET, errno=errno.EPIPE, detail=_ZERO_BYTE_CHECK)
 
 
 def error_for(sock: socket.socket, exc: OSError, bytes_sent: int, info: SocketInfo | None = None) -> WSAError:

@@ -35,6 +35,7 @@ from wsasend import (
     wsa_send,
     wsa_send_sync,
 )
+from wsasend._sockutil import tcp_state
 
 GUARD = 30.0
 FACTORIES = pytest.mark.parametrize("factory", list(LOOP_FACTORIES.values()), ids=list(LOOP_FACTORIES))
@@ -307,6 +308,46 @@ async def test_a_zero_byte_send_checks_the_state_a_send_would_meet(
         with pytest.raises(WSAError) as info:  # the one-byte send, for comparison
             wsa_send(a, [b"x"])
         assert info.value.winerror is code
+    finally:
+        a.close()
+        b.close()
+
+
+def test_a_zero_byte_send_on_a_tcp_socket_still_connecting_is_WSAENOTCONN() -> None:
+    """S2.4: a connect in progress (SYN_SENT) is "not connected", not a reset: the first
+    version of the state check said WSAECONNRESET there (a SYN sent counted as a peer had;
+    adversarial pass, 5 of 5). Skipped where the connect does not stay in SYN_SENT."""
+    sock = socket.socket()
+    try:
+        sock.setblocking(False)
+        sock.connect_ex(("10.255.255.1", 9))  # (nothing answers there, mostly)
+        if (tcp_state(sock) or (0, 0))[0] != 2:
+            pytest.skip("the connect did not stay in SYN_SENT here")
+        with pytest.raises(WSAError) as info:
+            wsa_send_sync(sock, [b""])
+        if (tcp_state(sock) or (0, 0))[0] != 2:
+            pytest.skip("the connect completed during the check")
+        assert info.value.winerror is WSAErrorCode.WSAENOTCONN, info.value
+    finally:
+        sock.close()
+
+
+@pytest.mark.parametrize("how", ["peer-closed", "both-shut"])
+async def test_a_zero_byte_send_on_an_af_unix_stream_whose_peer_is_gone_is_WSAECONNRESET(how: str) -> None:
+    """S2.4: an AF_UNIX stream keeps its peer's name after the peer closed; the zero-byte
+    send completed where a one-byte send is WSAECONNRESET (adversarial pass). poll's POLLHUP
+    tells."""
+    a, b = socket.socketpair()
+    try:
+        if how == "peer-closed":
+            b.close()
+        else:
+            a.shutdown(socket.SHUT_RDWR)
+        a.setblocking(False)
+        for send in (lambda: wsa_send(a, []), lambda: wsa_send_sync(a, [b""]), lambda: wsa_send(a, [b"x"])):
+            with pytest.raises(WSAError) as info:
+                send()
+            assert info.value.winerror is WSAErrorCode.WSAECONNRESET and info.value.bytes_sent == 0
     finally:
         a.close()
         b.close()
