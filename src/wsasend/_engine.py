@@ -703,10 +703,12 @@ class _BatchTick:
         (a program's first lines before ``run_until_complete``, its last ones after the loop
         stopped) hands each write to the kernel at once (adversarial pass: only the first of
         three such writes went out, and none after it if the loop was then closed)."""
+        loop = engine.loop
+        if not loop.is_running():  # (also a closed loop, whose call_soon would raise)
+            # (Asked with a tick scheduled too: one a loop stopped before running holds for
+            # as long as it stays stopped; adversarial pass. Once per engine and iteration.)
+            return False
         if not self.scheduled:
-            loop = engine.loop
-            if not loop.is_running():  # (also a closed loop, whose call_soon would raise)
-                return False
             loop.call_soon(self.run)
             self.scheduled = True
         self.engines.append(engine)
@@ -1430,6 +1432,8 @@ class SendEngine:
             return ov
         ov._reset_for_post(routine, self)
         ov._load(bufs, nbytes, osflags)
+        if not queue and self._batch_open and not self._held and not self.loop.is_running():
+            self._batch_open = False  # (a stopped loop's window: see post_list)
         if queue or self._batch_open:
             queue.submit(ov)
             if self._writer is None and not self._batch_open:
@@ -1609,6 +1613,13 @@ class SendEngine:
             # keeps the descriptor open after close() while a task waits in sock_recv()).
             return self.post(sock, buffers)
         depth = len(self._ops)
+        if not depth and self._batch_open and not self._held and not self.loop.is_running():
+            # A window whose tick a stopped loop has not run (a callback that stopped the loop
+            # after a send): it holds nothing yet, and would hold this send until the loop runs
+            # again, or lose it to a close. Closed: the send tries the kernel, as asyncio's
+            # write() outside a running loop does. (Asked once a window, at its first queued
+            # send; adversarial pass.)
+            self._batch_open = False
         # (An open window is ours to queue into only while we own the socket: an idle owner's
         # socket may have been taken or let go with its window open, and sends queued there
         # then, by an engine neither owner nor waiting, went out after a second engine of the

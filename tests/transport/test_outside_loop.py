@@ -101,3 +101,37 @@ def test_a_write_the_kernel_takes_in_part_outside_the_loop_goes_on_once_it_runs(
         loop.run_until_complete(read_all())
         assert bytes(got) == big + b"<tail>"
         _end(loop, transport)
+
+
+@LOOPS
+@pytest.mark.parametrize("which", ["same", "other"])
+def test_writes_after_a_callback_that_wrote_and_stopped_the_loop_go_at_once(
+    make: Callable[[], asyncio.AbstractEventLoop], which: str
+) -> None:
+    """A callback writes once (the send goes at once and opens the loop's batch window) and
+    stops the loop, whose tick then never runs. Writes after that, on the same transport or
+    another of the loop, were held in that window (stock asyncio loop: none of three arrived,
+    or only the first; then lost to the loop's close; adversarial pass). The window holds
+    nothing then: it is closed, and the writes go at once."""
+    loop = make()
+    a, peer_a = socket.socketpair()
+    b, peer_b = socket.socketpair()
+    with a, peer_a, b, peer_b:
+        first = _transport(loop, a)
+        second = _transport(loop, b)
+
+        def write_and_stop() -> None:
+            first.write(b"in-loop;")
+            loop.stop()
+
+        loop.call_soon(write_and_stop)
+        loop.run_forever()
+        transport, peer = (first, peer_a) if which == "same" else (second, peer_b)
+        for i in range(3):
+            transport.write(b"out%d;" % i)
+        expected = b"in-loop;out0;out1;out2;" if which == "same" else b"out0;out1;out2;"
+        assert recv_exactly(peer, len(expected), GUARD) == expected  # the loop has not run since
+        if which == "other":
+            assert recv_exactly(peer_a, 8, GUARD) == b"in-loop;"
+        first.close()
+        _end(loop, second)
