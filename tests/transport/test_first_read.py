@@ -77,6 +77,21 @@ def _send_all_queued(client: socket.socket, server: socket.socket, payload: byte
         time.sleep(0.001)
 
 
+def _data_then_reset(payload: bytes) -> tuple[socket.socket, Callable[[], None]]:
+    """The server end of a pair (nonblocking), and what to call in ``connection_made`` (a
+    transport needs a peer when it is made, S7.3): the peer sends ``payload``, which the server
+    end then holds whole, and resets."""
+    server, client = _pair()
+    server.setblocking(False)
+
+    def data_then_reset() -> None:
+        _send_all_queued(client, server, payload)
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        client.close()
+
+    return server, data_then_reset
+
+
 class AnswerAndClose(asyncio.Protocol):
     """Answers the first data with a reply and closes (a server refusing a large request)."""
 
@@ -141,14 +156,7 @@ async def test_a_reset_right_after_a_full_read_is_reported_after_the_data(connec
     """The peer resets after exactly one small read's worth (65,536: the read that fills finds
     the reset on the next ``recv``) or more: every byte is delivered, then the reset (S6.3)."""
     payload = bytes(i % 251 for i in range(size))
-    server, client = _pair()
-    server.setblocking(False)
-
-    def data_then_reset() -> None:  # (a transport needs a peer when it is made: see S7.3)
-        _send_all_queued(client, server, payload)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()
-
+    server, data_then_reset = _data_then_reset(payload)
     transport, protocol = await connect(lambda: Collect(data_then_reset), server)
     exc = await asyncio.wait_for(protocol.lost, GUARD)
     assert bytes(protocol.data) == payload
@@ -174,14 +182,7 @@ async def test_a_stream_reader_gets_the_data_before_the_reset(connect: Connect) 
     reported a loop callback later, so the task reads the data first (a StreamReader holding
     an exception raises it before its buffered data)."""
     payload = bytes(i % 251 for i in range(65536))
-    server, client = _pair()
-    server.setblocking(False)
-
-    def data_then_reset() -> None:
-        _send_all_queued(client, server, payload)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()
-
+    server, data_then_reset = _data_then_reset(payload)
     reader = asyncio.StreamReader()
     transport, _ = await connect(lambda: ReaderProtocol(reader, data_then_reset), server)
     assert await asyncio.wait_for(reader.readexactly(len(payload)), GUARD) == payload
@@ -217,14 +218,7 @@ async def test_a_reset_found_by_the_read_on_ends_with_errno_ECONNRESET(connect: 
     ``connection_lost`` gets errno ECONNRESET, as on the stock transports (it got EPIPE, the
     send's, from the window's flush or the write's own send; adversarial pass)."""
     payload = bytes(i % 251 for i in range(65536))
-    server, client = _pair()
-    server.setblocking(False)
-
-    def data_then_reset() -> None:
-        _send_all_queued(client, server, payload)
-        client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        client.close()
-
+    server, data_then_reset = _data_then_reset(payload)
     _, protocol = await connect(lambda: AnswerOnData(data_then_reset, soon), server)
     exc = await asyncio.wait_for(protocol.lost, GUARD)
     assert bytes(protocol.data) == payload
