@@ -256,17 +256,29 @@ class WSAOverlapped(PendingSend):
 
     @property
     def transferred(self) -> int:
-        """Bytes of this send the kernel consumed; set at completion, never while pending."""
+        """Bytes of this send the kernel consumed; set at completion, never while pending.
+
+        Like :attr:`pending`, a look at a send whose loop was closed bare aborts that loop's
+        sends first (S5.12), so the count is the exact one at once: read before ``pending``,
+        it was 0 for an aborted send the kernel had taken part of (adversarial pass).
+        """
+        if self._pending:
+            self._still_pending()
         return self._transferred
 
     @property
     def error(self) -> WSAErrorCode | Literal[0]:
-        """0 on success, else the :class:`WSAErrorCode` the send completed with."""
+        """0 on success, else the :class:`WSAErrorCode` the send completed with (a look at a
+        send whose loop was closed bare aborts it first, as :attr:`transferred`)."""
+        if self._pending:
+            self._still_pending()
         return _error_code(self._error)
 
     @property
     def exception(self) -> WSAError | None:
-        """The :class:`WSAError` of a failed send, else None."""
+        """The :class:`WSAError` of a failed send, else None (as :attr:`error`)."""
+        if self._pending:
+            self._still_pending()
         return self._exc
 
     @property

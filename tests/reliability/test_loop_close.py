@@ -198,6 +198,42 @@ def test_a_loop_closed_with_only_unstarted_sends_frees_the_socket_for_another_lo
 
 
 @FACTORIES
+@pytest.mark.parametrize("field", ["transferred", "error", "exception"])
+def test_a_bare_loop_close_gives_exact_fields_at_the_first_look_at_any_of_them(
+    factory: Callable[[], asyncio.AbstractEventLoop], field: str
+) -> None:
+    """S5.12's exact counts from the first look: ``transferred``, ``error`` or ``exception``
+    read first (before ``pending``) said 0 / 0 / None for a send the loop's end had aborted
+    after the kernel took part of it (the abort runs at a look, and these did not look;
+    adversarial pass)."""
+    a, b = socket.socketpair()
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+    try:
+
+        async def post() -> WSAOverlapped:
+            ov = wsa_send(a, [b"p" * BIG])
+            await asyncio.sleep(0)
+            return ov
+
+        loop = factory()
+        ov = loop.run_until_complete(post())
+        with pytest.warns(ResourceWarning):
+            loop.close()
+            first = getattr(ov, field)
+        got = drain_ready(b)
+        if field == "transferred":
+            assert first == got > 0
+        elif field == "error":
+            assert first == WSAErrorCode.WSA_OPERATION_ABORTED
+        else:
+            assert isinstance(first, WSAError) and first.bytes_sent == got > 0
+        assert ov.transferred == got and not ov.pending
+    finally:
+        a.close()
+        b.close()
+
+
+@FACTORIES
 @pytest.mark.parametrize("look", ["ov.pending", "ov.done", "ov.result", "event.is_set", "WSAGetOverlappedResult"])
 def test_a_bare_loop_close_is_noticed_by_a_thread_that_polls(
     factory: Callable[[], asyncio.AbstractEventLoop], look: str
