@@ -1749,6 +1749,13 @@ class SendEngine:
             # The op is queued now, which keeps the socket ours (take_from): cleared before
             # the registration, so an error there cannot leave it set.
             self._sending = False
+            if len(buffers) > IOV_MAX and n and n == sum(map(len, buffers[:IOV_MAX])):
+                # More than IOV_MAX buffers, and the kernel took all of the first sendmsg's: the
+                # rest goes on now, not at the next writable event, which an AF_UNIX socket more
+                # than a quarter full never reports although it takes more (the send waited for
+                # the peer to read; adversarial pass). The flush registers the writer if needed.
+                self._flush(sock)
+                return ov
             self._add_writer(sock)
             return ov
         self._sending = False

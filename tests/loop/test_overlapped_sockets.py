@@ -14,6 +14,7 @@ import fcntl
 import itertools
 import os
 import random
+import select
 import socket
 from typing import Any
 
@@ -351,6 +352,29 @@ async def test_wsa_send_more_than_1024_buffers_tcp(queued: bool) -> None:
             assert await ov == len(expected)
             assert await tail == 6000
         assert got == head + expected + b"tail" * 1500
+    finally:
+        a.close()
+        b.close()
+
+
+async def test_more_than_1024_buffers_the_kernel_takes_go_within_the_call() -> None:
+    """S5.1, S2.3: 1,500 buffers into an AF_UNIX socket with room for them but more than a
+    quarter of its buffer in use (so it reports no POLLOUT): the first 1,024 went in the call,
+    the rest waited for a writable event that never came until the peer read (adversarial
+    pass, build differential). Now the kernel is tried on while it takes everything offered:
+    the send is done when the call returns, and the bytes are whole and in order."""
+    a, b = socket.socketpair()
+    try:
+        a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 256 * 1024)
+        head = pattern(200_000, 5)  # > a quarter of the doubled 256 KiB: POLLOUT is off
+        assert await wsa_send(a, [head]) == len(head)
+        assert not select.select([], [a], [], 0)[1], "the socket still reports writable here"
+        bufs = [pattern(7, i) for i in range(1500)]
+        ov = wsa_send(a, bufs)
+        assert not ov.pending and ov.transferred == 7 * 1500
+        async with asyncio.timeout(GUARD):
+            got = await read_exactly(b, len(head) + 7 * 1500)
+        assert got == head + b"".join(bufs)
     finally:
         a.close()
         b.close()

@@ -362,8 +362,9 @@ def test_closesocket_lets_no_waiting_sync_send_in_after_the_owner_is_aborted(
 
 
 def _many_buffers(count: int) -> list[bytes]:
-    """``count`` distinct 8-byte buffers: more than IOV_MAX, so a send of them stays pending
-    after its first ``sendmsg`` (1024 of them) even with room in the socket (S2.3)."""
+    """``count`` distinct 8-byte buffers: more than IOV_MAX (S2.3), so the general path's send
+    of them stays pending after its first ``sendmsg`` (1024 of them) even with room in the
+    socket (a list of bytes through ``post_list`` goes on in the call instead)."""
     return [b"A%07d" % i for i in range(count)]
 
 
@@ -518,6 +519,9 @@ def _abort_while_a_thread_sends(factory: Callable[[], asyncio.AbstractEventLoop]
     from tests.transport.util import wrap
 
     a, b = socket.socketpair()
+    # Small: the first sendmsg takes only part of the first 1,024 buffers, so the write stays
+    # partly sent (a send whose first sendmsg takes all it is offered goes on in the call).
+    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
     bufs = _many_buffers(2000)
     outcome: list[object] = []
     trying = threading.Event()
@@ -536,7 +540,7 @@ def _abort_while_a_thread_sends(factory: Callable[[], asyncio.AbstractEventLoop]
 
     async def main() -> int:
         transport, _ = await wrap(a, asyncio.Protocol)
-        transport.writelines(bufs)  # 1024 buffers go now, the rest wait for the writer
+        transport.writelines(bufs)  # a part goes now, the rest waits for the writer
         sent = len(bufs) * 8 - transport.get_write_buffer_size()
         assert 0 < sent < len(bufs) * 8
         thread = threading.Thread(target=thread_sender, args=(transport.get_extra_info("socket"),), daemon=True)
