@@ -146,6 +146,7 @@ from ._sockutil import (  # _IOV_MARKED_CLOSED: close() or detach() called (see 
     LINUX_SEND_FLAGS,
     SocketInfo,
     accepted_socket,
+    check_connected,
     check_stream_state,
     classify,
     close_socket,
@@ -381,22 +382,6 @@ def _spare(spare: list[WSAOverlapped]) -> None:
 # What post_list(keep=False) returns for a send nobody sees complete (see there): a fresh
 # overlapped that is never posted, awaited or handed out.
 _UNSEEN: Final = WSAOverlapped()
-
-
-def check_connected(sock: socket.socket) -> None:
-    """S2.4: a zero-byte stream send is WSAENOTCONN on a listening or unconnected socket.
-
-    Only zero-byte sends need it (every other send meets the kernel's own check), so the
-    ``getpeername`` syscall stays off the hot path.
-    """
-    try:
-        sock.getpeername()
-    except OSError as exc:
-        if exc.errno == errno.ENOTCONN:
-            raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="the socket is not connected") from exc
-        if exc.errno == errno.EBADF:
-            raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=exc.errno, detail="the socket is closed") from exc
-        raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail=str(exc)) from exc
 
 
 class SocketSlot:

@@ -540,6 +540,23 @@ def classify(sock: socket.socket, exc: OSError, info: SocketInfo | None = None) 
     return errno_to_wsa(err)
 
 
+def check_connected(sock: socket.socket) -> None:
+    """S2.4, S5.2: WSAENOTCONN for a listening or unconnected socket (WSAENOTSOCK if closed).
+
+    Only sends that make no system call of their own need it (a zero-byte stream send, a
+    datagram with nowhere to go queued behind others), so the ``getpeername`` syscall stays
+    off the hot path.
+    """
+    try:
+        sock.getpeername()
+    except OSError as exc:
+        if exc.errno == errno.ENOTCONN:
+            raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="the socket is not connected") from exc
+        if exc.errno == errno.EBADF:
+            raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=exc.errno, detail="the socket is closed") from exc
+        raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail=str(exc)) from exc
+
+
 _ZERO_BYTE_CHECK: Final = "a zero-byte send checks the socket's state (S2.4)"
 
 
@@ -547,27 +564,25 @@ def check_stream_state(sock: socket.socket) -> None:
     """S2.4: what a zero-byte stream send checks, "as for any send", without sending.
 
     A send fails on a socket that is not connected (WSAENOTCONN), was reset (WSAECONNRESET) or
-    was shut down for sending (WSAESHUTDOWN): the kernel's EPIPE or ENOTCONN, classified as a
-    send's (see :func:`classify`). A zero-byte send makes no system call that could meet them
-    (no ``sendmsg`` on a socket it may not own, S5.11): ``getpeername`` and, for TCP, the
-    state in TCP_INFO tell instead. Before, only ``getpeername`` was asked: after a local
+    was shut down for sending (WSAESHUTDOWN). A zero-byte send makes no system call that could
+    meet them (no ``sendmsg`` on a socket it may not own, S5.11): :func:`check_connected`'s
+    ``getpeername``, TCP_INFO's state, a zero-timeout ``poll`` (AF_UNIX) and our record of
+    shutdowns tell instead. Before, only ``getpeername`` was asked: after a local
     ``shutdown(SHUT_WR)`` the send completed, after a reset it was WSAENOTCONN (adversarial
-    pass, build differential). As for any send, a shutdown behind the package's back on a
-    socket that is not TCP cannot be told apart (README).
+    pass, build differential). An AF_UNIX socket shut down for sending behind the package's
+    back cannot be told apart (README).
     """
     is_tcp = SocketInfo(sock).is_tcp
     try:
-        sock.getpeername()
-    except OSError as exc:
-        if exc.errno == errno.EBADF:
-            raise WSAError(WSAErrorCode.WSAENOTSOCK, errno=exc.errno, detail="the socket is closed") from exc
+        check_connected(sock)
+    except WSAError as exc:
         tcp = tcp_state(sock) if is_tcp and exc.errno == errno.ENOTCONN else None
         if tcp is not None and tcp[0] == _TCP_CLOSE and tcp[1]:
             # (getpeername fails after a reset too: a TCP socket in CLOSE that exchanged
             # segments was reset, as a send's first error says. One still connecting, in
             # SYN_SENT, is not connected: a send there would wait, EAGAIN.)
             raise WSAError(WSAErrorCode.WSAECONNRESET, errno=errno.ECONNRESET, detail=_ZERO_BYTE_CHECK) from exc
-        raise WSAError(WSAErrorCode.WSAENOTCONN, errno=exc.errno, detail="the socket is not connected") from exc
+        raise
     if sock in _SHUT_WR:
         raise WSAError(WSAErrorCode.WSAESHUTDOWN, errno=errno.EPIPE, detail="sends on this socket were shut down")
     if is_tcp:
