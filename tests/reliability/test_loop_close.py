@@ -117,6 +117,22 @@ def test_a_bare_loop_close_wakes_thread_waiters_with_exact_counts(
         b.close()
 
 
+def _a_send_taken_in_part(
+    factory: Callable[[], asyncio.AbstractEventLoop], sock: socket.socket, byte: bytes
+) -> tuple[asyncio.AbstractEventLoop, WSAOverlapped]:
+    """A new loop, stopped (not closed), with one send of ``BIG`` bytes of ``byte`` on ``sock``
+    pending, of which the kernel took a part (a 64 KiB send buffer)."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+
+    async def post() -> WSAOverlapped:
+        ov = wsa_send(sock, [byte * BIG])
+        await asyncio.sleep(0)
+        return ov
+
+    loop = factory()
+    return loop, loop.run_until_complete(post())
+
+
 @FACTORIES
 def test_a_transport_on_a_socket_whose_stream_a_loop_cut_ends_with_WSAECONNABORTED(
     factory: Callable[[], asyncio.AbstractEventLoop],
@@ -125,16 +141,8 @@ def test_a_transport_on_a_socket_whose_stream_a_loop_cut_ends_with_WSAECONNABORT
     asyncio's never raises for a dead connection): the connection ends, ``connection_lost``
     gets WSAECONNABORTED (a ConnectionAbortedError), and nothing follows the cut send."""
     a, b = socket.socketpair()
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     try:
-
-        async def post() -> WSAOverlapped:
-            ov = wsa_send(a, [b"c" * BIG])
-            await asyncio.sleep(0)
-            return ov
-
-        loop = factory()
-        cut = loop.run_until_complete(post())
+        loop, cut = _a_send_taken_in_part(factory, a, b"c")
         with pytest.warns(ResourceWarning):
             loop.close()
             assert not cut.pending and 0 < cut.transferred < BIG  # (the look aborts it)
@@ -207,16 +215,8 @@ def test_a_bare_loop_close_gives_exact_fields_at_the_first_look_at_any_of_them(
     after the kernel took part of it (the abort runs at a look, and these did not look;
     adversarial pass)."""
     a, b = socket.socketpair()
-    a.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
     try:
-
-        async def post() -> WSAOverlapped:
-            ov = wsa_send(a, [b"p" * BIG])
-            await asyncio.sleep(0)
-            return ov
-
-        loop = factory()
-        ov = loop.run_until_complete(post())
+        loop, ov = _a_send_taken_in_part(factory, a, b"p")
         with pytest.warns(ResourceWarning):
             loop.close()
             first = getattr(ov, field)
